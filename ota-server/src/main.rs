@@ -1,0 +1,6 @@
+//! `ota-server`: wiring only; see the `ota_server` library.
+
+fn main() {
+    eprintln!("ota-server: not built yet");
+    std::process::exit(2);
+}
