@@ -6,3 +6,25 @@
 //! `rumqttd` on loopback. Around it: the device registry, the hash-chained
 //! audit log, the admin HTTPS API, the store-and-forward uplink and the OTA
 //! agent.
+//!
+//! Where each control of DESIGN.md lives:
+//!
+//! | control | module |
+//! | --- | --- |
+//! | configuration, refusal of insecure settings | [`config`] |
+//! | one SQLite database, migrations | [`db`] |
+//! | device-facing mutual TLS, MQTT parsing, per-packet policy | [`edge`] |
+//! | admin HTTPS API, tokens, roles, TOTP, break-glass | [`admin`] |
+//! | durable outbox, store-and-forward uplink | [`uplink`] |
+//! | upstream renderings (device JSON, FHIR R4) | [`render`] |
+//! | hand-off of accepted telemetry from edge to outbox | [`sink`] |
+//! | command-line subcommands | [`cli`] |
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod edge;
+pub mod render;
+pub mod sink;
+pub mod uplink;

@@ -1,0 +1,1 @@
+-- Device registry and hash-chained audit log (owned by the edge core).

@@ -1,0 +1,1 @@
+-- Admin access tokens (owned by admin).

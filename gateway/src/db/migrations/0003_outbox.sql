@@ -1,0 +1,1 @@
+-- Durable telemetry outbox (owned by uplink).

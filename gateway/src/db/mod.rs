@@ -1,0 +1,145 @@
+//! The gateway's one SQLite database: opening it in WAL mode and applying
+//! forward migrations tracked in `PRAGMA user_version`.
+//!
+//! Each component owns its tables in its own migration file; the list below
+//! is the single order in which they are applied. Components open their own
+//! connection through [`open`] (SQLite in WAL mode serves several connections
+//! of one process well), and keep it on a dedicated thread or in
+//! `spawn_blocking`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+/// Forward migrations, applied in order; the index + 1 is the schema version.
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("core: registry and audit log", include_str!("migrations/0001_core.sql")),
+    ("admin: access tokens", include_str!("migrations/0002_admin.sql")),
+    ("uplink: outbox", include_str!("migrations/0003_outbox.sql")),
+];
+
+/// What went wrong opening or migrating the database.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The file could not be opened or configured.
+    #[error("cannot open gateway database {path}: {source}; check the path and permissions of `storage.data_dir`")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// The SQLite error.
+        source: rusqlite::Error,
+    },
+    /// A migration failed; the database is left at the previous version.
+    #[error("migration to schema version {version} ({name}) failed: {source}")]
+    Migrate {
+        /// The version being applied.
+        version: usize,
+        /// Its description.
+        name: &'static str,
+        /// The SQLite error.
+        source: rusqlite::Error,
+    },
+    /// The file was written by a newer gateway.
+    #[error("database {path} has schema version {found}, newer than this gateway knows ({known}); run the newer gateway or restore a backup")]
+    TooNew {
+        /// The database file.
+        path: PathBuf,
+        /// Version found in the file.
+        found: usize,
+        /// Highest version this build knows.
+        known: usize,
+    },
+}
+
+/// The schema version this build creates.
+#[must_use]
+pub fn schema_version() -> usize {
+    MIGRATIONS.len()
+}
+
+/// Open (creating if needed) the database at `path`, switch it to WAL and
+/// apply any pending migrations, each in its own transaction.
+///
+/// # Errors
+/// [`DbError`] if the file cannot be opened, is newer than this build, or a
+/// migration fails.
+pub fn open(path: &Path) -> Result<Connection, DbError> {
+    let open_err = |source| DbError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut conn = Connection::open(path).map_err(open_err)?;
+    conn.busy_timeout(Duration::from_secs(10)).map_err(open_err)?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
+    conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
+    conn.pragma_update(None, "foreign_keys", "ON").map_err(open_err)?;
+    migrate(&mut conn, path)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), DbError> {
+    let open_err = |source| DbError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let current: usize = conn
+        .pragma_query_value(None, "user_version", |row| row.get::<_, i64>(0))
+        .map_err(open_err)?
+        .try_into()
+        .unwrap_or(usize::MAX);
+    if current > MIGRATIONS.len() {
+        return Err(DbError::TooNew {
+            path: path.to_path_buf(),
+            found: current,
+            known: MIGRATIONS.len(),
+        });
+    }
+    for (index, (name, sql)) in MIGRATIONS.iter().enumerate().skip(current) {
+        let version = index + 1;
+        let fail = |source| DbError::Migrate {
+            version,
+            name,
+            source,
+        };
+        let tx = conn.transaction().map_err(fail)?;
+        tx.execute_batch(sql).map_err(fail)?;
+        tx.pragma_update(None, "user_version", version as i64)
+            .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        tracing::info!(version, migration = name, "applied gateway database migration");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_fresh_database_and_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gw.db");
+        drop(open(&path).unwrap());
+        let conn = open(&path).unwrap();
+        let v: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v as usize, schema_version());
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn refuses_newer_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gw.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "user_version", 999).unwrap();
+        }
+        assert!(matches!(open(&path), Err(DbError::TooNew { found: 999, .. })));
+    }
+}
