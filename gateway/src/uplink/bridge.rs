@@ -1,0 +1,533 @@
+//! The MQTT bridge to the hospital broker.
+//!
+//! One task owns a `rumqttc` client per session: TLS with the gateway's
+//! client certificate, MQTT 3.1.1, QoS 1, clean session. Each session starts
+//! from the oldest row still in the outbox and sends in id order (so
+//! per-device order holds), keeping at most `max_inflight` publishes
+//! unacknowledged. `rumqttc` reports each outgoing publish's packet id in
+//! the order the publishes were queued, which maps packet ids back to rows;
+//! a row is removed from the outbox only once the broker acknowledged every
+//! rendering of it. Anything unacknowledged when a session ends is sent
+//! again in the next one (QoS 1 may duplicate, never lose).
+//!
+//! Reconnects wait a capped exponential backoff with full jitter in its
+//! upper half, so a ward of gateways does not reconnect in lockstep.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::BufReader;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng as _;
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS, Transport};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::outbox::{Outbox, OutboxDepth, PendingMessage};
+use super::{UplinkConfig, UplinkError};
+use crate::render::{self, Format};
+
+/// Largest MQTT packet the bridge sends or accepts.
+const MAX_PACKET: usize = 256 * 1024;
+
+/// Connection settings of the bridge, resolved from [`UplinkConfig`].
+#[derive(Clone)]
+pub struct BridgeSettings {
+    /// Upstream host (also the TLS server name).
+    pub host: String,
+    /// Upstream port.
+    pub port: u16,
+    /// MQTT client id.
+    pub client_id: String,
+    /// TLS client configuration with the CA and client certificate.
+    pub tls: Arc<rustls::ClientConfig>,
+    /// Upstream topic prefix.
+    pub topic_prefix: String,
+    /// Renderings published per message.
+    pub formats: Vec<Format>,
+    /// Most unacknowledged publishes.
+    pub max_inflight: u16,
+    /// MQTT keep-alive.
+    pub keep_alive: Duration,
+    /// First reconnect delay.
+    pub backoff_initial: Duration,
+    /// Reconnect delay cap.
+    pub backoff_max: Duration,
+}
+
+impl std::fmt::Debug for BridgeSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BridgeSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("client_id", &self.client_id)
+            .field("topic_prefix", &self.topic_prefix)
+            .field("formats", &self.formats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BridgeSettings {
+    /// Resolve settings and load the TLS files named in `config`.
+    ///
+    /// # Errors
+    /// [`UplinkError::Tls`] naming the unusable file.
+    pub fn from_config(config: &UplinkConfig) -> Result<Self, UplinkError> {
+        Ok(Self {
+            host: config.broker_host.clone(),
+            port: config.broker_port,
+            client_id: config.client_id.clone(),
+            tls: client_tls(&config.ca_file, &config.cert_file, &config.key_file)?,
+            topic_prefix: config.topic_prefix.clone(),
+            formats: config.formats.clone(),
+            max_inflight: config.max_inflight,
+            keep_alive: config.keep_alive,
+            backoff_initial: config.backoff_initial,
+            backoff_max: config.backoff_max,
+        })
+    }
+}
+
+/// Build the rustls client configuration: trust only `ca_file`, present
+/// `cert_file`/`key_file`.
+///
+/// # Errors
+/// [`UplinkError::Tls`] naming the unusable file.
+pub fn client_tls(
+    ca_file: &Path,
+    cert_file: &Path,
+    key_file: &Path,
+) -> Result<Arc<rustls::ClientConfig>, UplinkError> {
+    let tls_err = |what, path: &Path, reason: String| UplinkError::Tls {
+        what,
+        path: path.to_path_buf(),
+        reason,
+    };
+    let read = |what, path: &Path| {
+        std::fs::read(path).map_err(|e| tls_err(what, path, format!("cannot read: {e}")))
+    };
+    let ca_pem = read("uplink.ca_file", ca_file)?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut BufReader::new(ca_pem.as_slice())) {
+        let cert = cert.map_err(|e| tls_err("uplink.ca_file", ca_file, e.to_string()))?;
+        roots
+            .add(cert)
+            .map_err(|e| tls_err("uplink.ca_file", ca_file, e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(tls_err(
+            "uplink.ca_file",
+            ca_file,
+            "no PEM certificate in it".into(),
+        ));
+    }
+    let cert_pem = read("uplink.cert_file", cert_file)?;
+    let chain = rustls_pemfile::certs(&mut BufReader::new(cert_pem.as_slice()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| tls_err("uplink.cert_file", cert_file, e.to_string()))?;
+    if chain.is_empty() {
+        return Err(tls_err(
+            "uplink.cert_file",
+            cert_file,
+            "no PEM certificate in it".into(),
+        ));
+    }
+    let key_pem = read("uplink.key_file", key_file)?;
+    let key = rustls_pemfile::private_key(&mut BufReader::new(key_pem.as_slice()))
+        .map_err(|e| tls_err("uplink.key_file", key_file, e.to_string()))?
+        .ok_or_else(|| tls_err("uplink.key_file", key_file, "no PEM private key in it".into()))?;
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| tls_err("uplink.ca_file", ca_file, e.to_string()))?
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .map_err(|e| tls_err("uplink.key_file", key_file, e.to_string()))?;
+    Ok(Arc::new(config))
+}
+
+/// What the admin API shows about the uplink.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UplinkStatus {
+    /// `host:port` of the upstream broker, `None` when disabled.
+    pub broker: Option<String>,
+    /// Whether a session with the upstream broker is up.
+    pub connected: bool,
+    /// The last connection error, if the link is down.
+    pub last_error: Option<String>,
+    /// Messages waiting in the outbox.
+    pub outbox_rows: u64,
+    /// Sealed bytes waiting in the outbox.
+    pub outbox_bytes: u64,
+    /// Age of the oldest waiting message, seconds.
+    pub oldest_message_age_seconds: Option<f64>,
+}
+
+impl UplinkStatus {
+    pub(crate) fn new(
+        broker: Option<String>,
+        connected: bool,
+        last_error: Option<String>,
+        depth: OutboxDepth,
+    ) -> Self {
+        Self {
+            broker,
+            connected,
+            last_error,
+            outbox_rows: depth.rows,
+            outbox_bytes: depth.bytes,
+            oldest_message_age_seconds: depth.oldest_received_ms.map(age_seconds),
+        }
+    }
+}
+
+fn age_seconds(received_ms: i64) -> f64 {
+    let ms = (chrono::Utc::now().timestamp_millis() - received_ms).max(0);
+    // Precision loss is irrelevant for an age in seconds.
+    #[allow(clippy::cast_precision_loss)]
+    let s = ms as f64 / 1000.0;
+    s
+}
+
+#[derive(Debug, Default)]
+struct LinkState {
+    connected: bool,
+    last_error: Option<String>,
+}
+
+/// Handle to the running bridge task.
+#[derive(Debug)]
+pub struct BridgeHandle {
+    state: Arc<Mutex<LinkState>>,
+    task: JoinHandle<()>,
+}
+
+impl BridgeHandle {
+    /// Whether the session is up, and the last error.
+    #[must_use]
+    pub fn connection(&self) -> (bool, Option<String>) {
+        self.state
+            .lock()
+            .map(|s| (s.connected, s.last_error.clone()))
+            .unwrap_or((false, None))
+    }
+
+    /// Wait for the task to end.
+    pub async fn join(self) {
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "uplink bridge task failed");
+        }
+    }
+}
+
+/// Start the bridge task draining `outbox` until `cancel` fires.
+#[must_use]
+pub fn spawn(settings: BridgeSettings, outbox: Outbox, cancel: CancellationToken) -> BridgeHandle {
+    let state = Arc::new(Mutex::new(LinkState::default()));
+    let bridge = Bridge {
+        settings,
+        outbox,
+        cancel,
+        state: state.clone(),
+        acked_pending: Arc::new(Mutex::new(HashSet::new())),
+    };
+    let span = tracing::info_span!("uplink", broker = %format!("{}:{}", bridge.settings.host, bridge.settings.port));
+    let task = tokio::spawn(tracing::Instrument::instrument(bridge.run(), span));
+    BridgeHandle { state, task }
+}
+
+struct Bridge {
+    settings: BridgeSettings,
+    outbox: Outbox,
+    cancel: CancellationToken,
+    state: Arc<Mutex<LinkState>>,
+    /// Rows acknowledged upstream whose delete has not committed yet; a new
+    /// session does not send them again.
+    acked_pending: Arc<Mutex<HashSet<i64>>>,
+}
+
+enum SessionEnd {
+    Shutdown,
+    Failed { was_connected: bool, error: String },
+}
+
+impl Bridge {
+    async fn run(self) {
+        // Acks to the outbox run beside the session so PUBACK handling never
+        // waits for a commit; they are batched by the outbox's group commit.
+        let (ack_tx, ack_rx) = mpsc::channel::<i64>(usize::from(self.settings.max_inflight) * 4 + 64);
+        let acker = tokio::spawn(ack_loop(
+            self.outbox.clone(),
+            ack_rx,
+            self.acked_pending.clone(),
+        ));
+        let age_ticker = tokio::spawn(age_loop(self.outbox.clone(), self.cancel.clone()));
+        let mut failures: u32 = 0;
+        loop {
+            match self.session(&ack_tx).await {
+                SessionEnd::Shutdown => break,
+                SessionEnd::Failed {
+                    was_connected,
+                    error,
+                } => {
+                    self.set_state(false, Some(error.clone()));
+                    self.outbox.metrics().connected.set(0);
+                    if was_connected {
+                        failures = 0;
+                        tracing::warn!(error = %error, "upstream broker session ended; telemetry stays in the outbox until it is back");
+                    } else {
+                        tracing::warn!(error = %error, attempt = failures + 1, "cannot connect to the upstream broker; check uplink.broker_host/port, its certificate and the network");
+                    }
+                    let delay = backoff(
+                        self.settings.backoff_initial,
+                        self.settings.backoff_max,
+                        failures,
+                    );
+                    failures = failures.saturating_add(1);
+                    tokio::select! {
+                        () = self.cancel.cancelled() => break,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                    self.outbox.metrics().reconnects.inc();
+                }
+            }
+        }
+        self.set_state(false, None);
+        self.outbox.metrics().connected.set(0);
+        drop(ack_tx);
+        let _ = acker.await;
+        age_ticker.abort();
+        tracing::info!("uplink bridge stopped");
+    }
+
+    fn set_state(&self, connected: bool, error: Option<String>) {
+        if let Ok(mut s) = self.state.lock() {
+            s.connected = connected;
+            s.last_error = error;
+        }
+    }
+
+    fn options(&self) -> MqttOptions {
+        let s = &self.settings;
+        let mut options = MqttOptions::new(s.client_id.clone(), s.host.clone(), s.port);
+        options
+            .set_keep_alive(s.keep_alive)
+            .set_clean_session(true)
+            .set_inflight(s.max_inflight)
+            .set_max_packet_size(MAX_PACKET, MAX_PACKET)
+            .set_transport(Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(s.tls.clone()),
+            ));
+        options
+    }
+
+    #[allow(clippy::too_many_lines)]
+    async fn session(&self, ack_tx: &mpsc::Sender<i64>) -> SessionEnd {
+        let window = usize::from(self.settings.max_inflight);
+        let (client, mut eventloop) = AsyncClient::new(self.options(), window + 16);
+        let failed = |was_connected, error: String| SessionEnd::Failed {
+            was_connected,
+            error,
+        };
+
+        // Connect.
+        loop {
+            tokio::select! {
+                () = self.cancel.cancelled() => return SessionEnd::Shutdown,
+                ev = eventloop.poll() => match ev {
+                    Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                        if ack.code == rumqttc::ConnectReturnCode::Success {
+                            break;
+                        }
+                        return failed(false, format!("broker refused the connection: {:?}", ack.code));
+                    }
+                    Ok(_) => {}
+                    Err(e) => return failed(false, e.to_string()),
+                }
+            }
+        }
+        self.set_state(true, None);
+        self.outbox.metrics().connected.set(1);
+        tracing::info!(depth = self.outbox.depth().rows, "connected to the upstream broker");
+
+        // Send from the oldest row still in the outbox.
+        let mut cursor: i64 = 0;
+        let mut caught_up = false;
+        let mut queued: VecDeque<i64> = VecDeque::new(); // row per publish, awaiting its packet id
+        let mut inflight: HashMap<u16, i64> = HashMap::new(); // packet id -> row
+        let mut outstanding: HashMap<i64, usize> = HashMap::new(); // row -> publishes not yet acked
+
+        loop {
+            let in_window = queued.len() + inflight.len();
+            if !caught_up && in_window < window {
+                let want = window - in_window;
+                let page = match self.outbox.fetch(cursor, want).await {
+                    Ok(p) => p,
+                    Err(e) => return failed(true, format!("outbox read failed: {e}")),
+                };
+                caught_up = page.scanned < want;
+                if let Some(last) = page.last_id {
+                    cursor = cursor.max(last);
+                }
+                let skip: HashSet<i64> = self
+                    .acked_pending
+                    .lock()
+                    .map(|s| page.messages.iter().map(|m| m.id).filter(|id| s.contains(id)).collect())
+                    .unwrap_or_default();
+                for message in page.messages {
+                    cursor = cursor.max(message.id);
+                    if skip.contains(&message.id) {
+                        continue;
+                    }
+                    let publishes = self.render(&message);
+                    if publishes.is_empty() {
+                        // Nothing to send in the configured formats.
+                        if ack_tx.send(message.id).await.is_err() {
+                            return SessionEnd::Shutdown;
+                        }
+                        continue;
+                    }
+                    outstanding.insert(message.id, publishes.len());
+                    for (topic, payload) in publishes {
+                        if let Err(e) = client.try_publish(topic, QoS::AtLeastOnce, false, payload) {
+                            return failed(true, format!("queueing publish failed: {e}"));
+                        }
+                        queued.push_back(message.id);
+                    }
+                }
+            }
+
+            tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => {
+                    let _ = client.try_disconnect();
+                    return SessionEnd::Shutdown;
+                }
+                ev = eventloop.poll() => match ev {
+                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                        if let Some(row) = queued.pop_front() {
+                            inflight.insert(pkid, row);
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                        if let Some(row) = inflight.remove(&ack.pkid) {
+                            self.outbox.metrics().published.inc();
+                            let done = match outstanding.get_mut(&row) {
+                                Some(n) if *n > 1 => { *n -= 1; false }
+                                _ => true,
+                            };
+                            if done {
+                                outstanding.remove(&row);
+                                if let Ok(mut s) = self.acked_pending.lock() {
+                                    s.insert(row);
+                                }
+                                if ack_tx.send(row).await.is_err() {
+                                    return SessionEnd::Shutdown;
+                                }
+                            }
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Disconnect)) => {
+                        return failed(true, "broker sent DISCONNECT".into());
+                    }
+                    Ok(_) => {}
+                    Err(e) => return failed(true, e.to_string()),
+                },
+                () = self.outbox.changed(), if caught_up => {
+                    caught_up = false;
+                }
+            }
+        }
+    }
+
+    fn render(&self, message: &PendingMessage) -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::with_capacity(self.settings.formats.len());
+        for format in &self.settings.formats {
+            match render::render(*format, message) {
+                Ok(payloads) => {
+                    let topic = render::upstream_topic(&self.settings.topic_prefix, *format, &message.device_id);
+                    out.extend(payloads.into_iter().map(|p| (topic.clone(), p)));
+                }
+                Err(e) => {
+                    tracing::warn!(device_id = %message.device_id, seq = message.seq, format = %format, error = %e,
+                        "cannot render message in this format; sending the other formats");
+                }
+            }
+        }
+        out
+    }
+}
+
+async fn ack_loop(outbox: Outbox, mut rx: mpsc::Receiver<i64>, pending: Arc<Mutex<HashSet<i64>>>) {
+    while let Some(first) = rx.recv().await {
+        let mut ids = vec![first];
+        while let Ok(id) = rx.try_recv() {
+            ids.push(id);
+        }
+        match outbox.ack(ids.clone()).await {
+            Ok(_) => {
+                if let Ok(mut s) = pending.lock() {
+                    for id in &ids {
+                        s.remove(id);
+                    }
+                }
+            }
+            Err(e) => {
+                // The rows stay in the outbox and will be sent again.
+                tracing::error!(error = %e, rows = ids.len(), "cannot remove acknowledged rows from the outbox; they will be sent again");
+                if let Ok(mut s) = pending.lock() {
+                    for id in &ids {
+                        s.remove(id);
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn age_loop(outbox: Outbox, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = tick.tick() => {
+                let age = outbox.depth().oldest_received_ms.map_or(0.0, age_seconds);
+                outbox.metrics().oldest_age_seconds.set(age);
+            }
+        }
+    }
+}
+
+/// Reconnect delay after `failures` consecutive failures: `initial * 2^n`
+/// capped at `max`, then a uniform pick in its upper half (jitter).
+#[must_use]
+pub fn backoff(initial: Duration, max: Duration, failures: u32) -> Duration {
+    let exp = initial.saturating_mul(1u32 << failures.min(20));
+    let capped = exp.min(max);
+    let half = capped / 2;
+    let jitter = rand::thread_rng().gen_range(0..=half.as_millis().max(1));
+    half + Duration::from_millis(u64::try_from(jitter).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        let initial = Duration::from_millis(100);
+        let max = Duration::from_secs(5);
+        for n in 0..30 {
+            let d = backoff(initial, max, n);
+            let ceiling = initial.saturating_mul(1u32 << n.min(20)).min(max);
+            assert!(d >= ceiling / 2 && d <= ceiling + Duration::from_millis(1), "n={n} d={d:?}");
+        }
+        // Jitter: not all equal.
+        let samples: HashSet<_> = (0..50).map(|_| backoff(initial, max, 10)).collect();
+        assert!(samples.len() > 1);
+    }
+}
