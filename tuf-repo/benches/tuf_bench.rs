@@ -1,0 +1,2 @@
+//! Benchmarks for tuf-repo (filled in below).
+fn main() {}

@@ -1,0 +1,57 @@
+//! `tuf-repo delegate`: give a manufacturer `<manufacturer>/*`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{duration_arg, load_public_keys, repo_dir, say, Context};
+use crate::error::Result;
+use crate::target_name::ManufacturerName;
+
+/// Arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Repository directory.
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// Manufacturer (role name and path prefix), e.g. `acme-medical`.
+    #[arg(long)]
+    pub manufacturer: ManufacturerName,
+    /// The manufacturer's public key files (repeat).
+    #[arg(long = "manufacturer-key", required = true)]
+    pub manufacturer_keys: Vec<PathBuf>,
+    /// How many manufacturer keys must sign a release.
+    #[arg(long, default_value_t = 1)]
+    pub threshold: u64,
+    /// Top-level targets private key files (repeat).
+    #[arg(long = "targets-key", required = true)]
+    pub targets_keys: Vec<PathBuf>,
+    /// Expiry of the new targets metadata.
+    #[arg(long, default_value = "182d", value_parser = duration_arg)]
+    pub expires: Duration,
+}
+
+/// Runs `delegate`.
+pub async fn run(ctx: &Context, a: Args) -> Result<()> {
+    let keys = load_public_keys(ctx, &a.manufacturer_keys)?;
+    let signers = ctx.load_keys(&a.targets_keys)?;
+    let v = crate::repo::delegate::delegate(
+        &repo_dir(&a.repo),
+        &a.manufacturer,
+        &keys,
+        a.threshold,
+        &signers,
+        a.expires,
+    )
+    .await?;
+    say(
+        "delegate",
+        format!(
+            "{}/* -> role '{}' ({} key(s), threshold {}), targets v{v}; run `snapshot` and `timestamp` to publish",
+            a.manufacturer,
+            a.manufacturer,
+            keys.len(),
+            a.threshold
+        ),
+    );
+    Ok(())
+}
