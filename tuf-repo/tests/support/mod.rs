@@ -1,0 +1,307 @@
+//! Shared harness for tuf-repo's integration tests: a repository fixture
+//! built through the library, the CLI binary, the python-tuf client and
+//! crafted (hostile) metadata signed with tough's editor.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use aws_lc_rs::rand::SystemRandom;
+use tough::editor::signed::SignedRole;
+use tough::schema::{DelegatedTargets, Hashes, KeyHolder, Signed, Target, Targets};
+use tuf_repo::firmware::FirmwareMeta;
+use tuf_repo::repo::init::{init, InitConfig, InitSigners, RoleSpec};
+use tuf_repo::repo::release::{release, ReleaseRequest, UploadBundle};
+use tuf_repo::repo::RepoState;
+use tuf_repo::{
+    accept_upload, Expiries, ManufacturerName, OnlineKeys, PublishedVersion, RepoDir, RepoLocation, SigningKey,
+    Upload, VerifyReport,
+};
+
+/// The python with python-tuf 7: `$WARDGATE_PYTHON`, else `<workspace>/.venv/bin/python`.
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("WARDGATE_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("crate dir has a parent");
+    let p = root.join(".venv/bin/python");
+    assert!(
+        p.exists(),
+        "python-tuf is missing: {} does not exist; run scripts/setup-test-deps",
+        p.display()
+    );
+    p
+}
+
+/// The `tuf-repo` binary built for this test run.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tuf-repo"))
+}
+
+/// Runs `tuf-repo` with `args` in `cwd`, with extra environment.
+pub fn cli(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(bin());
+    c.current_dir(cwd).args(args).env_remove("WARDGATE_TUF_PASSPHRASE");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run tuf-repo")
+}
+
+/// stdout and stderr of an output, for assertion messages.
+pub fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// A repository with keys for every role and two delegated manufacturers.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub repo: RepoDir,
+    pub root: SigningKey,
+    pub targets: SigningKey,
+    pub snapshot: SigningKey,
+    pub timestamp: SigningKey,
+    pub acme: SigningKey,
+    pub other: SigningKey,
+    pub expiries: Expiries,
+    counter: std::cell::Cell<u32>,
+}
+
+pub fn acme() -> ManufacturerName {
+    ManufacturerName::new("acme-medical").unwrap()
+}
+
+pub fn other_co() -> ManufacturerName {
+    ManufacturerName::new("other-co").unwrap()
+}
+
+fn spec(k: &SigningKey) -> RoleSpec {
+    RoleSpec {
+        keys: vec![k.public_key()],
+        threshold: 1,
+    }
+}
+
+impl Fixture {
+    /// init + delegate `acme-medical` and `other-co` + snapshot + timestamp.
+    pub async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = RepoDir::new(dir.path().join("repo"));
+        let f = Self {
+            repo,
+            root: SigningKey::generate(),
+            targets: SigningKey::generate(),
+            snapshot: SigningKey::generate(),
+            timestamp: SigningKey::generate(),
+            acme: SigningKey::generate(),
+            other: SigningKey::generate(),
+            expiries: Expiries::default(),
+            dir,
+            counter: std::cell::Cell::new(0),
+        };
+        let cfg = InitConfig {
+            root: spec(&f.root),
+            targets: spec(&f.targets),
+            snapshot: spec(&f.snapshot),
+            timestamp: spec(&f.timestamp),
+            expiries: f.expiries,
+        };
+        let signers = InitSigners {
+            root: vec![f.root.clone()],
+            targets: vec![f.targets.clone()],
+            snapshot: vec![f.snapshot.clone()],
+            timestamp: vec![f.timestamp.clone()],
+        };
+        init(&f.repo, &cfg, &signers).await.unwrap();
+        for (m, k) in [(acme(), &f.acme), (other_co(), &f.other)] {
+            tuf_repo::repo::delegate::delegate(&f.repo, &m, &[k.public_key()], 1, &[f.targets.clone()], f.expiries.targets)
+                .await
+                .unwrap();
+        }
+        f.resign_online().await;
+        f
+    }
+
+    pub async fn resign_online(&self) {
+        tuf_repo::repo::online::snapshot(&self.repo, &[self.snapshot.clone()], self.expiries.snapshot)
+            .await
+            .unwrap();
+        tuf_repo::refresh_timestamp(&self.repo, &[self.timestamp.clone()], self.expiries.timestamp)
+            .await
+            .unwrap();
+    }
+
+    pub fn online(&self) -> OnlineKeys {
+        OnlineKeys {
+            snapshot: vec![self.snapshot.clone()],
+            timestamp: vec![self.timestamp.clone()],
+        }
+    }
+
+    /// A fresh path under the fixture's temp dir.
+    pub fn path(&self, prefix: &str) -> PathBuf {
+        let n = self.counter.get() + 1;
+        self.counter.set(n);
+        self.dir.path().join(format!("{prefix}-{n}"))
+    }
+
+    /// Writes an image of `len` pseudo-random bytes (seeded by `seed`).
+    pub fn image(&self, name: &str, len: usize, seed: u8) -> PathBuf {
+        let d = self.path("img");
+        std::fs::create_dir_all(&d).unwrap();
+        let p = d.join(name);
+        let bytes: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect();
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    /// The manufacturer signs a release into a bundle.
+    pub async fn release(
+        &self,
+        m: &ManufacturerName,
+        key: &SigningKey,
+        target: &str,
+        image: &Path,
+        version: &str,
+        hw: &str,
+    ) -> tuf_repo::Result<UploadBundle> {
+        let req = ReleaseRequest {
+            manufacturer: m.clone(),
+            target: target.to_owned(),
+            image: image.to_owned(),
+            firmware: FirmwareMeta::new(vec![hw.to_owned()], version.parse().unwrap(), None, Some("notes".into()))?,
+            expiry: self.expiries.delegated,
+        };
+        release(&self.repo, &req, &[key.clone()], &self.path("bundle")).await
+    }
+
+    /// The server takes an upload and the new version replaces the repo.
+    pub async fn accept(&self, upload: &Upload) -> tuf_repo::Result<PublishedVersion> {
+        let out = self.path("next");
+        let p = accept_upload(&self.repo, upload, &self.online(), self.expiries.snapshot, self.expiries.timestamp, &out)
+            .await?;
+        let old = self.path("old");
+        std::fs::rename(self.repo.path(), &old).unwrap();
+        std::fs::rename(&out, self.repo.path()).unwrap();
+        Ok(p)
+    }
+
+    /// Release + upload + publish in one go.
+    pub async fn ship(&self, m: &ManufacturerName, key: &SigningKey, file: &str, version: &str, hw: &str, seed: u8) -> PathBuf {
+        let img = self.image(file, 4096 + usize::from(seed), seed);
+        let b = self
+            .release(m, key, &format!("{m}/{file}"), &img, version, hw)
+            .await
+            .unwrap();
+        let up = tuf_repo::repo::publish::read_bundle(&b.dir, m).unwrap();
+        self.accept(&up).await.unwrap();
+        img
+    }
+
+    pub fn trusted_root(&self) -> Vec<u8> {
+        std::fs::read(self.repo.metadata_file("1.root.json")).unwrap()
+    }
+
+    /// Loads the repository through tough, from root v1, checking every image.
+    pub async fn verify(&self) -> tuf_repo::Result<VerifyReport> {
+        tuf_repo::verify::verify(
+            &RepoLocation::Dir(self.repo.path().to_owned()),
+            &self.trusted_root(),
+            tough::FilesystemTransport,
+            true,
+        )
+        .await
+    }
+
+    pub fn state(&self) -> RepoState {
+        RepoState::load(&self.repo).unwrap()
+    }
+}
+
+/// Signs arbitrary delegated targets metadata with `keys` (hostile uploads).
+pub async fn sign_delegated(state: &RepoState, name: &str, targets: Targets, keys: &[SigningKey]) -> Vec<u8> {
+    let holder = KeyHolder::Delegations(state.targets.signed.delegations.clone().unwrap());
+    let sources: Vec<Box<dyn tough::key_source::KeySource>> = keys.iter().map(SigningKey::key_source).collect();
+    let role = DelegatedTargets {
+        name: name.to_owned(),
+        targets,
+    };
+    match SignedRole::new(role.clone(), &holder, &sources, &SystemRandom::new()).await {
+        Ok(s) => s.buffer().clone(),
+        // tough refuses to sign below threshold; sign by hand instead.
+        Err(_) => {
+            let canonical = tough::schema::Role::canonical_form(&role).unwrap();
+            let signed = Signed {
+                signed: role,
+                signatures: keys
+                    .iter()
+                    .map(|k| tough::schema::Signature {
+                        keyid: hex::decode(k.key_id()).unwrap().into(),
+                        sig: k.sign_bytes(&canonical).to_vec().into(),
+                    })
+                    .collect(),
+            };
+            serde_json::to_vec_pretty(&signed).unwrap()
+        }
+    }
+}
+
+/// A target entry for `bytes` with firmware custom metadata.
+pub fn target_entry(bytes: &[u8], version: &str, hw: &str) -> Target {
+    use sha2::Digest;
+    Target {
+        length: bytes.len() as u64,
+        hashes: Hashes {
+            sha256: sha2::Sha256::digest(bytes).to_vec().into(),
+            _extra: HashMap::new(),
+        },
+        custom: FirmwareMeta::new(vec![hw.to_owned()], version.parse().unwrap(), None, None)
+            .unwrap()
+            .to_custom(),
+        _extra: HashMap::new(),
+    }
+}
+
+/// Inserts a target under a raw name (bypassing our own name checks where
+/// tough allows it).
+pub fn insert_raw(t: &mut Targets, raw: &str, entry: Target) {
+    t.targets.insert(tough::TargetName::new(raw).unwrap(), entry);
+}
+
+/// A new delegated targets body at `version`.
+pub fn targets_body(version: u64) -> Targets {
+    let expires = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_hours(24 * 30))
+        .unwrap();
+    Targets::new("1.0.0".into(), std::num::NonZeroU64::new(version).unwrap(), expires)
+}
+
+/// Runs the python-tuf fixture client against `repo`; Ok(json) or Err(stderr).
+pub fn python_fetch(repo: &Path, trusted_root: &Path, target: &str, out: &Path) -> Result<serde_json::Value, String> {
+    std::fs::create_dir_all(out).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tuf_client.py");
+    let o = Command::new(python())
+        .arg(script)
+        .arg(repo)
+        .arg(trusted_root)
+        .arg(target)
+        .arg(out)
+        .output()
+        .expect("run python");
+    if o.status.success() {
+        Ok(serde_json::from_slice(&o.stdout).expect("client prints JSON"))
+    } else {
+        Err(String::from_utf8_lossy(&o.stderr).into_owned())
+    }
+}
+
+/// A short pause is never used for readiness; this only bounds waits.
+pub const WAIT: Duration = Duration::from_secs(10);
