@@ -361,15 +361,15 @@ impl Bridge {
         let mut inflight: HashMap<u16, i64> = HashMap::new(); // packet id -> row
         let mut outstanding: HashMap<i64, usize> = HashMap::new(); // row -> publishes not yet acked
 
+        let mut backlog: VecDeque<(i64, String, Vec<u8>)> = VecDeque::new(); // rendered, not yet queued
+
         loop {
-            let in_window = queued.len() + inflight.len();
-            if !caught_up && in_window < window {
-                let want = window - in_window;
-                let page = match self.outbox.fetch(cursor, want).await {
+            if backlog.is_empty() && !caught_up {
+                let page = match self.outbox.fetch(cursor, window).await {
                     Ok(p) => p,
                     Err(e) => return failed(true, format!("outbox read failed: {e}")),
                 };
-                caught_up = page.scanned < want;
+                caught_up = page.scanned < window;
                 if let Some(last) = page.last_id {
                     cursor = cursor.max(last);
                 }
@@ -379,7 +379,6 @@ impl Bridge {
                     .map(|s| page.messages.iter().map(|m| m.id).filter(|id| s.contains(id)).collect())
                     .unwrap_or_default();
                 for message in page.messages {
-                    cursor = cursor.max(message.id);
                     if skip.contains(&message.id) {
                         continue;
                     }
@@ -392,13 +391,16 @@ impl Bridge {
                         continue;
                     }
                     outstanding.insert(message.id, publishes.len());
-                    for (topic, payload) in publishes {
-                        if let Err(e) = client.try_publish(topic, QoS::AtLeastOnce, false, payload) {
-                            return failed(true, format!("queueing publish failed: {e}"));
-                        }
-                        queued.push_back(message.id);
-                    }
+                    backlog.extend(publishes.into_iter().map(|(t, p)| (message.id, t, p)));
                 }
+            }
+            // Keep at most `window` publishes between us and the broker's PUBACK.
+            while queued.len() + inflight.len() < window {
+                let Some((row, topic, payload)) = backlog.pop_front() else { break };
+                if let Err(e) = client.try_publish(topic, QoS::AtLeastOnce, false, payload) {
+                    return failed(true, format!("queueing publish failed: {e}"));
+                }
+                queued.push_back(row);
             }
 
             tokio::select! {
@@ -437,7 +439,7 @@ impl Bridge {
                     Ok(_) => {}
                     Err(e) => return failed(true, e.to_string()),
                 },
-                () = self.outbox.changed(), if caught_up => {
+                () = self.outbox.changed(), if caught_up && backlog.is_empty() => {
                     caught_up = false;
                 }
             }
