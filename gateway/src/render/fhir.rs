@@ -6,7 +6,9 @@
 //! the LOINC coding(s) and the IEEE 11073 MDC coding, UCUM `valueQuantity`,
 //! `effectiveDateTime` from the device's own time, `issued` when the gateway
 //! received it, and `device` referring to `Device/<device id>`. The gateway
-//! knows no patient, so `subject` is left to the receiving system.
+//! knows no patient, so `subject` is left to the receiving system; for that
+//! reason the resources do not claim the vital-signs profile in
+//! `meta.profile` (it requires `subject`), although they follow it otherwise.
 //!
 //! Resource ids are stable (`<device>-<seq>-<vital>`), so a message the QoS 1
 //! uplink delivers twice updates, rather than duplicates, the resource.
@@ -45,7 +47,6 @@ pub fn observation(record: &VitalRecord, received_at: DateTime<Utc>) -> Value {
     let mut obs = json!({
         "resourceType": "Observation",
         "id": resource_id(record),
-        "meta": {"profile": [profile(&record.vital)]},
         "identifier": [{
             "system": "urn:wardgate:observation",
             "value": format!("{}/{}/{}", record.device_id, record.seq, record.vital.slug()),
@@ -77,18 +78,6 @@ pub fn observation(record: &VitalRecord, received_at: DateTime<Utc>) -> Value {
         }
     }
     obs
-}
-
-fn profile(vital: &Vital) -> &'static str {
-    match vital {
-        Vital::Single { kind: VitalKind::HeartRate, .. } => "http://hl7.org/fhir/StructureDefinition/heartrate",
-        Vital::Single { kind: VitalKind::Spo2, .. } => "http://hl7.org/fhir/StructureDefinition/oxygensat",
-        Vital::Single { kind: VitalKind::RespiratoryRate, .. } => "http://hl7.org/fhir/StructureDefinition/resprate",
-        Vital::Single { kind: VitalKind::Temperature, .. } => "http://hl7.org/fhir/StructureDefinition/bodytemp",
-        Vital::BloodPressure { .. }
-        | Vital::Single { kind: VitalKind::SystolicBp | VitalKind::DiastolicBp, .. } => "http://hl7.org/fhir/StructureDefinition/bp",
-        Vital::Single { kind: VitalKind::InfusionRate, .. } => "http://hl7.org/fhir/StructureDefinition/vitalsigns",
-    }
 }
 
 /// FHIR ids allow `[A-Za-z0-9\-\.]{1,64}`; device ids are mapped into that.
