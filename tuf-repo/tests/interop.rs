@@ -11,14 +11,42 @@ use tuf_repo::RepoLocation;
 #[tokio::test]
 async fn tough_and_python_tuf_both_fetch_the_manufacturers_target() {
     let f = Fixture::new().await;
-    let img = f.ship(&acme(), &f.acme, "pump-fw-2.1.0.bin", "2.1.0", "acme-pump-v2", 7).await;
-    let other_img = f.ship(&other_co(), &f.other, "monitor-1.0.0.bin", "1.0.0", "mon-x", 9).await;
+    let img = f
+        .ship(
+            &acme(),
+            &f.acme,
+            "pump-fw-2.1.0.bin",
+            "2.1.0",
+            "acme-pump-v2",
+            7,
+        )
+        .await;
+    let other_img = f
+        .ship(
+            &other_co(),
+            &f.other,
+            "monitor-1.0.0.bin",
+            "1.0.0",
+            "mon-x",
+            9,
+        )
+        .await;
     let want = std::fs::read(&img).unwrap();
 
     // tough: every role loads, every image's hash checks.
     let report = f.verify().await.unwrap();
     let names: Vec<&str> = report.roles.iter().map(|r| r.role.as_str()).collect();
-    assert_eq!(names, ["root", "timestamp", "snapshot", "targets", "acme-medical", "other-co"]);
+    assert_eq!(
+        names,
+        [
+            "root",
+            "timestamp",
+            "snapshot",
+            "targets",
+            "acme-medical",
+            "other-co"
+        ]
+    );
     assert_eq!(report.targets.len(), 2);
     let got = tuf_repo::verify::fetch_target(
         &RepoLocation::Dir(f.repo.path().to_owned()),
@@ -33,14 +61,29 @@ async fn tough_and_python_tuf_both_fetch_the_manufacturers_target() {
     // python-tuf: refresh from root v1 and download both manufacturers' targets.
     let root_path = f.repo.metadata_file("1.root.json");
     let out = f.path("py");
-    let j = python_fetch(f.repo.path(), &root_path, "acme-medical/pump-fw-2.1.0.bin", &out).unwrap();
+    let j = python_fetch(
+        f.repo.path(),
+        &root_path,
+        "acme-medical/pump-fw-2.1.0.bin",
+        &out,
+    )
+    .unwrap();
     let path = j["path"].as_str().unwrap();
     assert_eq!(std::fs::read(path).unwrap(), want);
     assert_eq!(j["custom"]["version"], "2.1.0");
     assert_eq!(j["custom"]["hardware_ids"][0], "acme-pump-v2");
     let state = f.state();
-    assert_eq!(j["timestamp_version"], state.timestamp.as_ref().unwrap().signed.version.get());
-    let j2 = python_fetch(f.repo.path(), &root_path, "other-co/monitor-1.0.0.bin", &f.path("py")).unwrap();
+    assert_eq!(
+        j["timestamp_version"],
+        state.timestamp.as_ref().unwrap().signed.version.get()
+    );
+    let j2 = python_fetch(
+        f.repo.path(),
+        &root_path,
+        "other-co/monitor-1.0.0.bin",
+        &f.path("py"),
+    )
+    .unwrap();
     assert_eq!(
         std::fs::read(j2["path"].as_str().unwrap()).unwrap(),
         std::fs::read(&other_img).unwrap()
@@ -50,7 +93,15 @@ async fn tough_and_python_tuf_both_fetch_the_manufacturers_target() {
 #[tokio::test]
 async fn python_tuf_refuses_a_tampered_image() {
     let f = Fixture::new().await;
-    f.ship(&acme(), &f.acme, "pump-fw-2.1.0.bin", "2.1.0", "acme-pump-v2", 3).await;
+    f.ship(
+        &acme(),
+        &f.acme,
+        "pump-fw-2.1.0.bin",
+        "2.1.0",
+        "acme-pump-v2",
+        3,
+    )
+    .await;
     // Flip a byte in the stored image (both hard-linked names share it).
     let state = f.state();
     let t = &state.delegated["acme-medical"].signed.targets;
@@ -71,7 +122,10 @@ async fn python_tuf_refuses_a_tampered_image() {
         &f.path("py"),
     )
     .unwrap_err();
-    assert!(err.contains("Length") || err.contains("hash") || err.contains("Hash"), "{err}");
+    assert!(
+        err.contains("Length") || err.contains("hash") || err.contains("Hash"),
+        "{err}"
+    );
     // tough reads the other (untouched) link and still verifies: the
     // metadata is fine, only one copy was damaged.
     f.verify().await.unwrap();

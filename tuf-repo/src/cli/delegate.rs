@@ -25,6 +25,10 @@ pub struct Args {
     /// Top-level targets private key files (repeat).
     #[arg(long = "targets-key", required = true)]
     pub targets_keys: Vec<PathBuf>,
+    /// The manufacturer's enrolment (from `tuf-repo enrol`): its empty role,
+    /// signed with its keys; published as the role's first version.
+    #[arg(long)]
+    pub enrolment: Option<PathBuf>,
     /// Expiry of the new targets metadata.
     #[arg(long, default_value = "182d", value_parser = duration_arg)]
     pub expires: Duration,
@@ -34,6 +38,10 @@ pub struct Args {
 pub async fn run(ctx: &Context, a: Args) -> Result<()> {
     let keys = load_public_keys(ctx, &a.manufacturer_keys)?;
     let signers = ctx.load_keys(&a.targets_keys)?;
+    let enrolment = match &a.enrolment {
+        Some(p) => Some(std::fs::read(p).map_err(|e| crate::error::Error::io("reading", p, e))?),
+        None => None,
+    };
     let v = crate::repo::delegate::delegate(
         &repo_dir(&a.repo),
         &a.manufacturer,
@@ -41,6 +49,7 @@ pub async fn run(ctx: &Context, a: Args) -> Result<()> {
         a.threshold,
         &signers,
         a.expires,
+        enrolment.as_deref(),
     )
     .await?;
     say(

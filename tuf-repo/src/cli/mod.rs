@@ -7,6 +7,7 @@
 //! from the command line where `ps` would show them.
 
 pub mod delegate;
+pub mod enrol;
 pub mod init;
 pub mod keygen;
 pub mod publish;
@@ -42,6 +43,8 @@ pub enum Command {
     Keygen(keygen::Args),
     /// Create a new repository.
     Init(init::Args),
+    /// Sign a manufacturer's empty first role version (manufacturer side).
+    Enrol(enrol::Args),
     /// Delegate `<manufacturer>/*` to a manufacturer's keys.
     Delegate(delegate::Args),
     /// Sign a firmware image into a manufacturer's role (manufacturer side).
@@ -66,6 +69,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Keygen(a) => keygen::run(&ctx, a),
         Command::Init(a) => init::run(&ctx, a).await,
+        Command::Enrol(a) => enrol::run(&ctx, a).await,
         Command::Delegate(a) => delegate::run(&ctx, a).await,
         Command::Release(a) => release::run(&ctx, a).await,
         Command::Publish(a) => publish::run(&ctx, a).await,

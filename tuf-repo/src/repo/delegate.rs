@@ -4,6 +4,15 @@
 //! for each manufacturer `M`, the keys and threshold of a delegated role `M`
 //! trusted for `M/*`. Re-delegating an existing manufacturer replaces its
 //! keys (key rotation for a manufacturer).
+//!
+//! Enrolment: tough 0.24 stops walking the delegation list at the first
+//! delegated role that has no metadata in the snapshot, so one manufacturer
+//! that never published would hide every manufacturer delegated after it from
+//! tough clients (the gateway's OTA agent). To avoid that, a manufacturer
+//! first signs an empty role with [`enrol`] (which also proves it holds the
+//! key) and the operator passes it to [`delegate`], which publishes it as the
+//! role's version 1. [`delegate`] without an enrolment still works and
+//! logs a warning.
 
 use std::time::Duration;
 
@@ -28,6 +37,7 @@ pub async fn delegate(
     threshold: u64,
     targets_signers: &[SigningKey],
     expiry: Duration,
+    enrolment: Option<&[u8]>,
 ) -> Result<u64> {
     let state = RepoState::load(repo)?;
     if manufacturer_keys.is_empty() || threshold > manufacturer_keys.len() as u64 {
@@ -76,6 +86,18 @@ pub async fn delegate(
         .flat_map(|r| r.keyids.iter().cloned())
         .collect();
     delegations.keys.retain(|id, _| used.contains(id));
+    let enrolment = match enrolment {
+        Some(bytes) => Some(check_enrolment(manufacturer, &delegations, bytes, &state)?),
+        None => {
+            if !state.delegated.contains_key(manufacturer.as_str()) {
+                tracing::warn!(
+                    manufacturer = %manufacturer,
+                    "delegated without an enrolment: until it publishes, tough clients will not see manufacturers delegated after it"
+                );
+            }
+            None
+        }
+    };
     targets.delegations = Some(delegations);
     targets.version = next_version(targets.version);
     targets.expires = expiry_from_now(expiry)?;
@@ -91,6 +113,9 @@ pub async fn delegate(
         targets_signers,
     )
     .await?;
+    if let Some((v, bytes)) = enrolment {
+        layout::write_versioned(repo, manufacturer.as_str(), v, bytes)?;
+    }
     layout::write_versioned(repo, "targets", version, signed.buffer())?;
     tracing::info!(manufacturer = %manufacturer, targets_version = version, "manufacturer delegated");
     Ok(version)
@@ -120,4 +145,102 @@ pub async fn resign_targets(
     .await?;
     layout::write_versioned(repo, "targets", version, signed.buffer())?;
     Ok(version)
+}
+
+/// Checks an enrolment (an empty role signed by the manufacturer's keys)
+/// against the new delegation; returns its version and bytes.
+fn check_enrolment<'a>(
+    manufacturer: &ManufacturerName,
+    delegations: &Delegations,
+    bytes: &'a [u8],
+    state: &RepoState,
+) -> Result<(u64, &'a [u8])> {
+    let path = std::path::PathBuf::from(format!("<enrolment>/{manufacturer}.json"));
+    let role: tough::schema::Signed<tough::schema::Targets> =
+        layout::parse_json(bytes, &path, "manufacturer enrolment")?;
+    let role_keys = delegations
+        .roles
+        .iter()
+        .find(|r| r.name == manufacturer.as_str())
+        .map(DelegatedRole::keys)
+        .ok_or_else(|| Error::UnknownRole {
+            role: manufacturer.to_string(),
+            hint: "internal: delegation missing",
+        })?;
+    let valid = signing::count_valid(&role, &role_keys, &delegations.keys);
+    if valid < role_keys.threshold.get() {
+        return Err(Error::ThresholdNotMet {
+            role: manufacturer.to_string(),
+            threshold: role_keys.threshold.get(),
+            valid,
+        });
+    }
+    if !role.signed.targets.is_empty() {
+        return Err(Error::InvalidArgument {
+            what: "enrolment",
+            reason: "an enrolment lists no targets; ship images with `release` and the OTA server"
+                .into(),
+        });
+    }
+    if let Some(published) = state.delegated.get(manufacturer.as_str()) {
+        if role.signed.version <= published.signed.version {
+            return Err(Error::MetadataRollback {
+                role: manufacturer.to_string(),
+                published: published.signed.version.get(),
+                offered: role.signed.version.get(),
+            });
+        }
+    }
+    Ok((role.signed.version.get(), bytes))
+}
+
+/// The manufacturer's side of enrolment: an empty role (version 1, no
+/// targets) signed with its `keys`, to hand to the operator with the public
+/// keys. `threshold` is the threshold the operator will set.
+pub async fn enrol(
+    manufacturer: &ManufacturerName,
+    keys: &[SigningKey],
+    threshold: u64,
+    expiry: Duration,
+) -> Result<Vec<u8>> {
+    let mut delegations = Delegations::new();
+    let mut ids = Vec::new();
+    for k in keys {
+        let id = keys::decoded_key_id(k.key_id())?;
+        delegations.keys.insert(id.clone(), k.public_key());
+        ids.push(id);
+    }
+    let pattern = PathPattern::new(manufacturer.path_pattern()).map_err(|e| Error::Schema {
+        context: format!("path pattern for {manufacturer}"),
+        source: Box::new(e),
+    })?;
+    let role = DelegatedRole {
+        name: manufacturer.to_string(),
+        keyids: ids,
+        threshold: signing::threshold(manufacturer.as_str(), threshold)?,
+        paths: PathSet::Paths(vec![pattern]),
+        terminating: true,
+        targets: None,
+    };
+    let role_keys = role.keys();
+    delegations.roles.push(role);
+    let mut targets = tough::schema::Targets::new(
+        super::SPEC_VERSION.to_owned(),
+        std::num::NonZeroU64::MIN,
+        expiry_from_now(expiry)?,
+    );
+    targets.delegations = None;
+    let body = tough::schema::DelegatedTargets {
+        name: manufacturer.to_string(),
+        targets,
+    };
+    let signed = sign_role(
+        manufacturer.as_str(),
+        body,
+        &KeyHolder::Delegations(delegations),
+        &role_keys,
+        keys,
+    )
+    .await?;
+    Ok(signed.buffer().clone())
 }

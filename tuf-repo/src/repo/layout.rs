@@ -81,7 +81,7 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8], path: &Path, what: &
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same
 /// directory, fsync, rename.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io("creating directory", dir, e))?;

@@ -17,8 +17,8 @@ use tuf_repo::repo::init::{init, InitConfig, InitSigners, RoleSpec};
 use tuf_repo::repo::release::{release, ReleaseRequest, UploadBundle};
 use tuf_repo::repo::RepoState;
 use tuf_repo::{
-    accept_upload, Expiries, ManufacturerName, OnlineKeys, PublishedVersion, RepoDir, RepoLocation, SigningKey,
-    Upload, VerifyReport,
+    accept_upload, Expiries, ManufacturerName, OnlineKeys, PublishedVersion, RepoDir, RepoLocation,
+    SigningKey, Upload, VerifyReport,
 };
 
 /// The python with python-tuf 7: `$WARDGATE_PYTHON`, else `<workspace>/.venv/bin/python`.
@@ -46,7 +46,9 @@ pub fn bin() -> PathBuf {
 /// Runs `tuf-repo` with `args` in `cwd`, with extra environment.
 pub fn cli(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(bin());
-    c.current_dir(cwd).args(args).env_remove("WARDGATE_TUF_PASSPHRASE");
+    c.current_dir(cwd)
+        .args(args)
+        .env_remove("WARDGATE_TUF_PASSPHRASE");
     for (k, v) in env {
         c.env(k, v);
     }
@@ -122,21 +124,41 @@ impl Fixture {
         };
         init(&f.repo, &cfg, &signers).await.unwrap();
         for (m, k) in [(acme(), &f.acme), (other_co(), &f.other)] {
-            tuf_repo::repo::delegate::delegate(&f.repo, &m, &[k.public_key()], 1, &[f.targets.clone()], f.expiries.targets)
-                .await
-                .unwrap();
+            let enrolment =
+                tuf_repo::repo::delegate::enrol(&m, &[k.clone()], 1, f.expiries.delegated)
+                    .await
+                    .unwrap();
+            tuf_repo::repo::delegate::delegate(
+                &f.repo,
+                &m,
+                &[k.public_key()],
+                1,
+                &[f.targets.clone()],
+                f.expiries.targets,
+                Some(&enrolment),
+            )
+            .await
+            .unwrap();
         }
         f.resign_online().await;
         f
     }
 
     pub async fn resign_online(&self) {
-        tuf_repo::repo::online::snapshot(&self.repo, &[self.snapshot.clone()], self.expiries.snapshot)
-            .await
-            .unwrap();
-        tuf_repo::refresh_timestamp(&self.repo, &[self.timestamp.clone()], self.expiries.timestamp)
-            .await
-            .unwrap();
+        tuf_repo::repo::online::snapshot(
+            &self.repo,
+            &[self.snapshot.clone()],
+            self.expiries.snapshot,
+        )
+        .await
+        .unwrap();
+        tuf_repo::refresh_timestamp(
+            &self.repo,
+            &[self.timestamp.clone()],
+            self.expiries.timestamp,
+        )
+        .await
+        .unwrap();
     }
 
     pub fn online(&self) -> OnlineKeys {
@@ -158,7 +180,9 @@ impl Fixture {
         let d = self.path("img");
         std::fs::create_dir_all(&d).unwrap();
         let p = d.join(name);
-        let bytes: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect();
+        let bytes: Vec<u8> = (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect();
         std::fs::write(&p, bytes).unwrap();
         p
     }
@@ -177,7 +201,12 @@ impl Fixture {
             manufacturer: m.clone(),
             target: target.to_owned(),
             image: image.to_owned(),
-            firmware: FirmwareMeta::new(vec![hw.to_owned()], version.parse().unwrap(), None, Some("notes".into()))?,
+            firmware: FirmwareMeta::new(
+                vec![hw.to_owned()],
+                version.parse().unwrap(),
+                None,
+                Some("notes".into()),
+            )?,
             expiry: self.expiries.delegated,
         };
         release(&self.repo, &req, &[key.clone()], &self.path("bundle")).await
@@ -186,8 +215,15 @@ impl Fixture {
     /// The server takes an upload and the new version replaces the repo.
     pub async fn accept(&self, upload: &Upload) -> tuf_repo::Result<PublishedVersion> {
         let out = self.path("next");
-        let p = accept_upload(&self.repo, upload, &self.online(), self.expiries.snapshot, self.expiries.timestamp, &out)
-            .await?;
+        let p = accept_upload(
+            &self.repo,
+            upload,
+            &self.online(),
+            self.expiries.snapshot,
+            self.expiries.timestamp,
+            &out,
+        )
+        .await?;
         let old = self.path("old");
         std::fs::rename(self.repo.path(), &old).unwrap();
         std::fs::rename(&out, self.repo.path()).unwrap();
@@ -195,7 +231,15 @@ impl Fixture {
     }
 
     /// Release + upload + publish in one go.
-    pub async fn ship(&self, m: &ManufacturerName, key: &SigningKey, file: &str, version: &str, hw: &str, seed: u8) -> PathBuf {
+    pub async fn ship(
+        &self,
+        m: &ManufacturerName,
+        key: &SigningKey,
+        file: &str,
+        version: &str,
+        hw: &str,
+        seed: u8,
+    ) -> PathBuf {
         let img = self.image(file, 4096 + usize::from(seed), seed);
         let b = self
             .release(m, key, &format!("{m}/{file}"), &img, version, hw)
@@ -227,9 +271,15 @@ impl Fixture {
 }
 
 /// Signs arbitrary delegated targets metadata with `keys` (hostile uploads).
-pub async fn sign_delegated(state: &RepoState, name: &str, targets: Targets, keys: &[SigningKey]) -> Vec<u8> {
+pub async fn sign_delegated(
+    state: &RepoState,
+    name: &str,
+    targets: Targets,
+    keys: &[SigningKey],
+) -> Vec<u8> {
     let holder = KeyHolder::Delegations(state.targets.signed.delegations.clone().unwrap());
-    let sources: Vec<Box<dyn tough::key_source::KeySource>> = keys.iter().map(SigningKey::key_source).collect();
+    let sources: Vec<Box<dyn tough::key_source::KeySource>> =
+        keys.iter().map(SigningKey::key_source).collect();
     let role = DelegatedTargets {
         name: name.to_owned(),
         targets,
@@ -273,7 +323,8 @@ pub fn target_entry(bytes: &[u8], version: &str, hw: &str) -> Target {
 /// Inserts a target under a raw name (bypassing our own name checks where
 /// tough allows it).
 pub fn insert_raw(t: &mut Targets, raw: &str, entry: Target) {
-    t.targets.insert(tough::TargetName::new(raw).unwrap(), entry);
+    t.targets
+        .insert(tough::TargetName::new(raw).unwrap(), entry);
 }
 
 /// A new delegated targets body at `version`.
@@ -281,11 +332,20 @@ pub fn targets_body(version: u64) -> Targets {
     let expires = jiff::Timestamp::now()
         .checked_add(jiff::SignedDuration::from_hours(24 * 30))
         .unwrap();
-    Targets::new("1.0.0".into(), std::num::NonZeroU64::new(version).unwrap(), expires)
+    Targets::new(
+        "1.0.0".into(),
+        std::num::NonZeroU64::new(version).unwrap(),
+        expires,
+    )
 }
 
 /// Runs the python-tuf fixture client against `repo`; Ok(json) or Err(stderr).
-pub fn python_fetch(repo: &Path, trusted_root: &Path, target: &str, out: &Path) -> Result<serde_json::Value, String> {
+pub fn python_fetch(
+    repo: &Path,
+    trusted_root: &Path,
+    target: &str,
+    out: &Path,
+) -> Result<serde_json::Value, String> {
     std::fs::create_dir_all(out).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tuf_client.py");
     let o = Command::new(python())
