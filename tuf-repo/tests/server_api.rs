@@ -1,0 +1,175 @@
+//! The library entry points the OTA server uses: upload check and publish
+//! into a separate directory (for an atomic swap), and the cheap timestamp
+//! refresh.
+
+mod support;
+
+use support::*;
+use tuf_repo::repo::publish::{check_upload, publish, read_bundle};
+use tuf_repo::{Error, RepoDir, RepoLocation};
+
+#[tokio::test]
+async fn publish_writes_a_new_version_elsewhere_and_leaves_the_current_one_alone() {
+    let f = Fixture::new().await;
+    let before_ts = std::fs::read(f.repo.metadata_file("timestamp.json")).unwrap();
+    let img = f.image("pump-fw-2.1.0.bin", 70_000, 3);
+    let b = f
+        .release(
+            &acme(),
+            &f.acme,
+            "acme-medical/pump-fw-2.1.0.bin",
+            &img,
+            "2.1.0",
+            "acme-pump-v2",
+        )
+        .await
+        .unwrap();
+    let up = read_bundle(&b.dir, &acme()).unwrap();
+    let checked = check_upload(&f.repo, &up).await.unwrap();
+    assert_eq!(checked.new_targets.len(), 1);
+    assert_eq!(
+        checked.new_targets[0].name.to_string(),
+        "acme-medical/pump-fw-2.1.0.bin"
+    );
+    assert_eq!(checked.new_targets[0].firmware.version.to_string(), "2.1.0");
+
+    let out = f.path("out");
+    let p = publish(
+        &f.repo,
+        &checked,
+        &f.online(),
+        f.expiries.snapshot,
+        f.expiries.timestamp,
+        &out,
+    )
+    .await
+    .unwrap();
+    assert_eq!(p.role.role, "acme-medical");
+    // The current repository is untouched.
+    assert_eq!(
+        std::fs::read(f.repo.metadata_file("timestamp.json")).unwrap(),
+        before_ts
+    );
+    assert!(f.state().delegated["acme-medical"]
+        .signed
+        .targets
+        .is_empty());
+    // The new one verifies and serves the image.
+    let got = tuf_repo::verify::fetch_target(
+        &RepoLocation::Dir(out.clone()),
+        &f.trusted_root(),
+        tough::FilesystemTransport,
+        "acme-medical/pump-fw-2.1.0.bin",
+    )
+    .await
+    .unwrap();
+    assert_eq!(got, std::fs::read(&img).unwrap());
+    // Publishing into a non-empty directory is refused.
+    let e = publish(
+        &f.repo,
+        &checked,
+        &f.online(),
+        f.expiries.snapshot,
+        f.expiries.timestamp,
+        &out,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::InvalidArgument {
+                what: "output directory",
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn an_image_that_does_not_match_its_entry_is_refused() {
+    let f = Fixture::new().await;
+    let img = f.image("pump-fw-2.1.0.bin", 5000, 3);
+    let b = f
+        .release(
+            &acme(),
+            &f.acme,
+            "acme-medical/pump-fw-2.1.0.bin",
+            &img,
+            "2.1.0",
+            "p",
+        )
+        .await
+        .unwrap();
+    // Same length, one byte changed.
+    let mut bytes = std::fs::read(&b.image).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&b.image, &bytes).unwrap();
+    let e = check_upload(&f.repo, &read_bundle(&b.dir, &acme()).unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::ImageMismatch { what: "sha256", .. }),
+        "{e}"
+    );
+    // Shorter.
+    std::fs::write(&b.image, &bytes[..4000]).unwrap();
+    let e = check_upload(&f.repo, &read_bundle(&b.dir, &acme()).unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::ImageMismatch { what: "length", .. }),
+        "{e}"
+    );
+    // Missing.
+    std::fs::remove_file(&b.image).unwrap();
+    let e = check_upload(&f.repo, &read_bundle(&b.dir, &acme()).unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::InvalidArgument { what: "upload", .. }),
+        "{e}"
+    );
+    f.verify().await.unwrap();
+}
+
+#[tokio::test]
+async fn refresh_timestamp_only_touches_the_timestamp() {
+    let f = Fixture::new().await;
+    f.ship(&acme(), &f.acme, "pump-fw-1.0.0.bin", "1.0.0", "p", 1)
+        .await;
+    let snap = std::fs::read(f.repo.metadata_file("snapshot.json")).unwrap();
+    let listing = |r: &RepoDir| {
+        let mut v: Vec<_> = std::fs::read_dir(r.metadata_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        v.sort();
+        v
+    };
+    let files = listing(&f.repo);
+    let v0 = f.state().timestamp.unwrap().signed.version.get();
+    let s = tuf_repo::refresh_timestamp(
+        &f.repo,
+        &[f.timestamp.clone()],
+        std::time::Duration::from_secs(600),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.version, v0 + 1);
+    assert_eq!(
+        std::fs::read(f.repo.metadata_file("snapshot.json")).unwrap(),
+        snap
+    );
+    assert_eq!(listing(&f.repo), files, "no new metadata files");
+    let report = f.verify().await.unwrap();
+    let ts = report.roles.iter().find(|r| r.role == "timestamp").unwrap();
+    assert_eq!(ts.version, v0 + 1);
+    assert!(
+        ts.expires
+            <= jiff::Timestamp::now()
+                .checked_add(jiff::SignedDuration::from_secs(601))
+                .unwrap()
+    );
+}
