@@ -1,0 +1,281 @@
+//! Campaign API: administrators create, list, inspect, pause and resume
+//! campaigns; gateways (client certificate) fetch assignments and post
+//! per-device results. The rules live in [`crate::campaign`].
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::{Admin, ApiError, ApiJson, AppState, Gateway};
+use crate::campaign::{self, Assignment, CampaignError, DeviceResult, NewCampaign, Status};
+use crate::db::DbError;
+use crate::names::DeviceId;
+
+fn campaign_error(e: CampaignError) -> ApiError {
+    let (status, code) = match &e {
+        CampaignError::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid_campaign"),
+        CampaignError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+        CampaignError::State { .. } => (StatusCode::CONFLICT, "campaign_state"),
+        CampaignError::NotAssigned { .. } => (StatusCode::CONFLICT, "not_assigned"),
+        CampaignError::Db(_) => return ApiError::internal(&e),
+    };
+    ApiError::new(status, code, e.to_string())
+}
+
+/// Runs `f` in one transaction on the database thread.
+async fn in_tx<T, F>(state: &AppState, f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, CampaignError> + Send + 'static,
+{
+    let r = state
+        .db
+        .call(move |c| {
+            let tx = c.transaction()?;
+            match f(&tx) {
+                Ok(v) => {
+                    tx.commit()?;
+                    Ok(Ok(v))
+                }
+                Err(CampaignError::Db(e)) => Err(e),
+                Err(e) => Ok(Err(e)),
+            }
+        })
+        .await;
+    match r {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(campaign_error(e)),
+        Err(e) => Err(ApiError::internal(&e)),
+    }
+}
+
+async fn audited<T>(
+    state: &AppState,
+    actor: String,
+    action: &str,
+    detail: impl FnOnce(&T) -> String,
+    r: Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    match &r {
+        Ok(v) => state.audit(actor, action, Ok(detail(v))).await,
+        Err(e) => {
+            state.metrics.refused(e.code);
+            tracing::warn!(actor = %actor, action, code = e.code, "request refused");
+            state.audit(actor, action, Err(e)).await;
+        }
+    }
+    r
+}
+
+/// Response of campaign creation.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Created {
+    /// New campaign id.
+    pub id: String,
+}
+
+/// `POST /api/v1/campaigns` (admin).
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    Admin(admin): Admin,
+    body: Result<ApiJson<NewCampaign>, ApiError>,
+) -> Result<(StatusCode, Json<Created>), ApiError> {
+    let actor = format!("admin:{admin}");
+    let r = async {
+        let ApiJson(req) = body?;
+        let spec = req.validate().map_err(campaign_error)?;
+        in_tx(&state, move |tx| campaign::create(tx, &spec)).await
+    }
+    .await;
+    let id = audited(
+        &state,
+        actor,
+        "campaign.create",
+        |id: &String| format!("created campaign {id}"),
+        r,
+    )
+    .await?;
+    tracing::info!(campaign_id = %id, admin = %admin, "campaign created");
+    Ok((StatusCode::CREATED, Json(Created { id })))
+}
+
+/// `GET /api/v1/campaigns` (admin).
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Admin(_): Admin,
+) -> Result<Json<Vec<Status>>, ApiError> {
+    in_tx(&state, |tx| {
+        campaign::list(tx)?
+            .iter()
+            .map(|id| campaign::status(tx, id))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map(Json)
+}
+
+/// `GET /api/v1/campaigns/{id}` (admin).
+pub async fn status(
+    State(state): State<Arc<AppState>>,
+    Admin(_): Admin,
+    Path(id): Path<String>,
+) -> Result<Json<Status>, ApiError> {
+    in_tx(&state, move |tx| campaign::status(tx, &id))
+        .await
+        .map(Json)
+}
+
+async fn set_paused(
+    state: Arc<AppState>,
+    admin: String,
+    id: String,
+    pause: bool,
+) -> Result<Json<Status>, ApiError> {
+    let action = if pause {
+        "campaign.pause"
+    } else {
+        "campaign.resume"
+    };
+    let cid = id.clone();
+    let r = in_tx(&state, move |tx| {
+        campaign::set_paused(tx, &cid, pause)?;
+        campaign::status(tx, &cid)
+    })
+    .await;
+    audited(
+        &state,
+        format!("admin:{admin}"),
+        action,
+        |s: &Status| format!("campaign {} is {}", s.id, s.state),
+        r,
+    )
+    .await
+    .map(Json)
+}
+
+/// `POST /api/v1/campaigns/{id}/pause` (admin).
+pub async fn pause(
+    State(state): State<Arc<AppState>>,
+    Admin(a): Admin,
+    Path(id): Path<String>,
+) -> Result<Json<Status>, ApiError> {
+    set_paused(state, a, id, true).await
+}
+
+/// `POST /api/v1/campaigns/{id}/resume` (admin).
+pub async fn resume(
+    State(state): State<Arc<AppState>>,
+    Admin(a): Admin,
+    Path(id): Path<String>,
+) -> Result<Json<Status>, ApiError> {
+    set_paused(state, a, id, false).await
+}
+
+/// Body of `POST /api/v1/gateway/assignments`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InventoryReport {
+    /// Every device the gateway currently manages.
+    pub devices: Vec<DeviceId>,
+}
+
+/// Most devices one gateway may report.
+pub const MAX_DEVICES_PER_GATEWAY: usize = 10_000;
+
+fn minute_of_day() -> u16 {
+    use chrono::Timelike;
+    let now = chrono::Utc::now();
+    u16::try_from(now.hour() * 60 + now.minute()).unwrap_or(0)
+}
+
+/// `POST /api/v1/gateway/assignments` (gateway).
+pub async fn assignments(
+    State(state): State<Arc<AppState>>,
+    Gateway(gw): Gateway,
+    body: Result<ApiJson<InventoryReport>, ApiError>,
+) -> Result<Json<Vec<Assignment>>, ApiError> {
+    let actor = format!("gateway:{gw}");
+    let r = async {
+        let ApiJson(req) = body?;
+        if req.devices.len() > MAX_DEVICES_PER_GATEWAY {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_many_devices",
+                format!("at most {MAX_DEVICES_PER_GATEWAY} devices per gateway"),
+            ));
+        }
+        let g = gw.clone();
+        let m = minute_of_day();
+        in_tx(&state, move |tx| {
+            campaign::assignments_for(tx, &g, &req.devices, m)
+        })
+        .await
+    }
+    .await;
+    if let Err(e) = &r {
+        state.metrics.refused(e.code);
+        state.audit(actor, "gateway.assignments", Err(e)).await;
+    }
+    r.map(Json)
+}
+
+/// Body of `POST /api/v1/gateway/results`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultsReport {
+    /// Campaign the results belong to.
+    pub campaign_id: String,
+    /// Per-device results.
+    pub results: Vec<DeviceResult>,
+}
+
+/// `POST /api/v1/gateway/results` (gateway).
+pub async fn results(
+    State(state): State<Arc<AppState>>,
+    Gateway(gw): Gateway,
+    body: Result<ApiJson<ResultsReport>, ApiError>,
+) -> Result<Json<Status>, ApiError> {
+    let actor = format!("gateway:{gw}");
+    let metrics = Arc::clone(&state.metrics);
+    let r = async {
+        let ApiJson(req) = body?;
+        let g = gw.clone();
+        let outcomes: Vec<&'static str> = req.results.iter().map(|r| r.outcome.as_str()).collect();
+        let s = in_tx(&state, move |tx| {
+            campaign::record_results(tx, &req.campaign_id, &g, &req.results)?;
+            campaign::status(tx, &req.campaign_id)
+        })
+        .await?;
+        for o in outcomes {
+            metrics
+                .gateway_results
+                .get_or_create(&crate::metrics::CodeLabels { code: o.into() })
+                .inc();
+        }
+        Ok(s)
+    }
+    .await;
+    audited(
+        &state,
+        actor,
+        "gateway.results",
+        |s: &Status| {
+            format!(
+                "campaign {} now {} ({} ok, {} failed)",
+                s.id, s.state, s.totals.success, s.totals.failure
+            )
+        },
+        r,
+    )
+    .await
+    .map(Json)
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        ApiError::internal(&e)
+    }
+}

@@ -1,0 +1,615 @@
+//! Shared harness for the ota-server integration tests: a PKI made with
+//! rcgen, a TUF repository authored with `tuf-repo` (root, targets, a
+//! delegation per manufacturer), a server on 127.0.0.1:0 (in-process or the
+//! real binary), and clients (reqwest, tough, python-tuf).
+#![allow(dead_code, clippy::missing_panics_doc, missing_docs)]
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType,
+};
+use tokio_util::sync::CancellationToken;
+use tuf_repo::firmware::FirmwareMeta;
+use tuf_repo::repo::init::{InitConfig, InitSigners, RoleSpec};
+use tuf_repo::repo::release::ReleaseRequest;
+use tuf_repo::{ManufacturerName, RepoDir, SigningKey};
+
+/// A CA and what it issued.
+pub struct Ca {
+    pub cert: rcgen::Certificate,
+    pub key: KeyPair,
+}
+
+impl Ca {
+    pub fn new(name: &str) -> Self {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, name);
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let cert = p.self_signed(&key).unwrap();
+        Self { cert, key }
+    }
+
+    pub fn pem(&self) -> String {
+        self.cert.pem()
+    }
+
+    /// (cert PEM, key PEM) for the server: localhost and 127.0.0.1.
+    pub fn server(&self) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        p.subject_alt_names
+            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let c = p.signed_by(&key, &self.cert, &self.key).unwrap();
+        (c.pem(), key.serialize_pem())
+    }
+
+    /// (cert PEM, key PEM) for gateway `id` (SAN URI urn:wardgate:gateway:<id>).
+    pub fn gateway(&self, id: &str) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, id);
+        p.subject_alt_names.push(SanType::URI(
+            format!("urn:wardgate:gateway:{id}").try_into().unwrap(),
+        ));
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let c = p.signed_by(&key, &self.cert, &self.key).unwrap();
+        (c.pem(), key.serialize_pem())
+    }
+}
+
+/// The offline and online TUF keys of a test repository.
+pub struct TufKeys {
+    pub root: SigningKey,
+    pub targets: SigningKey,
+    pub snapshot: SigningKey,
+    pub timestamp: SigningKey,
+    pub acme: SigningKey,
+    pub globex: SigningKey,
+}
+
+fn spec(k: &SigningKey) -> RoleSpec {
+    RoleSpec {
+        keys: vec![k.public_key()],
+        threshold: 1,
+    }
+}
+
+/// Authors a repository as the operator would with `tuf-repo`: root,
+/// targets delegating `acme/*` and `globex/*`, snapshot, timestamp.
+pub async fn author_repo(dir: &Path) -> TufKeys {
+    let keys = TufKeys {
+        root: SigningKey::generate(),
+        targets: SigningKey::generate(),
+        snapshot: SigningKey::generate(),
+        timestamp: SigningKey::generate(),
+        acme: SigningKey::generate(),
+        globex: SigningKey::generate(),
+    };
+    let repo = RepoDir::new(dir);
+    repo.create_dirs().unwrap();
+    let expiries = tuf_repo::Expiries::default();
+    tuf_repo::repo::init::init(
+        &repo,
+        &InitConfig {
+            root: spec(&keys.root),
+            targets: spec(&keys.targets),
+            snapshot: spec(&keys.snapshot),
+            timestamp: spec(&keys.timestamp),
+            expiries,
+        },
+        &InitSigners {
+            root: vec![keys.root.clone()],
+            targets: vec![keys.targets.clone()],
+            snapshot: vec![keys.snapshot.clone()],
+            timestamp: vec![keys.timestamp.clone()],
+        },
+    )
+    .await
+    .unwrap();
+    for (name, k) in [("acme", &keys.acme), ("globex", &keys.globex)] {
+        let m = ManufacturerName::new(name).unwrap();
+        // The manufacturer enrols (an empty role signed with its key), so
+        // tough clients see every delegation before anyone has released.
+        let enrolment =
+            tuf_repo::repo::delegate::enrol(&m, std::slice::from_ref(k), 1, expiries.delegated)
+                .await
+                .unwrap();
+        tuf_repo::repo::delegate::delegate(
+            &repo,
+            &m,
+            &[k.public_key()],
+            1,
+            &[keys.targets.clone()],
+            expiries.targets,
+            Some(&enrolment),
+        )
+        .await
+        .unwrap();
+    }
+    tuf_repo::repo::online::snapshot(&repo, &[keys.snapshot.clone()], expiries.snapshot)
+        .await
+        .unwrap();
+    tuf_repo::refresh_timestamp(&repo, &[keys.timestamp.clone()], expiries.timestamp)
+        .await
+        .unwrap();
+    keys
+}
+
+/// Knobs for a harness.
+#[derive(Clone)]
+pub struct Opts {
+    pub timestamp_expiry: &'static str,
+    pub timestamp_refresh: &'static str,
+    pub max_upload_bytes: u64,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Self {
+            timestamp_expiry: "1day",
+            timestamp_refresh: "6h",
+            max_upload_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// A release bundle made by the manufacturer with `tuf-repo release`.
+pub struct Bundle {
+    pub target: String,
+    pub role_bytes: Vec<u8>,
+    pub image: Vec<u8>,
+}
+
+/// A ready-to-start server setup.
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub ca: Ca,
+    pub keys: TufKeys,
+    pub config_path: PathBuf,
+    pub data_dir: PathBuf,
+    pub admin_token: String,
+    pub acme_token: String,
+    pub globex_token: String,
+    pub root_json: Vec<u8>,
+    pub addr: Option<SocketAddr>,
+    server: Option<ota_server::server::RunningServer>,
+    process: Option<ProcessGuard>,
+}
+
+/// Kills the child process on drop.
+pub struct ProcessGuard(pub Child);
+
+impl Drop for ProcessGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn write(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, contents).unwrap();
+    p
+}
+
+impl Harness {
+    /// PKI, TUF repository, config, `ota-server init`; the server is not
+    /// started yet.
+    pub async fn new(opts: Opts) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let ca = Ca::new("Test Ward CA");
+        let (scert, skey) = ca.server();
+        let ca_path = write(d, "ca.pem", ca.pem());
+        let cert_path = write(d, "server.pem", scert);
+        let key_path = write(d, "server.key", skey);
+        let authoring = d.join("authoring");
+        let keys = author_repo(&authoring).await;
+        let snap_key = d.join("snapshot.key");
+        let ts_key = d.join("timestamp.key");
+        keys.snapshot
+            .save(&snap_key, None, tuf_repo::KdfParams::default())
+            .unwrap();
+        keys.timestamp
+            .save(&ts_key, None, tuf_repo::KdfParams::default())
+            .unwrap();
+        let (admin_token, admin_hash) = ota_server::auth::new_token();
+        let (acme_token, acme_hash) = ota_server::auth::new_token();
+        let (globex_token, globex_hash) = ota_server::auth::new_token();
+        let data_dir = d.join("data");
+        let config = format!(
+            r#"
+listen = "127.0.0.1:0"
+data_dir = "{data}"
+
+[tls]
+cert = "{cert}"
+key = "{key}"
+client_ca = "{ca}"
+
+[tuf]
+snapshot_key = "{snap}"
+timestamp_key = "{ts}"
+timestamp_expiry = "{te}"
+timestamp_refresh = "{tr}"
+snapshot_expiry = "7days"
+
+[limits]
+max_upload_bytes = {max}
+
+[[admins]]
+name = "ops"
+token_sha256 = "{admin_hash}"
+
+[[manufacturers]]
+name = "acme"
+token_sha256 = "{acme_hash}"
+
+[[manufacturers]]
+name = "globex"
+token_sha256 = "{globex_hash}"
+"#,
+            data = data_dir.display(),
+            cert = cert_path.display(),
+            key = key_path.display(),
+            ca = ca_path.display(),
+            snap = snap_key.display(),
+            ts = ts_key.display(),
+            te = opts.timestamp_expiry,
+            tr = opts.timestamp_refresh,
+            max = opts.max_upload_bytes,
+        );
+        let config_path = write(d, "ota.toml", config);
+        let cfg = ota_server::cli::load_config(&config_path).unwrap();
+        ota_server::cli::init::run(&cfg, &authoring).await.unwrap();
+        let root_json = std::fs::read(authoring.join("metadata/1.root.json")).unwrap();
+        Self {
+            dir,
+            ca,
+            keys,
+            config_path,
+            data_dir,
+            admin_token,
+            acme_token,
+            globex_token,
+            root_json,
+            addr: None,
+            server: None,
+            process: None,
+        }
+    }
+
+    /// Starts the server in-process.
+    pub async fn start(&mut self) {
+        let cfg = ota_server::cli::load_config(&self.config_path).unwrap();
+        let s = ota_server::server::start(cfg, CancellationToken::new())
+            .await
+            .unwrap();
+        self.addr = Some(s.local_addr());
+        self.server = Some(s);
+    }
+
+    pub fn server(&self) -> &ota_server::server::RunningServer {
+        self.server.as_ref().unwrap()
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+    }
+
+    /// Starts the real binary and waits (by reading its log) until it
+    /// listens.
+    pub fn start_process(&mut self) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ota-server"))
+            .args(["serve", "--config"])
+            .arg(&self.config_path)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let guard = ProcessGuard(child);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(pos) = line.find("addr=") {
+                    let a: String = line[pos + 5..]
+                        .chars()
+                        .take_while(|c| !c.is_whitespace())
+                        .collect();
+                    if let Some(t) = tx.take() {
+                        let _ = t.send(a);
+                    }
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("ota-server did not report its address");
+        self.addr = Some(addr.parse().unwrap());
+        self.process = Some(guard);
+    }
+
+    /// SIGKILL the binary.
+    pub fn kill9(&mut self) {
+        if let Some(mut g) = self.process.take() {
+            g.0.kill().unwrap();
+            let _ = g.0.wait();
+        }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("https://{}", self.addr.unwrap())
+    }
+
+    fn client_builder(&self) -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(self.ca.pem().as_bytes()).unwrap())
+            .no_proxy()
+    }
+
+    /// An HTTPS client trusting the test CA, without a client certificate.
+    pub fn client(&self) -> reqwest::Client {
+        self.client_builder().build().unwrap()
+    }
+
+    /// A client presenting gateway `id`'s certificate from `ca`.
+    pub fn gateway_client(&self, ca: &Ca, id: &str) -> reqwest::Client {
+        let (c, k) = ca.gateway(id);
+        let ident = reqwest::Identity::from_pem(format!("{c}{k}").as_bytes()).unwrap();
+        self.client_builder().identity(ident).build().unwrap()
+    }
+
+    /// The manufacturer signs a release of `image` with `key` against the
+    /// server's current repository (as `tuf-repo release` would on its own
+    /// copy).
+    pub async fn release(
+        &self,
+        manufacturer: &str,
+        key: &SigningKey,
+        file: &str,
+        version: &str,
+        image: &[u8],
+    ) -> Bundle {
+        let work = tempfile::tempdir_in(self.dir.path()).unwrap();
+        let img = write(work.path(), file, image);
+        let out = work.path().join("bundle");
+        let b = tuf_repo::repo::release::release(
+            &RepoDir::new(self.current_gen()),
+            &ReleaseRequest {
+                manufacturer: ManufacturerName::new(manufacturer).unwrap(),
+                target: format!("{manufacturer}/{file}"),
+                image: img,
+                firmware: FirmwareMeta::new(
+                    vec!["pump-x1".into()],
+                    version.parse().unwrap(),
+                    None,
+                    None,
+                )
+                .unwrap(),
+                expiry: Duration::from_secs(30 * 24 * 3600),
+            },
+            std::slice::from_ref(key),
+            &out,
+        )
+        .await
+        .unwrap();
+        Bundle {
+            target: b.target.to_string(),
+            role_bytes: std::fs::read(&b.role_metadata).unwrap(),
+            image: std::fs::read(&b.image).unwrap(),
+        }
+    }
+
+    /// Uploads metadata + image to the release API.
+    pub async fn upload(
+        &self,
+        token: Option<&str>,
+        target: &str,
+        role_bytes: &[u8],
+        image: &[u8],
+    ) -> reqwest::Response {
+        let mut body = role_bytes.to_vec();
+        body.extend_from_slice(image);
+        let mut rb = self
+            .client()
+            .post(format!("{}/api/v1/releases/{target}", self.base_url()))
+            .header("X-Wardgate-Metadata-Length", role_bytes.len().to_string())
+            .body(body);
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        rb.send().await.unwrap()
+    }
+
+    pub async fn upload_bundle(&self, token: &str, b: &Bundle) -> reqwest::Response {
+        self.upload(Some(token), &b.target, &b.role_bytes, &b.image)
+            .await
+    }
+
+    /// The generation directory `current` points at.
+    pub fn current_gen(&self) -> PathBuf {
+        let repo = self.data_dir.join("repo");
+        repo.join(std::fs::read_link(repo.join("current")).unwrap())
+    }
+
+    /// Every metadata file of the current generation, for byte-for-byte
+    /// comparisons.
+    pub fn metadata_files(&self) -> BTreeMap<String, Vec<u8>> {
+        let meta = self.current_gen().join("metadata");
+        std::fs::read_dir(&meta)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// Admin GET returning JSON.
+    pub async fn admin_get(&self, path: &str) -> serde_json::Value {
+        let r = self
+            .client()
+            .get(format!("{}{path}", self.base_url()))
+            .bearer_auth(&self.admin_token)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.json().await.unwrap()
+    }
+
+    /// The newest audit row.
+    pub async fn last_audit(&self) -> serde_json::Value {
+        let rows = self.admin_get("/api/v1/audit?limit=5").await;
+        // The admin's own GET is not audited, so row 0 is the last action.
+        rows[0].clone()
+    }
+
+    /// Value of a metric line starting with `prefix` (0 if absent).
+    pub async fn metric(&self, prefix: &str) -> f64 {
+        let text = self
+            .client()
+            .get(format!("{}/metrics", self.base_url()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// A tough-backed HTTPS transport trusting the test CA.
+    pub fn transport(&self) -> tuf_repo::HttpsTransport {
+        tuf_repo::HttpsTransport::new(&tuf_repo::HttpsTransportConfig {
+            ca_pem: self.ca.pem().into_bytes(),
+            client_identity: None,
+            timeout: Some(Duration::from_secs(30)),
+        })
+        .unwrap()
+    }
+
+    /// Loads the repository from the server with tough (root pinned to
+    /// version 1) and returns the target's verified bytes.
+    pub async fn tough_fetch(&self, target: &str) -> Result<Vec<u8>, String> {
+        let loc = tuf_repo::RepoLocation::Url(url::Url::parse(&self.base_url()).unwrap());
+        tuf_repo::verify::fetch_target(&loc, &self.root_json, self.transport(), target)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Runs python-tuf's ngclient against the server; returns its stdout
+    /// (the SHA-256 of the downloaded target) or stderr on failure.
+    pub fn python_fetch(&self, target: &str) -> Result<String, String> {
+        let py = python();
+        let work = tempfile::tempdir_in(self.dir.path()).unwrap();
+        let meta = work.path().join("meta");
+        let dl = work.path().join("dl");
+        std::fs::create_dir_all(&meta).unwrap();
+        std::fs::create_dir_all(&dl).unwrap();
+        std::fs::write(meta.join("root.json"), &self.root_json).unwrap();
+        let ca = write(work.path(), "ca.pem", self.ca.pem());
+        let script = r#"
+import hashlib, os, sys
+from tuf.ngclient import Updater, Urllib3Fetcher
+from tuf.ngclient._internal.proxy import ProxyEnvironment
+meta, dl, base, target = sys.argv[1:5]
+fetcher = Urllib3Fetcher()
+# Trust the test CA the way requests would (REQUESTS_CA_BUNDLE).
+fetcher._proxy_env = ProxyEnvironment(ca_certs=os.environ["REQUESTS_CA_BUNDLE"])
+u = Updater(metadata_dir=meta, metadata_base_url=base + "/metadata/",
+            target_base_url=base + "/targets/", target_dir=dl, fetcher=fetcher,
+            bootstrap=open(os.path.join(meta, "root.json"), "rb").read())
+u.refresh()
+info = u.get_targetinfo(target)
+if info is None:
+    sys.exit("target not found: " + target)
+path = u.download_target(info)
+print(hashlib.sha256(open(path, "rb").read()).hexdigest())
+"#;
+        let script_path = write(work.path(), "fetch.py", script);
+        let out = Command::new(&py)
+            .arg(&script_path)
+            .arg(&meta)
+            .arg(&dl)
+            .arg(self.base_url())
+            .arg(target)
+            .env("REQUESTS_CA_BUNDLE", &ca)
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .output()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run {}: {e}; run scripts/setup-test-deps",
+                    py.display()
+                )
+            });
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+}
+
+/// The python with python-tuf: `WARDGATE_PYTHON`, else the workspace venv.
+pub fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("WARDGATE_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join(".venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing; run scripts/setup-test-deps",
+        p.display()
+    );
+    p
+}
+
+pub fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+/// Polls `f` until it returns true (at most `limit`).
+pub async fn wait_until<F, Fut>(limit: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
