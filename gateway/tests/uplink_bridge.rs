@@ -97,7 +97,7 @@ async fn delivers_json_and_fhir_in_order_and_empties_the_outbox() {
     let gw_id = pki.client("ward-7-gateway").unwrap();
     let cancel = CancellationToken::new();
     let cfg = config(&broker, &pki, &gw_id, vec![Format::Json, Format::Fhir]);
-    let (uplink, mut registry) = start(&cfg, dir.path(), &cancel);
+    let (uplink, registry) = start(&cfg, dir.path(), &cancel);
 
     let sink = uplink.sink();
     for seq in 1..=25 {
@@ -129,7 +129,6 @@ async fn delivers_json_and_fhir_in_order_and_empties_the_outbox() {
     assert!(text.contains("wardgate_uplink_connected 1"), "{text}");
     assert!(text.contains("wardgate_uplink_published_messages_total 150"), "{text}");
     assert!(text.contains("wardgate_uplink_delivered_messages_total 50"), "{text}");
-    let _ = &mut registry;
     cancel.cancel();
     uplink.join().await;
     sub.stop().await;

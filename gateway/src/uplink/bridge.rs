@@ -199,35 +199,36 @@ struct LinkState {
     last_error: Option<String>,
 }
 
-/// Handle to the running bridge task.
-#[derive(Debug)]
-pub struct BridgeHandle {
-    state: Arc<Mutex<LinkState>>,
-    task: JoinHandle<()>,
-}
+/// Shared view of the bridge's connection state.
+#[derive(Debug, Clone, Default)]
+pub struct LinkStatus(Arc<Mutex<LinkState>>);
 
-impl BridgeHandle {
+impl LinkStatus {
     /// Whether the session is up, and the last error.
     #[must_use]
-    pub fn connection(&self) -> (bool, Option<String>) {
-        self.state
+    pub fn get(&self) -> (bool, Option<String>) {
+        self.0
             .lock()
             .map(|s| (s.connected, s.last_error.clone()))
             .unwrap_or((false, None))
     }
 
-    /// Wait for the task to end.
-    pub async fn join(self) {
-        if let Err(e) = self.task.await {
-            tracing::error!(error = %e, "uplink bridge task failed");
+    fn set(&self, connected: bool, error: Option<String>) {
+        if let Ok(mut s) = self.0.lock() {
+            s.connected = connected;
+            s.last_error = error;
         }
     }
 }
 
 /// Start the bridge task draining `outbox` until `cancel` fires.
 #[must_use]
-pub fn spawn(settings: BridgeSettings, outbox: Outbox, cancel: CancellationToken) -> BridgeHandle {
-    let state = Arc::new(Mutex::new(LinkState::default()));
+pub fn spawn(
+    settings: BridgeSettings,
+    outbox: Outbox,
+    cancel: CancellationToken,
+) -> (LinkStatus, JoinHandle<()>) {
+    let state = LinkStatus::default();
     let bridge = Bridge {
         settings,
         outbox,
@@ -237,14 +238,14 @@ pub fn spawn(settings: BridgeSettings, outbox: Outbox, cancel: CancellationToken
     };
     let span = tracing::info_span!("uplink", broker = %format!("{}:{}", bridge.settings.host, bridge.settings.port));
     let task = tokio::spawn(tracing::Instrument::instrument(bridge.run(), span));
-    BridgeHandle { state, task }
+    (state, task)
 }
 
 struct Bridge {
     settings: BridgeSettings,
     outbox: Outbox,
     cancel: CancellationToken,
-    state: Arc<Mutex<LinkState>>,
+    state: LinkStatus,
     /// Rows acknowledged upstream whose delete has not committed yet; a new
     /// session does not send them again.
     acked_pending: Arc<Mutex<HashSet<i64>>>,
@@ -305,10 +306,7 @@ impl Bridge {
     }
 
     fn set_state(&self, connected: bool, error: Option<String>) {
-        if let Ok(mut s) = self.state.lock() {
-            s.connected = connected;
-            s.last_error = error;
-        }
+        self.state.set(connected, error);
     }
 
     fn options(&self) -> MqttOptions {

@@ -18,6 +18,7 @@
 
 pub mod bridge;
 pub mod metrics;
+pub mod notice;
 pub mod outbox;
 pub mod seal;
 
@@ -258,9 +259,34 @@ impl UplinkConfig {
 /// when enabled, the bridge task.
 #[derive(Debug)]
 pub struct Uplink {
+    monitor: UplinkMonitor,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// A cheap, cloneable view of the uplink for the admin API and tests.
+#[derive(Debug, Clone)]
+pub struct UplinkMonitor {
     outbox: Outbox,
-    bridge: Option<bridge::BridgeHandle>,
+    link: Option<bridge::LinkStatus>,
     broker: Option<String>,
+}
+
+impl UplinkMonitor {
+    /// Connection and outbox status.
+    #[must_use]
+    pub fn status(&self) -> UplinkStatus {
+        let (connected, last_error) = self
+            .link
+            .as_ref()
+            .map_or((false, None), bridge::LinkStatus::get);
+        UplinkStatus::new(self.broker.clone(), connected, last_error, self.outbox.depth())
+    }
+
+    /// The outbox.
+    #[must_use]
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
 }
 
 impl Uplink {
@@ -284,51 +310,90 @@ impl Uplink {
         let key = OutboxKey::load_or_create(&key_path)?;
         let metrics = UplinkMetrics::register(registry);
         let outbox = Outbox::open(db_path, key, config.limits(), metrics, notices)?;
-        let (bridge, broker) = if config.enabled {
-            let settings = BridgeSettings::from_config(config)?;
-            let broker = format!("{}:{}", settings.host, settings.port);
-            (
-                Some(bridge::spawn(settings, outbox.clone(), cancel)),
-                Some(broker),
-            )
-        } else {
+        if !config.enabled {
             tracing::warn!("uplink disabled (uplink.enabled = false): telemetry is kept in the outbox but not forwarded");
-            (None, None)
-        };
+            return Ok(Self {
+                monitor: UplinkMonitor {
+                    outbox,
+                    link: None,
+                    broker: None,
+                },
+                task: None,
+            });
+        }
+        let settings = BridgeSettings::from_config(config)?;
+        let broker = format!("{}:{}", settings.host, settings.port);
+        let (link, task) = bridge::spawn(settings, outbox.clone(), cancel);
         Ok(Self {
-            outbox,
-            bridge,
-            broker,
+            monitor: UplinkMonitor {
+                outbox,
+                link: Some(link),
+                broker: Some(broker),
+            },
+            task: Some(task),
         })
+    }
+
+    /// Start the uplink of a gateway: its `[uplink]` section, the gateway
+    /// database, the shared metrics registry, outbox alerts written to the
+    /// audit log, and the bridge tracked by the gateway's task tracker (so
+    /// shutdown waits for it).
+    ///
+    /// # Errors
+    /// As [`Uplink::start`].
+    pub fn start_in(ctx: &crate::context::GatewayContext) -> Result<Self, UplinkError> {
+        let hook = notice::audit_hook(ctx.audit.clone());
+        let mut uplink = ctx.metrics.with_registry(|registry| {
+            Self::start(
+                &ctx.config.uplink,
+                &ctx.data_dir,
+                &ctx.db_path,
+                registry,
+                Some(hook),
+                ctx.shutdown.child_token(),
+            )
+        })?;
+        if let Some(task) = uplink.task.take() {
+            ctx.tasks.spawn(async move {
+                if let Err(e) = task.await {
+                    tracing::error!(error = %e, "uplink bridge task failed");
+                }
+            });
+        }
+        Ok(uplink)
     }
 
     /// The outbox, to hand to the edge as its [`crate::sink::TelemetrySink`].
     #[must_use]
     pub fn outbox(&self) -> &Outbox {
-        &self.outbox
+        &self.monitor.outbox
     }
 
     /// The outbox as a shareable sink.
     #[must_use]
     pub fn sink(&self) -> Arc<dyn crate::sink::TelemetrySink> {
-        Arc::new(self.outbox.clone())
+        Arc::new(self.monitor.outbox.clone())
     }
 
     /// Connection and outbox status for the admin API.
     #[must_use]
     pub fn status(&self) -> UplinkStatus {
-        let depth = self.outbox.depth();
-        let (connected, last_error) = self
-            .bridge
-            .as_ref()
-            .map_or((false, None), bridge::BridgeHandle::connection);
-        UplinkStatus::new(self.broker.clone(), connected, last_error, depth)
+        self.monitor.status()
     }
 
-    /// Wait for the bridge task to end (after the cancellation token fired).
+    /// A cloneable status view (for the admin API).
+    #[must_use]
+    pub fn monitor(&self) -> UplinkMonitor {
+        self.monitor.clone()
+    }
+
+    /// Wait for the bridge task to end (after the cancellation token fired),
+    /// unless [`Uplink::start_in`] handed it to the gateway's task tracker.
     pub async fn join(self) {
-        if let Some(b) = self.bridge {
-            b.join().await;
+        if let Some(task) = self.task {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "uplink bridge task failed");
+            }
         }
     }
 }
