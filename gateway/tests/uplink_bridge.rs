@@ -25,9 +25,18 @@ fn telemetry(device: &str, seq: u64) -> AcceptedTelemetry {
         seq,
         ts: Utc::now(),
         readings: vec![
-            Reading { kind: VitalKind::HeartRate, value: 60.0 + (seq % 40) as f64 },
-            Reading { kind: VitalKind::SystolicBp, value: 120.0 },
-            Reading { kind: VitalKind::DiastolicBp, value: 80.0 },
+            Reading {
+                kind: VitalKind::HeartRate,
+                value: 60.0 + (seq % 40) as f64,
+            },
+            Reading {
+                kind: VitalKind::SystolicBp,
+                value: 120.0,
+            },
+            Reading {
+                kind: VitalKind::DiastolicBp,
+                value: 80.0,
+            },
         ],
     };
     AcceptedTelemetry {
@@ -39,7 +48,12 @@ fn telemetry(device: &str, seq: u64) -> AcceptedTelemetry {
     }
 }
 
-fn config(broker: &Mosquitto, pki: &UpstreamPki, id: &ClientIdentity, formats: Vec<Format>) -> UplinkConfig {
+fn config(
+    broker: &Mosquitto,
+    pki: &UpstreamPki,
+    id: &ClientIdentity,
+    formats: Vec<Format>,
+) -> UplinkConfig {
     UplinkConfig {
         enabled: true,
         broker_host: "127.0.0.1".into(),
@@ -57,7 +71,15 @@ fn config(broker: &Mosquitto, pki: &UpstreamPki, id: &ClientIdentity, formats: V
 
 fn start(cfg: &UplinkConfig, dir: &Path, cancel: &CancellationToken) -> (Uplink, Registry) {
     let mut registry = Registry::default();
-    let uplink = Uplink::start(cfg, dir, &dir.join("gateway.db"), &mut registry, None, cancel.clone()).unwrap();
+    let uplink = Uplink::start(
+        cfg,
+        dir,
+        &dir.join("gateway.db"),
+        &mut registry,
+        None,
+        cancel.clone(),
+    )
+    .unwrap();
     (uplink, registry)
 }
 
@@ -93,7 +115,9 @@ async fn delivers_json_and_fhir_in_order_and_empties_the_outbox() {
     let pki = UpstreamPki::generate(&dir.path().join("pki")).unwrap();
     let broker = Mosquitto::start_new(&pki, &dir.path().join("mosquitto")).unwrap();
     let sub_id = pki.client("hospital-consumer").unwrap();
-    let sub = Subscriber::start(&broker, &pki, &sub_id, "consumer-1", "wardgate/ward/#").await.unwrap();
+    let sub = Subscriber::start(&broker, &pki, &sub_id, "consumer-1", "wardgate/ward/#")
+        .await
+        .unwrap();
     let gw_id = pki.client("ward-7-gateway").unwrap();
     let cancel = CancellationToken::new();
     let cfg = config(&broker, &pki, &gw_id, vec![Format::Json, Format::Fhir]);
@@ -107,28 +131,48 @@ async fn delivers_json_and_fhir_in_order_and_empties_the_outbox() {
     }
     // 50 JSON + 50 x (HR + BP panel) FHIR.
     let got = sub
-        .wait_until(LIMIT, |r| r.count("/telemetry") >= 50 && r.count("/fhir/Observation") >= 100)
+        .wait_until(LIMIT, |r| {
+            r.count("/telemetry") >= 50 && r.count("/fhir/Observation") >= 100
+        })
         .await;
     assert_eq!(got.count("/telemetry"), 50, "{:?}", got.by_topic.keys());
     assert_eq!(got.count("/fhir/Observation"), 100);
     for d in ["monitor-1", "monitor-2"] {
-        let seqs: Vec<u64> = arrived_json(&got).into_iter().filter(|(dev, _)| dev == d).map(|(_, s)| s).collect();
-        assert_eq!(seqs, (1..=25).collect::<Vec<_>>(), "per-device order of {d}");
+        let seqs: Vec<u64> = arrived_json(&got)
+            .into_iter()
+            .filter(|(dev, _)| dev == d)
+            .map(|(_, s)| s)
+            .collect();
+        assert_eq!(
+            seqs,
+            (1..=25).collect::<Vec<_>>(),
+            "per-device order of {d}"
+        );
         let fhir = &got.by_topic[&format!("wardgate/ward/devices/{d}/fhir/Observation")];
         let first: serde_json::Value = serde_json::from_slice(&fhir[0]).unwrap();
         assert_eq!(first["resourceType"], "Observation");
         assert_eq!(first["device"]["reference"], format!("Device/{d}"));
     }
     // Removed from the outbox once acknowledged.
-    assert!(wait_for(LIMIT, || uplink.outbox().depth().rows == 0).await, "outbox drained: {:?}", uplink.status());
+    assert!(
+        wait_for(LIMIT, || uplink.outbox().depth().rows == 0).await,
+        "outbox drained: {:?}",
+        uplink.status()
+    );
     let status = uplink.status();
     assert!(status.connected);
     assert_eq!(status.oldest_message_age_seconds, None);
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
     assert!(text.contains("wardgate_uplink_connected 1"), "{text}");
-    assert!(text.contains("wardgate_uplink_published_messages_total 150"), "{text}");
-    assert!(text.contains("wardgate_uplink_delivered_messages_total 50"), "{text}");
+    assert!(
+        text.contains("wardgate_uplink_published_messages_total 150"),
+        "{text}"
+    );
+    assert!(
+        text.contains("wardgate_uplink_delivered_messages_total 50"),
+        "{text}"
+    );
     cancel.cancel();
     uplink.join().await;
     sub.stop().await;
@@ -142,7 +186,9 @@ async fn upstream_outage_then_restart_delivers_everything() {
     let mut broker = Mosquitto::start_new(&pki, &dir.path().join("mosquitto")).unwrap();
     let sub_id = pki.client("hospital-consumer").unwrap();
     // Persistent session: the broker queues for it while it is away.
-    let sub = Subscriber::start(&broker, &pki, &sub_id, "consumer-outage", "wardgate/ward/#").await.unwrap();
+    let sub = Subscriber::start(&broker, &pki, &sub_id, "consumer-outage", "wardgate/ward/#")
+        .await
+        .unwrap();
     let gw_id = pki.client("ward-7-gateway").unwrap();
     let cancel = CancellationToken::new();
     let cfg = config(&broker, &pki, &gw_id, vec![Format::Json]);
@@ -163,7 +209,10 @@ async fn upstream_outage_then_restart_delivers_everything() {
     }
     // Outage: the upstream stops while devices keep sending.
     broker.stop().unwrap();
-    assert!(wait_for(LIMIT, || !uplink.status().connected).await, "uplink noticed the outage");
+    assert!(
+        wait_for(LIMIT, || !uplink.status().connected).await,
+        "uplink noticed the outage"
+    );
     while seq < N {
         seq += 1;
         for d in devices {
@@ -192,11 +241,20 @@ async fn upstream_outage_then_restart_delivers_everything() {
         arrived.len(),
         missing.len()
     );
-    assert!(missing.is_empty(), "missing upstream: {:?}", &missing[..missing.len().min(20)]);
+    assert!(
+        missing.is_empty(),
+        "missing upstream: {:?}",
+        &missing[..missing.len().min(20)]
+    );
     // Per-device order holds for first arrivals.
     for d in devices {
         let mut seen = std::collections::HashSet::new();
-        let firsts: Vec<u64> = arrived.iter().filter(|(dev, _)| dev == d).filter(|m| seen.insert((*m).clone())).map(|(_, s)| *s).collect();
+        let firsts: Vec<u64> = arrived
+            .iter()
+            .filter(|(dev, _)| dev == d)
+            .filter(|m| seen.insert((*m).clone()))
+            .map(|(_, s)| *s)
+            .collect();
         assert!(firsts.windows(2).all(|w| w[0] < w[1]), "order of {d}");
     }
     assert!(wait_for(LIMIT, || uplink.outbox().depth().rows == 0).await);
@@ -213,7 +271,9 @@ async fn gateway_with_untrusted_certificate_is_refused_and_keeps_its_outbox() {
     let pki = UpstreamPki::generate(&dir.path().join("pki")).unwrap();
     let broker = Mosquitto::start_new(&pki, &dir.path().join("mosquitto")).unwrap();
     let sub_id = pki.client("hospital-consumer").unwrap();
-    let sub = Subscriber::start(&broker, &pki, &sub_id, "consumer-3", "wardgate/ward/#").await.unwrap();
+    let sub = Subscriber::start(&broker, &pki, &sub_id, "consumer-3", "wardgate/ward/#")
+        .await
+        .unwrap();
 
     // A gateway whose client certificate comes from a foreign CA.
     let rogue_dir = dir.path().join("rogue");
@@ -229,11 +289,17 @@ async fn gateway_with_untrusted_certificate_is_refused_and_keeps_its_outbox() {
     let good_dir = dir.path().join("good");
     std::fs::create_dir_all(&good_dir).unwrap();
     let good_id = pki.client("ward-7-gateway").unwrap();
-    let (good, _r2) = start(&config(&broker, &pki, &good_id, vec![Format::Json]), &good_dir, &cancel);
+    let (good, _r2) = start(
+        &config(&broker, &pki, &good_id, vec![Format::Json]),
+        &good_dir,
+        &cancel,
+    );
     good.sink().accept(telemetry("pump-1", 1)).await.unwrap();
 
     // The legitimate one gets through ...
-    let got = sub.wait_until(LIMIT, |r| r.count("pump-1/telemetry") == 1).await;
+    let got = sub
+        .wait_until(LIMIT, |r| r.count("pump-1/telemetry") == 1)
+        .await;
     assert_eq!(got.count("pump-1/telemetry"), 1);
     // ... the refused one retried (and failed) and recorded why ...
     assert!(wait_for(LIMIT, || rogue.outbox().metrics().reconnects.get() >= 2).await);

@@ -68,7 +68,10 @@ async fn outbox_database_file_holds_no_vital_or_payload_in_clear() {
         let m = telemetry(
             "monitor-17",
             seq,
-            &[(VitalKind::HeartRate, 131.0 + seq as f64 / 1000.0), (VitalKind::Temperature, 38.123)],
+            &[
+                (VitalKind::HeartRate, 131.0 + seq as f64 / 1000.0),
+                (VitalKind::Temperature, 38.123),
+            ],
         );
         payloads.push(m.payload.clone());
         outbox.accept(m).await.unwrap();
@@ -77,8 +80,17 @@ async fn outbox_database_file_holds_no_vital_or_payload_in_clear() {
     let db = dir.path().join("gateway.db");
     let scan = |when: &str| {
         for file in [db.clone(), dir.path().join("gateway.db-wal")] {
-            let Ok(bytes) = std::fs::read(&file) else { continue };
-            for needle in ["heart_rate", "temperature", "readings", "38.123", "131.001", "\"schema\""] {
+            let Ok(bytes) = std::fs::read(&file) else {
+                continue;
+            };
+            for needle in [
+                "heart_rate",
+                "temperature",
+                "readings",
+                "38.123",
+                "131.001",
+                "\"schema\"",
+            ] {
                 assert!(
                     !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
                     "{when}: {} contains {needle:?} in clear",
@@ -86,14 +98,18 @@ async fn outbox_database_file_holds_no_vital_or_payload_in_clear() {
                 );
             }
             for p in &payloads {
-                assert!(!bytes.windows(p.len()).any(|w| w == &p[..]), "{when}: payload in clear");
+                assert!(
+                    !bytes.windows(p.len()).any(|w| w == &p[..]),
+                    "{when}: payload in clear"
+                );
             }
         }
     };
     scan("in WAL");
     {
         let conn = rusqlite::Connection::open(&db).unwrap();
-        conn.pragma_update(None, "wal_checkpoint", "TRUNCATE").unwrap();
+        conn.pragma_update(None, "wal_checkpoint", "TRUNCATE")
+            .unwrap();
         // Every column of every row, as SQL sees it.
         let mut stmt = conn.prepare("SELECT * FROM outbox").unwrap();
         let ncols = stmt.column_count();
@@ -108,7 +124,10 @@ async fn outbox_database_file_holds_no_vital_or_payload_in_clear() {
                     }
                     other => format!("{other:?}"),
                 };
-                assert!(!text.contains("heart_rate") && !text.contains("131.0"), "column {i}: {text}");
+                assert!(
+                    !text.contains("heart_rate") && !text.contains("131.0"),
+                    "column {i}: {text}"
+                );
             }
         }
         assert_eq!(n, 50);
@@ -134,7 +153,11 @@ async fn outbox_database_file_holds_no_vital_or_payload_in_clear() {
     assert!(page.messages.is_empty());
     assert_eq!(page.scanned, 50);
     assert_eq!(other.metrics().unreadable.get(), 50);
-    assert_eq!(other.depth().rows, 50, "unreadable rows stay, never silently lost");
+    assert_eq!(
+        other.depth().rows,
+        50,
+        "unreadable rows stay, never silently lost"
+    );
 }
 
 #[tokio::test]
@@ -147,7 +170,11 @@ async fn concurrent_appends_are_group_committed_and_ordered_per_device() {
         tasks.push(tokio::spawn(async move {
             for seq in 1..=50u64 {
                 outbox
-                    .append(telemetry(&format!("dev-{d}"), seq, &[(VitalKind::HeartRate, 70.0)]))
+                    .append(telemetry(
+                        &format!("dev-{d}"),
+                        seq,
+                        &[(VitalKind::HeartRate, 70.0)],
+                    ))
                     .await
                     .unwrap();
             }
@@ -159,7 +186,10 @@ async fn concurrent_appends_are_group_committed_and_ordered_per_device() {
     assert_eq!(metrics.accepted.get(), 1000);
     let commits = metrics.commits.get();
     println!("1000 appends from 20 concurrent devices in {commits} commits");
-    assert!(commits < 1000, "group commit should batch concurrent appends ({commits} commits)");
+    assert!(
+        commits < 1000,
+        "group commit should batch concurrent appends ({commits} commits)"
+    );
     let page = outbox.fetch(0, 2000).await.unwrap();
     assert_eq!(page.messages.len(), 1000);
     for d in 0..20 {
@@ -183,7 +213,10 @@ async fn full_outbox_refuse_policy_refuses_new_keeps_old_and_records_it() {
     let dir = tempfile::tempdir().unwrap();
     let (outbox, metrics, notices) = open(dir.path(), limits(5, FullPolicy::Refuse));
     for seq in 1..=5 {
-        outbox.accept(telemetry("pump-1", seq, &[(VitalKind::Temperature, 37.0)])).await.unwrap();
+        outbox
+            .accept(telemetry("pump-1", seq, &[(VitalKind::Temperature, 37.0)]))
+            .await
+            .unwrap();
     }
     // The sixth is refused with a reason that names the bound.
     let err = outbox
@@ -200,7 +233,16 @@ async fn full_outbox_refuse_policy_refuses_new_keeps_old_and_records_it() {
     assert_eq!(metrics.dropped.get(), 0);
     {
         let n = notices.lock().unwrap();
-        assert!(matches!(&n[0], OutboxNotice::Full { policy: FullPolicy::Refuse, .. }), "{n:?}");
+        assert!(
+            matches!(
+                &n[0],
+                OutboxNotice::Full {
+                    policy: FullPolicy::Refuse,
+                    ..
+                }
+            ),
+            "{n:?}"
+        );
         assert!(
             matches!(&n[1], OutboxNotice::Refused { count: 1, messages, .. } if messages == &vec![("pump-1".to_owned(), 6)]),
             "{n:?}"
@@ -208,13 +250,23 @@ async fn full_outbox_refuse_policy_refuses_new_keeps_old_and_records_it() {
     }
     // Nothing stored was lost.
     let page = outbox.fetch(0, 10).await.unwrap();
-    assert_eq!(page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+    assert_eq!(
+        page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
     // Everyone else keeps working once the uplink drains: ack one, append one.
     outbox.ack(vec![page.messages[0].id]).await.unwrap();
-    outbox.accept(telemetry("pump-2", 1, &[(VitalKind::HeartRate, 80.0)])).await.unwrap();
+    outbox
+        .accept(telemetry("pump-2", 1, &[(VitalKind::HeartRate, 80.0)]))
+        .await
+        .unwrap();
     outbox.ack(vec![page.messages[1].id]).await.unwrap();
     assert!(
-        notices.lock().unwrap().iter().any(|n| matches!(n, OutboxNotice::Recovered { .. })),
+        notices
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|n| matches!(n, OutboxNotice::Recovered { .. })),
         "recovery is reported"
     );
 }
@@ -224,19 +276,37 @@ async fn full_outbox_drop_oldest_drops_only_non_critical_and_records_it() {
     let dir = tempfile::tempdir().unwrap();
     let (outbox, metrics, notices) = open(dir.path(), limits(4, FullPolicy::DropOldest));
     // seq 1 critical (SpO2), 2..=4 non-critical (temperature).
-    outbox.accept(telemetry("mon-1", 1, &[(VitalKind::Spo2, 97.0)])).await.unwrap();
+    outbox
+        .accept(telemetry("mon-1", 1, &[(VitalKind::Spo2, 97.0)]))
+        .await
+        .unwrap();
     for seq in 2..=4 {
-        outbox.accept(telemetry("mon-1", seq, &[(VitalKind::Temperature, 37.0)])).await.unwrap();
+        outbox
+            .accept(telemetry("mon-1", seq, &[(VitalKind::Temperature, 37.0)]))
+            .await
+            .unwrap();
     }
     // Full: seq 5 displaces the oldest non-critical (seq 2), never seq 1.
-    outbox.accept(telemetry("mon-1", 5, &[(VitalKind::Spo2, 96.0)])).await.unwrap();
+    outbox
+        .accept(telemetry("mon-1", 5, &[(VitalKind::Spo2, 96.0)]))
+        .await
+        .unwrap();
     let seqs = |p: gateway::uplink::FetchPage| p.messages.iter().map(|m| m.seq).collect::<Vec<_>>();
     assert_eq!(seqs(outbox.fetch(0, 10).await.unwrap()), vec![1, 3, 4, 5]);
     assert_eq!(metrics.dropped.get(), 1);
     assert_eq!(metrics.full_events.get(), 1);
     {
         let n = notices.lock().unwrap();
-        assert!(matches!(&n[0], OutboxNotice::Full { policy: FullPolicy::DropOldest, .. }), "{n:?}");
+        assert!(
+            matches!(
+                &n[0],
+                OutboxNotice::Full {
+                    policy: FullPolicy::DropOldest,
+                    ..
+                }
+            ),
+            "{n:?}"
+        );
         assert!(
             matches!(&n[1], OutboxNotice::Dropped { count: 1, messages } if messages == &vec![("mon-1".to_owned(), 2)]),
             "{n:?}"
@@ -244,8 +314,14 @@ async fn full_outbox_drop_oldest_drops_only_non_critical_and_records_it() {
     }
     // Two more critical ones displace 3 and 4; then only critical rows are
     // left, and the next message is refused rather than dropping one.
-    outbox.accept(telemetry("mon-1", 6, &[(VitalKind::Spo2, 95.0)])).await.unwrap();
-    outbox.accept(telemetry("mon-1", 7, &[(VitalKind::Spo2, 95.0)])).await.unwrap();
+    outbox
+        .accept(telemetry("mon-1", 6, &[(VitalKind::Spo2, 95.0)]))
+        .await
+        .unwrap();
+    outbox
+        .accept(telemetry("mon-1", 7, &[(VitalKind::Spo2, 95.0)]))
+        .await
+        .unwrap();
     assert_eq!(seqs(outbox.fetch(0, 10).await.unwrap()), vec![1, 5, 6, 7]);
     let err = outbox
         .accept(telemetry("mon-1", 8, &[(VitalKind::Temperature, 37.0)]))
@@ -266,7 +342,10 @@ async fn byte_bound_is_enforced_too() {
     let mut ok = 0;
     let mut refused = None;
     for seq in 1..=100 {
-        match outbox.accept(telemetry("d", seq, &[(VitalKind::HeartRate, 70.0)])).await {
+        match outbox
+            .accept(telemetry("d", seq, &[(VitalKind::HeartRate, 70.0)]))
+            .await
+        {
             Ok(()) => ok += 1,
             Err(e) => {
                 refused = Some(e.to_string());

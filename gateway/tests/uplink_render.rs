@@ -59,9 +59,18 @@ fn check_golden(name: &str, actual: &str) {
         std::fs::write(&path, actual).unwrap();
         return;
     }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}; run with WARDGATE_UPDATE_GOLDEN=1 to create it", path.display()));
-    assert_eq!(actual, expected, "rendering differs from {}", path.display());
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run with WARDGATE_UPDATE_GOLDEN=1 to create it",
+            path.display()
+        )
+    });
+    assert_eq!(
+        actual,
+        expected,
+        "rendering differs from {}",
+        path.display()
+    );
 }
 
 fn fhir_array(message: &PendingMessage) -> Vec<serde_json::Value> {
@@ -77,8 +86,14 @@ fn json_renderer_matches_golden_files_and_is_the_payload_as_received() {
     for (name, message) in cases() {
         let out = render::render(Format::Json, &message).unwrap();
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0], message.payload, "JSON rendering is the device payload byte for byte");
-        check_golden(&format!("{name}.json.golden"), &String::from_utf8(out[0].clone()).unwrap());
+        assert_eq!(
+            out[0], message.payload,
+            "JSON rendering is the device payload byte for byte"
+        );
+        check_golden(
+            &format!("{name}.json.golden"),
+            &String::from_utf8(out[0].clone()).unwrap(),
+        );
     }
 }
 
@@ -150,7 +165,10 @@ fn run_checker(resources: &[serde_json::Value]) -> (bool, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     if text.contains("No module named") {
-        panic!("fhir.resources is missing from {}: run scripts/setup-test-deps\n{text}", python.display());
+        panic!(
+            "fhir.resources is missing from {}: run scripts/setup-test-deps\n{text}",
+            python.display()
+        );
     }
     (out.status.success(), text)
 }
@@ -161,7 +179,11 @@ fn fhir_output_validates_with_fhir_resources_r4b() {
     for (_, message) in cases() {
         all.extend(fhir_array(&message));
     }
-    assert_eq!(all.len(), 6, "5 single vitals + 1 BP panel; infusion rate is not a FHIR vital sign");
+    assert_eq!(
+        all.len(),
+        6,
+        "5 single vitals + 1 BP panel; infusion rate is not a FHIR vital sign"
+    );
     let (ok, text) = run_checker(&all);
     assert!(ok, "fhir.resources refused our Observations:\n{text}");
     assert!(text.contains("ok 6"), "{text}");

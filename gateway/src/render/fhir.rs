@@ -37,8 +37,14 @@ pub const DEVICE_ID_SYSTEM: &str = "urn:wardgate:device";
 ///
 /// # Errors
 /// Never at present; the `Result` keeps the renderer signature uniform.
-pub fn observations(records: &[VitalRecord], received_at: DateTime<Utc>) -> Result<Vec<Value>, RenderError> {
-    Ok(records.iter().map(|r| observation(r, received_at)).collect())
+pub fn observations(
+    records: &[VitalRecord],
+    received_at: DateTime<Utc>,
+) -> Result<Vec<Value>, RenderError> {
+    Ok(records
+        .iter()
+        .map(|r| observation(r, received_at))
+        .collect())
 }
 
 /// One `Observation` for `record`.
@@ -68,12 +74,20 @@ pub fn observation(record: &VitalRecord, received_at: DateTime<Utc>) -> Value {
             obs["code"] = kind_concept(kind);
             obs["valueQuantity"] = quantity(value, kind);
         }
-        Vital::BloodPressure { systolic, diastolic } => {
+        Vital::BloodPressure {
+            systolic,
+            diastolic,
+        } => {
             obs["code"] = concept(&[BP_PANEL_LOINC], BP_PANEL_MDC, "Blood pressure");
-            let components: Vec<Value> = [(VitalKind::SystolicBp, systolic), (VitalKind::DiastolicBp, diastolic)]
-                .into_iter()
-                .filter_map(|(kind, v)| v.map(|v| json!({"code": kind_concept(kind), "valueQuantity": quantity(v, kind)})))
-                .collect();
+            let components: Vec<Value> = [
+                (VitalKind::SystolicBp, systolic),
+                (VitalKind::DiastolicBp, diastolic),
+            ]
+            .into_iter()
+            .filter_map(|(kind, v)| {
+                v.map(|v| json!({"code": kind_concept(kind), "valueQuantity": quantity(v, kind)}))
+            })
+            .collect();
             obs["component"] = Value::Array(components);
         }
     }
@@ -85,7 +99,13 @@ fn resource_id(record: &VitalRecord) -> String {
     let device: String = record
         .device_id
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     let suffix = format!("-{}-{}", record.seq, record.vital.slug());
     let keep = 64usize.saturating_sub(suffix.len());
@@ -125,14 +145,22 @@ mod tests {
         VitalRecord {
             device_id: "monitor-01".into(),
             seq: 9,
-            time: DateTime::parse_from_rfc3339("2026-11-29T04:00:00.250Z").unwrap().with_timezone(&Utc),
+            time: DateTime::parse_from_rfc3339("2026-11-29T04:00:00.250Z")
+                .unwrap()
+                .with_timezone(&Utc),
             vital,
         }
     }
 
     #[test]
     fn heart_rate_carries_loinc_mdc_ucum_and_device_time() {
-        let o = observation(&rec(Vital::Single { kind: VitalKind::HeartRate, value: 72.0 }), Utc::now());
+        let o = observation(
+            &rec(Vital::Single {
+                kind: VitalKind::HeartRate,
+                value: 72.0,
+            }),
+            Utc::now(),
+        );
         assert_eq!(o["code"]["coding"][0]["code"], "8867-4");
         assert_eq!(o["code"]["coding"][1]["system"], MDC);
         assert_eq!(o["code"]["coding"][1]["code"], "147842");
@@ -144,7 +172,13 @@ mod tests {
 
     #[test]
     fn blood_pressure_is_a_panel_with_components() {
-        let o = observation(&rec(Vital::BloodPressure { systolic: Some(120.0), diastolic: Some(80.0) }), Utc::now());
+        let o = observation(
+            &rec(Vital::BloodPressure {
+                systolic: Some(120.0),
+                diastolic: Some(80.0),
+            }),
+            Utc::now(),
+        );
         assert_eq!(o["code"]["coding"][0]["code"], "85354-9");
         assert!(o.get("valueQuantity").is_none());
         assert_eq!(o["component"][0]["code"]["coding"][0]["code"], "8480-6");
@@ -154,17 +188,33 @@ mod tests {
 
     #[test]
     fn spo2_has_both_loinc_codes() {
-        let o = observation(&rec(Vital::Single { kind: VitalKind::Spo2, value: 97.0 }), Utc::now());
-        let codes: Vec<_> = o["code"]["coding"].as_array().unwrap().iter().map(|c| c["code"].clone()).collect();
+        let o = observation(
+            &rec(Vital::Single {
+                kind: VitalKind::Spo2,
+                value: 97.0,
+            }),
+            Utc::now(),
+        );
+        let codes: Vec<_> = o["code"]["coding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["code"].clone())
+            .collect();
         assert_eq!(codes, vec!["59408-5", "2708-6", "150456"]);
     }
 
     #[test]
     fn resource_ids_fit_fhir_rules() {
-        let mut r = rec(Vital::Single { kind: VitalKind::HeartRate, value: 60.0 });
+        let mut r = rec(Vital::Single {
+            kind: VitalKind::HeartRate,
+            value: 60.0,
+        });
         r.device_id = "a_very/long:device id".repeat(5);
         let id = resource_id(&r);
         assert!(id.len() <= 64);
-        assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'));
+        assert!(id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'));
     }
 }

@@ -26,15 +26,36 @@ pub struct Code {
 #[must_use]
 pub fn loinc(kind: VitalKind) -> Option<&'static [Code]> {
     Some(match kind {
-        VitalKind::HeartRate => &[Code { code: "8867-4", display: "Heart rate" }],
+        VitalKind::HeartRate => &[Code {
+            code: "8867-4",
+            display: "Heart rate",
+        }],
         VitalKind::Spo2 => &[
-            Code { code: "59408-5", display: "Oxygen saturation in Arterial blood by Pulse oximetry" },
-            Code { code: "2708-6", display: "Oxygen saturation in Arterial blood" },
+            Code {
+                code: "59408-5",
+                display: "Oxygen saturation in Arterial blood by Pulse oximetry",
+            },
+            Code {
+                code: "2708-6",
+                display: "Oxygen saturation in Arterial blood",
+            },
         ],
-        VitalKind::RespiratoryRate => &[Code { code: "9279-1", display: "Respiratory rate" }],
-        VitalKind::Temperature => &[Code { code: "8310-5", display: "Body temperature" }],
-        VitalKind::SystolicBp => &[Code { code: "8480-6", display: "Systolic blood pressure" }],
-        VitalKind::DiastolicBp => &[Code { code: "8462-4", display: "Diastolic blood pressure" }],
+        VitalKind::RespiratoryRate => &[Code {
+            code: "9279-1",
+            display: "Respiratory rate",
+        }],
+        VitalKind::Temperature => &[Code {
+            code: "8310-5",
+            display: "Body temperature",
+        }],
+        VitalKind::SystolicBp => &[Code {
+            code: "8480-6",
+            display: "Systolic blood pressure",
+        }],
+        VitalKind::DiastolicBp => &[Code {
+            code: "8462-4",
+            display: "Diastolic blood pressure",
+        }],
         VitalKind::InfusionRate => return None,
     })
 }
@@ -148,10 +169,17 @@ pub fn records(device_id: &str, payload: &[u8]) -> Result<Vec<VitalRecord>, Rend
         match r.kind {
             VitalKind::SystolicBp | VitalKind::DiastolicBp => {
                 let index = *bp.get_or_insert_with(|| {
-                    out.push(record(Vital::BloodPressure { systolic: None, diastolic: None }));
+                    out.push(record(Vital::BloodPressure {
+                        systolic: None,
+                        diastolic: None,
+                    }));
                     out.len() - 1
                 });
-                if let Vital::BloodPressure { systolic, diastolic } = &mut out[index].vital {
+                if let Vital::BloodPressure {
+                    systolic,
+                    diastolic,
+                } = &mut out[index].vital
+                {
                     if r.kind == VitalKind::SystolicBp {
                         *systolic = Some(r.value);
                     } else {
@@ -160,7 +188,10 @@ pub fn records(device_id: &str, payload: &[u8]) -> Result<Vec<VitalRecord>, Rend
                 }
             }
             VitalKind::InfusionRate => {}
-            kind => out.push(record(Vital::Single { kind, value: r.value })),
+            kind => out.push(record(Vital::Single {
+                kind,
+                value: r.value,
+            })),
         }
     }
     Ok(out)
@@ -177,8 +208,20 @@ mod tests {
             {"kind":"infusion_rate","value":20},{"kind":"diastolic_bp","value":80}]}"#;
         let r = records("mon-1", payload).unwrap();
         assert_eq!(r.len(), 2);
-        assert_eq!(r[0].vital, Vital::Single { kind: VitalKind::HeartRate, value: 72.0 });
-        assert_eq!(r[1].vital, Vital::BloodPressure { systolic: Some(120.0), diastolic: Some(80.0) });
+        assert_eq!(
+            r[0].vital,
+            Vital::Single {
+                kind: VitalKind::HeartRate,
+                value: 72.0
+            }
+        );
+        assert_eq!(
+            r[1].vital,
+            Vital::BloodPressure {
+                systolic: Some(120.0),
+                diastolic: Some(80.0)
+            }
+        );
         assert_eq!(r[1].seq, 5);
     }
 

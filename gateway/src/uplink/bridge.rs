@@ -138,7 +138,13 @@ pub fn client_tls(
     let key_pem = read("uplink.key_file", key_file)?;
     let key = rustls_pemfile::private_key(&mut BufReader::new(key_pem.as_slice()))
         .map_err(|e| tls_err("uplink.key_file", key_file, e.to_string()))?
-        .ok_or_else(|| tls_err("uplink.key_file", key_file, "no PEM private key in it".into()))?;
+        .ok_or_else(|| {
+            tls_err(
+                "uplink.key_file",
+                key_file,
+                "no PEM private key in it".into(),
+            )
+        })?;
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -260,7 +266,8 @@ impl Bridge {
     async fn run(self) {
         // Acks to the outbox run beside the session so PUBACK handling never
         // waits for a commit; they are batched by the outbox's group commit.
-        let (ack_tx, ack_rx) = mpsc::channel::<i64>(usize::from(self.settings.max_inflight) * 4 + 64);
+        let (ack_tx, ack_rx) =
+            mpsc::channel::<i64>(usize::from(self.settings.max_inflight) * 4 + 64);
         let acker = tokio::spawn(ack_loop(
             self.outbox.clone(),
             ack_rx,
@@ -350,7 +357,10 @@ impl Bridge {
         }
         self.set_state(true, None);
         self.outbox.metrics().connected.set(1);
-        tracing::info!(depth = self.outbox.depth().rows, "connected to the upstream broker");
+        tracing::info!(
+            depth = self.outbox.depth().rows,
+            "connected to the upstream broker"
+        );
 
         // Send from the oldest row still in the outbox.
         let mut cursor: i64 = 0;
@@ -374,7 +384,13 @@ impl Bridge {
                 let skip: HashSet<i64> = self
                     .acked_pending
                     .lock()
-                    .map(|s| page.messages.iter().map(|m| m.id).filter(|id| s.contains(id)).collect())
+                    .map(|s| {
+                        page.messages
+                            .iter()
+                            .map(|m| m.id)
+                            .filter(|id| s.contains(id))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 for message in page.messages {
                     if skip.contains(&message.id) {
@@ -394,7 +410,9 @@ impl Bridge {
             }
             // Keep at most `window` publishes between us and the broker's PUBACK.
             while queued.len() + inflight.len() < window {
-                let Some((row, topic, payload)) = backlog.pop_front() else { break };
+                let Some((row, topic, payload)) = backlog.pop_front() else {
+                    break;
+                };
                 if let Err(e) = client.try_publish(topic, QoS::AtLeastOnce, false, payload) {
                     return failed(true, format!("queueing publish failed: {e}"));
                 }
@@ -449,7 +467,11 @@ impl Bridge {
         for format in &self.settings.formats {
             match render::render(*format, message) {
                 Ok(payloads) => {
-                    let topic = render::upstream_topic(&self.settings.topic_prefix, *format, &message.device_id);
+                    let topic = render::upstream_topic(
+                        &self.settings.topic_prefix,
+                        *format,
+                        &message.device_id,
+                    );
                     out.extend(payloads.into_iter().map(|p| (topic.clone(), p)));
                 }
                 Err(e) => {
@@ -524,7 +546,10 @@ mod tests {
         for n in 0..30 {
             let d = backoff(initial, max, n);
             let ceiling = initial.saturating_mul(1u32 << n.min(20)).min(max);
-            assert!(d >= ceiling / 2 && d <= ceiling + Duration::from_millis(1), "n={n} d={d:?}");
+            assert!(
+                d >= ceiling / 2 && d <= ceiling + Duration::from_millis(1),
+                "n={n} d={d:?}"
+            );
         }
         // Jitter: not all equal.
         let samples: HashSet<_> = (0..50).map(|_| backoff(initial, max, 10)).collect();

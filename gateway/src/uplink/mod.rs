@@ -32,7 +32,8 @@ use tokio_util::sync::CancellationToken;
 pub use bridge::{BridgeSettings, UplinkStatus};
 pub use metrics::UplinkMetrics;
 pub use outbox::{
-    FetchPage, FullPolicy, NoticeHook, Outbox, OutboxDepth, OutboxLimits, OutboxNotice, PendingMessage,
+    FetchPage, FullPolicy, NoticeHook, Outbox, OutboxDepth, OutboxLimits, OutboxNotice,
+    PendingMessage,
 };
 pub use seal::OutboxKey;
 
@@ -279,7 +280,12 @@ impl UplinkMonitor {
             .link
             .as_ref()
             .map_or((false, None), bridge::LinkStatus::get);
-        UplinkStatus::new(self.broker.clone(), connected, last_error, self.outbox.depth())
+        UplinkStatus::new(
+            self.broker.clone(),
+            connected,
+            last_error,
+            self.outbox.depth(),
+        )
     }
 
     /// The outbox.

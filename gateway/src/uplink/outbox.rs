@@ -240,7 +240,11 @@ impl Outbox {
         worker.refresh_oldest()?;
         worker.publish_gauges();
         if rows > 0 {
-            tracing::info!(rows, bytes, "outbox holds messages from a previous run; they will be sent first");
+            tracing::info!(
+                rows,
+                bytes,
+                "outbox holds messages from a previous run; they will be sent first"
+            );
         }
         std::thread::Builder::new()
             .name("wardgate-outbox".into())
@@ -295,11 +299,7 @@ impl Outbox {
     ///
     /// # Errors
     /// [`UplinkError`] if the read failed or the outbox is closed.
-    pub async fn fetch(
-        &self,
-        after_id: i64,
-        limit: usize,
-    ) -> Result<FetchPage, UplinkError> {
+    pub async fn fetch(&self, after_id: i64, limit: usize) -> Result<FetchPage, UplinkError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Fetch {
@@ -381,7 +381,11 @@ struct Worker {
     full: AtomicBool,
 }
 
-type PendingAppend = (AcceptedTelemetry, bool, oneshot::Sender<Result<i64, SinkError>>);
+type PendingAppend = (
+    AcceptedTelemetry,
+    bool,
+    oneshot::Sender<Result<i64, SinkError>>,
+);
 type PendingAck = (Vec<i64>, oneshot::Sender<Result<u64, UplinkError>>);
 
 struct AppendOutcome {
@@ -433,11 +437,7 @@ impl Worker {
     }
 
     /// One transaction for every append and ack waiting now.
-    fn write(
-        &mut self,
-        appends: Vec<PendingAppend>,
-        acks: Vec<PendingAck>,
-    ) {
+    fn write(&mut self, appends: Vec<PendingAppend>, acks: Vec<PendingAck>) {
         let before = (
             self.shared.rows.load(Ordering::Relaxed),
             self.shared.bytes.load(Ordering::Relaxed),
@@ -457,7 +457,8 @@ impl Worker {
             let tx = conn.transaction()?;
             {
                 // Acks first: they make room for this batch's appends.
-                let mut size_of = tx.prepare_cached("SELECT length(sealed) FROM outbox WHERE id = ?1")?;
+                let mut size_of =
+                    tx.prepare_cached("SELECT length(sealed) FROM outbox WHERE id = ?1")?;
                 let mut delete = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
                 for (ids, _) in &acks {
                     let mut n = 0u64;
@@ -503,11 +504,15 @@ impl Worker {
                         }
                     };
                     let size = sealed.len() as u64;
-                    if !fits(limits, rows, bytes, size) && limits.full_policy == FullPolicy::DropOldest {
+                    if !fits(limits, rows, bytes, size)
+                        && limits.full_policy == FullPolicy::DropOldest
+                    {
                         // Make room from the oldest non-critical rows.
                         'room: while !fits(limits, rows, bytes, size) {
                             let victims: Vec<(i64, String, i64, i64)> = oldest_droppable
-                                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                                .query_map([], |r| {
+                                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                                })?
                                 .collect::<Result<_, _>>()?;
                             if victims.is_empty() {
                                 break 'room;
@@ -547,7 +552,10 @@ impl Worker {
                     next_id += 1;
                     rows += 1;
                     bytes += size;
-                    outcomes.push(AppendOutcome { reply, result: Ok(id) });
+                    outcomes.push(AppendOutcome {
+                        reply,
+                        result: Ok(id),
+                    });
                 }
             }
             tx.commit()
@@ -591,7 +599,6 @@ impl Worker {
         }
     }
 
-
     fn report_full(
         &self,
         dropped: &[(String, u64)],
@@ -626,7 +633,10 @@ impl Worker {
         }
         if !dropped.is_empty() {
             m.dropped.inc_by(dropped.len() as u64);
-            tracing::error!(count = dropped.len(), "dropped oldest non-critical telemetry from the full outbox (policy drop_oldest)");
+            tracing::error!(
+                count = dropped.len(),
+                "dropped oldest non-critical telemetry from the full outbox (policy drop_oldest)"
+            );
             self.notice(OutboxNotice::Dropped {
                 count: dropped.len() as u64,
                 messages: dropped.to_vec(),

@@ -56,7 +56,9 @@ impl OutboxKey {
                 .decode(text.trim())
                 .map_err(|e| UplinkError::Key {
                     source_name: source.to_owned(),
-                    reason: format!("not base64 ({e}); generate one with `head -c32 /dev/urandom | base64`"),
+                    reason: format!(
+                        "not base64 ({e}); generate one with `head -c32 /dev/urandom | base64`"
+                    ),
                 })?,
         );
         let bytes: [u8; 32] = raw.as_slice().try_into().map_err(|_| UplinkError::Key {
@@ -98,8 +100,9 @@ impl OutboxKey {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut bytes = Zeroizing::new([0u8; 32]);
                 rand::rngs::OsRng.fill_bytes(bytes.as_mut());
-                let text =
-                    Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(bytes.as_ref()));
+                let text = Zeroizing::new(
+                    base64::engine::general_purpose::STANDARD.encode(bytes.as_ref()),
+                );
                 let mut options = OpenOptions::new();
                 options.write(true).create_new(true);
                 #[cfg(unix)]
@@ -213,7 +216,10 @@ mod tests {
     fn seal_open_round_trip_and_binding() {
         let key = OutboxKey::from_bytes(&[7u8; 32]);
         let (nonce, sealed) = key.seal(42, "pump-07", b"{\"hr\":72}").unwrap();
-        assert_eq!(key.open(42, "pump-07", &nonce, &sealed).unwrap(), b"{\"hr\":72}");
+        assert_eq!(
+            key.open(42, "pump-07", &nonce, &sealed).unwrap(),
+            b"{\"hr\":72}"
+        );
         // Bound to the row id and the device id.
         assert!(key.open(43, "pump-07", &nonce, &sealed).is_err());
         assert!(key.open(42, "pump-08", &nonce, &sealed).is_err());
@@ -250,13 +256,17 @@ mod tests {
         let path = dir.path().join("outbox.key");
         OutboxKey::load_or_create_file(&path).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let err = OutboxKey::load_or_create_file(&path).unwrap_err().to_string();
+        let err = OutboxKey::load_or_create_file(&path)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("chmod 600"), "{err}");
     }
 
     #[test]
     fn refuses_short_key() {
-        let err = OutboxKey::from_base64("AAAA", "test").unwrap_err().to_string();
+        let err = OutboxKey::from_base64("AAAA", "test")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("32 needed"), "{err}");
     }
 }

@@ -183,7 +183,11 @@ impl Mosquitto {
                 }
             }
             if Instant::now() > deadline {
-                bail!("mosquitto did not listen on port {} within 20 s; log:\n{}", self.port, self.log());
+                bail!(
+                    "mosquitto did not listen on port {} within 20 s; log:\n{}",
+                    self.port,
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -270,7 +274,13 @@ pub struct Subscriber {
 
 impl Subscriber {
     /// Connect, subscribe, and wait until the subscription is acknowledged.
-    pub async fn start(broker: &Mosquitto, pki: &UpstreamPki, id: &ClientIdentity, client_id: &str, filter: &str) -> Result<Self> {
+    pub async fn start(
+        broker: &Mosquitto,
+        pki: &UpstreamPki,
+        id: &ClientIdentity,
+        client_id: &str,
+        filter: &str,
+    ) -> Result<Self> {
         use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
         let tls = gateway::uplink::bridge::client_tls(&pki.ca_pem, &id.cert, &id.key)?;
         let mut options = MqttOptions::new(client_id, "127.0.0.1", broker.port);
@@ -278,7 +288,9 @@ impl Subscriber {
             .set_clean_session(false)
             .set_keep_alive(Duration::from_secs(5))
             .set_max_packet_size(1 << 20, 1 << 20)
-            .set_transport(Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(tls)));
+            .set_transport(Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(tls),
+            ));
         let (client, mut eventloop) = AsyncClient::new(options, 64);
         let received = Arc::new(Mutex::new(Received::default()));
         let connected = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -323,7 +335,12 @@ impl Subscriber {
         tokio::time::timeout(Duration::from_secs(20), ready_rx)
             .await
             .context("subscriber did not get SUBACK within 20 s")??;
-        Ok(Self { received, connected, cancel, task })
+        Ok(Self {
+            received,
+            connected,
+            cancel,
+            task,
+        })
     }
 
     pub fn snapshot(&self) -> Received {
@@ -366,10 +383,7 @@ pub fn python() -> Result<PathBuf> {
 
 /// Count, per (device, seq), how many times it arrived; returns
 /// (missing, duplicates) against `expected`.
-pub fn tally(
-    expected: &[(String, u64)],
-    arrived: &[(String, u64)],
-) -> (Vec<(String, u64)>, usize) {
+pub fn tally(expected: &[(String, u64)], arrived: &[(String, u64)]) -> (Vec<(String, u64)>, usize) {
     let mut counts: BTreeMap<(String, u64), usize> = BTreeMap::new();
     for a in arrived {
         *counts.entry(a.clone()).or_default() += 1;
