@@ -53,9 +53,13 @@ async fn signing_with_an_untrusted_key_is_refused() {
     let before = f.state().snapshot.unwrap().signed.version;
 
     // The targets key may not sign the snapshot.
-    let e = tuf_repo::repo::online::snapshot(&f.repo, &[f.targets.clone()], f.expiries.snapshot)
-        .await
-        .unwrap_err();
+    let e = tuf_repo::repo::online::snapshot(
+        &f.repo,
+        std::slice::from_ref(&f.targets),
+        f.expiries.snapshot,
+    )
+    .await
+    .unwrap_err();
     match &e {
         Error::UntrustedKey {
             role,
@@ -102,7 +106,13 @@ async fn signing_with_an_untrusted_key_is_refused() {
         "acme-medical/pump-fw-9.bin",
         target_entry(&bytes, "9.0.0", "p"),
     );
-    let signed = sign_delegated(&f.state(), "acme-medical", body, &[f.other.clone()]).await;
+    let signed = sign_delegated(
+        &f.state(),
+        "acme-medical",
+        body,
+        std::slice::from_ref(&f.other),
+    )
+    .await;
     let e = check_upload(&f.repo, &upload(signed, vec![img]))
         .await
         .unwrap_err();
@@ -126,7 +136,7 @@ async fn a_threshold_not_met_is_refused() {
         &acme(),
         &[f.acme.public_key(), acme2.public_key()],
         2,
-        &[f.targets.clone()],
+        std::slice::from_ref(&f.targets),
         f.expiries.targets,
         None,
     )
@@ -168,7 +178,13 @@ async fn a_threshold_not_met_is_refused() {
         "acme-medical/pump-fw-3.0.0.bin",
         target_entry(&bytes, "3.0.0", "p"),
     );
-    let one_sig = sign_delegated(&f.state(), "acme-medical", body.clone(), &[f.acme.clone()]).await;
+    let one_sig = sign_delegated(
+        &f.state(),
+        "acme-medical",
+        body.clone(),
+        std::slice::from_ref(&f.acme),
+    )
+    .await;
     let e = check_upload(&f.repo, &upload(one_sig, vec![img.clone()]))
         .await
         .unwrap_err();
@@ -266,7 +282,13 @@ async fn releasing_outside_the_path_pattern_is_refused() {
         "other-co/evil.bin",
         target_entry(&bytes, "1.0.0", "mon-x"),
     );
-    let signed = sign_delegated(&f.state(), "acme-medical", body, &[f.acme.clone()]).await;
+    let signed = sign_delegated(
+        &f.state(),
+        "acme-medical",
+        body,
+        std::slice::from_ref(&f.acme),
+    )
+    .await;
     let e = check_upload(&f.repo, &upload(signed, vec![img]))
         .await
         .unwrap_err();
@@ -316,7 +338,13 @@ async fn unsafe_target_names_are_refused() {
     ] {
         let mut body = targets_body(2);
         insert_raw(&mut body, bad, target_entry(&bytes, "1.0.0", "p"));
-        let signed = sign_delegated(&f.state(), "acme-medical", body, &[f.acme.clone()]).await;
+        let signed = sign_delegated(
+            &f.state(),
+            "acme-medical",
+            body,
+            std::slice::from_ref(&f.acme),
+        )
+        .await;
         let e = check_upload(&f.repo, &upload(signed, vec![img.clone()]))
             .await
             .unwrap_err();
@@ -410,7 +438,13 @@ async fn a_lower_version_than_the_published_one_is_refused() {
         "acme-medical/pump-fw-2.0.0.bin",
         target_entry(&bytes, "2.0.0", "acme-pump-v2"),
     );
-    let signed = sign_delegated(&f.state(), "acme-medical", body, &[f.acme.clone()]).await;
+    let signed = sign_delegated(
+        &f.state(),
+        "acme-medical",
+        body,
+        std::slice::from_ref(&f.acme),
+    )
+    .await;
     let e = check_upload(&f.repo, &upload(signed, vec![img.clone()]))
         .await
         .unwrap_err();
@@ -513,7 +547,13 @@ async fn expired_metadata_is_reported_with_role_and_time() {
         "acme-medical/pump-fw-1.1.0.bin",
         target_entry(&std::fs::read(&img).unwrap(), "1.1.0", "p"),
     );
-    let signed = sign_delegated(&f.state(), "acme-medical", body, &[f.acme.clone()]).await;
+    let signed = sign_delegated(
+        &f.state(),
+        "acme-medical",
+        body,
+        std::slice::from_ref(&f.acme),
+    )
+    .await;
     let e = check_upload(&f.repo, &upload(signed, vec![img]))
         .await
         .unwrap_err();
@@ -523,9 +563,13 @@ async fn expired_metadata_is_reported_with_role_and_time() {
     );
 
     // The online key fixes freshness; everything works again.
-    tuf_repo::refresh_timestamp(&f.repo, &[f.timestamp.clone()], f.expiries.timestamp)
-        .await
-        .unwrap();
+    tuf_repo::refresh_timestamp(
+        &f.repo,
+        std::slice::from_ref(&f.timestamp),
+        f.expiries.timestamp,
+    )
+    .await
+    .unwrap();
     others_keep_working(&f).await;
 }
 
@@ -581,9 +625,13 @@ async fn malformed_or_truncated_json_is_refused() {
     let o = cli(f.dir.path(), &["verify", "--repo", "repo"], &[]);
     assert!(!o.status.success());
     // Our own tools name the broken file.
-    let e = tuf_repo::refresh_timestamp(&f.repo, &[f.timestamp.clone()], f.expiries.timestamp)
-        .await
-        .unwrap_err();
+    let e = tuf_repo::refresh_timestamp(
+        &f.repo,
+        std::slice::from_ref(&f.timestamp),
+        f.expiries.timestamp,
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(&e, Error::Json { path, .. } if path.ends_with("timestamp.json")),
         "{e}"

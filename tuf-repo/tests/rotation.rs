@@ -71,7 +71,7 @@ async fn client_follows_v1_to_v3_and_refuses_a_v3_signed_by_old_keys_only() {
     );
 
     // v3 signed only by v2's key (the new v3 key never signed): refused by tough and python-tuf.
-    let forged = root_signed_by_old_keys_only(&f, &r3, &[r2.clone()]).await;
+    let forged = root_signed_by_old_keys_only(&f, &r3, std::slice::from_ref(&r2)).await;
     std::fs::write(f.repo.metadata_file("3.root.json"), &forged).unwrap();
     let e = f.verify().await.unwrap_err();
     assert!(matches!(e, Error::Verify { .. }), "{e}");
@@ -94,7 +94,7 @@ async fn client_follows_v1_to_v3_and_refuses_a_v3_signed_by_old_keys_only() {
         &f.repo,
         RoleType::Root,
         &only(&r3),
-        &[r2.clone()],
+        std::slice::from_ref(&r2),
         f.expiries.root,
     )
     .await
@@ -161,21 +161,25 @@ async fn online_and_targets_keys_can_be_replaced() {
         &f.repo,
         RoleType::Timestamp,
         &only(&ts2),
-        &[f.root.clone()],
+        std::slice::from_ref(&f.root),
         f.expiries.root,
     )
     .await
     .unwrap();
-    let e = tuf_repo::refresh_timestamp(&f.repo, &[f.timestamp.clone()], f.expiries.timestamp)
-        .await
-        .unwrap_err();
+    let e = tuf_repo::refresh_timestamp(
+        &f.repo,
+        std::slice::from_ref(&f.timestamp),
+        f.expiries.timestamp,
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(&e, Error::UntrustedKey { role, .. } if role == "timestamp"),
         "{e}"
     );
     // Until the timestamp is re-signed, clients refuse the old one.
     assert!(f.verify().await.is_err());
-    tuf_repo::refresh_timestamp(&f.repo, &[ts2.clone()], f.expiries.timestamp)
+    tuf_repo::refresh_timestamp(&f.repo, std::slice::from_ref(&ts2), f.expiries.timestamp)
         .await
         .unwrap();
     f.verify().await.unwrap();
@@ -186,25 +190,36 @@ async fn online_and_targets_keys_can_be_replaced() {
         &f.repo,
         RoleType::Targets,
         &only(&t2),
-        &[f.root.clone()],
+        std::slice::from_ref(&f.root),
         f.expiries.root,
     )
     .await
     .unwrap();
-    let e =
-        tuf_repo::repo::delegate::resign_targets(&f.repo, &[f.targets.clone()], f.expiries.targets)
-            .await
-            .unwrap_err();
+    let e = tuf_repo::repo::delegate::resign_targets(
+        &f.repo,
+        std::slice::from_ref(&f.targets),
+        f.expiries.targets,
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(&e, Error::UntrustedKey { role, .. } if role == "targets"),
         "{e}"
     );
-    tuf_repo::repo::delegate::resign_targets(&f.repo, &[t2.clone()], f.expiries.targets)
-        .await
-        .unwrap();
-    tuf_repo::repo::online::snapshot(&f.repo, &[f.snapshot.clone()], f.expiries.snapshot)
-        .await
-        .unwrap();
+    tuf_repo::repo::delegate::resign_targets(
+        &f.repo,
+        std::slice::from_ref(&t2),
+        f.expiries.targets,
+    )
+    .await
+    .unwrap();
+    tuf_repo::repo::online::snapshot(
+        &f.repo,
+        std::slice::from_ref(&f.snapshot),
+        f.expiries.snapshot,
+    )
+    .await
+    .unwrap();
     tuf_repo::refresh_timestamp(&f.repo, &[ts2], f.expiries.timestamp)
         .await
         .unwrap();

@@ -152,7 +152,7 @@ async fn refresh_timestamp_only_touches_the_timestamp() {
     let v0 = f.state().timestamp.unwrap().signed.version.get();
     let s = tuf_repo::refresh_timestamp(
         &f.repo,
-        &[f.timestamp.clone()],
+        std::slice::from_ref(&f.timestamp),
         std::time::Duration::from_secs(600),
     )
     .await

@@ -113,9 +113,9 @@ pub fn load_public_keys(ctx: &Context, paths: &[PathBuf]) -> Result<Vec<tough::s
         .iter()
         .map(|p| match keys::load_public_key(p) {
             Ok(k) => Ok(k),
-            Err(Error::Json { .. }) => ctx
-                .load_keys(&[p.clone()])
-                .map(|mut v| v.remove(0).public_key()),
+            Err(Error::Json { .. }) => {
+                SigningKey::load(p, ctx.passphrase()?.as_ref()).map(|k| k.public_key())
+            }
             Err(e) => Err(e),
         })
         .collect()

@@ -124,16 +124,20 @@ impl Fixture {
         };
         init(&f.repo, &cfg, &signers).await.unwrap();
         for (m, k) in [(acme(), &f.acme), (other_co(), &f.other)] {
-            let enrolment =
-                tuf_repo::repo::delegate::enrol(&m, &[k.clone()], 1, f.expiries.delegated)
-                    .await
-                    .unwrap();
+            let enrolment = tuf_repo::repo::delegate::enrol(
+                &m,
+                std::slice::from_ref(k),
+                1,
+                f.expiries.delegated,
+            )
+            .await
+            .unwrap();
             tuf_repo::repo::delegate::delegate(
                 &f.repo,
                 &m,
                 &[k.public_key()],
                 1,
-                &[f.targets.clone()],
+                std::slice::from_ref(&f.targets),
                 f.expiries.targets,
                 Some(&enrolment),
             )
@@ -147,14 +151,14 @@ impl Fixture {
     pub async fn resign_online(&self) {
         tuf_repo::repo::online::snapshot(
             &self.repo,
-            &[self.snapshot.clone()],
+            std::slice::from_ref(&self.snapshot),
             self.expiries.snapshot,
         )
         .await
         .unwrap();
         tuf_repo::refresh_timestamp(
             &self.repo,
-            &[self.timestamp.clone()],
+            std::slice::from_ref(&self.timestamp),
             self.expiries.timestamp,
         )
         .await
@@ -209,7 +213,13 @@ impl Fixture {
             )?,
             expiry: self.expiries.delegated,
         };
-        release(&self.repo, &req, &[key.clone()], &self.path("bundle")).await
+        release(
+            &self.repo,
+            &req,
+            std::slice::from_ref(key),
+            &self.path("bundle"),
+        )
+        .await
     }
 
     /// The server takes an upload and the new version replaces the repo.
