@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::AdminError;
+use crate::config::ConfigError;
 
 /// Settings of the admin HTTPS API. Every field has a safe default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,14 +65,34 @@ impl AdminConfig {
     /// Refuse settings that are out of range or inconsistent.
     ///
     /// # Errors
-    /// [`AdminError::Config`] naming the field and what to set instead.
-    pub fn validate(&self) -> Result<(), AdminError> {
-        let bad = |field: &'static str, problem: String| Err(AdminError::Config { field, problem });
+    /// [`ConfigError::Invalid`] naming the field and what to set instead.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field: &'static str, problem: String| Err(ConfigError::invalid(field, problem));
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return bad(
                 "admin.tls_cert",
                 "set both admin.tls_cert and admin.tls_key, or neither to reuse the gateway's server certificate".into(),
             );
+        }
+        if self.enabled {
+            if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+                if !cert.is_file() {
+                    return bad("admin.tls_cert", format!("{} is not a readable file; point it at the admin server's PEM certificate chain", cert.display()));
+                }
+                if !key.is_file() {
+                    return bad("admin.tls_key", format!("{} is not a readable file; point it at the PEM private key of admin.tls_cert", key.display()));
+                }
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    let mode = std::fs::metadata(key)
+                        .map(|m| m.permissions().mode())
+                        .unwrap_or(0);
+                    if mode & 0o077 != 0 {
+                        return bad("admin.tls_key", format!("{} is readable by group or others (mode {:o}); run `chmod 600` on it", key.display(), mode & 0o777));
+                    }
+                }
+            }
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {
             return bad(
@@ -178,7 +198,7 @@ mod tests {
         ];
         for (c, field) in cases {
             match c.validate() {
-                Err(AdminError::Config { field: f, .. }) => assert_eq!(f, field),
+                Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field),
                 other => panic!("{field}: {other:?}"),
             }
         }
@@ -191,6 +211,28 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.request_timeout, Duration::from_secs(5));
+        // The files do not exist: refused, naming the field.
+        assert!(
+            matches!(c.validate(), Err(ConfigError::Invalid { field, .. }) if field == "admin.tls_cert")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&cert, "x").unwrap();
+        std::fs::write(&key, "x").unwrap();
+        let c = AdminConfig {
+            tls_cert: Some(cert),
+            tls_key: Some(key.clone()),
+            ..c
+        };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+            assert!(
+                matches!(c.validate(), Err(ConfigError::Invalid { field, .. }) if field == "admin.tls_key")
+            );
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
         c.validate().unwrap();
         assert!(toml::from_str::<AdminConfig>("bogus = 1").is_err());
     }

@@ -10,13 +10,39 @@
 //! | token store: hashes, expiry, last use, break-glass, review | [`token`] |
 //! | RFC 6238 codes and replay protection | [`totp`] |
 //! | injectable clock | [`clock`] |
+//! | audited token operations (CLI and API), break-glass | [`access`] |
+//! | the guard: token, role, TOTP, break-glass, refusal audit | [`auth`] |
+//! | HTTPS server, routes, limits, metrics families | [`server`] |
 //! | JSON error bodies | [`error`] |
+//!
+//! Routes (all JSON; errors are `{"error": {"code", "message"}}`), with the
+//! minimum role from [`policy::Action::min_role`]; mutating calls made with a
+//! TOTP-bound token also need the `X-Wardgate-TOTP` header:
+//!
+//! | route | role |
+//! | --- | --- |
+//! | `GET /healthz` | none |
+//! | `GET /metrics`, `GET /api/v1/status` | viewer |
+//! | `GET /api/v1/devices`, `GET /api/v1/devices/{id}` | viewer |
+//! | `GET /api/v1/audit?limit=N`, `GET /api/v1/audit/verify` | viewer |
+//! | `POST /api/v1/devices/{id}/quarantine`, `.../reactivate` | operator |
+//! | `POST /api/v1/devices`, `POST /api/v1/devices/{id}/revoke` | admin |
+//! | `GET /api/v1/tokens`, `POST /api/v1/tokens`, `DELETE /api/v1/tokens/{id}` | admin |
+//!
+//! 401 for a missing, malformed, unknown, wrong, revoked or expired token
+//! and for a missing, wrong or reused TOTP code; 403 for a role below the
+//! route's minimum. Every refusal is a `admin.refused` audit row and a
+//! `wardgate_admin_refusals_total{reason}` count, and changes nothing else.
 
+pub mod access;
+mod api;
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod error;
 pub mod policy;
 pub mod role;
+pub mod server;
 pub mod token;
 pub mod totp;
 
@@ -24,6 +50,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::AdminConfig;
 pub use policy::{Action, Refusal};
 pub use role::Role;
+pub use server::{load_tls, router, start, AdminMetrics, AdminServer, AdminState};
 pub use token::{
     BearerToken, IssuedToken, NewToken, ReviewEntry, ReviewFlag, TokenId, TokenName, TokenRecord,
     TokenStore,
@@ -33,13 +60,8 @@ pub use token::{
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     /// A configuration field is out of range or inconsistent.
-    #[error("invalid configuration `{field}`: {problem}")]
-    Config {
-        /// The field, as written in the TOML file.
-        field: &'static str,
-        /// What is wrong and what to set.
-        problem: String,
-    },
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// The gateway database could not be opened.
     #[error(transparent)]
     Open(#[from] crate::db::DbError),
@@ -96,6 +118,9 @@ pub enum AdminError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The audit row could not be written (the operation was undone).
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     /// A stored TOTP secret is unusable.
     #[error(transparent)]
     Totp(#[from] totp::TotpFormatError),

@@ -1,0 +1,290 @@
+//! Harness for the admin API integration tests: a throwaway PKI (rcgen), the
+//! admin server started in-process over real TLS on 127.0.0.1:0 with a
+//! manual clock, and a `reqwest` client that trusts only the test CA.
+//!
+//! The server and its temp dir go away when the [`AdminHarness`] is dropped.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use gateway::admin::totp::TotpSecret;
+use gateway::admin::{
+    load_tls, AdminConfig, AdminServer, AdminState, ManualClock, NewToken, Role, TokenName,
+    TokenStore,
+};
+use gateway::audit::{AuditLog, AuditRecord};
+use gateway::metrics::Metrics;
+use gateway::registry::{NewDevice, Registry};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use wardgate_protocol::DeviceId;
+
+/// Start of the manual clock used by every harness.
+pub fn epoch() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000, 0).expect("valid timestamp")
+}
+
+/// PEM files of a test CA and a server certificate for 127.0.0.1.
+pub struct TestPki {
+    pub ca_pem: String,
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+}
+
+impl TestPki {
+    pub fn generate(dir: &std::path::Path) -> Self {
+        let ca_key = KeyPair::generate().expect("ca key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "wardgate admin test CA");
+        let ca = ca_params.self_signed(&ca_key).expect("ca cert");
+        let key = KeyPair::generate().expect("server key");
+        let mut params =
+            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+                .expect("server params");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "wardgate admin");
+        let cert = params.signed_by(&key, &ca, &ca_key).expect("server cert");
+        let cert_path = dir.join("admin.crt");
+        let key_path = dir.join("admin.key");
+        std::fs::write(&cert_path, cert.pem()).expect("write cert");
+        std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod key");
+        }
+        Self {
+            ca_pem: ca.pem(),
+            cert_path,
+            key_path,
+        }
+    }
+}
+
+/// A response: status and JSON body (`Value::Null` if not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    /// The stable error code of a JSON error body.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+pub struct AdminHarness {
+    pub dir: tempfile::TempDir,
+    pub db_path: PathBuf,
+    pub clock: Arc<ManualClock>,
+    pub state: Arc<AdminState>,
+    pub tokens: Arc<TokenStore>,
+    pub registry: Registry,
+    pub audit: AuditLog,
+    pub metrics: Metrics,
+    pub base: String,
+    pub addr: std::net::SocketAddr,
+    pub ca_pem: String,
+    pub client: reqwest::Client,
+    cancel: CancellationToken,
+    server: Option<AdminServer>,
+}
+
+impl AdminHarness {
+    pub async fn start() -> Self {
+        Self::start_with(AdminConfig::default()).await
+    }
+
+    pub async fn start_with(mut config: AdminConfig) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = TestPki::generate(dir.path());
+        config.bind = "127.0.0.1:0".parse().expect("addr");
+        config.tls_cert = Some(pki.cert_path.clone());
+        config.tls_key = Some(pki.key_path.clone());
+        config.validate().expect("valid admin config");
+        let db_path = dir.path().join("gateway.db");
+        let clock = Arc::new(ManualClock::new(epoch()));
+        let tokens = Arc::new(
+            TokenStore::open(&db_path, clock.clone(), config.totp_skew_steps).expect("token store"),
+        );
+        let registry = Registry::open(&db_path).expect("registry");
+        let audit = AuditLog::open(&db_path).expect("audit");
+        let metrics = Metrics::new();
+        let tls = load_tls(&pki.cert_path, &pki.key_path).expect("tls");
+        let state = Arc::new(AdminState::new(
+            config,
+            tokens.clone(),
+            registry.clone(),
+            audit.clone(),
+            metrics.clone(),
+        ));
+        let cancel = CancellationToken::new();
+        let server = AdminServer::start(state.clone(), tls, cancel.clone()).expect("admin server");
+        let addr = server.local_addr();
+        let base = format!("https://{addr}");
+        let client = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).expect("ca pem"),
+            )
+            .build()
+            .expect("client");
+        let this = Self {
+            dir,
+            db_path,
+            clock,
+            state,
+            tokens,
+            registry,
+            audit,
+            metrics,
+            base,
+            addr,
+            ca_pem: pki.ca_pem.clone(),
+            client,
+            cancel,
+            server: Some(server),
+        };
+        this.wait_ready().await;
+        this
+    }
+
+    /// Poll `/healthz` until the server answers (no fixed sleeps).
+    async fn wait_ready(&self) {
+        for _ in 0..200 {
+            if let Ok(r) = self
+                .client
+                .get(format!("{}/healthz", self.base))
+                .send()
+                .await
+            {
+                if r.status() == StatusCode::OK {
+                    return;
+                }
+            }
+            tokio::task::yield_now().await;
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("admin server did not become ready");
+    }
+
+    /// Issue a token straight through the store; returns (bearer, TOTP secret).
+    pub fn issue(&self, name: &str, role: Role, totp: bool) -> (String, Option<TotpSecret>) {
+        let issued = self
+            .tokens
+            .create(NewToken {
+                name: TokenName::parse(name).expect("name"),
+                role,
+                lifetime: None,
+                bind_totp: totp,
+            })
+            .expect("issue token");
+        (issued.token.expose().to_owned(), issued.totp)
+    }
+
+    /// The TOTP code valid now on the harness clock.
+    pub fn code(&self, secret: &TotpSecret) -> String {
+        secret.code_at(u64::try_from(self.clock.now_secs()).expect("positive"))
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        totp: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(c) = totp {
+            req = req.header("X-Wardgate-TOTP", c);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request reaches the server");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply { status, body, text }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.call(Method::GET, path, token, None, None).await
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        totp: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        self.call(Method::POST, path, token, totp, body).await
+    }
+
+    /// Enrol a device directly in the registry.
+    pub fn enroll(&self, id: &str) -> DeviceId {
+        let id = DeviceId::parse(id).expect("device id");
+        self.registry
+            .enroll(
+                &NewDevice {
+                    id: id.clone(),
+                    model: "Infusomat".into(),
+                    hardware_id: "pump-hw-1".into(),
+                    manufacturer: "acme".into(),
+                    firmware_version: "1.0.0".into(),
+                    cert_fingerprint: None,
+                },
+                "test",
+            )
+            .expect("enroll");
+        id
+    }
+
+    /// Audit rows with this action, oldest first.
+    pub fn audit_rows(&self, action: &str) -> Vec<AuditRecord> {
+        self.audit
+            .all()
+            .expect("audit rows")
+            .into_iter()
+            .filter(|r| r.action == action)
+            .collect()
+    }
+}
+
+impl Drop for AdminHarness {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        drop(self.server.take());
+    }
+}
+
+/// Seconds of the manual clock.
+pub trait NowSecs {
+    fn now_secs(&self) -> i64;
+}
+
+impl NowSecs for ManualClock {
+    fn now_secs(&self) -> i64 {
+        use gateway::admin::Clock;
+        self.now().timestamp()
+    }
+}
