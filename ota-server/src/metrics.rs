@@ -43,6 +43,9 @@ pub struct Metrics {
     pub timestamp_expiry_seconds: Gauge,
     /// Gateway results recorded.
     pub gateway_results: Family<CodeLabels, Counter>,
+    /// TLS handshakes that failed (bad or untrusted client certificates,
+    /// plain HTTP, timeouts).
+    pub tls_handshake_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -64,6 +67,12 @@ impl Metrics {
         let timestamp_refresh_failures = Counter::default();
         let timestamp_expiry_seconds = Gauge::default();
         let gateway_results = Family::<CodeLabels, Counter>::default();
+        let tls_handshake_failures = Counter::default();
+        registry.register(
+            "wardgate_ota_tls_handshake_failures",
+            "TLS handshakes refused or timed out",
+            tls_handshake_failures.clone(),
+        );
         registry.register(
             "wardgate_ota_http_requests",
             "HTTP requests by route and status",
@@ -114,6 +123,7 @@ impl Metrics {
             timestamp_refresh_failures,
             timestamp_expiry_seconds,
             gateway_results,
+            tls_handshake_failures,
         }
     }
 

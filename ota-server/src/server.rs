@@ -178,6 +178,7 @@ pub async fn start(cfg: ValidConfig, shutdown: CancellationToken) -> Result<Runn
         TlsAcceptor::from(tls),
         app,
         cfg.limits.clone(),
+        Arc::clone(&metrics),
         shutdown.clone(),
     ));
     let refresher = tokio::spawn(crate::refresher::run(
@@ -200,6 +201,7 @@ async fn accept_loop(
     acceptor: TlsAcceptor,
     app: axum::Router,
     limits: LimitsConfig,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
     let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
@@ -240,16 +242,19 @@ async fn accept_loop(
         let builder = Arc::clone(&builder);
         let watcher = graceful.watcher();
         let handshake_timeout = limits.header_timeout;
+        let metrics = Arc::clone(&metrics);
         tokio::spawn(async move {
             let _permit = permit;
             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(t)) => t,
                 Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    metrics.tls_handshake_failures.inc();
+                    tracing::warn!(%peer, error = %e, "TLS handshake refused");
                     return;
                 }
                 Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
+                    metrics.tls_handshake_failures.inc();
+                    tracing::warn!(%peer, "TLS handshake timed out");
                     return;
                 }
             };

@@ -120,10 +120,28 @@ fn too_large(max: u64) -> ApiError {
 }
 
 /// `POST /api/v1/releases/{*target}`.
+///
+/// The work runs in its own task so that a client that disconnects
+/// mid-upload still gets its staged file removed and its refusal audited
+/// (hyper drops the handler future when the connection goes away).
 pub async fn upload(
     State(state): State<Arc<AppState>>,
     Manufacturer(manufacturer): Manufacturer,
     Path(target): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let task = tokio::spawn(upload_task(state, manufacturer, target, headers, body));
+    match task.await {
+        Ok(r) => r,
+        Err(e) => ApiError::internal(&e).into_response(),
+    }
+}
+
+async fn upload_task(
+    state: Arc<AppState>,
+    manufacturer: crate::names::ManufacturerName,
+    target: String,
     headers: HeaderMap,
     body: Body,
 ) -> Response {

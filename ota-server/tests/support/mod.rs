@@ -576,6 +576,23 @@ print(hashlib.sha256(open(path, "rb").read()).hexdigest())
     }
 }
 
+/// Byte-for-byte equality of two metadata sets, naming what differs.
+pub fn assert_same_metadata(
+    before: &BTreeMap<String, Vec<u8>>,
+    after: &BTreeMap<String, Vec<u8>>,
+    what: &str,
+) {
+    let differ: Vec<&String> = before
+        .keys()
+        .chain(after.keys())
+        .filter(|k| before.get(*k) != after.get(*k))
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "repository metadata changed after {what}: {differ:?}"
+    );
+}
+
 /// The python with python-tuf: `WARDGATE_PYTHON`, else the workspace venv.
 pub fn python() -> PathBuf {
     if let Ok(p) = std::env::var("WARDGATE_PYTHON") {
