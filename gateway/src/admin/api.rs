@@ -388,3 +388,16 @@ pub(crate) async fn revoke_token(
     .await?;
     Ok(Json(record))
 }
+
+/// `GET /api/v1/access/review`: every token with its stale/expired flags,
+/// as `gateway access review` prints it.
+pub(crate) async fn review_access(State(state): State<Arc<AdminState>>) -> ApiResult<Json<Value>> {
+    let days = state.config.stale_after_days;
+    let entries = blocking(move || {
+        Ok(state
+            .tokens
+            .review(chrono::Duration::days(i64::from(days)))?)
+    })
+    .await?;
+    Ok(Json(json!({"stale_after_days": days, "tokens": entries})))
+}

@@ -28,6 +28,7 @@
 //! | `POST /api/v1/devices/{id}/quarantine`, `.../reactivate` | operator |
 //! | `POST /api/v1/devices`, `POST /api/v1/devices/{id}/revoke` | admin |
 //! | `GET /api/v1/tokens`, `POST /api/v1/tokens`, `DELETE /api/v1/tokens/{id}` | admin |
+//! | `GET /api/v1/access/review` | admin |
 //!
 //! 401 for a missing, malformed, unknown, wrong, revoked or expired token
 //! and for a missing, wrong or reused TOTP code; 403 for a role below the

@@ -36,6 +36,8 @@ pub enum Action {
     RevokeDevice,
     /// `GET /api/v1/tokens`
     ListTokens,
+    /// `GET /api/v1/access/review`
+    ReviewAccess,
     /// `POST /api/v1/tokens`
     CreateToken,
     /// `DELETE /api/v1/tokens/{id}`
@@ -44,7 +46,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, for tests and documentation.
-    pub const ALL: [Action; 11] = [
+    pub const ALL: [Action; 12] = [
         Action::ReadStatus,
         Action::ReadMetrics,
         Action::ReadDevices,
@@ -54,6 +56,7 @@ impl Action {
         Action::EnrollDevice,
         Action::RevokeDevice,
         Action::ListTokens,
+        Action::ReviewAccess,
         Action::CreateToken,
         Action::RevokeToken,
     ];
@@ -69,6 +72,7 @@ impl Action {
             Action::EnrollDevice
             | Action::RevokeDevice
             | Action::ListTokens
+            | Action::ReviewAccess
             | Action::CreateToken
             | Action::RevokeToken => Role::Admin,
         }
@@ -85,6 +89,7 @@ impl Action {
                 | Action::ReadDevices
                 | Action::ReadAudit
                 | Action::ListTokens
+                | Action::ReviewAccess
         )
     }
 
@@ -101,6 +106,7 @@ impl Action {
             Action::EnrollDevice => "enroll_device",
             Action::RevokeDevice => "revoke_device",
             Action::ListTokens => "list_tokens",
+            Action::ReviewAccess => "review_access",
             Action::CreateToken => "create_token",
             Action::RevokeToken => "revoke_token",
         }
@@ -241,7 +247,8 @@ mod tests {
             let expected = match a {
                 ReadStatus | ReadMetrics | ReadDevices | ReadAudit => Role::Viewer,
                 QuarantineDevice | ReactivateDevice => Role::Operator,
-                EnrollDevice | RevokeDevice | ListTokens | CreateToken | RevokeToken => Role::Admin,
+                EnrollDevice | RevokeDevice | ListTokens | ReviewAccess | CreateToken
+                | RevokeToken => Role::Admin,
             };
             assert_eq!(a.min_role(), expected, "{a:?}");
             // Every mutating action needs more than viewer.

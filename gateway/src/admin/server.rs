@@ -252,6 +252,10 @@ pub fn router(state: Arc<AdminState>) -> Router {
             "/api/v1/tokens/{id}",
             guarded(s, Action::RevokeToken, delete(api::revoke_token)),
         )
+        .route(
+            "/api/v1/access/review",
+            guarded(s, Action::ReviewAccess, get(api::review_access)),
+        )
         .fallback(api::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), time_limit))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))

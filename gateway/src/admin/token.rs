@@ -857,5 +857,23 @@ mod tests {
         fn bearer_parse_never_panics(s in ".{0,120}") {
             let _ = BearerToken::parse(&s);
         }
+
+        #[test]
+        fn parsed_names_and_ids_hold_only_safe_characters(s in ".{0,80}") {
+            if let Ok(name) = TokenName::parse(&s) {
+                proptest::prop_assert!(name.as_str().bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b';'));
+            }
+            if let Ok(id) = TokenId::parse(&s) {
+                proptest::prop_assert_eq!(id.as_str().len(), 16);
+            }
+        }
+
+        #[test]
+        fn generated_tokens_always_parse_back(_seed in 0u8..8) {
+            let t = BearerToken::generate();
+            let parsed = BearerToken::parse(t.expose()).unwrap();
+            proptest::prop_assert_eq!(parsed.id(), t.id());
+            proptest::prop_assert_eq!(parsed.hash(), t.hash());
+        }
     }
 }

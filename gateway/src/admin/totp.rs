@@ -224,4 +224,12 @@ mod tests {
         assert!(url.contains(&secret.base32()));
         assert!(url.contains("issuer=Wardgate"));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn code_parse_accepts_exactly_six_ascii_digits(s in ".{0,12}") {
+            let ok = s.len() == 6 && s.bytes().all(|b| b.is_ascii_digit());
+            proptest::prop_assert_eq!(TotpCode::parse(&s).is_ok(), ok);
+        }
+    }
 }
