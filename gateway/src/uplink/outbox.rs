@@ -389,7 +389,6 @@ type PendingAppend = (
 type PendingAck = (Vec<i64>, oneshot::Sender<Result<u64, UplinkError>>);
 
 struct AppendOutcome {
-    reply: oneshot::Sender<Result<i64, SinkError>>,
     result: Result<i64, SinkError>,
 }
 
@@ -443,6 +442,12 @@ impl Worker {
             self.shared.bytes.load(Ordering::Relaxed),
         );
         let mut outcomes = Vec::with_capacity(appends.len());
+        // Replies are kept outside the transaction closure so that every
+        // caller gets an answer even if the transaction fails half-way.
+        let (appends, replies): (Vec<_>, Vec<_>) = appends
+            .into_iter()
+            .map(|(message, critical, reply)| ((message, critical), reply))
+            .unzip();
         let mut ack_counts = Vec::with_capacity(acks.len());
         let mut dropped = Vec::new();
         let mut refused = Vec::new();
@@ -454,7 +459,10 @@ impl Worker {
         let key = &self.key;
         let conn = &mut self.conn;
         let result: Result<(), rusqlite::Error> = (|| {
-            let tx = conn.transaction()?;
+            // IMMEDIATE: take the write lock up front, so a concurrent writer
+            // (audit, registry) makes us wait (busy_timeout) instead of
+            // failing the upgrade from a read snapshot with SQLITE_BUSY.
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             {
                 // Acks first: they make room for this batch's appends.
                 let mut size_of =
@@ -491,13 +499,12 @@ impl Worker {
                     "SELECT id, device_id, seq, length(sealed) FROM outbox
                      WHERE critical = 0 ORDER BY id LIMIT 64",
                 )?;
-                for (message, critical, reply) in appends {
+                for (message, critical) in appends {
                     let id = next_id;
                     let (nonce, sealed) = match key.seal(id, &message.device_id, &message.payload) {
                         Ok(s) => s,
                         Err(e) => {
                             outcomes.push(AppendOutcome {
-                                reply,
                                 result: Err(SinkError::Storage(e.to_string())),
                             });
                             continue;
@@ -532,7 +539,6 @@ impl Worker {
                         refuse_detail = bound_detail(limits, rows, bytes, size);
                         refused.push((message.device_id.clone(), message.seq));
                         outcomes.push(AppendOutcome {
-                            reply,
                             result: Err(SinkError::Full {
                                 detail: refuse_detail.clone(),
                             }),
@@ -552,10 +558,7 @@ impl Worker {
                     next_id += 1;
                     rows += 1;
                     bytes += size;
-                    outcomes.push(AppendOutcome {
-                        reply,
-                        result: Ok(id),
-                    });
+                    outcomes.push(AppendOutcome { result: Ok(id) });
                 }
             }
             tx.commit()
@@ -575,8 +578,8 @@ impl Worker {
                 }
                 self.publish_gauges();
                 self.report_full(&dropped, &refused, &refuse_detail, rows);
-                for o in outcomes {
-                    let _ = o.reply.send(o.result);
+                for (o, reply) in outcomes.into_iter().zip(replies) {
+                    let _ = reply.send(o.result);
                 }
                 for ((_, reply), n) in acks.into_iter().zip(ack_counts) {
                     let _ = reply.send(Ok(n));
@@ -587,8 +590,8 @@ impl Worker {
             }
             Err(e) => {
                 tracing::error!(error = %e, "outbox commit failed; telemetry in this batch was not acknowledged to devices; check disk space and the database file");
-                for o in outcomes {
-                    let _ = o.reply.send(Err(SinkError::Storage(format!(
+                for reply in replies {
+                    let _ = reply.send(Err(SinkError::Storage(format!(
                         "outbox commit failed: {e}"
                     ))));
                 }

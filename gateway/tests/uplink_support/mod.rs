@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 
+pub mod ward;
+
 pub const MOSQUITTO: &str = "/usr/sbin/mosquitto";
 
 /// Generated PKI for the upstream link: one CA signing the broker's server

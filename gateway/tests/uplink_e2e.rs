@@ -1,0 +1,340 @@
+//! Devices -> gateway (in process: edge, outbox, bridge) -> real Mosquitto:
+//! an upstream outage with nothing missing, and a full outbox under both
+//! policies with the alert (metric) and the audit rows.
+
+mod uplink_support;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gateway::app::{Gateway, GatewayHandle};
+use uplink_support::ward::{DeviceIdentity, Ward};
+use uplink_support::{tally, Mosquitto, Received, Subscriber, UpstreamPki};
+use wardgate_protocol::message::Telemetry;
+
+const LIMIT: Duration = Duration::from_secs(90);
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    broker: Mosquitto,
+    sub: Subscriber,
+    ward: Ward,
+}
+
+async fn setup(uplink_extra: &str) -> Setup {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_test_writer()
+        .try_init();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = UpstreamPki::generate(&dir.path().join("upstream-pki")).unwrap();
+    let broker = Mosquitto::start_new(&pki, &dir.path().join("mosquitto")).unwrap();
+    let sub_id = pki.client("hospital-consumer").unwrap();
+    let sub = Subscriber::start(&broker, &pki, &sub_id, "consumer", "wardgate/ward/#")
+        .await
+        .unwrap();
+    let gw_id = pki.client("ward-7-gateway").unwrap();
+    let ward = Ward::new(dir.path(), &broker, &pki, &gw_id, uplink_extra).unwrap();
+    Setup {
+        _dir: dir,
+        broker,
+        sub,
+        ward,
+    }
+}
+
+fn metric(handle: &GatewayHandle, name: &str) -> Option<f64> {
+    handle
+        .context
+        .metrics
+        .encode()
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+async fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    done()
+}
+
+fn arrived(r: &Received) -> Vec<(String, u64)> {
+    r.by_topic
+        .iter()
+        .filter(|(t, _)| t.ends_with("/telemetry"))
+        .flat_map(|(t, v)| {
+            let device = t.split('/').nth(3).unwrap_or_default().to_owned();
+            v.iter().map(move |p| {
+                let t = Telemetry::from_json(p).unwrap();
+                (device.clone(), t.seq)
+            })
+        })
+        .collect()
+}
+
+/// Send `seqs` from each device concurrently; returns (device, seq) acked.
+async fn send_all(
+    ward: &Ward,
+    devices: &[DeviceIdentity],
+    seqs: std::ops::RangeInclusive<u64>,
+) -> Vec<(String, u64)> {
+    let mut tasks = Vec::new();
+    for d in devices {
+        let device = ward.device(d).unwrap();
+        let seqs = seqs.clone();
+        tasks.push(tokio::spawn(async move {
+            let live = Arc::new(Mutex::new(Vec::new()));
+            let r = device.send(seqs, 16, live).await;
+            if r.error.is_some() {
+                return Err(format!("{}: {:?}", device.id, r.error));
+            }
+            Ok(r.acked
+                .into_iter()
+                .map(|s| (device.id.clone(), s))
+                .collect::<Vec<_>>())
+        }));
+    }
+    let mut acked = Vec::new();
+    let mut errors = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(a) => acked.extend(a),
+            Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        let audit = gateway::audit::AuditLog::open(&ward.db_path()).unwrap();
+        for r in audit.recent(20).unwrap() {
+            eprintln!(
+                "audit: {} {} {} {} {}",
+                r.actor, r.action, r.subject, r.outcome, r.detail
+            );
+        }
+        panic!("devices failed: {errors:?}");
+    }
+    acked
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_keep_sending_through_an_upstream_outage_and_nothing_is_missing() {
+    let mut s = setup("").await;
+    let devices: Vec<_> = ["monitor-01", "monitor-02", "pump-03", "vent-04"]
+        .iter()
+        .map(|id| s.ward.enroll(id).unwrap())
+        .collect();
+    let handle = Gateway::start(s.ward.config().unwrap()).await.unwrap();
+    assert!(
+        wait_for(LIMIT, || metric(&handle, "wardgate_uplink_connected")
+            == Some(1.0))
+        .await
+    );
+
+    let mut acked = send_all(&s.ward, &devices, 1..=50).await;
+    s.broker.stop().unwrap();
+    assert!(
+        wait_for(LIMIT, || metric(&handle, "wardgate_uplink_connected")
+            == Some(0.0))
+        .await
+    );
+    // Devices keep sending during the outage and are acknowledged: the
+    // outbox has it.
+    acked.extend(send_all(&s.ward, &devices, 51..=250).await);
+    assert_eq!(
+        acked.len(),
+        1000,
+        "every message was acknowledged to its device"
+    );
+    let waiting = metric(&handle, "wardgate_uplink_outbox_rows").unwrap_or(0.0);
+    assert!(waiting > 0.0);
+    s.broker.start().unwrap();
+
+    let got = s
+        .sub
+        .wait_until(LIMIT, |r| tally(&acked, &arrived(r)).0.is_empty())
+        .await;
+    let arrivals = arrived(&got);
+    let (missing, duplicates) = tally(&acked, &arrivals);
+    println!(
+        "device outage: {} acknowledged to devices, {waiting} waited in the outbox, {} arrived upstream, missing {}, duplicates {duplicates}",
+        acked.len(),
+        arrivals.len(),
+        missing.len()
+    );
+    assert!(
+        missing.is_empty(),
+        "missing: {:?}",
+        &missing[..missing.len().min(20)]
+    );
+    // Order per device (first arrivals).
+    let mut seen = std::collections::HashSet::new();
+    let mut per_device: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for a in &arrivals {
+        if seen.insert(a.clone()) {
+            per_device.entry(a.0.clone()).or_default().push(a.1);
+        }
+    }
+    for (d, seqs) in per_device {
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "order of {d}");
+    }
+    assert!(
+        wait_for(LIMIT, || metric(&handle, "wardgate_uplink_outbox_rows")
+            == Some(0.0))
+        .await
+    );
+    handle.shutdown(Duration::from_secs(10)).await;
+    s.sub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_outbox_refuse_policy_refuses_the_device_records_why_and_recovers() {
+    let mut s = setup("outbox_max_rows = 20\nfull_policy = \"refuse\"").await;
+    let a = s.ward.enroll("monitor-a").unwrap();
+    let b = s.ward.enroll("monitor-b").unwrap();
+    s.broker.stop().unwrap();
+    let handle = Gateway::start(s.ward.config().unwrap()).await.unwrap();
+
+    // Upstream down: 20 fit, the 21st is refused; the device gets no PUBACK
+    // for it and is disconnected.
+    let live = Arc::new(Mutex::new(Vec::new()));
+    let report = s.ward.device(&a).unwrap().send(1..=30, 1, live).await;
+    assert_eq!(report.acked, (1..=20).collect::<Vec<_>>());
+    assert!(report.error.is_some(), "device was refused");
+
+    // Recorded: alert metric and audit rows naming the device and seq.
+    assert_eq!(
+        metric(&handle, "wardgate_uplink_outbox_full_events_total"),
+        Some(1.0)
+    );
+    assert!(metric(&handle, "wardgate_uplink_refused_messages_total").unwrap_or(0.0) >= 1.0);
+    let audit = &handle.context.audit;
+    assert_eq!(
+        audit
+            .find("outbox", Some("uplink.outbox_full"))
+            .unwrap()
+            .len(),
+        1
+    );
+    let refused = audit
+        .find("monitor-a", Some("uplink.telemetry_refused"))
+        .unwrap();
+    assert!(!refused.is_empty());
+    let detail = refused[0].detail_json();
+    assert_eq!(detail["messages"][0]["seq"], 21, "{detail}");
+    assert!(
+        detail["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("outbox_max_rows"),
+        "{detail}"
+    );
+    assert!(audit.verify().unwrap().is_intact());
+
+    // Everyone else keeps working once the upstream is back: the 20 stored
+    // arrive, the outbox drains, and the other device is accepted.
+    s.broker.start().unwrap();
+    let got = s
+        .sub
+        .wait_until(LIMIT, |r| r.count("monitor-a/telemetry") >= 20)
+        .await;
+    let expected: Vec<_> = (1..=20).map(|q| ("monitor-a".to_owned(), q)).collect();
+    assert!(tally(&expected, &arrived(&got)).0.is_empty());
+    assert!(
+        wait_for(LIMIT, || metric(&handle, "wardgate_uplink_outbox_rows")
+            == Some(0.0))
+        .await
+    );
+    let r = s
+        .ward
+        .device(&b)
+        .unwrap()
+        .send(1..=5, 5, Arc::new(Mutex::new(Vec::new())))
+        .await;
+    assert_eq!(r.acked.len(), 5, "{:?}", r.error);
+    let got = s
+        .sub
+        .wait_until(LIMIT, |r| r.count("monitor-b/telemetry") >= 5)
+        .await;
+    assert_eq!(got.count("monitor-b/telemetry"), 5);
+    assert!(!audit
+        .find("outbox", Some("uplink.outbox_recovered"))
+        .unwrap()
+        .is_empty());
+    handle.shutdown(Duration::from_secs(10)).await;
+    s.sub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_outbox_drop_oldest_policy_drops_non_critical_and_records_each() {
+    // Only temperature is critical here; the devices send heart rate + SpO2.
+    let mut s = setup(
+        "outbox_max_rows = 20\nfull_policy = \"drop_oldest\"\ncritical_kinds = [\"temperature\"]",
+    )
+    .await;
+    let a = s.ward.enroll("monitor-a").unwrap();
+    s.broker.stop().unwrap();
+    let handle = Gateway::start(s.ward.config().unwrap()).await.unwrap();
+
+    let report = s
+        .ward
+        .device(&a)
+        .unwrap()
+        .send(1..=30, 1, Arc::new(Mutex::new(Vec::new())))
+        .await;
+    assert_eq!(
+        report.acked,
+        (1..=30).collect::<Vec<_>>(),
+        "{:?}",
+        report.error
+    );
+    assert_eq!(
+        metric(&handle, "wardgate_uplink_dropped_messages_total"),
+        Some(10.0)
+    );
+    assert_eq!(
+        metric(&handle, "wardgate_uplink_outbox_full_events_total"),
+        Some(1.0)
+    );
+    let audit = &handle.context.audit;
+    assert_eq!(
+        audit
+            .find("outbox", Some("uplink.outbox_full"))
+            .unwrap()
+            .len(),
+        1
+    );
+    let dropped: Vec<u64> = audit
+        .find("monitor-a", Some("uplink.telemetry_dropped"))
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            r.detail_json()["messages"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|m| m["seq"].as_u64())
+        })
+        .collect();
+    assert_eq!(
+        dropped,
+        (1..=10).collect::<Vec<_>>(),
+        "each dropped message is on record"
+    );
+
+    s.broker.start().unwrap();
+    let got = s
+        .sub
+        .wait_until(LIMIT, |r| r.count("monitor-a/telemetry") >= 20)
+        .await;
+    let mut seqs: Vec<u64> = arrived(&got).into_iter().map(|(_, q)| q).collect();
+    seqs.dedup();
+    assert_eq!(seqs, (11..=30).collect::<Vec<_>>());
+    handle.shutdown(Duration::from_secs(10)).await;
+    s.sub.stop().await;
+}
