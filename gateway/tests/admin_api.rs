@@ -152,6 +152,46 @@ async fn totp_bound_token_needs_a_fresh_right_code_for_mutations() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(state_of(&h, "pump-01"), DeviceState::Active);
+
+    // Guessing is bounded: five wrong codes in a row lock the token's
+    // mutating calls, even with the right code, while reads and others work.
+    h.clock.advance(Duration::seconds(30));
+    let wrong = wrong_code(&h, &secret);
+    for _ in 0..5 {
+        let r = h
+            .post(
+                "/api/v1/devices/pump-01/quarantine",
+                Some(&op),
+                Some(&wrong),
+                None,
+            )
+            .await;
+        assert_eq!(r.code(), "totp_invalid");
+    }
+    let r = h
+        .post(
+            "/api/v1/devices/pump-01/quarantine",
+            Some(&op),
+            Some(&h.code(&secret)),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNAUTHORIZED, "totp_locked"),
+        "{}",
+        r.text
+    );
+    assert_eq!(state_of(&h, "pump-01"), DeviceState::Active);
+    assert_eq!(h.state.metrics.refusal_count("totp_locked"), 1);
+    assert_eq!(
+        h.get("/api/v1/devices", Some(&op)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        h.get("/api/v1/devices", Some(&viewer)).await.status,
+        StatusCode::OK
+    );
     assert!(h.audit.verify().unwrap().is_intact());
 }
 

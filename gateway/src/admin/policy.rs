@@ -156,6 +156,9 @@ pub enum Refusal {
     /// The code's time step was already used.
     #[error("TOTP code already used")]
     TotpReused,
+    /// Too many wrong codes in a row; TOTP calls are locked for a while.
+    #[error("TOTP locked after repeated wrong codes")]
+    TotpLocked,
 }
 
 impl Refusal {
@@ -182,6 +185,7 @@ impl Refusal {
             Refusal::TotpRequired => "totp_required",
             Refusal::TotpMalformed | Refusal::TotpInvalid => "totp_invalid",
             Refusal::TotpReused => "totp_reused",
+            Refusal::TotpLocked => "totp_locked",
         }
     }
 
@@ -200,6 +204,7 @@ impl Refusal {
             Refusal::TotpMalformed => "totp_malformed",
             Refusal::TotpInvalid => "totp_invalid",
             Refusal::TotpReused => "totp_reused",
+            Refusal::TotpLocked => "totp_locked",
         }
     }
 
@@ -232,6 +237,11 @@ impl Refusal {
             Refusal::TotpReused => {
                 "this TOTP code was already used; wait for the next code".to_owned()
             }
+            Refusal::TotpLocked => format!(
+                "too many wrong TOTP codes in a row: mutating calls with this token are locked for \
+                 {} minutes; check the authenticator app and the gateway's clock, or ask an administrator",
+                super::token::TOTP_LOCKOUT_SECONDS / 60
+            ),
         }
     }
 }

@@ -31,6 +31,10 @@ use super::totp::{matching_step, TotpCode, TotpSecret};
 use super::AdminError;
 
 const PREFIX: &str = "wgt_";
+/// Wrong TOTP codes in a row that lock a token's mutating calls.
+pub const TOTP_MAX_FAILURES: i64 = 5;
+/// How long that lock lasts.
+pub const TOTP_LOCKOUT_SECONDS: i64 = 300;
 const ID_HEX: usize = 16;
 const SECRET_BYTES: usize = 32;
 
@@ -496,37 +500,61 @@ impl TokenStore {
     /// # Errors
     /// [`Refusal::TotpRequired`] if no code, [`Refusal::TotpMalformed`],
     /// [`Refusal::TotpInvalid`], [`Refusal::TotpReused`] (this step or an
-    /// earlier one was already used), or a store error.
+    /// earlier one was already used), [`Refusal::TotpLocked`] (after
+    /// [`TOTP_MAX_FAILURES`] wrong codes in a row, for
+    /// [`TOTP_LOCKOUT_SECONDS`]), or a store error. Wrong and malformed codes
+    /// are counted; a good code resets the count.
     pub fn check_totp(&self, id: &TokenId, code: Option<&str>) -> Result<(), AuthFailure> {
         let conn = self.conn();
-        let stored: Option<(Option<Vec<u8>>, Option<i64>)> = conn
+        let stored: Option<(Option<Vec<u8>>, Option<i64>, Option<i64>)> = conn
             .query_row(
-                "SELECT totp_secret, totp_last_step FROM admin_tokens WHERE id = ?1",
+                "SELECT totp_secret, totp_last_step, totp_locked_until FROM admin_tokens WHERE id = ?1",
                 [id.as_str()],
-                |row| Ok((row.get(0)?, row.get(1)?)),
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
             )
             .optional()
             .map_err(AdminError::from)?;
-        let Some((secret, last_step)) = stored else {
+        let Some((secret, last_step, locked_until)) = stored else {
             return Err(Refusal::UnknownToken.into());
         };
         let Some(secret) = secret else {
             return Ok(());
         };
+        let now = self.clock.now().timestamp();
+        if locked_until.is_some_and(|until| now < until) {
+            return Err(Refusal::TotpLocked.into());
+        }
         let secret = TotpSecret::from_bytes(secret).map_err(AdminError::from)?;
         let code = code.ok_or(Refusal::TotpRequired)?;
-        let code = TotpCode::parse(code).map_err(|_| Refusal::TotpMalformed)?;
-        let now = u64::try_from(self.clock.now().timestamp()).unwrap_or(0);
-        let step =
-            matching_step(&secret, &code, now, self.totp_skew).ok_or(Refusal::TotpInvalid)?;
-        let step = i64::try_from(step).map_err(|_| Refusal::TotpInvalid)?;
+        let matched = TotpCode::parse(code)
+            .map_err(|_| Refusal::TotpMalformed)
+            .and_then(|code| {
+                let secs = u64::try_from(now).unwrap_or(0);
+                matching_step(&secret, &code, secs, self.totp_skew)
+                    .and_then(|step| i64::try_from(step).ok())
+                    .ok_or(Refusal::TotpInvalid)
+            });
+        let step = match matched {
+            Ok(step) => step,
+            Err(refusal) => {
+                // Count the miss; the fifth in a row locks TOTP calls for a while.
+                conn.execute(
+                    "UPDATE admin_tokens SET totp_failures = totp_failures + 1,
+                         totp_locked_until = CASE WHEN totp_failures + 1 >= ?2 THEN ?3 ELSE totp_locked_until END
+                     WHERE id = ?1",
+                    params![id.as_str(), TOTP_MAX_FAILURES, now + TOTP_LOCKOUT_SECONDS],
+                )
+                .map_err(AdminError::from)?;
+                return Err(refusal.into());
+            }
+        };
         if last_step.is_some_and(|last| step <= last) {
             return Err(Refusal::TotpReused.into());
         }
         // Compare-and-set: two concurrent requests with one code cannot both pass.
         let changed = conn
             .execute(
-                "UPDATE admin_tokens SET totp_last_step = ?2
+                "UPDATE admin_tokens SET totp_last_step = ?2, totp_failures = 0, totp_locked_until = NULL
                  WHERE id = ?1 AND (totp_last_step IS NULL OR totp_last_step < ?2)",
                 params![id.as_str(), step],
             )
@@ -779,6 +807,60 @@ mod tests {
             }),
             Err(AdminError::TotpForViewer)
         ));
+    }
+
+    #[test]
+    fn repeated_wrong_totp_codes_lock_the_token_for_a_while() {
+        let (_dir, clock, store) = store();
+        let issued = store
+            .create(NewToken {
+                bind_totp: true,
+                ..new("mallory-target", Role::Admin)
+            })
+            .unwrap();
+        let id = issued.token.id().clone();
+        let secret = issued.totp.unwrap();
+        let now = || u64::try_from(clock.now().timestamp()).unwrap();
+        let valid: Vec<String> = (0..3)
+            .map(|k| secret.code_at(now() + k * STEP_SECONDS - STEP_SECONDS))
+            .collect();
+        let wrong = (0..1_000_000)
+            .map(|n| format!("{n:06}"))
+            .find(|c| !valid.contains(c))
+            .unwrap();
+        // Four misses, then a good code: accepted, and the count resets.
+        for _ in 0..4 {
+            assert_eq!(
+                refusal(store.check_totp(&id, Some(&wrong))),
+                Refusal::TotpInvalid
+            );
+        }
+        store.check_totp(&id, Some(&secret.code_at(now()))).unwrap();
+        clock.advance(Duration::seconds(30));
+        for _ in 0..4 {
+            assert_eq!(
+                refusal(store.check_totp(&id, Some(&wrong))),
+                Refusal::TotpInvalid
+            );
+        }
+        // The fifth miss in a row locks: even the right code is refused.
+        assert_eq!(
+            refusal(store.check_totp(&id, Some("abc"))),
+            Refusal::TotpMalformed
+        );
+        assert_eq!(
+            refusal(store.check_totp(&id, Some(&secret.code_at(now())))),
+            Refusal::TotpLocked
+        );
+        clock.advance(Duration::seconds(TOTP_LOCKOUT_SECONDS - 1));
+        assert_eq!(
+            refusal(store.check_totp(&id, Some(&secret.code_at(now())))),
+            Refusal::TotpLocked
+        );
+        clock.advance(Duration::seconds(1));
+        store.check_totp(&id, Some(&secret.code_at(now()))).unwrap();
+        // Reads never consult TOTP, so the lock does not stop authentication.
+        store.authenticate(issued.token.expose()).unwrap();
     }
 
     #[test]

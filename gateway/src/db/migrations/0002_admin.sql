@@ -17,7 +17,11 @@ CREATE TABLE admin_tokens (
     -- RFC 6238 shared secret (raw bytes) when the token is bound to TOTP.
     totp_secret   BLOB,
     -- Highest TOTP time step already accepted: a code is never accepted twice.
-    totp_last_step INTEGER
+    totp_last_step INTEGER,
+    -- Wrong TOTP codes in a row, and the lockout they triggered (Unix s):
+    -- guessing six digits online is bounded by the lockout, not by luck.
+    totp_failures  INTEGER NOT NULL DEFAULT 0,
+    totp_locked_until INTEGER
 );
 
 CREATE INDEX admin_tokens_by_name ON admin_tokens (name);
