@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use aws_lc_rs::rand::SystemRandom;
 use sha2::Digest;
 use tough::editor::signed::SignedRole;
-use tough::schema::{DelegatedTargets, Hashes, KeyHolder, Role, Root, Signed, Snapshot, Target, Targets, Timestamp};
+use tough::schema::{
+    DelegatedTargets, Hashes, KeyHolder, Role, Root, Signed, Snapshot, Target, Targets, Timestamp,
+};
 use tuf_repo::firmware::FirmwareMeta;
 use tuf_repo::repo::init::{init, InitConfig, InitSigners, RoleSpec};
 use tuf_repo::{Expiries, ManufacturerName, OnlineKeys, RepoDir, RepoLocation, SigningKey, Upload};
@@ -44,7 +46,13 @@ fn per_iter(total: Duration, n: u32) -> String {
     }
 }
 
-async fn time_sign<T: Role + serde::Serialize + Clone>(label: &str, role: &T, holder: &KeyHolder, key: &SigningKey, n: u32) {
+async fn time_sign<T: Role + serde::Serialize + Clone>(
+    label: &str,
+    role: &T,
+    holder: &KeyHolder,
+    key: &SigningKey,
+    n: u32,
+) {
     let rng = SystemRandom::new();
     let sources = [key.key_source()];
     let bytes = role.canonical_form().map(|v| v.len()).unwrap_or(0);
@@ -53,7 +61,10 @@ async fn time_sign<T: Role + serde::Serialize + Clone>(label: &str, role: &T, ho
         let s = SignedRole::new(role.clone(), holder, &sources, &rng).await;
         assert!(s.is_ok(), "signing {label} failed");
     }
-    println!("  sign {label:<28} {} per signature ({bytes} bytes canonical JSON)", per_iter(start.elapsed(), n));
+    println!(
+        "  sign {label:<28} {} per signature ({bytes} bytes canonical JSON)",
+        per_iter(start.elapsed(), n)
+    );
 }
 
 fn read<T: serde::de::DeserializeOwned>(p: &Path) -> T {
@@ -92,9 +103,10 @@ async fn main() {
     )
     .await
     .unwrap();
-    let enrol = tuf_repo::repo::delegate::enrol(&acme, std::slice::from_ref(&acme_key), 1, ex.delegated)
-        .await
-        .unwrap();
+    let enrol =
+        tuf_repo::repo::delegate::enrol(&acme, std::slice::from_ref(&acme_key), 1, ex.delegated)
+            .await
+            .unwrap();
     tuf_repo::repo::delegate::delegate(
         &repo,
         &acme,
@@ -111,17 +123,32 @@ async fn main() {
     let t0 = Instant::now();
     let imgs = dir.path().join("imgs");
     std::fs::create_dir_all(&imgs).unwrap();
-    let expires = jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_hours(24 * 90)).unwrap();
-    let mut body = Targets::new("1.0.0".into(), std::num::NonZeroU64::new(2).unwrap(), expires);
+    let expires = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_hours(24 * 90))
+        .unwrap();
+    let mut body = Targets::new(
+        "1.0.0".into(),
+        std::num::NonZeroU64::new(2).unwrap(),
+        expires,
+    );
     body.delegations = None;
     let mut paths = Vec::new();
     for i in 0..TARGETS {
         let name = format!("fw-{i:04}.bin");
-        let bytes: Vec<u8> = (0..1024u32).map(|j| (j as u8) ^ (i as u8)).chain((i as u32).to_le_bytes()).collect();
+        let bytes: Vec<u8> = (0..1024u32)
+            .map(|j| (j as u8) ^ (i as u8))
+            .chain((i as u32).to_le_bytes())
+            .collect();
         let p = imgs.join(&name);
         std::fs::write(&p, &bytes).unwrap();
         paths.push(p);
-        let fw = FirmwareMeta::new(vec![format!("hw-{i}")], semver::Version::new(1, 0, i as u64), None, None).unwrap();
+        let fw = FirmwareMeta::new(
+            vec![format!("hw-{i}")],
+            semver::Version::new(1, 0, i as u64),
+            None,
+            None,
+        )
+        .unwrap();
         body.targets.insert(
             tough::TargetName::new(format!("acme-medical/{name}")).unwrap(),
             Target {
@@ -141,9 +168,14 @@ async fn main() {
         name: acme.to_string(),
         targets: body,
     };
-    let signed_role = SignedRole::new(role.clone(), &KeyHolder::Delegations(delegations.clone()), &[acme_key.key_source()], &SystemRandom::new())
-        .await
-        .unwrap();
+    let signed_role = SignedRole::new(
+        role.clone(),
+        &KeyHolder::Delegations(delegations.clone()),
+        &[acme_key.key_source()],
+        &SystemRandom::new(),
+    )
+    .await
+    .unwrap();
     let upload = Upload {
         manufacturer: acme.clone(),
         role_metadata: signed_role.buffer().clone(),
@@ -154,9 +186,14 @@ async fn main() {
         timestamp: vec![timestamp.clone()],
     };
     let out = dir.path().join("repo-1000");
-    tuf_repo::accept_upload(&repo, &upload, &online, ex.snapshot, ex.timestamp, &out).await.unwrap();
+    tuf_repo::accept_upload(&repo, &upload, &online, ex.snapshot, ex.timestamp, &out)
+        .await
+        .unwrap();
     let repo = RepoDir::new(&out);
-    println!("tuf-repo benchmark ({TARGETS} targets; built and published in {:.2} s)", t0.elapsed().as_secs_f64());
+    println!(
+        "tuf-repo benchmark ({TARGETS} targets; built and published in {:.2} s)",
+        t0.elapsed().as_secs_f64()
+    );
 
     println!("\n1. signing time per role");
     let root_m: Signed<Root> = read(&repo.metadata_file("root.json"));
@@ -165,23 +202,49 @@ async fn main() {
     let ts_m: Signed<Timestamp> = read(&repo.metadata_file("timestamp.json"));
     let holder = KeyHolder::Root(root_m.signed.clone());
     time_sign("root", &root_m.signed, &holder, &root, 200).await;
-    time_sign("targets (delegates only)", &targets_m.signed, &holder, &targets_key, 200).await;
-    time_sign("acme-medical (1000 targets)", &role, &KeyHolder::Delegations(delegations), &acme_key, 20).await;
+    time_sign(
+        "targets (delegates only)",
+        &targets_m.signed,
+        &holder,
+        &targets_key,
+        200,
+    )
+    .await;
+    time_sign(
+        "acme-medical (1000 targets)",
+        &role,
+        &KeyHolder::Delegations(delegations),
+        &acme_key,
+        20,
+    )
+    .await;
     time_sign("snapshot", &snap_m.signed, &holder, &snapshot, 200).await;
     time_sign("timestamp", &ts_m.signed, &holder, &timestamp, 200).await;
     let n = 50;
     let start = Instant::now();
     for _ in 0..n {
-        tuf_repo::refresh_timestamp(&repo, std::slice::from_ref(&timestamp), ex.timestamp).await.unwrap();
+        tuf_repo::refresh_timestamp(&repo, std::slice::from_ref(&timestamp), ex.timestamp)
+            .await
+            .unwrap();
     }
-    println!("  refresh_timestamp command (incl. I/O) {} per run", per_iter(start.elapsed(), n));
+    println!(
+        "  refresh_timestamp command (incl. I/O) {} per run",
+        per_iter(start.elapsed(), n)
+    );
     let n = 20;
     let start = Instant::now();
     for _ in 0..n {
-        tuf_repo::repo::online::snapshot(&repo, std::slice::from_ref(&snapshot), ex.snapshot).await.unwrap();
+        tuf_repo::repo::online::snapshot(&repo, std::slice::from_ref(&snapshot), ex.snapshot)
+            .await
+            .unwrap();
     }
-    println!("  snapshot command (incl. I/O)          {} per run", per_iter(start.elapsed(), n));
-    tuf_repo::refresh_timestamp(&repo, std::slice::from_ref(&timestamp), ex.timestamp).await.unwrap();
+    println!(
+        "  snapshot command (incl. I/O)          {} per run",
+        per_iter(start.elapsed(), n)
+    );
+    tuf_repo::refresh_timestamp(&repo, std::slice::from_ref(&timestamp), ex.timestamp)
+        .await
+        .unwrap();
 
     println!("\n2. refresh-and-verify, {TARGETS} targets, tough client from root v1");
     let trusted = std::fs::read(repo.metadata_file("1.root.json")).unwrap();
@@ -190,15 +253,29 @@ async fn main() {
     let start = Instant::now();
     let mut report = None;
     for _ in 0..n {
-        report = Some(tuf_repo::verify::verify(&loc, &trusted, tough::FilesystemTransport, false).await.unwrap());
+        report = Some(
+            tuf_repo::verify::verify(&loc, &trusted, tough::FilesystemTransport, false)
+                .await
+                .unwrap(),
+        );
     }
     let report = report.unwrap();
     assert_eq!(report.targets.len(), TARGETS);
-    println!("  metadata only (5 roles)               {} per refresh", per_iter(start.elapsed(), n));
+    println!(
+        "  metadata only (5 roles)               {} per refresh",
+        per_iter(start.elapsed(), n)
+    );
     let start = Instant::now();
-    tuf_repo::verify::verify(&loc, &trusted, tough::FilesystemTransport, true).await.unwrap();
-    println!("  + download and hash all {TARGETS} images   {} total", per_iter(start.elapsed(), 1));
-    let size = std::fs::metadata(repo.metadata_file("acme-medical.json")).unwrap().len();
+    tuf_repo::verify::verify(&loc, &trusted, tough::FilesystemTransport, true)
+        .await
+        .unwrap();
+    println!(
+        "  + download and hash all {TARGETS} images   {} total",
+        per_iter(start.elapsed(), 1)
+    );
+    let size = std::fs::metadata(repo.metadata_file("acme-medical.json"))
+        .unwrap()
+        .len();
     println!("  (acme-medical.json is {} KiB)", size / 1024);
 
     println!("\n3. SHA-256 of a 256 MiB target");
@@ -228,7 +305,11 @@ async fn main() {
         match Command::new("sha256sum").arg(&big).output() {
             Ok(o) if o.status.success() => {
                 theirs.push(s.elapsed().as_secs_f64());
-                their_hex = String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap_or("").to_owned();
+                their_hex = String::from_utf8_lossy(&o.stdout)
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_owned();
             }
             _ => {}
         }
@@ -241,7 +322,10 @@ async fn main() {
     } else {
         let theirs_mbs = mib / best(&theirs);
         println!("  sha256sum (same file, same run)         {theirs_mbs:>8.0} MiB/s (best of 3)");
-        println!("  ratio tuf-repo / sha256sum              {:>8.2}x (goal >= 0.80)", ours_mbs / theirs_mbs);
+        println!(
+            "  ratio tuf-repo / sha256sum              {:>8.2}x (goal >= 0.80)",
+            ours_mbs / theirs_mbs
+        );
         println!("  digests agree: {}", our_hex == their_hex);
     }
 }

@@ -615,6 +615,23 @@ async fn malformed_or_truncated_json_is_refused() {
     .unwrap_err();
     assert!(matches!(e, Error::Json { .. }), "{e}");
 
+    // The signed part altered where tough's parser does not look (`_type`):
+    // the signature still checks over tough's re-serialisation, but
+    // python-tuf would refuse the published bytes, so the server refuses too.
+    let text = String::from_utf8(full.clone()).unwrap();
+    let altered = text.replacen("\"_type\": \"targets\"", "\"_type\": \"uargets\"", 1);
+    assert_ne!(altered, text);
+    let e = check_upload(
+        &f.repo,
+        &upload(altered.into_bytes(), vec![b.image.clone()]),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&e, Error::Json { .. }) && e.to_string().contains("do not survive parsing"),
+        "{e}"
+    );
+
     // A truncated timestamp in the repository: tough refuses it, the CLI exits non-zero.
     let ts_path = f.repo.metadata_file("timestamp.json");
     let ts = std::fs::read(&ts_path).unwrap();

@@ -157,7 +157,7 @@ fn check_enrolment<'a>(
 ) -> Result<(u64, &'a [u8])> {
     let path = std::path::PathBuf::from(format!("<enrolment>/{manufacturer}.json"));
     let role: tough::schema::Signed<tough::schema::Targets> =
-        layout::parse_json(bytes, &path, "manufacturer enrolment")?;
+        layout::parse_signed_strict(bytes, &path, "manufacturer enrolment")?;
     let role_keys = delegations
         .roles
         .iter()

@@ -79,6 +79,38 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8], path: &Path, what: &
     })
 }
 
+/// Parses signed metadata from outside and refuses it unless its `signed`
+/// part survives a parse and re-serialisation unchanged. Signatures are
+/// checked over the re-serialised form (as tough does), so anything the
+/// parser drops or normalises (an altered `_type`, an unknown field, `2.0`
+/// for `2`) would otherwise pass here yet be refused by stricter clients
+/// such as python-tuf, which verify what they read.
+pub(crate) fn parse_signed_strict<T>(
+    bytes: &[u8],
+    path: &Path,
+    what: &str,
+) -> Result<tough::schema::Signed<T>>
+where
+    T: DeserializeOwned + serde::Serialize,
+{
+    let signed: tough::schema::Signed<T> = parse_json(bytes, path, what)?;
+    let raw: serde_json::Value = parse_json(bytes, path, what)?;
+    let again = serde_json::to_value(&signed.signed).map_err(|e| Error::Serialize {
+        what: what.to_owned(),
+        reason: e.to_string(),
+    })?;
+    if raw.get("signed") != Some(&again) {
+        return Err(Error::Json {
+            what: what.to_owned(),
+            path: path.to_owned(),
+            source: <serde_json::Error as serde::de::Error>::custom(
+                "the signed part holds fields or values that do not survive parsing (e.g. a wrong _type); sign it again with `tuf-repo release`",
+            ),
+        });
+    }
+    Ok(signed)
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file in the same
 /// directory, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -97,7 +97,7 @@ pub struct PublishedVersion {
 pub async fn check_upload(repo: &RepoDir, upload: &Upload) -> Result<CheckedUpload> {
     let m = &upload.manufacturer;
     let upload_name = PathBuf::from(format!("<upload>/{m}.json"));
-    let role: Signed<Targets> = layout::parse_json(
+    let role: Signed<Targets> = layout::parse_signed_strict(
         &upload.role_metadata,
         &upload_name,
         "delegated targets metadata",
