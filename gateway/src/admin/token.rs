@@ -506,7 +506,7 @@ impl TokenStore {
     /// are counted; a good code resets the count.
     pub fn check_totp(&self, id: &TokenId, code: Option<&str>) -> Result<(), AuthFailure> {
         let conn = self.conn();
-        let stored: Option<(Option<Vec<u8>>, Option<i64>, Option<i64>)> = conn
+        let stored: Option<TotpRow> = conn
             .query_row(
                 "SELECT totp_secret, totp_last_step, totp_locked_until FROM admin_tokens WHERE id = ?1",
                 [id.as_str()],
@@ -614,6 +614,9 @@ impl TokenStore {
             .collect())
     }
 }
+
+/// `(totp_secret, totp_last_step, totp_locked_until)` of one token.
+type TotpRow = (Option<Vec<u8>>, Option<i64>, Option<i64>);
 
 const COLUMNS: &str =
     "id, name, role, kind, created_at, expires_at, last_used_at, revoked_at, totp_secret IS NOT NULL";
