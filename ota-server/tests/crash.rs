@@ -128,7 +128,7 @@ fn staged_bytes(tmp: &std::path::Path) -> u64 {
     rd.flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with("upload-"))
         .filter_map(|e| std::fs::read_dir(e.path()).ok())
-        .flat_map(|d| d.flatten())
+        .flat_map(Iterator::flatten)
         .filter_map(|f| f.metadata().ok())
         .map(|m| m.len())
         .sum()

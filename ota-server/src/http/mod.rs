@@ -227,7 +227,7 @@ impl FromRequestParts<Arc<AppState>> for Admin {
     ) -> Result<Self, ApiError> {
         match token_principal(parts, state).await? {
             Principal::Admin(n) => Ok(Self(n)),
-            p => Err(refuse(
+            p @ Principal::Manufacturer(_) => Err(refuse(
                 state,
                 p.actor(),
                 &action_of(parts),
@@ -254,7 +254,7 @@ impl FromRequestParts<Arc<AppState>> for Manufacturer {
     ) -> Result<Self, ApiError> {
         match token_principal(parts, state).await? {
             Principal::Manufacturer(m) => Ok(Self(m)),
-            p => Err(refuse(
+            p @ Principal::Admin(_) => Err(refuse(
                 state,
                 p.actor(),
                 &action_of(parts),

@@ -127,19 +127,27 @@ pub async fn author_repo(dir: &Path) -> TufKeys {
             &m,
             &[k.public_key()],
             1,
-            &[keys.targets.clone()],
+            std::slice::from_ref(&keys.targets),
             expiries.targets,
             Some(&enrolment),
         )
         .await
         .unwrap();
     }
-    tuf_repo::repo::online::snapshot(&repo, &[keys.snapshot.clone()], expiries.snapshot)
-        .await
-        .unwrap();
-    tuf_repo::refresh_timestamp(&repo, &[keys.timestamp.clone()], expiries.timestamp)
-        .await
-        .unwrap();
+    tuf_repo::repo::online::snapshot(
+        &repo,
+        std::slice::from_ref(&keys.snapshot),
+        expiries.snapshot,
+    )
+    .await
+    .unwrap();
+    tuf_repo::refresh_timestamp(
+        &repo,
+        std::slice::from_ref(&keys.timestamp),
+        expiries.timestamp,
+    )
+    .await
+    .unwrap();
     keys
 }
 
