@@ -253,6 +253,8 @@ pub fn free_port() -> Result<u16> {
 #[derive(Default, Debug, Clone)]
 pub struct Received {
     pub by_topic: BTreeMap<String, Vec<Vec<u8>>>,
+    /// Arrival time of each payload, parallel to `by_topic`.
+    pub arrived_at: BTreeMap<String, Vec<chrono::DateTime<chrono::Utc>>>,
 }
 
 impl Received {
@@ -319,6 +321,7 @@ impl Subscriber {
                             Ok(Event::Incoming(Packet::Publish(p))) => {
                                 if let Ok(mut r) = received.lock() {
                                     r.by_topic.entry(p.topic.clone()).or_default().push(p.payload.to_vec());
+                                    r.arrived_at.entry(p.topic.clone()).or_default().push(chrono::Utc::now());
                                 }
                             }
                             Ok(_) => {}

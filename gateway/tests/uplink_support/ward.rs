@@ -193,6 +193,7 @@ backoff_max = "500ms"
             ));
         Ok(Device {
             id: ident.id.clone(),
+            topic: format!("wardgate/v1/devices/{}/telemetry", ident.id),
             options,
         })
     }
@@ -242,6 +243,7 @@ pub fn telemetry_payload(seq: u64) -> Vec<u8> {
 /// Options for one device connection.
 pub struct Device {
     pub id: String,
+    topic: String,
     options: MqttOptions,
 }
 
@@ -255,6 +257,31 @@ pub struct SendReport {
 }
 
 impl Device {
+    /// A client that publishes the same telemetry straight to `broker` on
+    /// `topic` (the baseline of the uplink benchmark).
+    pub fn direct(
+        id: &str,
+        broker: &Mosquitto,
+        pki: &UpstreamPki,
+        ident: &ClientIdentity,
+        topic: String,
+    ) -> Result<Self> {
+        let tls = gateway::uplink::bridge::client_tls(&pki.ca_pem, &ident.cert, &ident.key)?;
+        let mut options = MqttOptions::new(id.to_owned(), "127.0.0.1", broker.port);
+        options
+            .set_keep_alive(Duration::from_secs(30))
+            .set_clean_session(true)
+            .set_inflight(32)
+            .set_transport(Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(tls),
+            ));
+        Ok(Self {
+            id: id.to_owned(),
+            topic,
+            options,
+        })
+    }
+
     /// Connect, publish `seqs` as telemetry (QoS 1, at most `window`
     /// unacknowledged) and return which were acknowledged. Stops at the
     /// first connection error (e.g. the gateway was killed). `acked` is
@@ -265,7 +292,7 @@ impl Device {
         window: usize,
         acked_live: Arc<Mutex<Vec<u64>>>,
     ) -> SendReport {
-        let topic = format!("wardgate/v1/devices/{}/telemetry", self.id);
+        let topic = self.topic.clone();
         let (client, mut eventloop) = AsyncClient::new(self.options.clone(), window + 8);
         let mut report = SendReport::default();
         // Connect first.
