@@ -19,8 +19,10 @@
 //!   ward-CA client certificates for gateways).
 //! - [`repo`]: the TUF repository on disk and in memory, atomic publication
 //!   by generation swap, snapshot/timestamp re-signing with the two online
-//!   keys ([`repo::keys`]); [`repo::release`] holds every release rule
-//!   (delegation signature, path scope, length, SHA-256, newer version).
+//!   keys ([`repo::OnlineKeys`]). Authoring and the release rules
+//!   (delegation signature, path scope, length, SHA-256, newer version) are
+//!   `tuf-repo`'s, shared with manufacturers; [`repo::release`] adds the
+//!   upload-route checks and maps refusals to stable API codes.
 //! - [`refresher`]: re-signs the timestamp well before it expires, so
 //!   gateways detect freeze attacks.
 //! - [`campaign`]: waves, failure threshold, maintenance window, gateway
