@@ -236,4 +236,33 @@ mod tests {
     fn refuses_non_telemetry() {
         assert!(records("d", b"{\"hello\":1}").is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn records_never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = records("d", &bytes);
+        }
+
+        #[test]
+        fn every_valid_reading_is_rendered_once(hr in 20.0f64..300.0, sys in 40.0f64..300.0, dia in 20.0f64..200.0, seq in 0u64..u64::MAX / 2) {
+            let payload = format!(
+                r#"{{"schema":1,"seq":{seq},"ts":"2026-11-29T04:00:00Z","readings":[{{"kind":"diastolic_bp","value":{dia}}},{{"kind":"heart_rate","value":{hr}}},{{"kind":"systolic_bp","value":{sys}}}]}}"#
+            );
+            let r = records("d", payload.as_bytes()).unwrap();
+            proptest::prop_assert_eq!(r.len(), 2);
+            // serde_json's float parsing may differ from the shortest
+            // representation in the last ulp; compare with a tolerance.
+            let close = |a: f64, b: f64| (a - b).abs() <= b.abs() * 1e-12;
+            match r[0].vital {
+                Vital::BloodPressure { systolic: Some(s), diastolic: Some(d) } => {
+                    proptest::prop_assert!(close(s, sys) && close(d, dia));
+                }
+                other => proptest::prop_assert!(false, "{other:?}"),
+            }
+            match r[1].vital {
+                Vital::Single { kind: VitalKind::HeartRate, value } => proptest::prop_assert!(close(value, hr)),
+                other => proptest::prop_assert!(false, "{other:?}"),
+            }
+        }
+    }
 }

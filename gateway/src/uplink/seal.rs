@@ -269,4 +269,19 @@ mod tests {
             .to_string();
         assert!(err.contains("32 needed"), "{err}");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn seal_open_round_trips_any_payload(
+            payload in proptest::collection::vec(proptest::num::u8::ANY, 0..2048),
+            id in proptest::num::i64::ANY,
+            device in "[a-z0-9-]{1,32}",
+        ) {
+            let key = OutboxKey::from_bytes(&[3u8; 32]);
+            let (nonce, sealed) = key.seal(id, &device, &payload).unwrap();
+            proptest::prop_assert_eq!(sealed.len(), payload.len() + 16);
+            proptest::prop_assert_eq!(key.open(id, &device, &nonce, &sealed).unwrap(), payload);
+            proptest::prop_assert!(key.open(id.wrapping_add(1), &device, &nonce, &sealed).is_err());
+        }
+    }
 }
