@@ -403,3 +403,108 @@ impl Uplink {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_refuse_and_disabled() {
+        let c = UplinkConfig::default();
+        c.validate().unwrap();
+        assert!(!c.enabled);
+        assert_eq!(c.full_policy, FullPolicy::Refuse);
+    }
+
+    #[test]
+    fn documented_example_parses() {
+        let doc = include_str!("../../../docs/uplink.md");
+        let start = doc.find("```toml\n[uplink]\n").unwrap() + "```toml\n".len();
+        let end = start + doc[start..].find("```").unwrap();
+        let table: toml::Table = doc[start..end].parse().unwrap();
+        let c: UplinkConfig = table["uplink"].clone().try_into().unwrap();
+        assert!(c.enabled);
+        assert_eq!(c.formats, vec![Format::Json, Format::Fhir]);
+        assert_eq!(
+            c.critical_kinds,
+            vec![VitalKind::Spo2, VitalKind::HeartRate]
+        );
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn refuses_bad_settings_naming_the_field() {
+        let enabled = UplinkConfig {
+            enabled: true,
+            broker_host: "mqtt.example".into(),
+            ca_file: "ca.pem".into(),
+            cert_file: "c.pem".into(),
+            key_file: "c.key".into(),
+            ..UplinkConfig::default()
+        };
+        enabled.validate().unwrap();
+        let cases: Vec<(&str, UplinkConfig)> = vec![
+            (
+                "broker_host",
+                UplinkConfig {
+                    broker_host: String::new(),
+                    ..enabled.clone()
+                },
+            ),
+            (
+                "key_file",
+                UplinkConfig {
+                    key_file: PathBuf::new(),
+                    ..enabled.clone()
+                },
+            ),
+            (
+                "topic_prefix",
+                UplinkConfig {
+                    topic_prefix: "ward/#".into(),
+                    ..enabled.clone()
+                },
+            ),
+            (
+                "formats",
+                UplinkConfig {
+                    formats: vec![],
+                    ..enabled.clone()
+                },
+            ),
+            (
+                "outbox_max_rows",
+                UplinkConfig {
+                    outbox_max_rows: 0,
+                    ..enabled.clone()
+                },
+            ),
+            (
+                "max_inflight",
+                UplinkConfig {
+                    max_inflight: 0,
+                    ..enabled.clone()
+                },
+            ),
+            (
+                "backoff_initial",
+                UplinkConfig {
+                    backoff_max: Duration::from_millis(1),
+                    ..enabled.clone()
+                },
+            ),
+        ];
+        for (field, c) in cases {
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains(&format!("uplink.{field}")), "{field}: {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_and_policies_are_refused() {
+        let bad: Result<UplinkConfig, _> = toml::from_str("full_policy = \"drop_newest\"");
+        assert!(bad.is_err());
+        let bad: Result<UplinkConfig, _> = toml::from_str("brokerhost = \"x\"");
+        assert!(bad.unwrap_err().to_string().contains("brokerhost"));
+    }
+}
