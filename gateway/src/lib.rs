@@ -13,7 +13,14 @@
 //! | --- | --- |
 //! | configuration, refusal of insecure settings | [`config`] |
 //! | one SQLite database, migrations | [`db`] |
-//! | device-facing mutual TLS, MQTT parsing, per-packet policy | [`edge`] |
+//! | wiring of one running gateway | [`app`], [`context`] |
+//! | embedded broker on loopback with a per-boot credential | [`broker`] |
+//! | device-facing mutual TLS, MQTT parsing | [`edge`], [`edge::tls`], [`edge::frame`] |
+//! | topic ACL, quarantine, payload, replay and rate limits | [`edge::policy`] |
+//! | device registry (active / quarantined / revoked) | [`registry`] |
+//! | hash-chained audit log | [`audit`] |
+//! | device CA, server and device certificates | [`pki`] |
+//! | Prometheus metrics | [`metrics`] |
 //! | admin HTTPS API, tokens, roles, TOTP, break-glass | [`admin`] |
 //! | durable outbox, store-and-forward uplink | [`uplink`] |
 //! | upstream renderings (device JSON, FHIR R4) | [`render`] |
@@ -21,10 +28,21 @@
 //! | command-line subcommands | [`cli`] |
 
 pub mod admin;
+pub mod app;
+pub mod audit;
+pub mod broker;
 pub mod cli;
 pub mod config;
+pub mod context;
 pub mod db;
 pub mod edge;
+pub mod metrics;
+pub mod pki;
+pub mod registry;
 pub mod render;
 pub mod sink;
 pub mod uplink;
+
+pub use app::{Gateway, GatewayError, GatewayHandle};
+pub use config::Config;
+pub use context::GatewayContext;

@@ -1,2 +1,142 @@
 //! The device-facing edge: mutual TLS, MQTT parsing and per-packet policy in
 //! front of the embedded broker.
+//!
+//! [`start`] binds the device listener (TLS only; there is no plaintext
+//! device port) and runs one session per connection ([`session`]):
+//!
+//! 1. TLS handshake within `edge.handshake_timeout`, client certificate
+//!    verified against the ward device CA ([`tls`]); the device id is read
+//!    from the certificate.
+//! 2. The first packet must be an MQTT 3.1.1 or 5 CONNECT within
+//!    `edge.connect_timeout`, framed by [`frame`] and decoded by `rumqttd`'s
+//!    codecs; [`policy::check_connect`] compares the client id with the
+//!    certificate and consults the registry.
+//! 3. The session opens its own connection to the loopback broker with the
+//!    per-boot credential and relays: every device packet passes
+//!    [`policy::DevicePolicy`], the replay and rate limits, and (telemetry)
+//!    the [`crate::sink::TelemetrySink`] before it is forwarded; broker
+//!    packets are relayed back through a bounded queue.
+//!
+//! A violation ends the session at once: the broker connection is dropped
+//! before anything after the offending packet is forwarded, an audit row is
+//! written and `wardgate_edge_violations_total{reason}` counted. Registry
+//! changes reach live sessions through [`crate::registry::Registry::subscribe`].
+//! Connection count, packet size, queues and timeouts are all bounded, and
+//! each session is its own task, so one device cannot stall the others.
+
+pub mod frame;
+pub mod policy;
+pub mod session;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+use crate::audit::{AuditEvent, Outcome};
+use crate::broker::BrokerHandle;
+use crate::context::GatewayContext;
+use crate::sink::TelemetrySink;
+
+/// What went wrong starting the edge.
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    /// TLS material is missing or invalid.
+    #[error("edge TLS setup failed: {0}; check edge.ca_cert, edge.server_cert and edge.server_key")]
+    Tls(String),
+    /// The listener could not bind.
+    #[error("cannot listen for devices on {addr}: {source}; check edge.listen")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// State shared by the accept loop and all sessions.
+pub(crate) struct Shared {
+    pub(crate) ctx: Arc<GatewayContext>,
+    pub(crate) broker: BrokerHandle,
+    pub(crate) acceptor: TlsAcceptor,
+    pub(crate) sink: Option<Arc<dyn TelemetrySink>>,
+    pub(crate) seqs: policy::SeqTracker,
+}
+
+/// A running edge listener.
+#[derive(Debug, Clone, Copy)]
+pub struct EdgeHandle {
+    /// The bound device listener address.
+    pub addr: SocketAddr,
+}
+
+/// Bind the device listener and start accepting sessions; the accept loop
+/// and sessions run on `ctx.tasks` and stop when `ctx.shutdown` is cancelled.
+///
+/// # Errors
+/// [`EdgeError`] if the TLS material is unusable or the address cannot be bound.
+pub async fn start(
+    ctx: Arc<GatewayContext>,
+    broker: BrokerHandle,
+    sink: Option<Arc<dyn TelemetrySink>>,
+) -> Result<EdgeHandle, EdgeError> {
+    let cfg = &ctx.config.edge;
+    let tls_config = tls::server_config(&cfg.ca_cert, &cfg.server_cert, &cfg.server_key)?;
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| EdgeError::Bind { addr: cfg.listen, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| EdgeError::Bind { addr: cfg.listen, source })?;
+    let limit = Arc::new(Semaphore::new(cfg.max_connections));
+    let shared = Arc::new(Shared {
+        ctx: ctx.clone(),
+        broker,
+        acceptor: TlsAcceptor::from(tls_config),
+        sink,
+        seqs: policy::SeqTracker::default(),
+    });
+    tracing::info!(%addr, "edge listening for devices (mutual TLS)");
+    let tasks = ctx.tasks.clone();
+    ctx.tasks.spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                () = shared.ctx.shutdown.cancelled() => break,
+                r = listener.accept() => r,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and similar: back off briefly.
+                    tracing::warn!(error = %e, "edge accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = limit.clone().try_acquire_owned() else {
+                shared.ctx.metrics.edge.connection("refused_capacity");
+                tracing::warn!(%peer, "edge at edge.max_connections; connection refused");
+                let audit = shared.ctx.audit.clone();
+                let event = AuditEvent::new(format!("peer:{peer}"), "edge.connect", peer.ip().to_string(), Outcome::Refused)
+                    .with_detail(serde_json::json!({"reason": "capacity"}));
+                drop(stream);
+                tasks.spawn(async move {
+                    if let Err(e) = audit.append_async(event).await {
+                        tracing::error!(error = %e, "cannot write audit row");
+                    }
+                });
+                continue;
+            };
+            let shared = shared.clone();
+            tasks.spawn(async move {
+                session::run(shared, stream, peer).await;
+                drop(permit);
+            });
+        }
+        tracing::info!("edge listener stopped");
+    });
+    Ok(EdgeHandle { addr })
+}

@@ -1,0 +1,95 @@
+//! [`GatewayContext`]: what every component of a running gateway shares.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::audit::AuditLog;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+
+/// Shared state of one running gateway. Components take an
+/// `Arc<GatewayContext>`, open their own database connection from
+/// [`GatewayContext::db_path`] if they need one, register their metrics in
+/// [`GatewayContext::metrics`], and stop when [`GatewayContext::shutdown`] is
+/// cancelled.
+#[derive(Debug)]
+pub struct GatewayContext {
+    /// The validated configuration.
+    pub config: Arc<Config>,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The gateway database file.
+    pub db_path: PathBuf,
+    /// The device registry (its change channel reaches live edge sessions).
+    pub registry: Registry,
+    /// The audit log.
+    pub audit: AuditLog,
+    /// The shared Prometheus registry.
+    pub metrics: Metrics,
+    /// Cancelled when the gateway shuts down.
+    pub shutdown: CancellationToken,
+    /// Long-running tasks of all components; shutdown waits for them.
+    pub tasks: TaskTracker,
+}
+
+/// Why the context could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    /// The data directory could not be created.
+    #[error("cannot create data dir {path}: {source}; check `storage.data_dir`")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The registry could not be opened.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+    /// The audit log could not be opened.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+}
+
+impl GatewayContext {
+    /// Create the data dir (mode 0700), open the database, registry and
+    /// audit log. Does not validate `config` (callers do, once).
+    ///
+    /// # Errors
+    /// [`ContextError`] if the directory or database cannot be set up.
+    pub fn open(config: Config) -> Result<Arc<Self>, ContextError> {
+        let data_dir = config.storage.data_dir.clone();
+        create_private_dir(&data_dir)?;
+        let db_path = config.storage.db_path();
+        let registry = Registry::open(&db_path)?;
+        let audit = AuditLog::open(&db_path)?;
+        Ok(Arc::new(Self {
+            config: Arc::new(config),
+            data_dir,
+            db_path,
+            registry,
+            audit,
+            metrics: Metrics::new(),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        }))
+    }
+}
+
+fn create_private_dir(path: &std::path::Path) -> Result<(), ContextError> {
+    let err = |source| ContextError::DataDir {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(path).map_err(err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    }
+    Ok(())
+}
