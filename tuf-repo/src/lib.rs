@@ -61,6 +61,16 @@
 //! - "unsafe target names refused": [`target_name::TargetPath`].
 //! - "private CA, client certificate": [`transport::HttpsTransport`].
 //!
+//! # Two tough 0.24 behaviours this crate works around
+//!
+//! - tough stops walking the delegation list at the first delegated role
+//!   missing from the snapshot, hiding every later manufacturer. Hence
+//!   enrolment: a manufacturer signs an empty role ([`repo::delegate::enrol`])
+//!   that [`repo::delegate::delegate`] publishes as its version 1.
+//! - tough checks signatures over its own re-serialisation, so a field it
+//!   ignores (an altered `_type`) passes its check while python-tuf refuses
+//!   the bytes. Uploads must round-trip exactly ([`check_upload`]).
+//!
 //! # Repository layout
 //!
 //! See [`repo::layout`]. Consistent snapshots are on. Images are stored
