@@ -1,0 +1,211 @@
+//! Revoking a device through the admin API cuts its live edge connection:
+//! the whole gateway runs in-process (edge with mutual TLS, broker, admin
+//! HTTPS on the edge's server certificate), two devices connect over MQTT,
+//! an admin revokes one, and the registry's change notification ends its
+//! session at once while the other device keeps working.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway::admin::{NewToken, Role, SystemClock, TokenName, TokenStore};
+use gateway::pki::{Ca, Issued};
+use gateway::registry::{DeviceState, NewDevice};
+use gateway::{Config, Gateway};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
+};
+use wardgate_protocol::DeviceId;
+
+fn client_tls(ca_pem: &str, device: &Issued) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let chain = rustls_pemfile::certs(&mut device.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls_pemfile::private_key(&mut device.key_pem.as_bytes())
+        .unwrap()
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .unwrap();
+    Arc::new(config)
+}
+
+fn device(ca: &Ca, id: &str, addr: std::net::SocketAddr) -> (AsyncClient, EventLoop) {
+    let issued = ca.issue_device(&DeviceId::parse(id).unwrap(), 30).unwrap();
+    let mut opts = MqttOptions::new(id, "127.0.0.1", addr.port());
+    opts.set_keep_alive(Duration::from_secs(30));
+    opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+        client_tls(&ca.cert_pem, &issued),
+    )));
+    AsyncClient::new(opts, 16)
+}
+
+/// Poll until `pred` accepts an event; `Err` if the connection ends first.
+async fn until(ev: &mut EventLoop, mut pred: impl FnMut(&Packet) -> bool) -> Result<(), String> {
+    let fut = async {
+        loop {
+            match ev.poll().await {
+                Ok(Event::Incoming(Packet::Disconnect)) => {
+                    return Err("server sent DISCONNECT".to_owned())
+                }
+                Ok(Event::Incoming(p)) if pred(&p) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    };
+    // Only a bound against a hung test, not a timing assertion.
+    tokio::time::timeout(Duration::from_secs(30), fut)
+        .await
+        .unwrap_or_else(|_| Err("no event within 30 s".to_owned()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_device_through_the_api_cuts_its_live_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    let ca = Ca::generate("Ward 3 device CA", 30).unwrap();
+    let (ca_cert, _) = ca.write(&pki).unwrap();
+    let server = ca
+        .issue_server(&["127.0.0.1".to_owned(), "localhost".to_owned()], 30)
+        .unwrap();
+    let (server_cert, server_key) = (pki.join("server.pem"), pki.join("server.key"));
+    server.write(&server_cert, &server_key).unwrap();
+
+    let mut config = Config::default();
+    config.storage.data_dir = dir.path().join("data");
+    config.edge.listen = "127.0.0.1:0".parse().unwrap();
+    config.edge.ca_cert = ca_cert;
+    config.edge.server_cert = server_cert;
+    config.edge.server_key = server_key;
+    config.admin.bind = "127.0.0.1:0".parse().unwrap();
+    let gw = Gateway::start(config).await.unwrap();
+    let admin_addr = gw.admin_addr.expect("admin API enabled by default");
+
+    for id in ["pump-01", "pump-02"] {
+        gw.context
+            .registry
+            .enroll(
+                &NewDevice {
+                    id: DeviceId::parse(id).unwrap(),
+                    model: "Infusomat".into(),
+                    hardware_id: "pump-hw-1".into(),
+                    manufacturer: "acme".into(),
+                    firmware_version: "1.0.0".into(),
+                    cert_fingerprint: None,
+                },
+                "test",
+            )
+            .unwrap();
+    }
+    let store = TokenStore::open(&gw.context.db_path, Arc::new(SystemClock), 1).unwrap();
+    let admin = store
+        .create(NewToken {
+            name: TokenName::parse("ward-admin").unwrap(),
+            role: Role::Admin,
+            lifetime: None,
+            bind_totp: false,
+        })
+        .unwrap();
+    let viewer = store
+        .create(NewToken {
+            name: TokenName::parse("dashboard").unwrap(),
+            role: Role::Viewer,
+            lifetime: None,
+            bind_totp: false,
+        })
+        .unwrap();
+
+    let (_c1, mut ev1) = device(&ca, "pump-01", gw.edge_addr());
+    let (c2, mut ev2) = device(&ca, "pump-02", gw.edge_addr());
+    until(&mut ev1, |p| matches!(p, Packet::ConnAck(_)))
+        .await
+        .unwrap();
+    until(&mut ev2, |p| matches!(p, Packet::ConnAck(_)))
+        .await
+        .unwrap();
+
+    let http = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.cert_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let url = |path: &str| format!("https://{admin_addr}{path}");
+
+    // A viewer may not revoke: 403, the device stays connected and active.
+    let r = http
+        .post(url("/api/v1/devices/pump-01/revoke"))
+        .bearer_auth(viewer.token.expose())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::FORBIDDEN);
+    let id1 = DeviceId::parse("pump-01").unwrap();
+    assert_eq!(
+        gw.context.registry.get(&id1).unwrap().unwrap().state,
+        DeviceState::Active
+    );
+
+    // The admin revokes pump-01.
+    let r = http
+        .post(url("/api/v1/devices/pump-01/revoke"))
+        .bearer_auth(admin.token.expose())
+        .json(&serde_json::json!({"reason": "stolen from ward 3"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        reqwest::StatusCode::OK,
+        "{}",
+        r.text().await.unwrap_or_default()
+    );
+    assert_eq!(
+        gw.context.registry.get(&id1).unwrap().unwrap().state,
+        DeviceState::Revoked
+    );
+
+    // Its live session ends without it doing anything.
+    let ended = until(&mut ev1, |_| false).await;
+    assert!(ended.is_err(), "pump-01 still connected");
+
+    // Recorded: who revoked it, and why.
+    let rows = gw
+        .context
+        .audit
+        .find("pump-01", Some("registry.revoke"))
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].actor, format!("admin:{}", admin.record.id));
+    assert_eq!(rows[0].detail_json()["reason"], "stolen from ward 3");
+
+    // pump-02 keeps working: it subscribes to its own command topic.
+    c2.subscribe("wardgate/v1/devices/pump-02/cmd", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    until(&mut ev2, |p| matches!(p, Packet::SubAck(_)))
+        .await
+        .unwrap();
+
+    // pump-01 cannot come back with its (still valid) certificate.
+    let (_c1b, mut ev1b) = device(&ca, "pump-01", gw.edge_addr());
+    let again = until(
+        &mut ev1b,
+        |p| matches!(p, Packet::ConnAck(a) if a.code == rumqttc::ConnectReturnCode::Success),
+    )
+    .await;
+    assert!(again.is_err(), "revoked device reconnected");
+
+    assert!(gw.context.audit.verify().unwrap().is_intact());
+    gw.shutdown(Duration::from_secs(5)).await;
+}
