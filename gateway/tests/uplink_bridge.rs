@@ -69,6 +69,21 @@ fn config(
     }
 }
 
+/// A device directory standing in for the registry: knows `monitor-*`.
+fn directory() -> gateway::uplink::bridge::DeviceDirectory {
+    std::sync::Arc::new(|id: &str| {
+        id.starts_with("monitor-")
+            .then(|| gateway::render::fhir::DeviceInfo {
+                id: id.to_owned(),
+                manufacturer: "Acme Medical".into(),
+                model: "PM-100".into(),
+                hardware_id: "pm-100-rev-b".into(),
+                firmware_version: "2.4.1".into(),
+                active: true,
+            })
+    })
+}
+
 fn start(cfg: &UplinkConfig, dir: &Path, cancel: &CancellationToken) -> (Uplink, Registry) {
     let mut registry = Registry::default();
     let uplink = Uplink::start(
@@ -77,6 +92,7 @@ fn start(cfg: &UplinkConfig, dir: &Path, cancel: &CancellationToken) -> (Uplink,
         &dir.join("gateway.db"),
         &mut registry,
         None,
+        Some(directory()),
         cancel.clone(),
     )
     .unwrap();
@@ -137,6 +153,17 @@ async fn delivers_json_and_fhir_in_order_and_empties_the_outbox() {
         .await;
     assert_eq!(got.count("/telemetry"), 50, "{:?}", got.by_topic.keys());
     assert_eq!(got.count("/fhir/Observation"), 100);
+    // One FHIR Device per device and session, from the directory.
+    let got = sub
+        .wait_until(LIMIT, |r| r.count("/fhir/Device") >= 2)
+        .await;
+    assert_eq!(got.count("/fhir/Device"), 2);
+    let device: serde_json::Value =
+        serde_json::from_slice(&got.by_topic["wardgate/ward/devices/monitor-1/fhir/Device"][0])
+            .unwrap();
+    assert_eq!(device["resourceType"], "Device");
+    assert_eq!(device["manufacturer"], "Acme Medical");
+    assert_eq!(device["version"][0]["value"], "2.4.1");
     for d in ["monitor-1", "monitor-2"] {
         let seqs: Vec<u64> = arrived_json(&got)
             .into_iter()
@@ -166,7 +193,7 @@ async fn delivers_json_and_fhir_in_order_and_empties_the_outbox() {
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
     assert!(text.contains("wardgate_uplink_connected 1"), "{text}");
     assert!(
-        text.contains("wardgate_uplink_published_messages_total 150"),
+        text.contains("wardgate_uplink_published_messages_total 152"),
         "{text}"
     );
     assert!(

@@ -120,11 +120,16 @@ fn upstream_topics_per_format() {
 const CHECKER: &str = r#"
 import json, sys
 from fhir.resources.R4B.observation import Observation
+from fhir.resources.R4B.device import Device
 LOINC = "http://loinc.org"
 MDC = "urn:iso:std:iso:11073:10101"
 UCUM = "http://unitsofmeasure.org"
 resources = json.load(sys.stdin)
 for raw in resources:
+    if raw.get("resourceType") == "Device":
+        dev = Device.model_validate(raw)
+        assert dev.manufacturer and dev.version and dev.deviceName, raw
+        continue
     obs = Observation.model_validate(raw)          # structure, types, cardinality
     assert obs.status == "final", obs.status
     cats = [c.code for cc in obs.category for c in cc.coding]
@@ -184,9 +189,28 @@ fn fhir_output_validates_with_fhir_resources_r4b() {
         6,
         "5 single vitals + 1 BP panel; infusion rate is not a FHIR vital sign"
     );
+    all.push(render::fhir::device(&device_info()));
     let (ok, text) = run_checker(&all);
-    assert!(ok, "fhir.resources refused our Observations:\n{text}");
-    assert!(text.contains("ok 6"), "{text}");
+    assert!(ok, "fhir.resources refused our resources:\n{text}");
+    assert!(text.contains("ok 7"), "{text}");
+}
+
+fn device_info() -> render::fhir::DeviceInfo {
+    render::fhir::DeviceInfo {
+        id: "monitor-12".into(),
+        manufacturer: "Acme Medical".into(),
+        model: "PM-100".into(),
+        hardware_id: "pm-100-rev-b".into(),
+        firmware_version: "2.4.1".into(),
+        active: true,
+    }
+}
+
+#[test]
+fn fhir_device_matches_golden_file() {
+    let pretty =
+        serde_json::to_string_pretty(&render::fhir::device(&device_info())).unwrap() + "\n";
+    check_golden("device_monitor.fhir.golden.json", &pretty);
 }
 
 #[test]

@@ -33,6 +33,43 @@ pub const OBSERVATION_CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/ob
 /// Identifier system of Wardgate device ids.
 pub const DEVICE_ID_SYSTEM: &str = "urn:wardgate:device";
 
+/// What the FHIR `Device` resource says about a device (from the registry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// Wardgate device id.
+    pub id: String,
+    /// Manufacturer.
+    pub manufacturer: String,
+    /// Model name.
+    pub model: String,
+    /// Hardware id firmware is built for.
+    pub hardware_id: String,
+    /// Installed firmware version.
+    pub firmware_version: String,
+    /// Whether the registry has it active (else quarantined or revoked).
+    pub active: bool,
+}
+
+/// The FHIR R4 `Device` resource that `Observation.device` refers to:
+/// manufacturer, model, hardware id and firmware version. The registry
+/// holds no serial number, so `serialNumber` is not sent.
+#[must_use]
+pub fn device(info: &DeviceInfo) -> Value {
+    json!({
+        "resourceType": "Device",
+        "id": fhir_id(&info.id, ""),
+        "identifier": [
+            {"system": DEVICE_ID_SYSTEM, "value": info.id},
+            {"system": "urn:wardgate:hardware-id", "value": info.hardware_id},
+        ],
+        "status": if info.active { "active" } else { "inactive" },
+        "manufacturer": info.manufacturer,
+        "deviceName": [{"name": info.model, "type": "model-name"}],
+        "modelNumber": info.model,
+        "version": [{"value": info.firmware_version}],
+    })
+}
+
 /// Render `records` as FHIR R4 `Observation` resources.
 ///
 /// # Errors
@@ -96,8 +133,15 @@ pub fn observation(record: &VitalRecord, received_at: DateTime<Utc>) -> Value {
 
 /// FHIR ids allow `[A-Za-z0-9\-\.]{1,64}`; device ids are mapped into that.
 fn resource_id(record: &VitalRecord) -> String {
-    let device: String = record
-        .device_id
+    fhir_id(
+        &record.device_id,
+        &format!("-{}-{}", record.seq, record.vital.slug()),
+    )
+}
+
+/// `<device><suffix>` mapped into FHIR's id alphabet and length.
+fn fhir_id(device_id: &str, suffix: &str) -> String {
+    let device: String = device_id
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
@@ -107,7 +151,6 @@ fn resource_id(record: &VitalRecord) -> String {
             }
         })
         .collect();
-    let suffix = format!("-{}-{}", record.seq, record.vital.slug());
     let keep = 64usize.saturating_sub(suffix.len());
     let device: String = device.chars().take(keep).collect();
     format!("{device}{suffix}")

@@ -55,6 +55,12 @@ pub fn upstream_topic(prefix: &str, format: Format, device_id: &str) -> String {
     }
 }
 
+/// Upstream topic of the FHIR `Device` resource of `device_id` (retained).
+#[must_use]
+pub fn device_topic(prefix: &str, device_id: &str) -> String {
+    format!("{prefix}/devices/{device_id}/fhir/Device")
+}
+
 /// Render `message` in `format`: zero or more upstream payloads.
 ///
 /// # Errors

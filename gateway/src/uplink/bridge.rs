@@ -30,6 +30,21 @@ use super::outbox::{Outbox, OutboxDepth, PendingMessage};
 use super::{UplinkConfig, UplinkError};
 use crate::render::{self, Format};
 
+/// Row marker of publishes that belong to no outbox row (FHIR `Device`).
+const DESCRIPTION_ROW: i64 = -1;
+
+/// One upstream publish waiting for room in the inflight window.
+struct Upstream {
+    row: i64,
+    topic: String,
+    payload: Vec<u8>,
+    retain: bool,
+}
+
+/// Looks up what the FHIR `Device` resource says about a device (the
+/// registry, in a gateway). Called from a blocking thread.
+pub type DeviceDirectory = Arc<dyn Fn(&str) -> Option<render::fhir::DeviceInfo> + Send + Sync>;
+
 /// Largest MQTT packet the bridge sends or accepts.
 const MAX_PACKET: usize = 256 * 1024;
 
@@ -56,6 +71,8 @@ pub struct BridgeSettings {
     pub backoff_initial: Duration,
     /// Reconnect delay cap.
     pub backoff_max: Duration,
+    /// Where FHIR `Device` descriptions come from (none: not published).
+    pub devices: Option<DeviceDirectory>,
 }
 
 impl std::fmt::Debug for BridgeSettings {
@@ -87,6 +104,7 @@ impl BridgeSettings {
             keep_alive: config.keep_alive,
             backoff_initial: config.backoff_initial,
             backoff_max: config.backoff_max,
+            devices: None,
         })
     }
 }
@@ -369,7 +387,8 @@ impl Bridge {
         let mut inflight: HashMap<u16, i64> = HashMap::new(); // packet id -> row
         let mut outstanding: HashMap<i64, usize> = HashMap::new(); // row -> publishes not yet acked
 
-        let mut backlog: VecDeque<(i64, String, Vec<u8>)> = VecDeque::new(); // rendered, not yet queued
+        let mut backlog: VecDeque<Upstream> = VecDeque::new(); // rendered, not yet queued
+        let mut described: HashSet<String> = HashSet::new(); // devices whose FHIR Device went out this session
 
         loop {
             if backlog.is_empty() && !caught_up {
@@ -404,19 +423,29 @@ impl Bridge {
                         }
                         continue;
                     }
+                    if let Some(device) = self.describe(&message.device_id, &mut described).await {
+                        backlog.push_back(device);
+                    }
                     outstanding.insert(message.id, publishes.len());
-                    backlog.extend(publishes.into_iter().map(|(t, p)| (message.id, t, p)));
+                    backlog.extend(publishes.into_iter().map(|(topic, payload)| Upstream {
+                        row: message.id,
+                        topic,
+                        payload,
+                        retain: false,
+                    }));
                 }
             }
             // Keep at most `window` publishes between us and the broker's PUBACK.
             while queued.len() + inflight.len() < window {
-                let Some((row, topic, payload)) = backlog.pop_front() else {
+                let Some(up) = backlog.pop_front() else {
                     break;
                 };
-                if let Err(e) = client.try_publish(topic, QoS::AtLeastOnce, false, payload) {
+                if let Err(e) =
+                    client.try_publish(up.topic, QoS::AtLeastOnce, up.retain, up.payload)
+                {
                     return failed(true, format!("queueing publish failed: {e}"));
                 }
-                queued.push_back(row);
+                queued.push_back(up.row);
             }
 
             tokio::select! {
@@ -434,6 +463,9 @@ impl Bridge {
                     Ok(Event::Incoming(Packet::PubAck(ack))) => {
                         if let Some(row) = inflight.remove(&ack.pkid) {
                             self.outbox.metrics().published.inc();
+                            if row == DESCRIPTION_ROW {
+                                continue;
+                            }
                             let done = match outstanding.get_mut(&row) {
                                 Some(n) if *n > 1 => { *n -= 1; false }
                                 _ => true,
@@ -460,6 +492,27 @@ impl Bridge {
                 }
             }
         }
+    }
+
+    /// The FHIR `Device` resource of `device_id`, once per session, when
+    /// FHIR is configured and the registry knows the device.
+    async fn describe(&self, device_id: &str, described: &mut HashSet<String>) -> Option<Upstream> {
+        if !self.settings.formats.contains(&Format::Fhir) || described.contains(device_id) {
+            return None;
+        }
+        let directory = self.settings.devices.clone()?;
+        described.insert(device_id.to_owned());
+        let id = device_id.to_owned();
+        let info = tokio::task::spawn_blocking(move || directory(&id))
+            .await
+            .ok()??;
+        let payload = serde_json::to_vec(&render::fhir::device(&info)).ok()?;
+        Some(Upstream {
+            row: DESCRIPTION_ROW,
+            topic: render::device_topic(&self.settings.topic_prefix, device_id),
+            payload,
+            retain: true,
+        })
     }
 
     fn render(&self, message: &PendingMessage) -> Vec<(String, Vec<u8>)> {

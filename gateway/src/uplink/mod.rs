@@ -309,6 +309,7 @@ impl Uplink {
         db_path: &Path,
         registry: &mut prometheus_client::registry::Registry,
         notices: Option<NoticeHook>,
+        devices: Option<bridge::DeviceDirectory>,
         cancel: CancellationToken,
     ) -> Result<Self, UplinkError> {
         config.validate()?;
@@ -327,7 +328,8 @@ impl Uplink {
                 task: None,
             });
         }
-        let settings = BridgeSettings::from_config(config)?;
+        let mut settings = BridgeSettings::from_config(config)?;
+        settings.devices = devices;
         let broker = format!("{}:{}", settings.host, settings.port);
         let (link, task) = bridge::spawn(settings, outbox.clone(), cancel);
         Ok(Self {
@@ -349,6 +351,19 @@ impl Uplink {
     /// As [`Uplink::start`].
     pub fn start_in(ctx: &crate::context::GatewayContext) -> Result<Self, UplinkError> {
         let hook = notice::audit_hook(ctx.audit.clone());
+        let registry = ctx.registry.clone();
+        let devices: bridge::DeviceDirectory = Arc::new(move |id: &str| {
+            let id = wardgate_protocol::DeviceId::parse(id).ok()?;
+            let record = registry.get(&id).ok()??;
+            Some(crate::render::fhir::DeviceInfo {
+                id: record.id.to_string(),
+                manufacturer: record.manufacturer,
+                model: record.model,
+                hardware_id: record.hardware_id,
+                firmware_version: record.firmware_version,
+                active: record.state == crate::registry::DeviceState::Active,
+            })
+        });
         let mut uplink = ctx.metrics.with_registry(|registry| {
             Self::start(
                 &ctx.config.uplink,
@@ -356,6 +371,7 @@ impl Uplink {
                 &ctx.db_path,
                 registry,
                 Some(hook),
+                Some(devices),
                 ctx.shutdown.child_token(),
             )
         })?;
