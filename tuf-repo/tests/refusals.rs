@@ -562,6 +562,57 @@ async fn expired_metadata_is_reported_with_role_and_time() {
         "{e}"
     );
 
+    // An expired manufacturer role in the repository is reported by name.
+    let mut body = f.state().delegated["acme-medical"].signed.clone();
+    body.version = std::num::NonZeroU64::new(body.version.get() + 1).unwrap();
+    body.expires = "2022-03-04T05:06:07Z".parse().unwrap();
+    let v = body.version.get();
+    let signed = sign_delegated(
+        &f.state(),
+        "acme-medical",
+        body,
+        std::slice::from_ref(&f.acme),
+    )
+    .await;
+    let good_role = std::fs::read(f.repo.metadata_file("acme-medical.json")).unwrap();
+    std::fs::write(
+        f.repo.metadata_file(&format!("{v}.acme-medical.json")),
+        &signed,
+    )
+    .unwrap();
+    std::fs::write(f.repo.metadata_file("acme-medical.json"), &signed).unwrap();
+    f.resign_online().await;
+    let e = f.verify().await.unwrap_err();
+    assert!(
+        matches!(&e, Error::Expired { role, expired_at, resign } if role == "acme-medical" && expired_at == "2022-03-04T05:06:07Z" && *resign == "release"),
+        "{e}"
+    );
+    // Put the good role back (as the next version) for the rest of the test.
+    let mut body: tough::schema::Signed<tough::schema::Targets> =
+        serde_json::from_slice(&good_role).unwrap();
+    body.signed.version = std::num::NonZeroU64::new(v + 1).unwrap();
+    let signed = sign_delegated(
+        &f.state(),
+        "acme-medical",
+        body.signed,
+        std::slice::from_ref(&f.acme),
+    )
+    .await;
+    std::fs::write(
+        f.repo
+            .metadata_file(&format!("{}.acme-medical.json", v + 1)),
+        &signed,
+    )
+    .unwrap();
+    std::fs::write(f.repo.metadata_file("acme-medical.json"), &signed).unwrap();
+    tuf_repo::repo::online::snapshot(
+        &f.repo,
+        std::slice::from_ref(&f.snapshot),
+        f.expiries.snapshot,
+    )
+    .await
+    .unwrap();
+
     // The online key fixes freshness; everything works again.
     tuf_repo::refresh_timestamp(
         &f.repo,

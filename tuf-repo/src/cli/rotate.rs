@@ -26,6 +26,11 @@ pub struct Args {
     /// a threshold of the new root keys (repeat).
     #[arg(long = "root-key", required = true)]
     pub root_keys: Vec<PathBuf>,
+    /// After rotating targets, snapshot or timestamp: the role's new private
+    /// key files, to re-sign that role at once (and, for targets and
+    /// snapshot, leave snapshot and timestamp to the online keys).
+    #[arg(long = "resign-key")]
+    pub resign_keys: Vec<PathBuf>,
     /// Expiry of the new root.
     #[arg(long, default_value = "365d", value_parser = duration_arg)]
     pub expires: Duration,
@@ -50,11 +55,37 @@ pub async fn run(ctx: &Context, a: Args) -> Result<()> {
         threshold: a.threshold,
     };
     let signers = ctx.load_keys(&a.root_keys)?;
-    let v =
-        crate::repo::rotate::rotate(&repo_dir(&a.repo), role, &spec, &signers, a.expires).await?;
+    let repo = repo_dir(&a.repo);
+    let v = crate::repo::rotate::rotate(&repo, role, &spec, &signers, a.expires).await?;
+    let resigned = if a.resign_keys.is_empty() {
+        None
+    } else {
+        let keys = ctx.load_keys(&a.resign_keys)?;
+        let ex = crate::repo::Expiries::default();
+        Some(match role {
+            tough::schema::RoleType::Targets => {
+                let tv = crate::repo::delegate::resign_targets(&repo, &keys, ex.targets).await?;
+                format!("targets v{tv}; now run `snapshot` and `timestamp`")
+            }
+            tough::schema::RoleType::Snapshot => {
+                let s = crate::repo::online::snapshot(&repo, &keys, ex.snapshot).await?;
+                format!("snapshot v{}; now run `timestamp`", s.version)
+            }
+            tough::schema::RoleType::Timestamp => {
+                let s = crate::repo::online::refresh_timestamp(&repo, &keys, ex.timestamp).await?;
+                format!("timestamp v{}", s.version)
+            }
+            _ => {
+                return Err(Error::InvalidArgument {
+                    what: "--resign-key",
+                    reason: "only for targets, snapshot or timestamp rotations".into(),
+                })
+            }
+        })
+    };
     let next = match role {
         tough::schema::RoleType::Targets => {
-            "; now re-sign targets (`delegate`) with the new key, then `snapshot` and `timestamp`"
+            "; clients refuse targets until it is re-signed with the new key (pass --resign-key, or re-run `delegate`), then run `snapshot` and `timestamp`"
         }
         tough::schema::RoleType::Snapshot => {
             "; now run `snapshot` and `timestamp` with the new key"
@@ -62,6 +93,7 @@ pub async fn run(ctx: &Context, a: Args) -> Result<()> {
         tough::schema::RoleType::Timestamp => "; now run `timestamp` with the new key",
         _ => "",
     };
+    let next = if resigned.is_some() { "" } else { next };
     say(
         "rotate",
         format!(
@@ -71,5 +103,8 @@ pub async fn run(ctx: &Context, a: Args) -> Result<()> {
             a.threshold
         ),
     );
+    if let Some(what) = resigned {
+        say("resign", format!("{what} signed with the new key(s)"));
+    }
     Ok(())
 }
