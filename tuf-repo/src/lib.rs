@@ -45,7 +45,8 @@
 //! - Freshness: [`refresh_timestamp`]`(repo, &[timestamp_key], expiry)` re-signs
 //!   only `timestamp.json` (cheap; run it every few minutes);
 //!   [`repo::online::snapshot`] re-signs the snapshot.
-//! - Client side: [`verify::verify`] / [`verify::fetch_target`] with
+//! - Client side: [`verify::load_repository`] (with a persistent datastore
+//!   for long-running clients), [`verify::verify`], [`verify::fetch_target`], with
 //!   [`HttpsTransport`] (private CA + client certificate) or
 //!   `tough::FilesystemTransport`.
 //! - Errors: every function returns [`Error`]; variants carry role names,

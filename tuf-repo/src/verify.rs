@@ -255,6 +255,31 @@ where
     })
 }
 
+/// Loads the repository as a client: from `trusted_root` through
+/// `transport`, keeping tough's trusted-metadata cache in `datastore` if
+/// given. A long-running client (the gateway's OTA agent) should pass a
+/// persistent datastore so a restart cannot be rolled back to older
+/// metadata; without one tough uses a temporary directory.
+pub async fn load_repository<T>(
+    location: &RepoLocation,
+    trusted_root: &[u8],
+    transport: T,
+    datastore: Option<&Path>,
+) -> Result<tough::Repository>
+where
+    T: Transport + Send + Sync + 'static,
+{
+    let (meta, targets_url) = location.urls()?;
+    let mut loader = RepositoryLoader::new(&trusted_root, meta, targets_url).transport(transport);
+    if let Some(d) = datastore {
+        loader = loader.datastore(d);
+    }
+    loader.load().await.map_err(|e| Error::Verify {
+        location: location.describe(),
+        source: Box::new(e),
+    })
+}
+
 /// Loads the repository and returns one target's bytes (checked by tough).
 pub async fn fetch_target<T>(
     location: &RepoLocation,
@@ -265,15 +290,7 @@ pub async fn fetch_target<T>(
 where
     T: Transport + Send + Sync + 'static,
 {
-    let (meta, targets_url) = location.urls()?;
-    let repo = RepositoryLoader::new(&trusted_root, meta, targets_url)
-        .transport(transport)
-        .load()
-        .await
-        .map_err(|e| Error::Verify {
-            location: location.describe(),
-            source: Box::new(e),
-        })?;
+    let repo = load_repository(location, trusted_root, transport, None).await?;
     let tn = tough::TargetName::new(name.to_owned())
         .map_err(|e| Error::tough(format!("target {name}"), e))?;
     let stream = repo

@@ -173,3 +173,51 @@ async fn refresh_timestamp_only_touches_the_timestamp() {
                 .unwrap()
     );
 }
+
+#[tokio::test]
+async fn a_persistent_datastore_refuses_a_rolled_back_timestamp() {
+    let f = Fixture::new().await;
+    f.ship(&acme(), &f.acme, "pump-fw-1.0.0.bin", "1.0.0", "p", 1)
+        .await;
+    let store = f.path("store");
+    std::fs::create_dir_all(&store).unwrap();
+    let loc = RepoLocation::Dir(f.repo.path().to_owned());
+    let old_ts = std::fs::read(f.repo.metadata_file("timestamp.json")).unwrap();
+    tuf_repo::refresh_timestamp(
+        &f.repo,
+        std::slice::from_ref(&f.timestamp),
+        f.expiries.timestamp,
+    )
+    .await
+    .unwrap();
+    let r = tuf_repo::verify::load_repository(
+        &loc,
+        &f.trusted_root(),
+        tough::FilesystemTransport,
+        Some(&store),
+    )
+    .await
+    .unwrap();
+    let seen = r.timestamp().signed.version.get();
+    // A mirror serves the older (still validly signed) timestamp again.
+    std::fs::write(f.repo.metadata_file("timestamp.json"), &old_ts).unwrap();
+    let e = tuf_repo::verify::load_repository(
+        &loc,
+        &f.trusted_root(),
+        tough::FilesystemTransport,
+        Some(&store),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, Error::Verify { .. }), "{e}");
+    // A client without memory would accept it: the datastore is what refuses.
+    let fresh = tuf_repo::verify::load_repository(
+        &loc,
+        &f.trusted_root(),
+        tough::FilesystemTransport,
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(fresh.timestamp().signed.version.get() < seen);
+}
