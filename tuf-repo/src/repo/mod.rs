@@ -2,7 +2,7 @@
 //!
 //! Each operation reads the newest metadata from disk ([`RepoState`]),
 //! builds the next version with tough's schema types, signs it through
-//! `tough::editor` ([`signing`]) and writes it next to the old one
+//! `tough::editor` (the private `signing` module) and writes it next to the old one
 //! ([`layout`]). Submodules: [`init`] (new repository), [`delegate`]
 //! (manufacturer roles), [`release`] (the manufacturer's side), [`publish`]
 //! (the OTA server's checks and new repository version), [`online`]
