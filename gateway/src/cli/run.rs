@@ -1,0 +1,53 @@
+//! `gateway run --config <file>`: start the gateway and run until SIGINT /
+//! SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::config::Config;
+use crate::Gateway;
+
+/// `gateway run`
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Gateway configuration file (TOML).
+    #[arg(long, short, env = "WARDGATE_CONFIG")]
+    pub config: PathBuf,
+}
+
+/// Load and validate the config, start the gateway, wait for a signal.
+///
+/// # Errors
+/// An invalid config or a component that cannot start.
+pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&args.config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let handle = Gateway::start(config).await?;
+        tracing::info!(edge = %handle.edge_addr(), admin = ?handle.admin_addr, "gateway running");
+        // Machine-readable readiness line for supervisors and tests.
+        println!("edge listening on {}", handle.edge_addr());
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        handle.shutdown(Duration::from_secs(10)).await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
