@@ -537,6 +537,16 @@ async fn expired_metadata_is_reported_with_role_and_time() {
         "{err}"
     );
 
+    // python-tuf, an independent client, refuses it too.
+    let py = python_fetch(
+        f.repo.path(),
+        &f.repo.metadata_file("1.root.json"),
+        "acme-medical/pump-fw-1.0.0.bin",
+        &f.path("py"),
+    )
+    .unwrap_err();
+    assert!(py.to_lowercase().contains("expired"), "{py}");
+
     // An expired manufacturer upload is refused by the server.
     let img = f.image("pump-fw-1.1.0.bin", 100, 2);
     let mut body = f.state().delegated["acme-medical"].signed.clone();
