@@ -80,7 +80,11 @@ impl GatewayContext {
     }
 }
 
-fn create_private_dir(path: &std::path::Path) -> Result<(), ContextError> {
+/// Create `path` (and parents) and restrict it to the owner (0700).
+///
+/// # Errors
+/// [`ContextError::DataDir`] if it cannot be created.
+pub fn create_private_dir(path: &std::path::Path) -> Result<(), ContextError> {
     let err = |source| ContextError::DataDir {
         path: path.to_path_buf(),
         source,

@@ -39,8 +39,8 @@ pub enum AuditCommand {
 /// # Errors
 /// The database cannot be read or the export written.
 pub fn run(args: &AuditArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
-    let config = args.config.load()?;
-    let log = AuditLog::open(&config.storage.db_path())?;
+    let (_config, db) = args.config.load_with_db()?;
+    let log = AuditLog::open(&db)?;
     match &args.command {
         AuditCommand::Verify => {
             let report = log.verify()?;

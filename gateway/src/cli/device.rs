@@ -85,8 +85,8 @@ pub enum DeviceCommand {
 /// # Errors
 /// Invalid input or a registry error (with what to do next).
 pub fn run(args: &DeviceArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let config = args.config.load()?;
-    let registry = Registry::open(&config.storage.db_path())?;
+    let (_config, db) = args.config.load_with_db()?;
+    let registry = Registry::open(&db)?;
     let actor = crate::cli::access::cli_actor();
     let set = |id: &str, state, reason: &str, out: &mut dyn Write| -> anyhow::Result<()> {
         let id = DeviceId::parse(id)?;

@@ -75,6 +75,18 @@ impl ConfigArg {
             .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", self.config.display()))?;
         Ok(Config::from_toml_with_env(&text, &self.config.display().to_string(), std::env::vars())?)
     }
+
+    /// Load the configuration and make sure the data dir exists (0700);
+    /// returns the config and the database path.
+    ///
+    /// # Errors
+    /// As [`ConfigArg::load`], or the data dir cannot be created.
+    pub fn load_with_db(&self) -> anyhow::Result<(Config, PathBuf)> {
+        let config = self.load()?;
+        crate::context::create_private_dir(&config.storage.data_dir)?;
+        let db = config.storage.db_path();
+        Ok((config, db))
+    }
 }
 
 /// Run a parsed command line.
@@ -89,8 +101,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Device(args) => device::run(&args, &mut out).map(|()| ExitCode::SUCCESS),
         Command::Audit(args) => audit::run(&args, &mut out),
         Command::Access(AccessCli { config, args }) => {
-            let config = config.load()?;
-            access::run(args, &config.storage.db_path(), &config.admin, &mut out).map(|()| ExitCode::SUCCESS)
+            let (config, db) = config.load_with_db()?;
+            access::run(args, &db, &config.admin, &mut out).map(|()| ExitCode::SUCCESS)
         }
     }
 }
