@@ -32,7 +32,7 @@ pub enum AccessCommand {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
-        /// Exit with status 3 when any usable token is flagged (for cron).
+        /// Fail (non-zero exit) when any usable token is flagged (for cron).
         #[arg(long)]
         fail_on_findings: bool,
     },

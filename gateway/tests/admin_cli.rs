@@ -1,0 +1,235 @@
+//! The real `gateway` binary: tokens and a break-glass token issued with
+//! `gateway access`, used against `gateway run`'s admin API over HTTPS, and
+//! revoked from another process while the gateway runs.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_gateway");
+
+/// Kills the child on drop.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn gw(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("WARDGATE_CONFIG")
+        .output()
+        .unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = gw(args);
+    assert!(
+        out.status.success(),
+        "gateway {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn field(out: &str, name: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .unwrap_or_else(|| panic!("no `{name}` in\n{out}"))
+        .trim()
+        .to_owned()
+}
+
+/// A loopback port that was free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn write_config(dir: &Path, admin_port: u16) -> std::path::PathBuf {
+    let pki = dir.join("pki");
+    let cfg = format!(
+        "[storage]\ndata_dir = \"{data}\"\n\n[edge]\nlisten = \"127.0.0.1:0\"\nca_cert = \"{pki}/ca.pem\"\n\
+         server_cert = \"{pki}/server.pem\"\nserver_key = \"{pki}/server.key\"\n\n[admin]\n\
+         bind = \"127.0.0.1:{admin_port}\"\nbreak_glass_max_minutes = 60\n",
+        data = dir.join("state").display(),
+        pki = pki.display()
+    );
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, cfg).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_cli_tokens_work_against_the_running_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let pki_s = pki.to_str().unwrap();
+    ok(&["pki", "--dir", pki_s, "init"]);
+    ok(&[
+        "pki",
+        "--dir",
+        pki_s,
+        "server",
+        "--name",
+        "127.0.0.1",
+        "--name",
+        "localhost",
+    ]);
+    let admin_port = free_port();
+    let config = write_config(dir.path(), admin_port);
+    let c = config.to_str().unwrap();
+
+    let out = ok(&[
+        "access",
+        "--config",
+        c,
+        "token",
+        "create",
+        "--name",
+        "ops.admin",
+        "--role",
+        "admin",
+    ]);
+    let admin = field(&out, "secret:");
+    let out = ok(&[
+        "access",
+        "--config",
+        c,
+        "token",
+        "create",
+        "--name",
+        "dashboard",
+        "--role",
+        "viewer",
+        "--expires-in",
+        "1d",
+    ]);
+    let viewer = field(&out, "secret:");
+    let viewer_id = field(&out, "token id:");
+    // Break-glass above the configured maximum is refused, naming the setting.
+    let out = gw(&["access", "--config", c, "break-glass", "--minutes", "90"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("break_glass_max_minutes"));
+    let out = ok(&["access", "--config", c, "break-glass", "--minutes", "15"]);
+    assert!(out.contains("BREAK-GLASS"));
+    let glass = field(&out, "secret:");
+    // Secrets never show up in listings.
+    let list = ok(&["access", "--config", c, "token", "list"]);
+    for s in [&admin, &viewer, &glass] {
+        assert!(!list.contains(&s[21..]));
+    }
+
+    let mut child = ChildGuard(
+        Command::new(BIN)
+            .args(["run", "--config", c])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    assert!(line.contains("listening"), "{line}");
+
+    let ca = std::fs::read(pki.join("ca.pem")).unwrap();
+    let http = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .build()
+        .unwrap();
+    let base = format!("https://127.0.0.1:{admin_port}");
+    // The admin server uses the edge's server certificate (admin.tls_* unset).
+    let mut ready = false;
+    for _ in 0..300 {
+        if let Ok(r) = http.get(format!("{base}/healthz")).send().await {
+            ready = r.status().is_success();
+            if ready {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ready, "admin API did not come up on {base}");
+
+    let status = http
+        .get(format!("{base}/api/v1/status"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status.status(), reqwest::StatusCode::OK);
+    let device = serde_json::json!({
+        "id": "vent-07", "model": "V-9", "hardware_id": "hw-v9", "manufacturer": "acme", "firmware_version": "2.1.0"
+    });
+    let r = http
+        .post(format!("{base}/api/v1/devices"))
+        .bearer_auth(&viewer)
+        .json(&device)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::FORBIDDEN);
+    let r = http
+        .post(format!("{base}/api/v1/devices"))
+        .bearer_auth(&glass)
+        .json(&device)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+    assert!(ok(&["device", "--config", c, "list"]).contains("vent-07"));
+
+    // Revoked from another process while the gateway runs: refused at once.
+    ok(&["access", "--config", c, "token", "revoke", &viewer_id]);
+    let r = http
+        .get(format!("{base}/api/v1/status"))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unauthenticated");
+
+    // The review shows the break-glass token; nothing is stale yet.
+    let review = ok(&["access", "--config", c, "review", "--fail-on-findings"]);
+    assert!(review.contains("BREAK-GLASS"), "{review}");
+    assert!(review.contains("revoked"), "{review}");
+    drop(child);
+
+    let export = ok(&["audit", "--config", c, "export"]);
+    let rows: Vec<serde_json::Value> = export
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let has = |action: &str| rows.iter().filter(|r| r["action"] == action).count();
+    assert_eq!(has("admin.token.create"), 2);
+    assert_eq!(has("admin.break_glass.create"), 1);
+    assert_eq!(has("admin.break_glass.use"), 1);
+    assert_eq!(has("admin.token.revoke"), 1);
+    assert_eq!(
+        has("admin.refused"),
+        2,
+        "viewer enroll (403) and revoked viewer (401)"
+    );
+    assert!(rows.iter().any(|r| r["action"] == "registry.enroll"
+        && r["subject"] == "vent-07"
+        && r["actor"].as_str().unwrap().starts_with("admin:")));
+    assert!(gw(&["audit", "--config", c, "verify"]).status.success());
+}
