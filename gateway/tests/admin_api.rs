@@ -324,6 +324,16 @@ async fn each_role_is_refused_what_it_may_not_do_and_nothing_changes() {
         let last = h.audit_rows("admin.refused").pop().unwrap();
         assert_eq!(last.detail_json()["reason"], reason);
         assert!(last.actor.starts_with("peer:127.0.0.1:"), "{}", last.actor);
+        let claimed = last.detail_json()["claimed_token_id"].clone();
+        match reason {
+            "unknown_token" => assert_eq!(claimed, "0123456789abcdef"),
+            "wrong_secret" => assert_eq!(claimed, admin_id.as_str()),
+            _ => assert!(claimed.is_null()),
+        }
+        // The secret itself is never written to the audit log.
+        if let Some(t) = token {
+            assert!(!last.detail.contains(&t[t.len().saturating_sub(20)..]));
+        }
         assert_eq!(h.state.metrics.refusal_count(reason), 1);
     }
     assert_eq!(h.registry.list().unwrap(), devices_before);

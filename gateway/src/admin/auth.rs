@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use super::error::ApiError;
 use super::policy::{Action, Refusal, TOTP_HEADER};
 use super::server::AdminState;
-use super::token::{AuthFailure, TokenKind, TokenRecord};
+use super::token::{AuthFailure, BearerToken, TokenKind, TokenRecord};
 use super::AdminError;
 use crate::audit::{AuditEvent, Outcome};
 
@@ -68,7 +68,14 @@ pub(crate) async fn guard(
         .map(|ConnectInfo(addr)| *addr);
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let decision = match bearer(req.headers()) {
+    let presented = bearer(req.headers());
+    // The public id a refused caller claimed, for the audit row (never the secret).
+    let claimed = presented
+        .as_ref()
+        .ok()
+        .and_then(|t| BearerToken::parse(t).ok())
+        .map(|t| t.id().to_string());
+    let decision = match presented {
         Err(refusal) => Err(Denied::Refused(refusal, None)),
         Ok(presented) => {
             let totp = req
@@ -107,6 +114,7 @@ pub(crate) async fn guard(
                     "path": path,
                     "peer": peer.map(|p| p.to_string()),
                     "role": token.as_ref().map(|t| t.role.as_str()),
+                    "claimed_token_id": claimed,
                 }));
             if let Err(e) = state.audit.append_async(event).await {
                 tracing::error!(error = %e, "could not write the audit row for a refused admin call");
