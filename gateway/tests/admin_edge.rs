@@ -4,6 +4,8 @@
 //! an admin revokes one, and the registry's change notification ends its
 //! session at once while the other device keeps working.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -208,4 +210,80 @@ async fn revoking_a_device_through_the_api_cuts_its_live_connection() {
 
     assert!(gw.context.audit.verify().unwrap().is_intact());
     gw.shutdown(Duration::from_secs(5)).await;
+}
+
+/// Quarantine through the API needs the operator's TOTP code; once given,
+/// the live session is confined at once: its next telemetry is a violation
+/// that ends the session, while another device keeps delivering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quarantine_over_the_api_with_totp_confines_the_live_session() {
+    let gw = support::TestGateway::start().await;
+    let admin_addr = gw.handle().admin_addr.expect("admin API enabled");
+    let mut mon = gw.device("mon-01").await;
+    let mut vitals = device_sim::VitalsGenerator::new(7);
+    mon.publish_telemetry(vitals.next_readings()).await.unwrap();
+    mon.wait_puback(Duration::from_secs(10)).await.unwrap();
+
+    let store = TokenStore::open(&gw.handle().context.db_path, Arc::new(SystemClock), 1).unwrap();
+    let op = store
+        .create(NewToken {
+            name: TokenName::parse("charge-nurse").unwrap(),
+            role: Role::Operator,
+            lifetime: None,
+            bind_totp: true,
+        })
+        .unwrap();
+    let secret = op.totp.unwrap();
+    let http = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(gw.pki.ca.cert_pem.as_bytes()).unwrap(),
+        )
+        .build()
+        .unwrap();
+    let url = format!("https://{admin_addr}/api/v1/devices/mon-01/quarantine");
+
+    // Without the code: refused, and the device keeps working.
+    let r = http
+        .post(&url)
+        .bearer_auth(op.token.expose())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::UNAUTHORIZED);
+    mon.publish_telemetry(vitals.next_readings()).await.unwrap();
+    mon.wait_puback(Duration::from_secs(10)).await.unwrap();
+
+    // With the code: quarantined.
+    let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap();
+    let r = http
+        .post(&url)
+        .bearer_auth(op.token.expose())
+        .header("X-Wardgate-TOTP", secret.code_at(now))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+
+    // The session is confined: telemetry now ends it (retrying only covers
+    // the notification racing the publish; it cannot succeed forever).
+    let mut cut = false;
+    for _ in 0..50 {
+        if mon.publish_telemetry(vitals.next_readings()).await.is_err() {
+            cut = true;
+            break;
+        }
+        if mon.wait_puback(Duration::from_secs(10)).await.is_err() {
+            cut = true;
+            break;
+        }
+    }
+    assert!(cut, "quarantined device kept publishing telemetry");
+    gw.wait_audit("mon-01", "edge.violation", "quarantined")
+        .await;
+    let q = gw.audit("mon-01", Some("registry.quarantine"));
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].actor, format!("admin:{}", op.record.id));
+    gw.assert_others_work("mon-02").await;
 }
