@@ -634,3 +634,38 @@ async fn slow_or_non_tls_clients_are_cut_off_and_others_keep_working() {
 
     assert_eq!(h.get("/healthz", None).await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn one_totp_code_sent_concurrently_is_accepted_exactly_once() {
+    let h = Arc::new(AdminHarness::start().await);
+    h.enroll("pump-01");
+    let (op, secret) = h.issue("nurse-lead", Role::Operator, true);
+    let code = h.code(&secret.unwrap());
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (h, op, code) = (h.clone(), op.clone(), code.clone());
+        tasks.push(tokio::spawn(async move {
+            h.post(
+                "/api/v1/devices/pump-01/quarantine",
+                Some(&op),
+                Some(&code),
+                None,
+            )
+            .await
+        }));
+    }
+    let mut ok = 0;
+    let mut reused = 0;
+    for t in tasks {
+        let r = t.await.unwrap();
+        match (r.status, r.code()) {
+            (StatusCode::OK, _) => ok += 1,
+            (StatusCode::UNAUTHORIZED, "totp_reused") => reused += 1,
+            other => panic!("unexpected {other:?}: {}", r.text),
+        }
+    }
+    assert_eq!((ok, reused), (1, 7));
+    assert_eq!(h.audit_rows("registry.quarantine").len(), 1);
+    assert_eq!(h.audit_rows("admin.refused").len(), 7);
+    assert_eq!(state_of(&h, "pump-01"), DeviceState::Quarantined);
+}

@@ -188,3 +188,42 @@ fn decide(
         .map_err(|e: AdminError| Denied::Internal(e.to_string()))?;
     Ok(record)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(value: Option<&[u8]>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(v) = value {
+            h.insert(header::AUTHORIZATION, HeaderValue::from_bytes(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn bearer_header_shapes() {
+        assert_eq!(bearer(&headers(None)), Err(Refusal::MissingToken));
+        assert_eq!(
+            bearer(&headers(Some(b"Basic abc"))),
+            Err(Refusal::MalformedToken)
+        );
+        assert_eq!(
+            bearer(&headers(Some(b"Bearer"))),
+            Err(Refusal::MalformedToken)
+        );
+        assert_eq!(
+            bearer(&headers(Some(b"Bearer \xff\xfe"))),
+            Err(Refusal::MalformedToken)
+        );
+        assert_eq!(
+            bearer(&headers(Some(b"Bearer wgt_x"))),
+            Ok("wgt_x".to_owned())
+        );
+        assert_eq!(
+            bearer(&headers(Some(b"bearer  wgt_y "))),
+            Ok("wgt_y".to_owned())
+        );
+    }
+}
