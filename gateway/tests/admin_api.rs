@@ -481,6 +481,21 @@ async fn tokens_are_managed_through_the_api_with_audit() {
         (r.status, r.code()),
         (StatusCode::BAD_REQUEST, "invalid_request")
     );
+    // Without `expires_in` a token lives 90 days, like the CLI's default.
+    h.clock.advance(Duration::seconds(30));
+    let r = h
+        .post(
+            "/api/v1/tokens",
+            Some(&admin),
+            Some(&h.code(&secret)),
+            Some(json!({"name": "grafana", "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let at = |k: &str| {
+        chrono::DateTime::parse_from_rfc3339(r.body["token"][k].as_str().unwrap()).unwrap()
+    };
+    assert_eq!(at("expires_at") - at("created_at"), Duration::days(90));
 }
 
 #[tokio::test]

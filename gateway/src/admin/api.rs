@@ -312,7 +312,7 @@ pub(crate) async fn list_tokens(
 struct CreateTokenBody {
     name: String,
     role: Option<Role>,
-    /// e.g. `"90d"`, `"12h"`.
+    /// e.g. `"90d"`, `"12h"`, or `"never"`; 90 days when absent.
     expires_in: Option<String>,
     #[serde(default)]
     totp: bool,
@@ -329,20 +329,21 @@ pub(crate) async fn create_token(
     let role = body
         .role
         .ok_or_else(|| ApiError::bad_request("`role` is required: viewer, operator or admin"))?;
-    let lifetime = body
-        .expires_in
-        .as_deref()
-        .map(|s| {
+    // Same default as the CLI: 90 days; `"never"` only when asked for.
+    let lifetime = match body.expires_in.as_deref() {
+        None => Some(access::default_lifetime()),
+        Some("never") => None,
+        Some(s) => Some(
             humantime::parse_duration(s)
                 .ok()
                 .and_then(|d| chrono::Duration::from_std(d).ok())
                 .ok_or_else(|| {
                     ApiError::bad_request(format!(
-                        "`expires_in` `{s}` is not a duration like 90d or 12h"
+                        "`expires_in` `{s}` is not a duration like 90d or 12h (or \"never\")"
                     ))
-                })
-        })
-        .transpose()?;
+                })?,
+        ),
+    };
     let new = NewToken {
         name,
         role,
