@@ -115,6 +115,20 @@ async fn access_cli_tokens_work_against_the_running_gateway() {
     ]);
     let viewer = field(&out, "secret:");
     let viewer_id = field(&out, "token id:");
+    let out = ok(&[
+        "access",
+        "--config",
+        c,
+        "token",
+        "create",
+        "--name",
+        "charge.nurse",
+        "--role",
+        "operator",
+        "--totp",
+    ]);
+    let operator = field(&out, "secret:");
+    let totp_b32 = field(&out, "totp key:");
     // Break-glass above the configured maximum is refused, naming the setting.
     let out = gw(&["access", "--config", c, "break-glass", "--minutes", "90"]);
     assert!(!out.status.success());
@@ -124,7 +138,7 @@ async fn access_cli_tokens_work_against_the_running_gateway() {
     let glass = field(&out, "secret:");
     // Secrets never show up in listings.
     let list = ok(&["access", "--config", c, "token", "list"]);
-    for s in [&admin, &viewer, &glass] {
+    for s in [&admin, &viewer, &operator, &glass] {
         assert!(!list.contains(&s[21..]));
     }
 
@@ -195,6 +209,23 @@ async fn access_cli_tokens_work_against_the_running_gateway() {
     assert_eq!(r.status(), reqwest::StatusCode::CREATED);
     assert!(ok(&["device", "--config", c, "list"]).contains("vent-07"));
 
+    // The CLI's TOTP secret (sealed under the key file in the data dir) is
+    // the one the running gateway checks.
+    let raw = totp_rs::Secret::Encoded(totp_b32).to_bytes().unwrap();
+    let secret = gateway::admin::totp::TotpSecret::from_bytes(raw).unwrap();
+    let code = secret.code_at(u64::try_from(chrono::Utc::now().timestamp()).unwrap());
+    let url = format!("{base}/api/v1/devices/vent-07/quarantine");
+    let r = http.post(&url).bearer_auth(&operator).send().await.unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::UNAUTHORIZED, "no code");
+    let r = http
+        .post(&url)
+        .bearer_auth(&operator)
+        .header("X-Wardgate-TOTP", code)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+
     // Revoked from another process while the gateway runs: refused at once.
     ok(&["access", "--config", c, "token", "revoke", &viewer_id]);
     let r = http
@@ -219,15 +250,16 @@ async fn access_cli_tokens_work_against_the_running_gateway() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let has = |action: &str| rows.iter().filter(|r| r["action"] == action).count();
-    assert_eq!(has("admin.token.create"), 2);
+    assert_eq!(has("admin.token.create"), 3);
     assert_eq!(has("admin.break_glass.create"), 1);
     assert_eq!(has("admin.break_glass.use"), 1);
     assert_eq!(has("admin.token.revoke"), 1);
     assert_eq!(
         has("admin.refused"),
-        2,
-        "viewer enroll (403) and revoked viewer (401)"
+        3,
+        "viewer enroll (403), operator without TOTP code (401), revoked viewer (401)"
     );
+    assert_eq!(has("registry.quarantine"), 1);
     assert!(rows.iter().any(|r| r["action"] == "registry.enroll"
         && r["subject"] == "vent-07"
         && r["actor"].as_str().unwrap().starts_with("admin:")));

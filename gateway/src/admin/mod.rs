@@ -9,6 +9,7 @@
 //! | route -> minimum role table, refusal reasons | [`policy`] |
 //! | token store: hashes, expiry, last use, break-glass, review | [`token`] |
 //! | RFC 6238 codes and replay protection | [`totp`] |
+//! | TOTP secrets sealed at rest (key outside the database) | [`vault`] |
 //! | injectable clock | [`clock`] |
 //! | audited token operations (CLI and API), break-glass | [`access`] |
 //! | the guard: token, role, TOTP, break-glass, refusal audit | [`auth`] |
@@ -46,6 +47,7 @@ pub mod role;
 pub mod server;
 pub mod token;
 pub mod totp;
+pub mod vault;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::AdminConfig;
@@ -122,6 +124,14 @@ pub enum AdminError {
     /// The audit row could not be written (the operation was undone).
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    /// The TOTP sealing key is missing, malformed or does not fit.
+    #[error("admin TOTP key {origin}: {problem}")]
+    TotpKey {
+        /// Where the key came from (file or variable).
+        origin: String,
+        /// What is wrong and what to do.
+        problem: String,
+    },
     /// A stored TOTP secret is unusable.
     #[error(transparent)]
     Totp(#[from] totp::TotpFormatError),

@@ -28,6 +28,7 @@ use super::clock::Clock;
 use super::policy::Refusal;
 use super::role::Role;
 use super::totp::{matching_step, TotpCode, TotpSecret};
+use super::vault::TotpVault;
 use super::AdminError;
 
 const PREFIX: &str = "wgt_";
@@ -289,6 +290,7 @@ impl From<Refusal> for AuthFailure {
 #[derive(Debug)]
 pub struct TokenStore {
     conn: Mutex<Connection>,
+    vault: TotpVault,
     clock: Arc<dyn Clock>,
     totp_skew: u8,
 }
@@ -300,8 +302,10 @@ impl TokenStore {
     /// [`AdminError::Db`] if the database cannot be opened or migrated.
     pub fn open(db_path: &Path, clock: Arc<dyn Clock>, totp_skew: u8) -> Result<Self, AdminError> {
         let conn = crate::db::open(db_path)?;
+        let vault = TotpVault::load_or_create(db_path.parent().unwrap_or_else(|| Path::new(".")))?;
         Ok(Self {
             conn: Mutex::new(conn),
+            vault,
             clock,
             totp_skew,
         })
@@ -383,6 +387,10 @@ impl TokenStore {
             revoked_at: None,
             totp_bound: totp.is_some(),
         };
+        let sealed = totp
+            .as_ref()
+            .map(|secret| self.vault.seal(&record.id, secret))
+            .transpose()?;
         self.conn().execute(
             "INSERT INTO admin_tokens (id, name, role, kind, token_hash, created_at, expires_at, totp_secret)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -394,7 +402,7 @@ impl TokenStore {
                 token.hash().as_slice(),
                 now.timestamp(),
                 record.expires_at.map(|t| t.timestamp()),
-                totp.as_ref().map(TotpSecret::as_bytes),
+                sealed,
             ],
         )?;
         Ok(IssuedToken {
@@ -524,7 +532,7 @@ impl TokenStore {
         if locked_until.is_some_and(|until| now < until) {
             return Err(Refusal::TotpLocked.into());
         }
-        let secret = TotpSecret::from_bytes(secret).map_err(AdminError::from)?;
+        let secret = self.vault.open(id, &secret)?;
         let code = code.ok_or(Refusal::TotpRequired)?;
         let matched = TotpCode::parse(code)
             .map_err(|_| Refusal::TotpMalformed)
@@ -864,6 +872,41 @@ mod tests {
         store.check_totp(&id, Some(&secret.code_at(now()))).unwrap();
         // Reads never consult TOTP, so the lock does not stop authentication.
         store.authenticate(issued.token.expose()).unwrap();
+    }
+
+    #[test]
+    fn totp_secret_is_sealed_and_a_copied_database_alone_is_useless() {
+        let (dir, clock, store) = store();
+        let issued = store
+            .create(NewToken {
+                bind_totp: true,
+                ..new("sealed", Role::Admin)
+            })
+            .unwrap();
+        let secret = issued.totp.unwrap();
+        let stored: Vec<u8> = store
+            .conn()
+            .query_row("SELECT totp_secret FROM admin_tokens", [], |r| r.get(0))
+            .unwrap();
+        assert!(!stored
+            .windows(secret.as_bytes().len())
+            .any(|w| w == secret.as_bytes()));
+        // A backup of the database without the key file beside it.
+        let elsewhere = tempfile::tempdir().unwrap();
+        let copy = elsewhere.path().join("gw.db");
+        store
+            .conn()
+            .execute("VACUUM INTO ?1", [copy.to_str().unwrap()])
+            .unwrap();
+        assert!(dir.path().join(super::super::vault::KEY_FILE).exists());
+        let thief = TokenStore::open(&copy, clock.clone(), 1).unwrap();
+        let code = secret.code_at(u64::try_from(clock.now().timestamp()).unwrap());
+        assert!(matches!(
+            thief.check_totp(issued.token.id(), Some(&code)),
+            Err(AuthFailure::Store(AdminError::TotpKey { .. }))
+        ));
+        // The real store still accepts it.
+        store.check_totp(issued.token.id(), Some(&code)).unwrap();
     }
 
     #[test]

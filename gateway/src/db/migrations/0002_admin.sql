@@ -14,7 +14,8 @@ CREATE TABLE admin_tokens (
     expires_at    INTEGER,
     last_used_at  INTEGER,
     revoked_at    INTEGER,
-    -- RFC 6238 shared secret (raw bytes) when the token is bound to TOTP.
+    -- RFC 6238 shared secret when the token is bound to TOTP, sealed with
+    -- ChaCha20-Poly1305 under a key kept outside the database (admin/vault.rs).
     totp_secret   BLOB,
     -- Highest TOTP time step already accepted: a code is never accepted twice.
     totp_last_step INTEGER,
