@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::Utc;
 use gateway::render::Format;
 use gateway::sink::AcceptedTelemetry;
-use gateway::uplink::{Uplink, UplinkConfig};
+use gateway::uplink::{Uplink, UplinkConfig, UplinkNotice};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use uplink_support::{tally, ClientIdentity, Mosquitto, Subscriber, UpstreamPki};
@@ -84,19 +84,32 @@ fn directory() -> gateway::uplink::bridge::DeviceDirectory {
     })
 }
 
+type Notices = std::sync::Arc<std::sync::Mutex<Vec<UplinkNotice>>>;
+
 fn start(cfg: &UplinkConfig, dir: &Path, cancel: &CancellationToken) -> (Uplink, Registry) {
+    let (uplink, registry, _) = start_with_notices(cfg, dir, cancel);
+    (uplink, registry)
+}
+
+fn start_with_notices(
+    cfg: &UplinkConfig,
+    dir: &Path,
+    cancel: &CancellationToken,
+) -> (Uplink, Registry, Notices) {
     let mut registry = Registry::default();
+    let notices = Notices::default();
+    let sink = notices.clone();
     let uplink = Uplink::start(
         cfg,
         dir,
         &dir.join("gateway.db"),
         &mut registry,
-        None,
+        Some(std::sync::Arc::new(move |n| sink.lock().unwrap().push(n))),
         Some(directory()),
         cancel.clone(),
     )
     .unwrap();
-    (uplink, registry)
+    (uplink, registry, notices)
 }
 
 async fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
@@ -309,14 +322,14 @@ async fn gateway_with_untrusted_certificate_is_refused_and_keeps_its_outbox() {
     let cancel = CancellationToken::new();
     let mut rogue_cfg = config(&broker, &pki, &rogue_id, vec![Format::Json]);
     rogue_cfg.client_id = "rogue".into();
-    let (rogue, _r1) = start(&rogue_cfg, &rogue_dir, &cancel);
+    let (rogue, _r1, rogue_notices) = start_with_notices(&rogue_cfg, &rogue_dir, &cancel);
     rogue.sink().accept(telemetry("pump-9", 1)).await.unwrap();
 
     // A legitimate gateway beside it.
     let good_dir = dir.path().join("good");
     std::fs::create_dir_all(&good_dir).unwrap();
     let good_id = pki.client("ward-7-gateway").unwrap();
-    let (good, _r2) = start(
+    let (good, _r2, good_notices) = start_with_notices(
         &config(&broker, &pki, &good_id, vec![Format::Json]),
         &good_dir,
         &cancel,
@@ -333,6 +346,23 @@ async fn gateway_with_untrusted_certificate_is_refused_and_keeps_its_outbox() {
     let status = rogue.status();
     assert!(!status.connected);
     assert!(status.last_error.is_some(), "{status:?}");
+    {
+        // One notice (audit row in a gateway) for the outage, not one per retry.
+        let n = rogue_notices.lock().unwrap();
+        assert_eq!(n.len(), 1, "{n:?}");
+        assert!(
+            matches!(
+                &n[0],
+                UplinkNotice::LinkDown {
+                    was_connected: false,
+                    ..
+                }
+            ),
+            "{n:?}"
+        );
+        let g = good_notices.lock().unwrap();
+        assert!(matches!(&g[0], UplinkNotice::LinkUp { .. }), "{g:?}");
+    }
     // ... and kept its message: nothing delivered, nothing lost.
     assert_eq!(rogue.outbox().depth().rows, 1);
     assert_eq!(sub.snapshot().count("pump-9/telemetry"), 0);

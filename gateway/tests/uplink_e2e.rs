@@ -187,6 +187,24 @@ async fn devices_keep_sending_through_an_upstream_outage_and_nothing_is_missing(
             == Some(0.0))
         .await
     );
+    // The outage is on record: connect, disconnect, connect again.
+    let broker_addr = format!("127.0.0.1:{}", s.broker.port);
+    let audit = &handle.context.audit;
+    assert!(
+        wait_for(LIMIT, || audit
+            .find(&broker_addr, Some("uplink.connect"))
+            .unwrap()
+            .len()
+            >= 2)
+        .await
+    );
+    assert_eq!(
+        audit
+            .find(&broker_addr, Some("uplink.disconnect"))
+            .unwrap()
+            .len(),
+        1
+    );
     handle.shutdown(Duration::from_secs(10)).await;
     s.sub.stop().await;
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use gateway::sink::{AcceptedTelemetry, SinkError, TelemetrySink};
-use gateway::uplink::{FullPolicy, Outbox, OutboxKey, OutboxLimits, OutboxNotice, UplinkMetrics};
+use gateway::uplink::{FullPolicy, Outbox, OutboxKey, OutboxLimits, UplinkNotice, UplinkMetrics};
 use wardgate_protocol::message::{Reading, Telemetry, SCHEMA_VERSION};
 use wardgate_protocol::vitals::VitalKind;
 
@@ -34,7 +34,7 @@ fn telemetry(device: &str, seq: u64, readings: &[(VitalKind, f64)]) -> AcceptedT
 fn open(
     dir: &std::path::Path,
     limits: OutboxLimits,
-) -> (Outbox, UplinkMetrics, Arc<Mutex<Vec<OutboxNotice>>>) {
+) -> (Outbox, UplinkMetrics, Arc<Mutex<Vec<UplinkNotice>>>) {
     let notices = Arc::new(Mutex::new(Vec::new()));
     let hook_notices = notices.clone();
     let metrics = UplinkMetrics::default();
@@ -236,7 +236,7 @@ async fn full_outbox_refuse_policy_refuses_new_keeps_old_and_records_it() {
         assert!(
             matches!(
                 &n[0],
-                OutboxNotice::Full {
+                UplinkNotice::Full {
                     policy: FullPolicy::Refuse,
                     ..
                 }
@@ -244,7 +244,7 @@ async fn full_outbox_refuse_policy_refuses_new_keeps_old_and_records_it() {
             "{n:?}"
         );
         assert!(
-            matches!(&n[1], OutboxNotice::Refused { count: 1, messages, .. } if messages == &vec![("pump-1".to_owned(), 6)]),
+            matches!(&n[1], UplinkNotice::Refused { count: 1, messages, .. } if messages == &vec![("pump-1".to_owned(), 6)]),
             "{n:?}"
         );
     }
@@ -266,7 +266,7 @@ async fn full_outbox_refuse_policy_refuses_new_keeps_old_and_records_it() {
             .lock()
             .unwrap()
             .iter()
-            .any(|n| matches!(n, OutboxNotice::Recovered { .. })),
+            .any(|n| matches!(n, UplinkNotice::Recovered { .. })),
         "recovery is reported"
     );
 }
@@ -300,7 +300,7 @@ async fn full_outbox_drop_oldest_drops_only_non_critical_and_records_it() {
         assert!(
             matches!(
                 &n[0],
-                OutboxNotice::Full {
+                UplinkNotice::Full {
                     policy: FullPolicy::DropOldest,
                     ..
                 }
@@ -308,7 +308,7 @@ async fn full_outbox_drop_oldest_drops_only_non_critical_and_records_it() {
             "{n:?}"
         );
         assert!(
-            matches!(&n[1], OutboxNotice::Dropped { count: 1, messages } if messages == &vec![("mon-1".to_owned(), 2)]),
+            matches!(&n[1], UplinkNotice::Dropped { count: 1, messages } if messages == &vec![("mon-1".to_owned(), 2)]),
             "{n:?}"
         );
     }

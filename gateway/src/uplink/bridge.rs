@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::outbox::{Outbox, OutboxDepth, PendingMessage};
+use super::outbox::{NoticeHook, Outbox, OutboxDepth, PendingMessage, UplinkNotice};
 use super::{UplinkConfig, UplinkError};
 use crate::render::{self, Format};
 
@@ -73,6 +73,8 @@ pub struct BridgeSettings {
     pub backoff_max: Duration,
     /// Where FHIR `Device` descriptions come from (none: not published).
     pub devices: Option<DeviceDirectory>,
+    /// Where link up / down notices go (the audit log, in a gateway).
+    pub notices: Option<NoticeHook>,
 }
 
 impl std::fmt::Debug for BridgeSettings {
@@ -105,6 +107,7 @@ impl BridgeSettings {
             backoff_initial: config.backoff_initial,
             backoff_max: config.backoff_max,
             devices: None,
+            notices: None,
         })
     }
 }
@@ -293,6 +296,8 @@ impl Bridge {
         ));
         let age_ticker = tokio::spawn(age_loop(self.outbox.clone(), self.cancel.clone()));
         let mut failures: u32 = 0;
+        // Whether the current outage was already reported.
+        let mut down_reported = false;
         loop {
             match self.session(&ack_tx).await {
                 SessionEnd::Shutdown => break,
@@ -302,6 +307,15 @@ impl Bridge {
                 } => {
                     self.set_state(false, Some(error.clone()));
                     self.outbox.metrics().connected.set(0);
+                    if was_connected || !down_reported {
+                        down_reported = true;
+                        self.notice(UplinkNotice::LinkDown {
+                            broker: self.broker(),
+                            was_connected,
+                            error: error.clone(),
+                        })
+                        .await;
+                    }
                     if was_connected {
                         failures = 0;
                         tracing::warn!(error = %error, "upstream broker session ended; telemetry stays in the outbox until it is back");
@@ -332,6 +346,17 @@ impl Bridge {
 
     fn set_state(&self, connected: bool, error: Option<String>) {
         self.state.set(connected, error);
+    }
+
+    fn broker(&self) -> String {
+        format!("{}:{}", self.settings.host, self.settings.port)
+    }
+
+    /// Hand `notice` to the hook on a blocking thread (it writes SQLite).
+    async fn notice(&self, notice: UplinkNotice) {
+        if let Some(hook) = self.settings.notices.clone() {
+            let _ = tokio::task::spawn_blocking(move || hook(notice)).await;
+        }
     }
 
     fn options(&self) -> MqttOptions {
@@ -375,6 +400,11 @@ impl Bridge {
         }
         self.set_state(true, None);
         self.outbox.metrics().connected.set(1);
+        self.notice(UplinkNotice::LinkUp {
+            broker: self.broker(),
+            backlog: self.outbox.depth().rows,
+        })
+        .await;
         tracing::info!(
             depth = self.outbox.depth().rows,
             "connected to the upstream broker"

@@ -32,8 +32,8 @@ use tokio_util::sync::CancellationToken;
 pub use bridge::{BridgeSettings, UplinkStatus};
 pub use metrics::UplinkMetrics;
 pub use outbox::{
-    FetchPage, FullPolicy, NoticeHook, Outbox, OutboxDepth, OutboxLimits, OutboxNotice,
-    PendingMessage,
+    FetchPage, FullPolicy, NoticeHook, Outbox, OutboxDepth, OutboxLimits, PendingMessage,
+    UplinkNotice,
 };
 pub use seal::OutboxKey;
 
@@ -316,7 +316,7 @@ impl Uplink {
         let key_path = data_dir.join(&config.outbox_key_file);
         let key = OutboxKey::load_or_create(&key_path)?;
         let metrics = UplinkMetrics::register(registry);
-        let outbox = Outbox::open(db_path, key, config.limits(), metrics, notices)?;
+        let outbox = Outbox::open(db_path, key, config.limits(), metrics, notices.clone())?;
         if !config.enabled {
             tracing::warn!("uplink disabled (uplink.enabled = false): telemetry is kept in the outbox but not forwarded");
             return Ok(Self {
@@ -330,6 +330,7 @@ impl Uplink {
         }
         let mut settings = BridgeSettings::from_config(config)?;
         settings.devices = devices;
+        settings.notices = notices;
         let broker = format!("{}:{}", settings.host, settings.port);
         let (link, task) = bridge::spawn(settings, outbox.clone(), cancel);
         Ok(Self {

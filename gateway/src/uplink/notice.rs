@@ -1,12 +1,13 @@
-//! Outbox alerts into the hash-chained audit log.
+//! Outbox and upstream-link alerts into the hash-chained audit log.
 //!
-//! Every [`OutboxNotice`] becomes one audit row (actor `gateway`), so a full
+//! Every [`UplinkNotice`] becomes one audit row (actor `gateway`), so a full
 //! outbox, each refused or dropped batch (with the device ids and sequence
-//! numbers concerned) and the recovery are on record; never the vitals.
+//! numbers concerned), the recovery, and each upstream link up / down (or
+//! refused, e.g. a TLS failure) are on record; never the vitals.
 
 use serde_json::json;
 
-use super::outbox::{NoticeHook, OutboxNotice};
+use super::outbox::{NoticeHook, UplinkNotice};
 use crate::audit::{AuditEvent, AuditLog, Outcome};
 
 /// Most (device, seq) pairs listed in one audit row; the count is exact.
@@ -14,7 +15,7 @@ const MAX_LISTED: usize = 200;
 
 /// The audit event for `notice`.
 #[must_use]
-pub fn audit_event(notice: &OutboxNotice) -> AuditEvent {
+pub fn audit_event(notice: &UplinkNotice) -> AuditEvent {
     let listed = |m: &[(String, u64)]| {
         m.iter()
             .take(MAX_LISTED)
@@ -26,11 +27,11 @@ pub fn audit_event(notice: &OutboxNotice) -> AuditEvent {
         _ => "outbox".to_owned(),
     };
     match notice {
-        OutboxNotice::Full { policy, detail } => {
+        UplinkNotice::Full { policy, detail } => {
             AuditEvent::new("gateway", "uplink.outbox_full", "outbox", Outcome::Info)
                 .with_detail(json!({"policy": policy.to_string(), "bound": detail}))
         }
-        OutboxNotice::Refused {
+        UplinkNotice::Refused {
             count,
             messages,
             detail,
@@ -41,14 +42,31 @@ pub fn audit_event(notice: &OutboxNotice) -> AuditEvent {
             Outcome::Refused,
         )
         .with_detail(json!({"count": count, "reason": format!("outbox full: {detail}"), "messages": listed(messages)})),
-        OutboxNotice::Dropped { count, messages } => AuditEvent::new(
+        UplinkNotice::Dropped { count, messages } => AuditEvent::new(
             "gateway",
             "uplink.telemetry_dropped",
             subject(messages),
             Outcome::Info,
         )
         .with_detail(json!({"count": count, "policy": "drop_oldest", "messages": listed(messages)})),
-        OutboxNotice::Recovered { rows } => {
+        UplinkNotice::LinkUp { broker, backlog } => {
+            AuditEvent::new("gateway", "uplink.connect", broker.clone(), Outcome::Allowed)
+                .with_detail(json!({"outbox_rows": backlog}))
+        }
+        UplinkNotice::LinkDown {
+            broker,
+            was_connected,
+            error,
+        } => {
+            if *was_connected {
+                AuditEvent::new("gateway", "uplink.disconnect", broker.clone(), Outcome::Info)
+                    .with_detail(json!({"error": error}))
+            } else {
+                AuditEvent::new("gateway", "uplink.connect", broker.clone(), Outcome::Refused)
+                    .with_detail(json!({"error": error}))
+            }
+        }
+        UplinkNotice::Recovered { rows } => {
             AuditEvent::new("gateway", "uplink.outbox_recovered", "outbox", Outcome::Info)
                 .with_detail(json!({"rows": rows}))
         }
@@ -59,9 +77,58 @@ pub fn audit_event(notice: &OutboxNotice) -> AuditEvent {
 /// thread (a blocking context), after the outbox transaction committed.
 #[must_use]
 pub fn audit_hook(audit: AuditLog) -> NoticeHook {
-    std::sync::Arc::new(move |notice: OutboxNotice| {
+    std::sync::Arc::new(move |notice: UplinkNotice| {
         if let Err(e) = audit.append(&audit_event(&notice)) {
             tracing::error!(error = %e, ?notice, "cannot write outbox alert to the audit log");
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::uplink::FullPolicy;
+
+    #[test]
+    fn notices_map_to_audit_events_without_vitals() {
+        let refused = audit_event(&UplinkNotice::Refused {
+            count: 2,
+            messages: vec![("pump-1".into(), 7), ("pump-1".into(), 8)],
+            detail: "20 rows waiting, limit uplink.outbox_max_rows = 20".into(),
+        });
+        assert_eq!(refused.action, "uplink.telemetry_refused");
+        assert_eq!(refused.subject, "pump-1");
+        assert_eq!(refused.outcome, Outcome::Refused);
+        assert_eq!(refused.detail["messages"][1]["seq"], 8);
+        let mixed = audit_event(&UplinkNotice::Dropped {
+            count: 2,
+            messages: vec![("a".into(), 1), ("b".into(), 1)],
+        });
+        assert_eq!(mixed.subject, "outbox");
+        let full = audit_event(&UplinkNotice::Full {
+            policy: FullPolicy::DropOldest,
+            detail: "x".into(),
+        });
+        assert_eq!(full.detail["policy"], "drop_oldest");
+        let down = audit_event(&UplinkNotice::LinkDown {
+            broker: "h:8883".into(),
+            was_connected: false,
+            error: "tls".into(),
+        });
+        assert_eq!(
+            (down.action.as_str(), down.outcome),
+            ("uplink.connect", Outcome::Refused)
+        );
+        // Long lists are capped, the count stays exact.
+        let many: Vec<(String, u64)> = (0..1000).map(|i| ("d".to_owned(), i)).collect();
+        let big = audit_event(&UplinkNotice::Dropped {
+            count: 1000,
+            messages: many,
+        });
+        assert_eq!(big.detail["count"], 1000);
+        assert_eq!(
+            big.detail["messages"].as_array().map(Vec::len),
+            Some(MAX_LISTED)
+        );
+    }
 }

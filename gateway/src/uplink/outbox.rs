@@ -79,9 +79,10 @@ pub struct OutboxLimits {
     pub critical_kinds: Vec<VitalKind>,
 }
 
-/// An event the operator must see in the audit log.
+/// An event of the outbox or the upstream link the operator must see in
+/// the audit log.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OutboxNotice {
+pub enum UplinkNotice {
     /// The outbox reached its bound (sent once per episode).
     Full {
         /// The configured policy now in effect.
@@ -110,11 +111,29 @@ pub enum OutboxNotice {
         /// Rows waiting now.
         rows: u64,
     },
+    /// A session with the upstream broker came up.
+    LinkUp {
+        /// `host:port` of the upstream broker.
+        broker: String,
+        /// Rows waiting in the outbox at that moment.
+        backlog: u64,
+    },
+    /// The upstream link went down, or could not be established (sent once
+    /// per outage, not per retry).
+    LinkDown {
+        /// `host:port` of the upstream broker.
+        broker: String,
+        /// Whether a session had been up (else: the first attempt failed).
+        was_connected: bool,
+        /// The error (TLS refusal, connection refused, ...).
+        error: String,
+    },
 }
 
-/// Receives [`OutboxNotice`]s on the outbox thread; the gateway writes them
-/// to the audit log. Must not block for long.
-pub type NoticeHook = Arc<dyn Fn(OutboxNotice) + Send + Sync>;
+/// Receives [`UplinkNotice`]s (on the outbox thread, or a blocking thread
+/// of the bridge); the gateway writes them to the audit log. Must not block
+/// for long.
+pub type NoticeHook = Arc<dyn Fn(UplinkNotice) + Send + Sync>;
 
 /// One message waiting to go upstream, opened for sending.
 #[derive(Debug, Clone)]
@@ -629,7 +648,7 @@ impl Worker {
                 detail = %detail,
                 "uplink outbox is full; the hospital broker is not draining it. Check the uplink connection, or raise uplink.outbox_max_rows / outbox_max_bytes"
             );
-            self.notice(OutboxNotice::Full {
+            self.notice(UplinkNotice::Full {
                 policy: self.limits.full_policy,
                 detail,
             });
@@ -640,7 +659,7 @@ impl Worker {
                 count = dropped.len(),
                 "dropped oldest non-critical telemetry from the full outbox (policy drop_oldest)"
             );
-            self.notice(OutboxNotice::Dropped {
+            self.notice(UplinkNotice::Dropped {
                 count: dropped.len() as u64,
                 messages: dropped.to_vec(),
             });
@@ -648,7 +667,7 @@ impl Worker {
         if !refused.is_empty() {
             m.refused.inc_by(refused.len() as u64);
             tracing::warn!(count = refused.len(), detail = %refuse_detail, "refused telemetry: outbox full");
-            self.notice(OutboxNotice::Refused {
+            self.notice(UplinkNotice::Refused {
                 count: refused.len() as u64,
                 messages: refused.to_vec(),
                 detail: refuse_detail.to_owned(),
@@ -657,11 +676,11 @@ impl Worker {
         if !hit && was_full && rows < self.limits.max_rows {
             self.full.store(false, Ordering::Relaxed);
             tracing::info!(rows, "uplink outbox has room again");
-            self.notice(OutboxNotice::Recovered { rows });
+            self.notice(UplinkNotice::Recovered { rows });
         }
     }
 
-    fn notice(&self, n: OutboxNotice) {
+    fn notice(&self, n: UplinkNotice) {
         if let Some(hook) = &self.notices {
             hook(n);
         }
