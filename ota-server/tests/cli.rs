@@ -127,3 +127,20 @@ async fn oversized_request_head_is_refused() {
     assert_eq!(ok.status(), 200);
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_repository_is_refused_at_start_up() {
+    let h = Harness::new(Opts::default()).await;
+    let ts = h.current_gen().join("metadata/timestamp.json");
+    let text = std::fs::read_to_string(&ts).unwrap();
+    // Push the expiry out without re-signing: the signature no longer holds.
+    let forged = text.replacen("\"expires\": \"20", "\"expires\": \"21", 1);
+    assert_ne!(text, forged);
+    std::fs::write(&ts, forged).unwrap();
+    let cfg = ota_server::cli::load_config(&h.config_path).unwrap();
+    let e = ota_server::server::start(cfg, tokio_util::sync::CancellationToken::new())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("timestamp.json"), "{e}");
+}
