@@ -17,7 +17,8 @@ use rumqttc::tokio_rustls::rustls;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 use tokio::sync::mpsc;
 use wardgate_protocol::{
-    topic, DeviceActivity, DeviceId, Reading, Status, Telemetry, TopicKind, VitalKind, SCHEMA_VERSION,
+    topic, DeviceActivity, DeviceId, Reading, Status, Telemetry, TopicKind, VitalKind,
+    SCHEMA_VERSION,
 };
 
 /// What went wrong in the simulator.
@@ -131,7 +132,9 @@ pub struct SimDevice {
 
 impl std::fmt::Debug for SimDevice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimDevice").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("SimDevice")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -149,19 +152,24 @@ impl SimDevice {
     /// # Errors
     /// [`SimError::Tls`] if the TLS material is invalid.
     pub fn start(opts: &DeviceOptions) -> Result<Self, SimError> {
-        let client_id = opts.client_id.clone().unwrap_or_else(|| opts.id.to_string());
+        let client_id = opts
+            .client_id
+            .clone()
+            .unwrap_or_else(|| opts.id.to_string());
         let mut mqtt = MqttOptions::new(client_id, opts.host.clone(), opts.port);
         mqtt.set_keep_alive(opts.keep_alive);
         mqtt.set_clean_session(true);
-        mqtt.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(client_config(
-            &opts.tls,
-        )?))));
+        mqtt.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            Arc::new(client_config(&opts.tls)?),
+        )));
         let (client, mut eventloop) = AsyncClient::new(mqtt, 256);
         let (tx, events) = mpsc::channel(1024);
         let task = tokio::spawn(async move {
             loop {
                 let ev = match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(a))) => DeviceEvent::ConnAck(format!("{:?}", a.code)),
+                    Ok(Event::Incoming(Packet::ConnAck(a))) => {
+                        DeviceEvent::ConnAck(format!("{:?}", a.code))
+                    }
                     Ok(Event::Incoming(Packet::PubAck(a))) => DeviceEvent::PubAck(a.pkid),
                     Ok(Event::Incoming(Packet::SubAck(_))) => DeviceEvent::SubAck,
                     Ok(Event::Incoming(Packet::Publish(p))) => DeviceEvent::Message {
@@ -263,7 +271,8 @@ impl SimDevice {
             readings,
         };
         let payload = serde_json::to_vec(&t)?;
-        self.publish_raw(&topic(&self.id, TopicKind::Telemetry), payload).await?;
+        self.publish_raw(&topic(&self.id, TopicKind::Telemetry), payload)
+            .await?;
         Ok(self.seq)
     }
 
@@ -271,7 +280,11 @@ impl SimDevice {
     ///
     /// # Errors
     /// [`SimError::Client`] if the client queue is closed.
-    pub async fn publish_status(&mut self, activity: DeviceActivity, firmware: &str) -> Result<u64, SimError> {
+    pub async fn publish_status(
+        &mut self,
+        activity: DeviceActivity,
+        firmware: &str,
+    ) -> Result<u64, SimError> {
         self.seq += 1;
         let s = Status {
             schema: SCHEMA_VERSION,
@@ -283,7 +296,12 @@ impl SimDevice {
         };
         let payload = serde_json::to_vec(&s)?;
         self.client
-            .publish(topic(&self.id, TopicKind::Status), QoS::AtLeastOnce, true, payload)
+            .publish(
+                topic(&self.id, TopicKind::Status),
+                QoS::AtLeastOnce,
+                true,
+                payload,
+            )
             .await?;
         Ok(self.seq)
     }
@@ -293,7 +311,9 @@ impl SimDevice {
     /// # Errors
     /// [`SimError::Client`] if the client queue is closed.
     pub async fn publish_raw(&mut self, topic: &str, payload: Vec<u8>) -> Result<(), SimError> {
-        self.client.publish(topic, QoS::AtLeastOnce, false, payload).await?;
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await?;
         Ok(())
     }
 
@@ -370,13 +390,34 @@ impl VitalsGenerator {
         Self::drift(r, &mut self.infusion, 1.0, VitalKind::InfusionRate);
         let round = |v: f64, p: f64| (v * p).round() / p;
         vec![
-            Reading { kind: VitalKind::HeartRate, value: round(self.hr, 1.0) },
-            Reading { kind: VitalKind::Spo2, value: round(self.spo2, 1.0) },
-            Reading { kind: VitalKind::RespiratoryRate, value: round(self.rr, 1.0) },
-            Reading { kind: VitalKind::Temperature, value: round(self.temp, 10.0) },
-            Reading { kind: VitalKind::SystolicBp, value: round(self.sys, 1.0) },
-            Reading { kind: VitalKind::DiastolicBp, value: round(self.dia, 1.0) },
-            Reading { kind: VitalKind::InfusionRate, value: round(self.infusion, 10.0) },
+            Reading {
+                kind: VitalKind::HeartRate,
+                value: round(self.hr, 1.0),
+            },
+            Reading {
+                kind: VitalKind::Spo2,
+                value: round(self.spo2, 1.0),
+            },
+            Reading {
+                kind: VitalKind::RespiratoryRate,
+                value: round(self.rr, 1.0),
+            },
+            Reading {
+                kind: VitalKind::Temperature,
+                value: round(self.temp, 10.0),
+            },
+            Reading {
+                kind: VitalKind::SystolicBp,
+                value: round(self.sys, 1.0),
+            },
+            Reading {
+                kind: VitalKind::DiastolicBp,
+                value: round(self.dia, 1.0),
+            },
+            Reading {
+                kind: VitalKind::InfusionRate,
+                value: round(self.infusion, 10.0),
+            },
         ]
     }
 }
@@ -389,7 +430,12 @@ mod tests {
     fn generated_vitals_always_pass_the_gateway_checks() {
         let mut g = VitalsGenerator::new(7);
         for seq in 1..2000 {
-            let t = Telemetry { schema: 1, seq, ts: Utc::now(), readings: g.next_readings() };
+            let t = Telemetry {
+                schema: 1,
+                seq,
+                ts: Utc::now(),
+                readings: g.next_readings(),
+            };
             let json = serde_json::to_vec(&t).unwrap();
             Telemetry::from_json(&json).unwrap();
         }

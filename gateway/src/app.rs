@@ -65,7 +65,10 @@ impl GatewayHandle {
     pub async fn shutdown(self, grace: Duration) {
         self.context.shutdown.cancel();
         self.context.tasks.close();
-        if tokio::time::timeout(grace, self.context.tasks.wait()).await.is_err() {
+        if tokio::time::timeout(grace, self.context.tasks.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(?grace, "some gateway tasks did not stop in time");
         }
     }
@@ -90,22 +93,32 @@ impl Gateway {
         spawn_registry_poller(&ctx);
 
         // Telemetry sink: the uplink's outbox when the uplink is configured.
-        let uplink = crate::uplink::Uplink::start_in(&ctx).map_err(|e| GatewayError::Component { component: "uplink", message: e.to_string() })?;
+        let uplink =
+            crate::uplink::Uplink::start_in(&ctx).map_err(|e| GatewayError::Component {
+                component: "uplink",
+                message: e.to_string(),
+            })?;
         let sink: Option<Arc<dyn TelemetrySink>> = ctx.config.uplink.enabled.then(|| uplink.sink());
         let edge = crate::edge::start(ctx.clone(), broker.clone(), sink).await?;
 
         // Admin HTTPS server.
-        let admin_addr = crate::admin::start(&ctx, &ctx.config.admin).map_err(|e| GatewayError::Component {
-            component: "admin API",
-            message: e.to_string(),
-        })?;
+        let admin_addr =
+            crate::admin::start(&ctx, &ctx.config.admin).map_err(|e| GatewayError::Component {
+                component: "admin API",
+                message: e.to_string(),
+            })?;
 
         // Uplink bridge.
 
         ctx.audit
             .append_async(
-                crate::audit::AuditEvent::new("gateway", "gateway.start", "gateway", crate::audit::Outcome::Info)
-                    .with_detail(serde_json::json!({"edge": edge.addr.to_string()})),
+                crate::audit::AuditEvent::new(
+                    "gateway",
+                    "gateway.start",
+                    "gateway",
+                    crate::audit::Outcome::Info,
+                )
+                .with_detail(serde_json::json!({"edge": edge.addr.to_string()})),
             )
             .await
             .map_err(|e| GatewayError::Component {

@@ -184,17 +184,11 @@ impl std::fmt::Debug for AuditLog {
     }
 }
 
-fn canonical(
-    id: i64,
-    ts_ms: i64,
-    actor: &str,
-    action: &str,
-    subject: &str,
-    outcome: &str,
-    detail: &str,
-    prev_hash: &str,
-) -> String {
-    serde_json::json!([id, ts_ms, actor, action, subject, outcome, detail, prev_hash]).to_string()
+/// `[actor, action, subject, outcome, detail, prev_hash]` of a row.
+type Fields<'a> = [&'a str; 6];
+
+fn canonical(id: i64, ts_ms: i64, f: Fields<'_>) -> String {
+    serde_json::json!([id, ts_ms, f[0], f[1], f[2], f[3], f[4], f[5]]).to_string()
 }
 
 fn sha256_hex(text: &str) -> String {
@@ -230,12 +224,14 @@ pub fn append_in(tx: &Transaction<'_>, event: &AuditEvent) -> Result<AuditRecord
     let hash = sha256_hex(&canonical(
         id,
         ts_ms,
-        &event.actor,
-        &event.action,
-        &event.subject,
-        outcome,
-        &detail,
-        &prev_hash,
+        [
+            &event.actor,
+            &event.action,
+            &event.subject,
+            outcome,
+            &detail,
+            &prev_hash,
+        ],
     ));
     tx.prepare_cached(
         "INSERT INTO audit_log (id, ts, actor, action, subject, outcome, detail, prev_hash, hash)
@@ -346,7 +342,11 @@ impl AuditLog {
     ///
     /// # Errors
     /// [`AuditError::Sqlite`] on a query failure.
-    pub fn find(&self, subject: &str, action: Option<&str>) -> Result<Vec<AuditRecord>, AuditError> {
+    pub fn find(
+        &self,
+        subject: &str,
+        action: Option<&str>,
+    ) -> Result<Vec<AuditRecord>, AuditError> {
         let conn = self.lock()?;
         let mut stmt = conn.prepare_cached(&format!(
             "{SELECT_ALL} WHERE subject = ?1 AND (?2 IS NULL OR action = ?2) ORDER BY id"
@@ -408,12 +408,14 @@ impl AuditLog {
             let actual = sha256_hex(&canonical(
                 rec.id,
                 ts_ms,
-                &rec.actor,
-                &rec.action,
-                &rec.subject,
-                &rec.outcome,
-                &rec.detail,
-                &rec.prev_hash,
+                [
+                    &rec.actor,
+                    &rec.action,
+                    &rec.subject,
+                    &rec.outcome,
+                    &rec.detail,
+                    &rec.prev_hash,
+                ],
             ));
             if actual != rec.hash {
                 report.problems.push(ChainProblem {
@@ -516,7 +518,16 @@ mod tests {
         let rec = &log.all().unwrap()[2];
         let ts: i64 = rec.ts.timestamp_millis();
         let forged = sha256_hex(&canonical(
-            3, ts, &rec.actor, &rec.action, "forged", &rec.outcome, &rec.detail, &rec.prev_hash,
+            3,
+            ts,
+            [
+                &rec.actor,
+                &rec.action,
+                "forged",
+                &rec.outcome,
+                &rec.detail,
+                &rec.prev_hash,
+            ],
         ));
         c.execute(
             "UPDATE audit_log SET subject = 'forged', hash = ?1 WHERE id = 3",
@@ -530,10 +541,15 @@ mod tests {
     #[test]
     fn detects_delete() {
         let (d, log) = log_with(5);
-        raw(&d).execute("DELETE FROM audit_log WHERE id = 2", []).unwrap();
+        raw(&d)
+            .execute("DELETE FROM audit_log WHERE id = 2", [])
+            .unwrap();
         let report = log.verify().unwrap();
         assert!(report.problems.iter().all(|p| p.row_id == 3), "{report:?}");
-        assert!(report.problems.iter().any(|p| p.problem.contains("deleted")));
+        assert!(report
+            .problems
+            .iter()
+            .any(|p| p.problem.contains("deleted")));
     }
 
     #[test]

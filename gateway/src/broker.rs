@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use rand::RngCore;
 use rumqttd::local::{LinkError, LinkRx, LinkTx};
 use rumqttd::protocol::{v4::V4, v5::V5, Protocol};
-use rumqttd::{ConnectionSettings, LinkType, Notification, Router, RouterConfig, Server, ServerSettings};
+use rumqttd::{
+    ConnectionSettings, LinkType, Notification, Router, RouterConfig, Server, ServerSettings,
+};
 
 use crate::config::BrokerConfig;
 
@@ -45,10 +47,11 @@ pub enum BrokerError {
         /// Client id of the link.
         client_id: String,
         /// The broker's error.
-        source: LinkError,
+        source: Box<LinkError>,
     },
 }
 
+#[allow(clippy::result_large_err)] // rumqttd's own signature
 type LinkFn = dyn Fn(&str) -> Result<(LinkTx, LinkRx, Notification), LinkError> + Send + Sync;
 
 /// The per-boot credential the edge uses; never logged.
@@ -102,7 +105,7 @@ impl BrokerHandle {
             .map(|(tx, rx, _ack)| (tx, rx))
             .map_err(|source| BrokerError::Link {
                 client_id: client_id.to_owned(),
-                source,
+                source: Box::new(source),
             })
     }
 
@@ -136,6 +139,7 @@ impl BrokerHandle {
             let tx = router_tx.clone();
             move |settings| Server::new(settings, tx.clone(), V5)
         })?;
+        #[allow(clippy::result_large_err)] // rumqttd's own error type
         let link: Arc<LinkFn> = Arc::new(move |client_id: &str| {
             rumqttd::local::LinkBuilder::new(client_id, router_tx.clone()).build()
         });
@@ -162,7 +166,9 @@ where
     // rumqttd binds its own listener, so pick a free port, release it and
     // hand it over; retry if another process takes it in between.
     for _ in 0..5 {
-        let addr = match StdTcpListener::bind(SocketAddr::new(config.bind, 0)).and_then(|l| l.local_addr()) {
+        let addr = match StdTcpListener::bind(SocketAddr::new(config.bind, 0))
+            .and_then(|l| l.local_addr())
+        {
             Ok(a) => a,
             Err(e) => {
                 last_error = e.to_string();
@@ -189,7 +195,10 @@ where
         let spawned = std::thread::Builder::new()
             .name(format!("broker-{protocol}"))
             .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
                     Ok(r) => r,
                     Err(e) => {
                         tracing::error!(error = %e, "cannot build broker runtime");

@@ -227,7 +227,8 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        let config = Self::from_toml_with_env(&text, &path.display().to_string(), std::env::vars())?;
+        let config =
+            Self::from_toml_with_env(&text, &path.display().to_string(), std::env::vars())?;
         config.validate()?;
         Ok(config)
     }
@@ -242,10 +243,12 @@ impl Config {
         origin: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Parse {
-            origin: origin.to_owned(),
-            message: e.to_string(),
-        })?;
+        let mut table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    origin: origin.to_owned(),
+                    message: e.to_string(),
+                })?;
         for (var, value) in env {
             let Some(rest) = var.strip_prefix("WARDGATE_") else {
                 continue;
@@ -287,15 +290,33 @@ impl Config {
     /// [`ConfigError::Invalid`] naming the first field at fault.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let e = &self.edge;
-        require_file("edge.ca_cert", &e.ca_cert, "the ward device CA certificate (PEM); create one with `gateway pki init`")?;
-        require_file("edge.server_cert", &e.server_cert, "the gateway's server certificate (PEM); create one with `gateway pki server`")?;
-        require_file("edge.server_key", &e.server_key, "the server certificate's private key (PEM)")?;
+        require_file(
+            "edge.ca_cert",
+            &e.ca_cert,
+            "the ward device CA certificate (PEM); create one with `gateway pki init`",
+        )?;
+        require_file(
+            "edge.server_cert",
+            &e.server_cert,
+            "the gateway's server certificate (PEM); create one with `gateway pki server`",
+        )?;
+        require_file(
+            "edge.server_key",
+            &e.server_key,
+            "the server certificate's private key (PEM)",
+        )?;
         check_private("edge.server_key", &e.server_key)?;
         if e.max_connections == 0 {
-            return Err(ConfigError::invalid("edge.max_connections", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "edge.max_connections",
+                "must be at least 1",
+            ));
         }
         if e.max_packet_bytes < 128 || e.max_packet_bytes > 16 * 1024 * 1024 {
-            return Err(ConfigError::invalid("edge.max_packet_bytes", "must be between 128 and 16777216"));
+            return Err(ConfigError::invalid(
+                "edge.max_packet_bytes",
+                "must be between 128 and 16777216",
+            ));
         }
         if e.max_payload_bytes == 0 || e.max_payload_bytes > e.max_packet_bytes {
             return Err(ConfigError::invalid(
@@ -319,13 +340,22 @@ impl Config {
             }
         }
         if !(e.rate_per_second.is_finite() && e.rate_per_second > 0.0) {
-            return Err(ConfigError::invalid("edge.rate_per_second", "must be a positive number"));
+            return Err(ConfigError::invalid(
+                "edge.rate_per_second",
+                "must be a positive number",
+            ));
         }
         if e.rate_burst == 0 {
-            return Err(ConfigError::invalid("edge.rate_burst", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "edge.rate_burst",
+                "must be at least 1",
+            ));
         }
         if e.outbound_queue == 0 || e.outbound_queue > 65_536 {
-            return Err(ConfigError::invalid("edge.outbound_queue", "must be between 1 and 65536"));
+            return Err(ConfigError::invalid(
+                "edge.outbound_queue",
+                "must be between 1 and 65536",
+            ));
         }
         if !self.broker.bind.is_loopback() {
             return Err(ConfigError::invalid(
@@ -347,7 +377,9 @@ impl Config {
             return Err(ConfigError::invalid("storage.data_dir", "must be set"));
         }
         self.uplink.validate().map_err(|e| match e {
-            crate::uplink::UplinkError::Config { field, reason } => ConfigError::invalid(format!("uplink.{field}"), reason),
+            crate::uplink::UplinkError::Config { field, reason } => {
+                ConfigError::invalid(format!("uplink.{field}"), reason)
+            }
             other => ConfigError::invalid("uplink", other.to_string()),
         })?;
         Ok(())
@@ -356,12 +388,18 @@ impl Config {
 
 fn require_file(field: &str, path: &Path, what: &str) -> Result<(), ConfigError> {
     if path.as_os_str().is_empty() {
-        return Err(ConfigError::invalid(field, format!("is missing: set it to {what}")));
+        return Err(ConfigError::invalid(
+            field,
+            format!("is missing: set it to {what}"),
+        ));
     }
     if !path.is_file() {
         return Err(ConfigError::invalid(
             field,
-            format!("{} does not exist or is not a file: set it to {what}", path.display()),
+            format!(
+                "{} does not exist or is not a file: set it to {what}",
+                path.display()
+            ),
         ));
     }
     Ok(())
@@ -404,7 +442,10 @@ mod tests {
             "test",
             [
                 ("WARDGATE_EDGE__RATE_BURST".to_owned(), "7".to_owned()),
-                ("WARDGATE_STORAGE__DATA_DIR".to_owned(), "/tmp/x y".to_owned()),
+                (
+                    "WARDGATE_STORAGE__DATA_DIR".to_owned(),
+                    "/tmp/x y".to_owned(),
+                ),
                 ("WARDGATE_EDGE__IDLE_TIMEOUT".to_owned(), "30s".to_owned()),
                 ("OTHER".to_owned(), "1".to_owned()),
             ],
@@ -442,7 +483,10 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
             let err = c.validate().unwrap_err().to_string();
-            assert!(err.contains("edge.server_key") && err.contains("chmod 600"), "{err}");
+            assert!(
+                err.contains("edge.server_key") && err.contains("chmod 600"),
+                "{err}"
+            );
             std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
         c.validate().unwrap();

@@ -184,7 +184,10 @@ mod tests {
         m.register("wardgate_test_things", "test", c.clone());
         c.inc();
         let text = m.encode();
-        assert!(text.contains("wardgate_edge_violations_total{reason=\"acl\"} 1"), "{text}");
+        assert!(
+            text.contains("wardgate_edge_violations_total{reason=\"acl\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("wardgate_test_things_total 1"));
         assert_eq!(m.edge.violation_count("acl"), 1);
     }

@@ -166,10 +166,18 @@ impl Ca {
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let now = Utc::now();
-        set_validity(&mut params, now - chrono::Duration::days(1), now + chrono::Duration::days(days));
+        set_validity(
+            &mut params,
+            now - chrono::Duration::days(1),
+            now + chrono::Duration::days(days),
+        );
         let cert = params.self_signed(&key).map_err(rc("self-sign CA"))?;
         let cert_pem = cert.pem();
-        Ok(Self { cert, key, cert_pem })
+        Ok(Self {
+            cert,
+            key,
+            cert_pem,
+        })
     }
 
     /// Load a CA from its PEM certificate and key files.
@@ -179,11 +187,16 @@ impl Ca {
     pub fn load(cert_path: &Path, key_path: &Path) -> Result<Self, PkiError> {
         let cert_pem = read(cert_path)?;
         let key = KeyPair::from_pem(&read(key_path)?).map_err(rc("parse CA key"))?;
-        let params = CertificateParams::from_ca_cert_pem(&cert_pem).map_err(rc("parse CA certificate"))?;
+        let params =
+            CertificateParams::from_ca_cert_pem(&cert_pem).map_err(rc("parse CA certificate"))?;
         // Re-signing yields an issuer with the same name and key; the file
         // on disk stays the distributed CA certificate.
         let cert = params.self_signed(&key).map_err(rc("load CA"))?;
-        Ok(Self { cert, key, cert_pem })
+        Ok(Self {
+            cert,
+            key,
+            cert_pem,
+        })
     }
 
     /// Write `ca.pem` (0644) and `ca.key` (0600) into `dir`.
@@ -207,13 +220,22 @@ impl Ca {
         let key = KeyPair::generate().map_err(rc("generate server key"))?;
         let mut params = CertificateParams::new(names.to_vec()).map_err(rc("server names"))?;
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, names.first().map_or("wardgate", String::as_str));
+        dn.push(
+            DnType::CommonName,
+            names.first().map_or("wardgate", String::as_str),
+        );
         params.distinguished_name = dn;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         let now = Utc::now();
-        set_validity(&mut params, now - chrono::Duration::days(1), now + chrono::Duration::days(days));
-        let cert = params.signed_by(&key, &self.cert, &self.key).map_err(rc("sign server certificate"))?;
+        set_validity(
+            &mut params,
+            now - chrono::Duration::days(1),
+            now + chrono::Duration::days(days),
+        );
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .map_err(rc("sign server certificate"))?;
         Ok(Issued {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
@@ -233,7 +255,8 @@ impl Ca {
         not_after: DateTime<Utc>,
     ) -> Result<Issued, PkiError> {
         let key = KeyPair::generate().map_err(rc("generate device key"))?;
-        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(rc("device params"))?;
+        let mut params =
+            CertificateParams::new(Vec::<String>::new()).map_err(rc("device params"))?;
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, id.as_str());
         dn.push(DnType::OrganizationName, "Wardgate ward devices");
@@ -245,7 +268,9 @@ impl Ca {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         set_validity(&mut params, not_before, not_after);
-        let cert = params.signed_by(&key, &self.cert, &self.key).map_err(rc("sign device certificate"))?;
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .map_err(rc("sign device certificate"))?;
         Ok(Issued {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
@@ -259,7 +284,11 @@ impl Ca {
     /// [`PkiError::Rcgen`] if signing fails.
     pub fn issue_device(&self, id: &DeviceId, days: i64) -> Result<Issued, PkiError> {
         let now = Utc::now();
-        self.issue_device_between(id, now - chrono::Duration::days(1), now + chrono::Duration::days(days))
+        self.issue_device_between(
+            id,
+            now - chrono::Duration::days(1),
+            now + chrono::Duration::days(days),
+        )
     }
 
     /// Issue a client certificate whose only identity is the CN `cn` (no
@@ -269,14 +298,21 @@ impl Ca {
     /// [`PkiError::Rcgen`] if signing fails.
     pub fn issue_cn_only(&self, cn: &str, days: i64) -> Result<Issued, PkiError> {
         let key = KeyPair::generate().map_err(rc("generate device key"))?;
-        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(rc("device params"))?;
+        let mut params =
+            CertificateParams::new(Vec::<String>::new()).map_err(rc("device params"))?;
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, cn);
         params.distinguished_name = dn;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let now = Utc::now();
-        set_validity(&mut params, now - chrono::Duration::days(1), now + chrono::Duration::days(days));
-        let cert = params.signed_by(&key, &self.cert, &self.key).map_err(rc("sign device certificate"))?;
+        set_validity(
+            &mut params,
+            now - chrono::Duration::days(1),
+            now + chrono::Duration::days(days),
+        );
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .map_err(rc("sign device certificate"))?;
         Ok(Issued {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
@@ -298,11 +334,15 @@ mod tests {
         let again = Ca::load(&cp, &kp).unwrap();
         let id = DeviceId::parse("pump-01").unwrap();
         let dev = again.issue_device(&id, 10).unwrap();
-        dev.write(&dir.path().join("d.pem"), &dir.path().join("d.key")).unwrap();
+        dev.write(&dir.path().join("d.pem"), &dir.path().join("d.key"))
+            .unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("d.key")).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join("d.key"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
             let mode = std::fs::metadata(&kp).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);

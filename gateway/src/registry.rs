@@ -198,7 +198,8 @@ fn row_to_device(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
         manufacturer: r.get(3)?,
         firmware_version: r.get(4)?,
         cert_fingerprint: r.get(5)?,
-        state: DeviceState::from_db(&state).ok_or_else(|| bad(6, format!("unknown state {state}")))?,
+        state: DeviceState::from_db(&state)
+            .ok_or_else(|| bad(6, format!("unknown state {state}")))?,
         enrolled_at: ms_to_time(r.get(7)?),
         updated_at: ms_to_time(r.get(8)?),
         last_seen: r.get::<_, Option<i64>>(9)?.map(ms_to_time),
@@ -261,7 +262,11 @@ impl Registry {
         let mut conn = self.lock()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let exists: bool = tx
-            .query_row("SELECT 1 FROM devices WHERE id = ?1", [device.id.as_str()], |_| Ok(()))
+            .query_row(
+                "SELECT 1 FROM devices WHERE id = ?1",
+                [device.id.as_str()],
+                |_| Ok(()),
+            )
             .optional()?
             .is_some();
         if exists {
@@ -282,16 +287,25 @@ impl Registry {
         )?;
         append_in(
             &tx,
-            &AuditEvent::new(actor, "registry.enroll", device.id.as_str(), Outcome::Allowed)
-                .with_detail(serde_json::json!({
-                    "model": device.model,
-                    "manufacturer": device.manufacturer,
-                    "hardware_id": device.hardware_id,
-                    "firmware_version": device.firmware_version,
-                    "cert_pinned": fingerprint.is_some(),
-                })),
+            &AuditEvent::new(
+                actor,
+                "registry.enroll",
+                device.id.as_str(),
+                Outcome::Allowed,
+            )
+            .with_detail(serde_json::json!({
+                "model": device.model,
+                "manufacturer": device.manufacturer,
+                "hardware_id": device.hardware_id,
+                "firmware_version": device.firmware_version,
+                "cert_pinned": fingerprint.is_some(),
+            })),
         )?;
-        let record = tx.query_row(&format!("{SELECT} WHERE id = ?1"), [device.id.as_str()], row_to_device)?;
+        let record = tx.query_row(
+            &format!("{SELECT} WHERE id = ?1"),
+            [device.id.as_str()],
+            row_to_device,
+        )?;
         tx.commit()?;
         tracing::info!(device_id = %device.id, %actor, "device enrolled");
         Ok(record)
@@ -346,7 +360,11 @@ impl Registry {
         let mut conn = self.lock()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let current: Option<String> = tx
-            .query_row("SELECT state FROM devices WHERE id = ?1", [id.as_str()], |r| r.get(0))
+            .query_row(
+                "SELECT state FROM devices WHERE id = ?1",
+                [id.as_str()],
+                |r| r.get(0),
+            )
             .optional()?;
         let current = current
             .and_then(|s| DeviceState::from_db(&s))
@@ -420,7 +438,12 @@ impl Registry {
     ///
     /// # Errors
     /// [`RegistryError::NotFound`] or a database error.
-    pub fn set_firmware_version(&self, id: &DeviceId, version: &str, actor: &str) -> Result<(), RegistryError> {
+    pub fn set_firmware_version(
+        &self,
+        id: &DeviceId,
+        version: &str,
+        actor: &str,
+    ) -> Result<(), RegistryError> {
         check_text("firmware_version", version)?;
         let mut conn = self.lock()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -470,13 +493,21 @@ mod tests {
             Err(RegistryError::AlreadyEnrolled(_))
         ));
         let id = dev.id.clone();
-        reg.set_state(&id, DeviceState::Quarantined, "cli", "odd traffic").unwrap();
+        reg.set_state(&id, DeviceState::Quarantined, "cli", "odd traffic")
+            .unwrap();
         assert_eq!(
             rx.try_recv().unwrap(),
-            DeviceChange { device: id.clone(), state: DeviceState::Quarantined }
+            DeviceChange {
+                device: id.clone(),
+                state: DeviceState::Quarantined
+            }
         );
-        assert!(reg.set_state(&id, DeviceState::Quarantined, "cli", "again").unwrap().is_none());
-        reg.set_state(&id, DeviceState::Revoked, "cli", "stolen").unwrap();
+        assert!(reg
+            .set_state(&id, DeviceState::Quarantined, "cli", "again")
+            .unwrap()
+            .is_none());
+        reg.set_state(&id, DeviceState::Revoked, "cli", "stolen")
+            .unwrap();
         assert!(matches!(
             reg.set_state(&id, DeviceState::Active, "cli", "oops"),
             Err(RegistryError::Revoked(_))
@@ -488,8 +519,16 @@ mod tests {
         assert_eq!(reg.list().unwrap().len(), 1);
 
         let audit = AuditLog::open(&path).unwrap();
-        let actions: Vec<String> = audit.find("pump-01", None).unwrap().into_iter().map(|r| r.action).collect();
-        assert_eq!(actions, ["registry.enroll", "registry.quarantine", "registry.revoke"]);
+        let actions: Vec<String> = audit
+            .find("pump-01", None)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.action)
+            .collect();
+        assert_eq!(
+            actions,
+            ["registry.enroll", "registry.quarantine", "registry.revoke"]
+        );
         assert!(audit.verify().unwrap().is_intact());
     }
 
@@ -499,7 +538,13 @@ mod tests {
         let reg = Registry::open(&dir.path().join("gw.db")).unwrap();
         let mut d = new_device("pump-02");
         d.cert_fingerprint = Some("zz".into());
-        assert!(matches!(reg.enroll(&d, "cli"), Err(RegistryError::Invalid { field: "cert_fingerprint", .. })));
+        assert!(matches!(
+            reg.enroll(&d, "cli"),
+            Err(RegistryError::Invalid {
+                field: "cert_fingerprint",
+                ..
+            })
+        ));
         let mut d = new_device("pump-02");
         d.model = String::new();
         assert!(reg.enroll(&d, "cli").is_err());

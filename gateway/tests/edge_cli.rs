@@ -24,12 +24,20 @@ impl Drop for ChildGuard {
 }
 
 fn gw(args: &[&str]) -> std::process::Output {
-    Command::new(BIN).args(args).env_remove("WARDGATE_CONFIG").output().unwrap()
+    Command::new(BIN)
+        .args(args)
+        .env_remove("WARDGATE_CONFIG")
+        .output()
+        .unwrap()
 }
 
 fn ok(args: &[&str]) -> String {
     let out = gw(args);
-    assert!(out.status.success(), "gateway {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "gateway {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -66,22 +74,49 @@ async fn cli_pki_enroll_run_revoke_and_audit_verify_detects_tampering() {
     let pki = dir.path().join("pki");
     let pki_s = pki.to_str().unwrap();
     ok(&["pki", "--dir", pki_s, "init"]);
-    ok(&["pki", "--dir", pki_s, "server", "--name", "localhost", "--name", "127.0.0.1"]);
+    ok(&[
+        "pki",
+        "--dir",
+        pki_s,
+        "server",
+        "--name",
+        "localhost",
+        "--name",
+        "127.0.0.1",
+    ]);
     let out = ok(&["pki", "--dir", pki_s, "device", "--id", "pump-01"]);
     assert!(out.contains("fingerprint "));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         for key in ["ca.key", "server.key", "pump-01.key"] {
-            let mode = std::fs::metadata(pki.join(key)).unwrap().permissions().mode() & 0o777;
+            let mode = std::fs::metadata(pki.join(key))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
             assert_eq!(mode, 0o600, "{key}");
         }
     }
     let config = write_config(dir.path());
     let c = config.to_str().unwrap();
     ok(&[
-        "device", "--config", c, "enroll", "--id", "pump-01", "--model", "P-100", "--hardware-id", "acme-p100",
-        "--manufacturer", "acme", "--firmware", "1.0.0", "--cert", &format!("{pki_s}/pump-01.pem"),
+        "device",
+        "--config",
+        c,
+        "enroll",
+        "--id",
+        "pump-01",
+        "--model",
+        "P-100",
+        "--hardware-id",
+        "acme-p100",
+        "--manufacturer",
+        "acme",
+        "--firmware",
+        "1.0.0",
+        "--cert",
+        &format!("{pki_s}/pump-01.pem"),
     ]);
     assert!(ok(&["device", "--config", c, "list"]).contains("pump-01"));
 
@@ -89,11 +124,19 @@ async fn cli_pki_enroll_run_revoke_and_audit_verify_detects_tampering() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(pki.join("server.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(
+            pki.join("server.key"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
         let out = gw(&["run", "--config", c]);
         assert!(!out.status.success());
         assert!(String::from_utf8_lossy(&out.stderr).contains("edge.server_key"));
-        std::fs::set_permissions(pki.join("server.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(
+            pki.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
     }
 
     let mut child = ChildGuard(
@@ -112,7 +155,13 @@ async fn cli_pki_enroll_run_revoke_and_audit_verify_detects_tampering() {
     })
     .await
     .unwrap();
-    let port: u16 = line.trim().rsplit(':').next().unwrap().parse().expect(&line);
+    let port: u16 = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .expect(&line);
 
     let tls = DeviceTls {
         ca_pem: std::fs::read_to_string(pki.join("ca.pem")).unwrap(),
@@ -128,12 +177,18 @@ async fn cli_pki_enroll_run_revoke_and_audit_verify_detects_tampering() {
         keep_alive: Duration::from_secs(30),
     };
     let mut dev = SimDevice::connect(&opts).await.unwrap();
-    dev.publish_telemetry(VitalsGenerator::new(1).next_readings()).await.unwrap();
+    dev.publish_telemetry(VitalsGenerator::new(1).next_readings())
+        .await
+        .unwrap();
     dev.wait_puback(Duration::from_secs(10)).await.unwrap();
 
     // Revocation from another process reaches the live session.
-    ok(&["device", "--config", c, "revoke", "pump-01", "--reason", "stolen"]);
-    dev.wait_disconnected(Duration::from_secs(10)).await.expect("revoked device cut off");
+    ok(&[
+        "device", "--config", c, "revoke", "pump-01", "--reason", "stolen",
+    ]);
+    dev.wait_disconnected(Duration::from_secs(10))
+        .await
+        .expect("revoked device cut off");
     let recorded = support::wait_for(Duration::from_secs(10), || {
         let export = ok(&["audit", "--config", c, "export"]);
         export
@@ -142,25 +197,57 @@ async fn cli_pki_enroll_run_revoke_and_audit_verify_detects_tampering() {
             .then_some(())
     })
     .await;
-    assert!(recorded.is_some(), "the gateway recorded the live revocation");
+    assert!(
+        recorded.is_some(),
+        "the gateway recorded the live revocation"
+    );
     drop(child);
 
     let verify = gw(&["audit", "--config", c, "verify"]);
-    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
     let export = ok(&["audit", "--config", c, "export"]);
-    let rows: Vec<serde_json::Value> = export.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert!(rows.iter().any(|r| r["action"] == "registry.revoke" && r["subject"] == "pump-01"));
-    assert!(rows.iter().any(|r| r["action"] == "edge.disconnect" && r["subject"] == "pump-01"));
-    let target = rows.iter().find(|r| r["action"] == "registry.enroll").unwrap()["id"].as_i64().unwrap();
+    let rows: Vec<serde_json::Value> = export
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(rows
+        .iter()
+        .any(|r| r["action"] == "registry.revoke" && r["subject"] == "pump-01"));
+    assert!(rows
+        .iter()
+        .any(|r| r["action"] == "edge.disconnect" && r["subject"] == "pump-01"));
+    let target = rows
+        .iter()
+        .find(|r| r["action"] == "registry.enroll")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
 
     // Tamper directly in SQLite (the triggers must be dropped first).
     let db = rusqlite::Connection::open(dir.path().join("state/gateway.db")).unwrap();
-    assert!(db.execute("UPDATE audit_log SET actor = 'nobody' WHERE id = ?1", [target]).is_err());
-    db.execute_batch("DROP TRIGGER audit_log_no_update;").unwrap();
-    db.execute("UPDATE audit_log SET actor = 'nobody' WHERE id = ?1", [target]).unwrap();
+    assert!(db
+        .execute(
+            "UPDATE audit_log SET actor = 'nobody' WHERE id = ?1",
+            [target]
+        )
+        .is_err());
+    db.execute_batch("DROP TRIGGER audit_log_no_update;")
+        .unwrap();
+    db.execute(
+        "UPDATE audit_log SET actor = 'nobody' WHERE id = ?1",
+        [target],
+    )
+    .unwrap();
     drop(db);
     let verify = gw(&["audit", "--config", c, "verify"]);
     let text = String::from_utf8_lossy(&verify.stdout);
     assert_eq!(verify.status.code(), Some(1), "{text}");
-    assert!(text.contains(&format!("row {target}: content does not match")), "{text}");
+    assert!(
+        text.contains(&format!("row {target}: content does not match")),
+        "{text}"
+    );
 }

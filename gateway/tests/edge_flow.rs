@@ -26,29 +26,44 @@ async fn enrolled_device_telemetry_reaches_in_gateway_subscriber() {
     assert_eq!(seqs, [1, 2, 3, 4, 5]);
     let row = &gw.audit("monitor-01", Some("edge.connect"))[0];
     assert_eq!(row.outcome, "allowed");
-    assert!(gw.handle().context.metrics.encode().contains("wardgate_edge_messages_total{kind=\"telemetry\"} 5"));
+    assert!(gw
+        .handle()
+        .context
+        .metrics
+        .encode()
+        .contains("wardgate_edge_messages_total{kind=\"telemetry\"} 5"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_receives_its_commands_and_may_publish_status() {
     let gw = TestGateway::start().await;
     let mut dev = gw.device("pump-01").await;
-    dev.subscribe("wardgate/v1/devices/pump-01/cmd").await.unwrap();
+    dev.subscribe("wardgate/v1/devices/pump-01/cmd")
+        .await
+        .unwrap();
     loop {
-        if dev.next_event(Duration::from_secs(10)).await.unwrap() == device_sim::DeviceEvent::SubAck {
+        if dev.next_event(Duration::from_secs(10)).await.unwrap() == device_sim::DeviceEvent::SubAck
+        {
             break;
         }
     }
     let (mut tx, _rx) = gw.handle().broker.link("gateway.cmd").unwrap();
-    tx.publish("wardgate/v1/devices/pump-01/cmd", r#"{"schema":1,"seq":1,"ts":"2026-01-01T00:00:00Z","command":"identify"}"#)
-        .unwrap();
+    tx.publish(
+        "wardgate/v1/devices/pump-01/cmd",
+        r#"{"schema":1,"seq":1,"ts":"2026-01-01T00:00:00Z","command":"identify"}"#,
+    )
+    .unwrap();
     let got = loop {
-        if let device_sim::DeviceEvent::Message { topic, payload } = dev.next_event(Duration::from_secs(10)).await.unwrap() {
+        if let device_sim::DeviceEvent::Message { topic, payload } =
+            dev.next_event(Duration::from_secs(10)).await.unwrap()
+        {
             break (topic, payload);
         }
     };
     assert_eq!(got.0, "wardgate/v1/devices/pump-01/cmd");
     wardgate_protocol::Command::from_json(&got.1).unwrap();
-    dev.publish_status(DeviceActivity::TherapyInProgress, "1.0.0").await.unwrap();
+    dev.publish_status(DeviceActivity::TherapyInProgress, "1.0.0")
+        .await
+        .unwrap();
     dev.wait_puback(Duration::from_secs(10)).await.unwrap();
 }

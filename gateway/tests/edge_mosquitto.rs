@@ -20,7 +20,11 @@ struct Files {
 
 fn files(gw: &TestGateway, id: &str) -> Files {
     gw.enroll(id);
-    let issued = gw.pki.ca.issue_device(&DeviceId::parse(id).unwrap(), 5).unwrap();
+    let issued = gw
+        .pki
+        .ca
+        .issue_device(&DeviceId::parse(id).unwrap(), 5)
+        .unwrap();
     let (c, k) = gw.pki.write_files(id, &issued);
     Files {
         ca: gw.pki.ca_path.display().to_string(),
@@ -31,8 +35,22 @@ fn files(gw: &TestGateway, id: &str) -> Files {
 
 fn tls_args(f: &Files, port: u16, id: &str, version: &str) -> Vec<String> {
     [
-        "-h", "localhost", "-p", &port.to_string(), "--cafile", &f.ca, "--cert", &f.cert, "--key", &f.key, "-i", id,
-        "-V", version, "-q", "1",
+        "-h",
+        "localhost",
+        "-p",
+        &port.to_string(),
+        "--cafile",
+        &f.ca,
+        "--cert",
+        &f.cert,
+        "--key",
+        &f.key,
+        "-i",
+        id,
+        "-V",
+        version,
+        "-q",
+        "1",
     ]
     .iter()
     .map(|s| (*s).to_owned())
@@ -42,7 +60,11 @@ fn tls_args(f: &Files, port: u16, id: &str, version: &str) -> Vec<String> {
 async fn run(cmd: &str, args: Vec<String>) -> std::process::Output {
     let cmd = cmd.to_owned();
     tokio::task::spawn_blocking(move || {
-        Command::new(cmd).args(args).stdin(Stdio::null()).output().expect("mosquitto clients installed")
+        Command::new(cmd)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("mosquitto clients installed")
     })
     .await
     .unwrap()
@@ -63,8 +85,15 @@ async fn mosquitto_pub_publishes_on_its_own_topic_with_v311_and_v5() {
             String::from_utf8(telemetry_json(1, 71.0)).unwrap(),
         ]);
         let out = run(PUB, args).await;
-        assert!(out.status.success(), "{version}: {}", String::from_utf8_lossy(&out.stderr));
-        let (topic, payload) = sub.next(Duration::from_secs(10)).await.expect("message reached the broker");
+        assert!(
+            out.status.success(),
+            "{version}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (topic, payload) = sub
+            .next(Duration::from_secs(10))
+            .await
+            .expect("message reached the broker");
         assert_eq!(topic, format!("wardgate/v1/devices/{id}/telemetry"));
         assert_eq!(payload, telemetry_json(1, 71.0));
     }
@@ -84,7 +113,8 @@ async fn mosquitto_pub_straying_to_another_topic_is_cut_off() {
     ]);
     let out = run(PUB, args).await;
     assert!(!out.status.success(), "mosquitto_pub must not see a PUBACK");
-    gw.wait_audit("mosq-bad", "edge.violation", "acl_topic").await;
+    gw.wait_audit("mosq-bad", "edge.violation", "acl_topic")
+        .await;
     assert!(sub.next(Duration::from_millis(300)).await.is_none());
     gw.assert_others_work("after-mosq").await;
 }
@@ -94,7 +124,14 @@ async fn mosquitto_sub_gets_its_commands_and_is_cut_off_on_wildcards() {
     let gw = TestGateway::start().await;
     let f = files(&gw, "mosq-sub");
     let mut args = tls_args(&f, gw.port(), "mosq-sub", "mqttv5");
-    args.extend(["-t".into(), "wardgate/v1/devices/mosq-sub/cmd".into(), "-C".into(), "1".into(), "-W".into(), "15".into()]);
+    args.extend([
+        "-t".into(),
+        "wardgate/v1/devices/mosq-sub/cmd".into(),
+        "-C".into(),
+        "1".into(),
+        "-W".into(),
+        "15".into(),
+    ]);
     let sub = tokio::task::spawn_blocking(move || Command::new(SUB).args(args).output().unwrap());
     // Wait until the subscription is in place, then send a command.
     let link = gw.handle().broker.clone();
@@ -112,12 +149,17 @@ async fn mosquitto_sub_gets_its_commands_and_is_cut_off_on_wildcards() {
             break sub.await.unwrap();
         }
     };
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), cmd);
 
     let mut args = tls_args(&f, gw.port(), "mosq-sub", "mqttv311");
     args.extend(["-t".into(), "#".into(), "-W".into(), "3".into()]);
     let _ = run(SUB, args).await;
-    gw.wait_audit("mosq-sub", "edge.violation", "acl_topic").await;
+    gw.wait_audit("mosq-sub", "edge.violation", "acl_topic")
+        .await;
     gw.assert_others_work("after-mosq").await;
 }

@@ -23,12 +23,21 @@ struct Bystander {
 
 impl Bystander {
     async fn new(gw: &TestGateway) -> Self {
-        Self { dev: gw.device("bystander").await, vitals: VitalsGenerator::new(9) }
+        Self {
+            dev: gw.device("bystander").await,
+            vitals: VitalsGenerator::new(9),
+        }
     }
 
     async fn still_works(&mut self, gw: &TestGateway) {
-        self.dev.publish_telemetry(self.vitals.next_readings()).await.unwrap();
-        self.dev.wait_puback(T).await.expect("bystander keeps its session");
+        self.dev
+            .publish_telemetry(self.vitals.next_readings())
+            .await
+            .unwrap();
+        self.dev
+            .wait_puback(T)
+            .await
+            .expect("bystander keeps its session");
         gw.assert_others_work("newcomer").await;
     }
 }
@@ -40,7 +49,9 @@ async fn refused_publish(topic_for: impl Fn(&str) -> String, payload: Vec<u8>, r
     let mut by = Bystander::new(&gw).await;
     let mut sub = gw.subscriber("test.all", "wardgate/v1/devices/+/telemetry");
     let mut dev = gw.device("attacker").await;
-    dev.publish_raw(&topic_for("attacker"), payload).await.unwrap();
+    dev.publish_raw(&topic_for("attacker"), payload)
+        .await
+        .unwrap();
     dev.wait_disconnected(T).await.expect("attacker is cut off");
     let row = gw.wait_audit("attacker", "edge.violation", reason).await;
     assert_eq!(row.outcome, "refused");
@@ -48,35 +59,63 @@ async fn refused_publish(topic_for: impl Fn(&str) -> String, payload: Vec<u8>, r
     // Nothing from the attacker reached the broker.
     by.still_works(&gw).await;
     for (topic, _) in sub.drain(Duration::from_millis(300)).await {
-        assert!(!topic.contains("attacker"), "attacker message leaked: {topic}");
+        assert!(
+            !topic.contains("attacker"),
+            "attacker message leaked: {topic}"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_to_another_devices_topic() {
-    refused_publish(|_| "wardgate/v1/devices/bystander/telemetry".into(), telemetry_json(1, 70.0), "acl_topic").await;
+    refused_publish(
+        |_| "wardgate/v1/devices/bystander/telemetry".into(),
+        telemetry_json(1, 70.0),
+        "acl_topic",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_on_a_gateway_to_device_topic() {
-    refused_publish(|me| format!("wardgate/v1/devices/{me}/cmd"), b"{}".to_vec(), "acl_direction").await;
+    refused_publish(
+        |me| format!("wardgate/v1/devices/{me}/cmd"),
+        b"{}".to_vec(),
+        "acl_direction",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_json() {
-    refused_publish(|me| format!("wardgate/v1/devices/{me}/telemetry"), b"{\"schema\":1,".to_vec(), "malformed_payload").await;
+    refused_publish(
+        |me| format!("wardgate/v1/devices/{me}/telemetry"),
+        b"{\"schema\":1,".to_vec(),
+        "malformed_payload",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_range_vital() {
-    refused_publish(|me| format!("wardgate/v1/devices/{me}/telemetry"), telemetry_json(1, 900.0), "out_of_range").await;
+    refused_publish(
+        |me| format!("wardgate/v1/devices/{me}/telemetry"),
+        telemetry_json(1, 900.0),
+        "out_of_range",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payload_over_the_limit() {
     let mut big = telemetry_json(1, 70.0);
     big.extend(std::iter::repeat_n(b' ', 5000));
-    refused_publish(|me| format!("wardgate/v1/devices/{me}/telemetry"), big, "payload_size").await;
+    refused_publish(
+        |me| format!("wardgate/v1/devices/{me}/telemetry"),
+        big,
+        "payload_size",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,16 +131,33 @@ async fn replayed_seq() {
     dev.publish_telemetry(v.next_readings()).await.unwrap();
     dev.wait_disconnected(T).await.unwrap();
     let row = gw.wait_audit("attacker", "edge.violation", "replay").await;
-    assert!(row.detail_json()["error"].as_str().unwrap().contains("seq 1"));
-    assert_eq!(sub.drain(Duration::from_millis(300)).await.len(), 1, "only the first message got through");
+    assert!(row.detail_json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("seq 1"));
+    assert_eq!(
+        sub.drain(Duration::from_millis(300)).await.len(),
+        1,
+        "only the first message got through"
+    );
 
     // The replay is refused across reconnects too.
-    let tls = gw.pki.device_tls(&gw.pki.ca.issue_device(&DeviceId::parse("attacker").unwrap(), 5).unwrap());
-    let mut again = SimDevice::connect(&gw.options("attacker", tls)).await.unwrap();
+    let tls = gw.pki.device_tls(
+        &gw.pki
+            .ca
+            .issue_device(&DeviceId::parse("attacker").unwrap(), 5)
+            .unwrap(),
+    );
+    let mut again = SimDevice::connect(&gw.options("attacker", tls))
+        .await
+        .unwrap();
     again.set_seq(0);
     again.publish_telemetry(v.next_readings()).await.unwrap();
     again.wait_disconnected(T).await.unwrap();
-    assert_eq!(gw.handle().context.metrics.edge.violation_count("replay"), 2);
+    assert_eq!(
+        gw.handle().context.metrics.edge.violation_count("replay"),
+        2
+    );
     by.still_works(&gw).await;
 }
 
@@ -111,8 +167,13 @@ async fn refused_subscribe(filter: &str) {
     let mut dev = gw.device("attacker").await;
     dev.subscribe(filter).await.unwrap();
     dev.wait_disconnected(T).await.expect("attacker is cut off");
-    let row = gw.wait_audit("attacker", "edge.violation", "acl_topic").await;
-    assert!(row.detail_json()["error"].as_str().unwrap().contains(filter));
+    let row = gw
+        .wait_audit("attacker", "edge.violation", "acl_topic")
+        .await;
+    assert!(row.detail_json()["error"]
+        .as_str()
+        .unwrap()
+        .contains(filter));
     by.still_works(&gw).await;
 }
 
@@ -144,8 +205,13 @@ async fn client_id_differs_from_certificate() {
     let mut opts = gw.options("pump-07", tls);
     opts.client_id = Some("bystander".into());
     let err = SimDevice::connect(&opts).await.unwrap_err();
-    assert!(err.to_string().contains("NotAuthorized") || err.to_string().contains("Refused"), "{err}");
-    let row = gw.wait_audit("pump-07", "edge.connect", "client_id_mismatch").await;
+    assert!(
+        err.to_string().contains("NotAuthorized") || err.to_string().contains("Refused"),
+        "{err}"
+    );
+    let row = gw
+        .wait_audit("pump-07", "edge.connect", "client_id_mismatch")
+        .await;
     assert_eq!(row.outcome, "refused");
     by.still_works(&gw).await;
 }
@@ -154,10 +220,17 @@ async fn client_id_differs_from_certificate() {
 async fn unenrolled_device() {
     let gw = TestGateway::start().await;
     let mut by = Bystander::new(&gw).await;
-    let issued = gw.pki.ca.issue_device(&DeviceId::parse("stranger").unwrap(), 5).unwrap();
-    let err = SimDevice::connect(&gw.options("stranger", gw.pki.device_tls(&issued))).await.unwrap_err();
+    let issued = gw
+        .pki
+        .ca
+        .issue_device(&DeviceId::parse("stranger").unwrap(), 5)
+        .unwrap();
+    let err = SimDevice::connect(&gw.options("stranger", gw.pki.device_tls(&issued)))
+        .await
+        .unwrap_err();
     assert!(!err.to_string().is_empty());
-    gw.wait_audit("stranger", "edge.connect", "not_enrolled").await;
+    gw.wait_audit("stranger", "edge.connect", "not_enrolled")
+        .await;
     by.still_works(&gw).await;
 }
 
@@ -167,8 +240,14 @@ async fn revoked_device_is_refused() {
     let mut by = Bystander::new(&gw).await;
     let tls = gw.enroll("pump-08");
     let id = DeviceId::parse("pump-08").unwrap();
-    gw.handle().context.registry.set_state(&id, DeviceState::Revoked, "test", "stolen").unwrap();
-    SimDevice::connect(&gw.options("pump-08", tls)).await.unwrap_err();
+    gw.handle()
+        .context
+        .registry
+        .set_state(&id, DeviceState::Revoked, "test", "stolen")
+        .unwrap();
+    SimDevice::connect(&gw.options("pump-08", tls))
+        .await
+        .unwrap_err();
     gw.wait_audit("pump-08", "edge.connect", "revoked").await;
     by.still_works(&gw).await;
 }
@@ -185,7 +264,9 @@ async fn device_revoked_while_connected_is_cut_off_at_once() {
         .set_state_async(id, DeviceState::Revoked, "test".into(), "lost".into())
         .await
         .unwrap();
-    dev.wait_disconnected(T).await.expect("revocation ends the live session");
+    dev.wait_disconnected(T)
+        .await
+        .expect("revocation ends the live session");
     let row = gw.wait_audit("pump-09", "edge.disconnect", "revoked").await;
     assert_eq!(row.actor, "gateway");
     by.still_works(&gw).await;
@@ -200,20 +281,35 @@ async fn quarantined_device_is_confined_live() {
     gw.handle()
         .context
         .registry
-        .set_state_async(id.clone(), DeviceState::Quarantined, "test".into(), "odd".into())
+        .set_state_async(
+            id.clone(),
+            DeviceState::Quarantined,
+            "test".into(),
+            "odd".into(),
+        )
         .await
         .unwrap();
     // Status is still allowed once the change has reached the session.
     let reached = support::wait_for(T, || {
-        gw.handle().context.registry.get(&id).unwrap().filter(|r| r.state == DeviceState::Quarantined)
+        gw.handle()
+            .context
+            .registry
+            .get(&id)
+            .unwrap()
+            .filter(|r| r.state == DeviceState::Quarantined)
     })
     .await;
     assert!(reached.is_some());
-    dev.publish_status(wardgate_protocol::DeviceActivity::Idle, "1.0.0").await.unwrap();
+    dev.publish_status(wardgate_protocol::DeviceActivity::Idle, "1.0.0")
+        .await
+        .unwrap();
     dev.wait_puback(T).await.unwrap();
-    dev.publish_telemetry(VitalsGenerator::new(2).next_readings()).await.unwrap();
+    dev.publish_telemetry(VitalsGenerator::new(2).next_readings())
+        .await
+        .unwrap();
     dev.wait_disconnected(T).await.unwrap();
-    gw.wait_audit("pump-10", "edge.violation", "quarantined").await;
+    gw.wait_audit("pump-10", "edge.violation", "quarantined")
+        .await;
     by.still_works(&gw).await;
 }
 
@@ -223,13 +319,25 @@ async fn refused_handshake(gw: &TestGateway, cert_key: Option<(&str, &str)>, exp
         // TLS 1.3 reports the refusal after the client's Finished: the
         // connection must be closed without a single MQTT byte.
         let _ = tls.write_all(&connect_v4("x", None)).await;
-        let got = read_until_closed(&mut tls, T).await.expect("closed by the gateway");
+        let got = read_until_closed(&mut tls, T)
+            .await
+            .expect("closed by the gateway");
         assert!(got.is_empty(), "no MQTT response to an unverified peer");
     }
     let row = gw.wait_audit_any("edge.tls", "tls_handshake").await;
     let error = row.detail_json()["error"].as_str().unwrap().to_owned();
-    assert!(error.contains(expect), "audit error {error:?} should mention {expect}");
-    assert_eq!(gw.handle().context.metrics.edge.connection_count("tls_handshake"), 1);
+    assert!(
+        error.contains(expect),
+        "audit error {error:?} should mention {expect}"
+    );
+    assert_eq!(
+        gw.handle()
+            .context
+            .metrics
+            .edge
+            .connection_count("tls_handshake"),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,7 +354,9 @@ async fn certificate_from_another_ca() {
     let mut by = Bystander::new(&gw).await;
     gw.enroll("pump-11");
     let rogue = Ca::generate("Rogue CA", 5).unwrap();
-    let cert = rogue.issue_device(&DeviceId::parse("pump-11").unwrap(), 5).unwrap();
+    let cert = rogue
+        .issue_device(&DeviceId::parse("pump-11").unwrap(), 5)
+        .unwrap();
     refused_handshake(&gw, Some((&cert.cert_pem, &cert.key_pem)), "UnknownIssuer").await;
     by.still_works(&gw).await;
 }
@@ -260,17 +370,34 @@ async fn expired_certificate() {
     let cert = gw
         .pki
         .ca
-        .issue_device_between(&DeviceId::parse("pump-12").unwrap(), now - chrono::Duration::days(30), now - chrono::Duration::days(2))
+        .issue_device_between(
+            &DeviceId::parse("pump-12").unwrap(),
+            now - chrono::Duration::days(30),
+            now - chrono::Duration::days(2),
+        )
         .unwrap();
     refused_handshake(&gw, Some((&cert.cert_pem, &cert.key_pem)), "expired").await;
     by.still_works(&gw).await;
 }
 
 /// A raw, authenticated device socket.
-async fn raw_device(gw: &TestGateway, id: &str) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+async fn raw_device(
+    gw: &TestGateway,
+    id: &str,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     gw.enroll(id);
-    let cert = gw.pki.ca.issue_device(&DeviceId::parse(id).unwrap(), 5).unwrap();
-    raw_tls(gw.port(), &gw.pki.ca.cert_pem, Some((&cert.cert_pem, &cert.key_pem))).await.unwrap()
+    let cert = gw
+        .pki
+        .ca
+        .issue_device(&DeviceId::parse(id).unwrap(), 5)
+        .unwrap();
+    raw_tls(
+        gw.port(),
+        &gw.pki.ca.cert_pem,
+        Some((&cert.cert_pem, &cert.key_pem)),
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -278,7 +405,9 @@ async fn raw_garbage_bytes() {
     let gw = TestGateway::start().await;
     let mut by = Bystander::new(&gw).await;
     let mut s = raw_device(&gw, "junk-01").await;
-    s.write_all(&[0x00, 0xde, 0xad, 0xbe, 0xef, 0xff, 0xff]).await.unwrap();
+    s.write_all(&[0x00, 0xde, 0xad, 0xbe, 0xef, 0xff, 0xff])
+        .await
+        .unwrap();
     read_until_closed(&mut s, T).await.expect("closed");
     gw.wait_audit("junk-01", "edge.violation", "protocol").await;
     by.still_works(&gw).await;
@@ -290,7 +419,9 @@ async fn garbage_after_connect() {
     let mut by = Bystander::new(&gw).await;
     let mut s = raw_device(&gw, "junk-02").await;
     s.write_all(&connect_v4("junk-02", None)).await.unwrap();
-    s.write_all(&[0xff, 0xff, 0xff, 0xff, 0xff, 0x01]).await.unwrap();
+    s.write_all(&[0xff, 0xff, 0xff, 0xff, 0xff, 0x01])
+        .await
+        .unwrap();
     read_until_closed(&mut s, T).await.expect("closed");
     gw.wait_audit("junk-02", "edge.violation", "protocol").await;
     by.still_works(&gw).await;
@@ -303,12 +434,19 @@ async fn truncated_mqtt_packet() {
     let mut sub = gw.subscriber("test.trunc", "wardgate/v1/devices/junk-03/telemetry");
     let mut s = raw_device(&gw, "junk-03").await;
     s.write_all(&connect_v4("junk-03", None)).await.unwrap();
-    let full = publish_v4("wardgate/v1/devices/junk-03/telemetry", &telemetry_json(1, 70.0), 1);
+    let full = publish_v4(
+        "wardgate/v1/devices/junk-03/telemetry",
+        &telemetry_json(1, 70.0),
+        1,
+    );
     s.write_all(&full[..full.len() / 2]).await.unwrap();
     s.shutdown().await.unwrap();
     read_until_closed(&mut s, T).await.expect("closed");
     let row = gw.wait_audit("junk-03", "edge.violation", "protocol").await;
-    assert!(row.detail_json()["error"].as_str().unwrap().contains("inside a packet"));
+    assert!(row.detail_json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("inside a packet"));
     assert!(sub.next(Duration::from_millis(300)).await.is_none());
     by.still_works(&gw).await;
 }
@@ -321,15 +459,37 @@ async fn nothing_after_a_violation_reaches_the_broker() {
     let mut s = raw_device(&gw, "junk-04").await;
     // One write: valid, violation, valid.
     let mut bytes = connect_v4("junk-04", None);
-    bytes.extend(publish_v4("wardgate/v1/devices/junk-04/telemetry", &telemetry_json(1, 70.0), 1));
-    bytes.extend(publish_v4("wardgate/v1/devices/bystander/telemetry", &telemetry_json(2, 70.0), 2));
-    bytes.extend(publish_v4("wardgate/v1/devices/junk-04/telemetry", &telemetry_json(3, 70.0), 3));
+    bytes.extend(publish_v4(
+        "wardgate/v1/devices/junk-04/telemetry",
+        &telemetry_json(1, 70.0),
+        1,
+    ));
+    bytes.extend(publish_v4(
+        "wardgate/v1/devices/bystander/telemetry",
+        &telemetry_json(2, 70.0),
+        2,
+    ));
+    bytes.extend(publish_v4(
+        "wardgate/v1/devices/junk-04/telemetry",
+        &telemetry_json(3, 70.0),
+        3,
+    ));
     s.write_all(&bytes).await.unwrap();
     read_until_closed(&mut s, T).await.expect("closed");
-    gw.wait_audit("junk-04", "edge.violation", "acl_topic").await;
+    gw.wait_audit("junk-04", "edge.violation", "acl_topic")
+        .await;
     let got = sub.drain(Duration::from_millis(500)).await;
-    assert_eq!(got.len(), 1, "exactly the packet before the violation: {got:?}");
-    assert_eq!(wardgate_protocol::Telemetry::from_json(&got[0].1).unwrap().seq, 1);
+    assert_eq!(
+        got.len(),
+        1,
+        "exactly the packet before the violation: {got:?}"
+    );
+    assert_eq!(
+        wardgate_protocol::Telemetry::from_json(&got[0].1)
+            .unwrap()
+            .seq,
+        1
+    );
     by.still_works(&gw).await;
 }
 
@@ -349,6 +509,7 @@ async fn rate_limit() {
         }
     }
     dev.wait_disconnected(T).await.unwrap();
-    gw.wait_audit("chatty", "edge.violation", "rate_limit").await;
+    gw.wait_audit("chatty", "edge.violation", "rate_limit")
+        .await;
     by.still_works(&gw).await;
 }

@@ -193,7 +193,9 @@ fn check_text(message: &'static str, field: &str, value: &str) -> Result<(), Pro
     if value.len() > MAX_TEXT || value.chars().any(char::is_control) {
         return Err(ProtocolError::Invalid {
             message,
-            detail: format!("field {field} is longer than {MAX_TEXT} bytes or holds control characters"),
+            detail: format!(
+                "field {field} is longer than {MAX_TEXT} bytes or holds control characters"
+            ),
         });
     }
     Ok(())
@@ -332,8 +334,14 @@ mod tests {
             seq: 7,
             ts: Utc::now(),
             readings: vec![
-                Reading { kind: VitalKind::HeartRate, value: 72.0 },
-                Reading { kind: VitalKind::Spo2, value: 97.0 },
+                Reading {
+                    kind: VitalKind::HeartRate,
+                    value: 72.0,
+                },
+                Reading {
+                    kind: VitalKind::Spo2,
+                    value: 97.0,
+                },
             ],
         }
     }
@@ -347,7 +355,13 @@ mod tests {
         let mut bad = sample();
         bad.readings[0].value = 900.0;
         let err = Telemetry::from_json(&serde_json::to_vec(&bad).unwrap()).unwrap_err();
-        assert!(matches!(err, ProtocolError::OutOfRange { kind: "heart_rate", .. }));
+        assert!(matches!(
+            err,
+            ProtocolError::OutOfRange {
+                kind: "heart_rate",
+                ..
+            }
+        ));
 
         let mut bad = sample();
         bad.schema = 2;
@@ -371,7 +385,12 @@ mod tests {
     #[test]
     fn device_message_by_kind() {
         let json = serde_json::to_vec(&sample()).unwrap();
-        assert_eq!(DeviceMessage::parse(TopicKind::Telemetry, &json).unwrap().seq(), 7);
+        assert_eq!(
+            DeviceMessage::parse(TopicKind::Telemetry, &json)
+                .unwrap()
+                .seq(),
+            7
+        );
         assert!(DeviceMessage::parse(TopicKind::Cmd, &json).is_err());
         assert!(DeviceMessage::parse(TopicKind::Status, &json).is_err());
         let status = Status {
@@ -383,7 +402,12 @@ mod tests {
             battery_pct: Some(80),
         };
         let json = serde_json::to_vec(&status).unwrap();
-        assert_eq!(DeviceMessage::parse(TopicKind::Status, &json).unwrap().seq(), 3);
+        assert_eq!(
+            DeviceMessage::parse(TopicKind::Status, &json)
+                .unwrap()
+                .seq(),
+            3
+        );
     }
 
     proptest! {

@@ -130,7 +130,10 @@ mod tests {
         let id = DeviceId::parse("pump-07").unwrap();
         for kind in TopicKind::ALL {
             let t = topic(&id, kind);
-            assert_eq!(DeviceTopic::parse(&t).unwrap(), DeviceTopic::new(id.clone(), kind));
+            assert_eq!(
+                DeviceTopic::parse(&t).unwrap(),
+                DeviceTopic::new(id.clone(), kind)
+            );
         }
     }
 

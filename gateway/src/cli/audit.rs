@@ -48,18 +48,29 @@ pub fn run(args: &AuditArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
                 writeln!(out, "audit log intact: {} rows verified", report.rows)?;
                 Ok(ExitCode::SUCCESS)
             } else {
-                writeln!(out, "audit log TAMPERED: {} problem(s) in {} rows", report.problems.len(), report.rows)?;
+                writeln!(
+                    out,
+                    "audit log TAMPERED: {} problem(s) in {} rows",
+                    report.problems.len(),
+                    report.rows
+                )?;
                 for p in &report.problems {
                     writeln!(out, "row {}: {}", p.row_id, p.problem)?;
                 }
-                writeln!(out, "keep this database as evidence and compare with your last export")?;
+                writeln!(
+                    out,
+                    "keep this database as evidence and compare with your last export"
+                )?;
                 Ok(ExitCode::from(1))
             }
         }
         AuditCommand::Export { out: path } => {
             let n = match path {
                 Some(p) => {
-                    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(p)?;
+                    let mut f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(p)?;
                     log.export(&mut f)?
                 }
                 None => log.export(out)?,

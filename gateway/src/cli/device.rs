@@ -97,7 +97,14 @@ pub fn run(args: &DeviceArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         Ok(())
     };
     match &args.command {
-        DeviceCommand::Enroll { id, model, hardware_id, manufacturer, firmware, cert } => {
+        DeviceCommand::Enroll {
+            id,
+            model,
+            hardware_id,
+            manufacturer,
+            firmware,
+            cert,
+        } => {
             let fingerprint = match cert {
                 Some(path) => {
                     let certs = crate::edge::tls::load_certs(path)?;
@@ -131,7 +138,8 @@ pub fn run(args: &DeviceArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                         d.model,
                         d.manufacturer,
                         d.firmware_version,
-                        d.last_seen.map_or_else(|| "never".to_owned(), |t| t.to_rfc3339())
+                        d.last_seen
+                            .map_or_else(|| "never".to_owned(), |t| t.to_rfc3339())
                     )?;
                 }
             }

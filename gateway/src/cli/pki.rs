@@ -57,7 +57,8 @@ pub enum PkiCommand {
 /// # Errors
 /// An existing file, an invalid id, or an I/O / certificate error.
 pub fn run(args: &PkiArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("creating {}", args.dir.display()))?;
     let load = || {
         Ca::load(&args.dir.join("ca.pem"), &args.dir.join("ca.key"))
             .context("loading the CA; create it first with `gateway pki init`")
@@ -77,7 +78,10 @@ pub fn run(args: &PkiArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         PkiCommand::Device { id, days } => {
             let id = DeviceId::parse(id)?;
             let issued = load()?.issue_device(&id, *days)?;
-            let (c, k) = (args.dir.join(format!("{id}.pem")), args.dir.join(format!("{id}.key")));
+            let (c, k) = (
+                args.dir.join(format!("{id}.pem")),
+                args.dir.join(format!("{id}.key")),
+            );
             issued.write(&c, &k)?;
             writeln!(out, "wrote {} and {} (0600)", c.display(), k.display())?;
             writeln!(out, "fingerprint {}", issued.fingerprint())?;

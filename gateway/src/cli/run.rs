@@ -24,7 +24,9 @@ pub struct RunArgs {
 /// An invalid config or a component that cannot start.
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let handle = Gateway::start(config).await?;
         tracing::info!(edge = %handle.edge_addr(), admin = ?handle.admin_addr, "gateway running");

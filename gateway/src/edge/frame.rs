@@ -199,11 +199,11 @@ mod tests {
 
     #[test]
     fn splits_packets_and_waits_for_more() {
-        let mut buf = BytesMut::from(&[0xC0, 0x00, 0x30, 0x03, b'a'][..]);
+        let mut buf = BytesMut::from(&b"\xC0\x00\x30\x03a"[..]);
         let f = take_frame(&mut buf, 100).unwrap().unwrap();
         assert_eq!(f.kind, PacketKind::PingReq);
         assert_eq!(take_frame(&mut buf, 100).unwrap(), None);
-        buf.extend_from_slice(&[b'b', b'c']);
+        buf.extend_from_slice(b"bc");
         let f = take_frame(&mut buf, 100).unwrap().unwrap();
         assert_eq!(f.kind, PacketKind::Publish);
         assert_eq!(f.bytes.len(), 5);
@@ -212,11 +212,20 @@ mod tests {
 
     #[test]
     fn refuses_garbage_and_oversize_before_buffering() {
-        assert_eq!(take_frame(&mut BytesMut::from(&[0x00u8][..]), 10), Err(FrameError::ReservedType));
+        assert_eq!(
+            take_frame(&mut BytesMut::from(&[0x00u8][..]), 10),
+            Err(FrameError::ReservedType)
+        );
         let mut huge = BytesMut::from(&[0x30u8, 0xff, 0xff, 0xff, 0x7f][..]);
-        assert!(matches!(take_frame(&mut huge, 1000), Err(FrameError::TooLarge { .. })));
+        assert!(matches!(
+            take_frame(&mut huge, 1000),
+            Err(FrameError::TooLarge { .. })
+        ));
         let mut bad = BytesMut::from(&[0x30u8, 0xff, 0xff, 0xff, 0xff, 0x01][..]);
-        assert_eq!(take_frame(&mut bad, usize::MAX), Err(FrameError::MalformedLength));
+        assert_eq!(
+            take_frame(&mut bad, usize::MAX),
+            Err(FrameError::MalformedLength)
+        );
     }
 
     proptest! {

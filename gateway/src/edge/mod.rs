@@ -45,7 +45,9 @@ use crate::sink::TelemetrySink;
 #[derive(Debug, thiserror::Error)]
 pub enum EdgeError {
     /// TLS material is missing or invalid.
-    #[error("edge TLS setup failed: {0}; check edge.ca_cert, edge.server_cert and edge.server_key")]
+    #[error(
+        "edge TLS setup failed: {0}; check edge.ca_cert, edge.server_cert and edge.server_key"
+    )]
     Tls(String),
     /// The listener could not bind.
     #[error("cannot listen for devices on {addr}: {source}; check edge.listen")]
@@ -87,10 +89,14 @@ pub async fn start(
     let tls_config = tls::server_config(&cfg.ca_cert, &cfg.server_cert, &cfg.server_key)?;
     let listener = TcpListener::bind(cfg.listen)
         .await
-        .map_err(|source| EdgeError::Bind { addr: cfg.listen, source })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|source| EdgeError::Bind { addr: cfg.listen, source })?;
+        .map_err(|source| EdgeError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| EdgeError::Bind {
+        addr: cfg.listen,
+        source,
+    })?;
     let limit = Arc::new(Semaphore::new(cfg.max_connections));
     let shared = Arc::new(Shared {
         ctx: ctx.clone(),
@@ -120,8 +126,13 @@ pub async fn start(
                 shared.ctx.metrics.edge.connection("refused_capacity");
                 tracing::warn!(%peer, "edge at edge.max_connections; connection refused");
                 let audit = shared.ctx.audit.clone();
-                let event = AuditEvent::new(format!("peer:{peer}"), "edge.connect", peer.ip().to_string(), Outcome::Refused)
-                    .with_detail(serde_json::json!({"reason": "capacity"}));
+                let event = AuditEvent::new(
+                    format!("peer:{peer}"),
+                    "edge.connect",
+                    peer.ip().to_string(),
+                    Outcome::Refused,
+                )
+                .with_detail(serde_json::json!({"reason": "capacity"}));
                 drop(stream);
                 tasks.spawn(async move {
                     if let Err(e) = audit.append_async(event).await {

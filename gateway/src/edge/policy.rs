@@ -14,7 +14,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use wardgate_protocol::{DeviceId, DeviceMessage, DeviceTopic, Direction, ProtocolError, TopicKind, TOPIC_PREFIX};
+use wardgate_protocol::{
+    DeviceId, DeviceMessage, DeviceTopic, Direction, ProtocolError, TopicKind, TOPIC_PREFIX,
+};
 
 use crate::edge::tls::PeerIdentity;
 use crate::registry::{DeviceRecord, DeviceState};
@@ -240,13 +242,19 @@ impl DevicePolicy {
             topic: topic.chars().take(200).collect(),
         })?;
         if parsed.device != self.device {
-            return Err(Violation::OutsideSubtree { topic: topic.to_owned() });
+            return Err(Violation::OutsideSubtree {
+                topic: topic.to_owned(),
+            });
         }
         if parsed.kind.direction() != Direction::DeviceToGateway {
-            return Err(Violation::WrongDirection { topic: topic.to_owned() });
+            return Err(Violation::WrongDirection {
+                topic: topic.to_owned(),
+            });
         }
         if self.confined && parsed.kind != TopicKind::Status {
-            return Err(Violation::Quarantined { topic: topic.to_owned() });
+            return Err(Violation::Quarantined {
+                topic: topic.to_owned(),
+            });
         }
         if retain && parsed.kind != TopicKind::Status {
             return Err(Violation::Retain);
@@ -274,7 +282,9 @@ impl DevicePolicy {
         };
         let rest = filter.strip_prefix(&self.own_prefix).ok_or_else(outside)?;
         if rest.is_empty() || rest.len() > 64 {
-            return Err(Violation::InvalidFilter { filter: filter.to_owned() });
+            return Err(Violation::InvalidFilter {
+                filter: filter.to_owned(),
+            });
         }
         let levels: Vec<&str> = rest.split('/').collect();
         for (i, level) in levels.iter().enumerate() {
@@ -284,7 +294,9 @@ impl DevicePolicy {
                 l => !l.is_empty() && !l.contains(['#', '+']) && !l.chars().any(char::is_control),
             };
             if !ok {
-                return Err(Violation::InvalidFilter { filter: filter.to_owned() });
+                return Err(Violation::InvalidFilter {
+                    filter: filter.to_owned(),
+                });
             }
         }
         if self.confined {
@@ -292,7 +304,9 @@ impl DevicePolicy {
                 .iter()
                 .any(|k| k.suffix() == rest);
             if !exact_inbound {
-                return Err(Violation::Quarantined { topic: filter.to_owned() });
+                return Err(Violation::Quarantined {
+                    topic: filter.to_owned(),
+                });
             }
         }
         Ok(())
@@ -313,7 +327,10 @@ impl SeqTracker {
     /// # Errors
     /// [`Violation::Replay`] otherwise.
     pub fn advance(&self, device: &DeviceId, seq: u64) -> Result<(), Violation> {
-        let mut map = self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match map.get_mut(device) {
             Some(last) if seq <= *last => Err(Violation::Replay { seq, last: *last }),
             Some(last) => {
@@ -382,8 +399,19 @@ mod tests {
         let own = "wardgate/v1/devices/pump-1/telemetry";
         assert!(p.check_publish(own, 1, false, &telemetry(1, 70.0)).is_ok());
         let r = |t, q, ret, pl: &[u8]| p.check_publish(t, q, ret, pl).unwrap_err().reason();
-        assert_eq!(r("wardgate/v1/devices/pump-2/telemetry", 1, false, &telemetry(1, 70.0)), "acl_topic");
-        assert_eq!(r("wardgate/v1/devices/pump-1/cmd", 1, false, b"{}"), "acl_direction");
+        assert_eq!(
+            r(
+                "wardgate/v1/devices/pump-2/telemetry",
+                1,
+                false,
+                &telemetry(1, 70.0)
+            ),
+            "acl_topic"
+        );
+        assert_eq!(
+            r("wardgate/v1/devices/pump-1/cmd", 1, false, b"{}"),
+            "acl_direction"
+        );
         assert_eq!(r("$SYS/x", 1, false, b"{}"), "acl_topic");
         assert_eq!(r(own, 2, false, &telemetry(1, 70.0)), "qos");
         assert_eq!(r(own, 1, true, &telemetry(1, 70.0)), "retain");
@@ -395,19 +423,42 @@ mod tests {
     #[test]
     fn filter_rules_and_quarantine() {
         let mut p = DevicePolicy::new(id("pump-1"), DeviceState::Active, 1024);
-        for ok in ["wardgate/v1/devices/pump-1/cmd", "wardgate/v1/devices/pump-1/ota/+", "wardgate/v1/devices/pump-1/#"] {
+        for ok in [
+            "wardgate/v1/devices/pump-1/cmd",
+            "wardgate/v1/devices/pump-1/ota/+",
+            "wardgate/v1/devices/pump-1/#",
+        ] {
             assert!(p.check_filter(ok).is_ok(), "{ok}");
         }
-        for bad in ["#", "+/#", "$SYS/#", "wardgate/v1/devices/+/cmd", "wardgate/v1/devices/#", "wardgate/v1/devices/pump-1/#/x", "wardgate/v1/devices/pump-1/a+", "wardgate/v1/devices/pump-10/cmd", "$share/g/wardgate/v1/devices/pump-1/cmd"] {
+        for bad in [
+            "#",
+            "+/#",
+            "$SYS/#",
+            "wardgate/v1/devices/+/cmd",
+            "wardgate/v1/devices/#",
+            "wardgate/v1/devices/pump-1/#/x",
+            "wardgate/v1/devices/pump-1/a+",
+            "wardgate/v1/devices/pump-10/cmd",
+            "$share/g/wardgate/v1/devices/pump-1/cmd",
+        ] {
             assert!(p.check_filter(bad).is_err(), "{bad}");
         }
         p.set_state(DeviceState::Quarantined);
         assert!(p.check_filter("wardgate/v1/devices/pump-1/cmd").is_ok());
         assert!(p.check_filter("wardgate/v1/devices/pump-1/#").is_err());
-        let e = p.check_publish("wardgate/v1/devices/pump-1/telemetry", 1, false, &telemetry(1, 70.0)).unwrap_err();
+        let e = p
+            .check_publish(
+                "wardgate/v1/devices/pump-1/telemetry",
+                1,
+                false,
+                &telemetry(1, 70.0),
+            )
+            .unwrap_err();
         assert_eq!(e.reason(), "quarantined");
         let status = br#"{"schema":1,"seq":2,"ts":"2026-01-01T00:00:00Z","activity":"idle","firmware_version":"1.0.0"}"#;
-        assert!(p.check_publish("wardgate/v1/devices/pump-1/status", 1, true, status).is_ok());
+        assert!(p
+            .check_publish("wardgate/v1/devices/pump-1/status", 1, true, status)
+            .is_ok());
     }
 
     #[test]
@@ -415,7 +466,10 @@ mod tests {
         let t = SeqTracker::default();
         let d = id("a");
         t.advance(&d, 5).unwrap();
-        assert!(matches!(t.advance(&d, 5), Err(Violation::Replay { seq: 5, last: 5 })));
+        assert!(matches!(
+            t.advance(&d, 5),
+            Err(Violation::Replay { seq: 5, last: 5 })
+        ));
         assert!(t.advance(&d, 4).is_err());
         t.advance(&d, 6).unwrap();
         t.advance(&id("b"), 1).unwrap();

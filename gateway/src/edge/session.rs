@@ -41,8 +41,14 @@ impl Codec {
         }));
         match result {
             Ok(Ok(p)) => Ok(p),
-            Ok(Err(e)) => Err(Violation::Protocol(format!("malformed {:?} packet: {e}", frame.kind))),
-            Err(_) => Err(Violation::Protocol(format!("undecodable {:?} packet", frame.kind))),
+            Ok(Err(e)) => Err(Violation::Protocol(format!(
+                "malformed {:?} packet: {e}",
+                frame.kind
+            ))),
+            Err(_) => Err(Violation::Protocol(format!(
+                "undecodable {:?} packet",
+                frame.kind
+            ))),
         }
     }
 
@@ -66,6 +72,10 @@ impl Codec {
 }
 
 type DeviceRead = ReadHalf<TlsStream<TcpStream>>;
+
+/// How long the bounded broker-to-device queue may stay full before the
+/// device is treated as not reading and disconnected.
+const SLOW_CONSUMER_GRACE: Duration = Duration::from_secs(5);
 
 /// Why a session ended.
 enum End {
@@ -98,7 +108,13 @@ pub(crate) async fn run(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
             return;
         }
         Err(_) => {
-            refuse_peer(&shared, peer, "tls_timeout", "handshake not completed in time").await;
+            refuse_peer(
+                &shared,
+                peer,
+                "tls_timeout",
+                "handshake not completed in time",
+            )
+            .await;
             return;
         }
     };
@@ -115,12 +131,20 @@ pub(crate) async fn run(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
             return;
         }
         None => {
-            refuse_peer(&shared, peer, "no_client_certificate", "no client certificate").await;
+            refuse_peer(
+                &shared,
+                peer,
+                "no_client_certificate",
+                "no client certificate",
+            )
+            .await;
             return;
         }
     };
     let span = tracing::info_span!("device", device_id = %identity.device_id, %peer);
-    device_session(shared, tls, identity, peer).instrument(span).await;
+    device_session(shared, tls, identity, peer)
+        .instrument(span)
+        .await;
 }
 
 async fn refuse_peer(shared: &Shared, peer: SocketAddr, reason: &str, detail: &str) {
@@ -128,25 +152,48 @@ async fn refuse_peer(shared: &Shared, peer: SocketAddr, reason: &str, detail: &s
     shared.ctx.metrics.edge.connection(reason);
     audit(
         shared,
-        AuditEvent::new(format!("peer:{peer}"), "edge.tls", peer.ip().to_string(), Outcome::Refused)
-            .with_detail(serde_json::json!({"reason": reason, "error": detail})),
+        AuditEvent::new(
+            format!("peer:{peer}"),
+            "edge.tls",
+            peer.ip().to_string(),
+            Outcome::Refused,
+        )
+        .with_detail(serde_json::json!({"reason": reason, "error": detail})),
     )
     .await;
 }
 
-async fn refuse_device(shared: &Shared, device: &DeviceId, peer: SocketAddr, action: &str, reason: &str, detail: &str) {
+async fn refuse_device(
+    shared: &Shared,
+    device: &DeviceId,
+    peer: SocketAddr,
+    action: &str,
+    reason: &str,
+    detail: &str,
+) {
     tracing::warn!(reason, detail, "device refused");
     shared.ctx.metrics.edge.connection(reason);
     audit(
         shared,
-        AuditEvent::new(format!("device:{device}"), action, device.as_str(), Outcome::Refused)
-            .with_detail(serde_json::json!({"reason": reason, "error": detail, "peer": peer.to_string()})),
+        AuditEvent::new(
+            format!("device:{device}"),
+            action,
+            device.as_str(),
+            Outcome::Refused,
+        )
+        .with_detail(
+            serde_json::json!({"reason": reason, "error": detail, "peer": peer.to_string()}),
+        ),
     )
     .await;
 }
 
 /// Read until one whole frame is buffered (or EOF / error).
-async fn read_frame(rd: &mut DeviceRead, buf: &mut BytesMut, max: usize) -> Result<Option<Frame>, Violation> {
+async fn read_frame(
+    rd: &mut DeviceRead,
+    buf: &mut BytesMut,
+    max: usize,
+) -> Result<Option<Frame>, Violation> {
     loop {
         if let Some(f) = take_frame(buf, max).map_err(|e| Violation::Protocol(e.to_string()))? {
             return Ok(Some(f));
@@ -154,7 +201,12 @@ async fn read_frame(rd: &mut DeviceRead, buf: &mut BytesMut, max: usize) -> Resu
         buf.reserve(4096);
         match rd.read_buf(buf).await {
             Ok(0) if buf.is_empty() => return Ok(None),
-            Ok(0) => return Err(Violation::Protocol(format!("connection closed inside a packet ({} bytes buffered)", buf.len()))),
+            Ok(0) => {
+                return Err(Violation::Protocol(format!(
+                    "connection closed inside a packet ({} bytes buffered)",
+                    buf.len()
+                )))
+            }
             Ok(_) => {}
             Err(e) => return Err(Violation::Protocol(format!("read error: {e}"))),
         }
@@ -162,14 +214,23 @@ async fn read_frame(rd: &mut DeviceRead, buf: &mut BytesMut, max: usize) -> Resu
 }
 
 #[allow(clippy::too_many_lines)]
-async fn device_session(shared: Arc<Shared>, tls: TlsStream<TcpStream>, identity: PeerIdentity, peer: SocketAddr) {
+async fn device_session(
+    shared: Arc<Shared>,
+    tls: TlsStream<TcpStream>,
+    identity: PeerIdentity,
+    peer: SocketAddr,
+) {
     let cfg = shared.ctx.config.edge.clone();
     let device = identity.device_id.clone();
     let (mut dev_rd, mut dev_wr) = tokio::io::split(tls);
     let mut buf = BytesMut::with_capacity(4096);
 
     // --- CONNECT -----------------------------------------------------------
-    let first = tokio::time::timeout(cfg.connect_timeout, read_frame(&mut dev_rd, &mut buf, cfg.max_packet_bytes)).await;
+    let first = tokio::time::timeout(
+        cfg.connect_timeout,
+        read_frame(&mut dev_rd, &mut buf, cfg.max_packet_bytes),
+    )
+    .await;
     let frame = match first {
         Ok(Ok(Some(f))) if f.kind == PacketKind::Connect => f,
         Ok(Ok(Some(f))) => {
@@ -178,7 +239,15 @@ async fn device_session(shared: Arc<Shared>, tls: TlsStream<TcpStream>, identity
             return;
         }
         Ok(Ok(None)) => {
-            refuse_device(&shared, &device, peer, "edge.connect", "closed_before_connect", "closed before CONNECT").await;
+            refuse_device(
+                &shared,
+                &device,
+                peer,
+                "edge.connect",
+                "closed_before_connect",
+                "closed before CONNECT",
+            )
+            .await;
             return;
         }
         Ok(Err(v)) => {
@@ -186,7 +255,15 @@ async fn device_session(shared: Arc<Shared>, tls: TlsStream<TcpStream>, identity
             return;
         }
         Err(_) => {
-            refuse_device(&shared, &device, peer, "edge.connect", "connect_timeout", "no CONNECT within edge.connect_timeout").await;
+            refuse_device(
+                &shared,
+                &device,
+                peer,
+                "edge.connect",
+                "connect_timeout",
+                "no CONNECT within edge.connect_timeout",
+            )
+            .await;
             return;
         }
     };
@@ -215,7 +292,13 @@ async fn device_session(shared: Arc<Shared>, tls: TlsStream<TcpStream>, identity
         }
     };
     let Packet::Connect(connect, props, will, will_props, _login) = packet else {
-        violation_before_connect(&shared, &device, peer, &Violation::Protocol("CONNECT did not decode as CONNECT".into())).await;
+        violation_before_connect(
+            &shared,
+            &device,
+            peer,
+            &Violation::Protocol("CONNECT did not decode as CONNECT".into()),
+        )
+        .await;
         return;
     };
     let record = match shared.ctx.registry.get_async(device.clone()).await {
@@ -226,12 +309,25 @@ async fn device_session(shared: Arc<Shared>, tls: TlsStream<TcpStream>, identity
             return;
         }
     };
-    let state = match check_connect(&identity, &connect.client_id, record.as_ref(), will.is_some()) {
+    let state = match check_connect(
+        &identity,
+        &connect.client_id,
+        record.as_ref(),
+        will.is_some(),
+    ) {
         Ok(s) => s,
         Err(refusal) => {
             let _ = dev_wr.write_all(codec.refuse_connack()).await;
             let _ = dev_wr.shutdown().await;
-            refuse_device(&shared, &device, peer, "edge.connect", refusal.reason(), &refusal.to_string()).await;
+            refuse_device(
+                &shared,
+                &device,
+                peer,
+                "edge.connect",
+                refusal.reason(),
+                &refusal.to_string(),
+            )
+            .await;
             return;
         }
     };
@@ -245,10 +341,22 @@ async fn device_session(shared: Arc<Shared>, tls: TlsStream<TcpStream>, identity
         username: shared.broker.credentials.username.clone(),
         password: shared.broker.credentials.password.clone(),
     };
-    let connect_bytes = match codec.encode(Packet::Connect(connect.clone(), props, will, will_props, Some(login))) {
+    let connect_bytes = match codec.encode(Packet::Connect(
+        connect.clone(),
+        props,
+        will,
+        will_props,
+        Some(login),
+    )) {
         Ok(b) => b,
         Err(e) => {
-            violation_before_connect(&shared, &device, peer, &Violation::Protocol(format!("CONNECT cannot be re-encoded: {e}"))).await;
+            violation_before_connect(
+                &shared,
+                &device,
+                peer,
+                &Violation::Protocol(format!("CONNECT cannot be re-encoded: {e}")),
+            )
+            .await;
             return;
         }
     };
@@ -268,7 +376,15 @@ async fn device_session(shared: Arc<Shared>, tls: TlsStream<TcpStream>, identity
     }
     shared.ctx.metrics.edge.connection("accepted");
     shared.ctx.metrics.edge.active.inc();
-    tracing::info!(?state, protocol = if matches!(codec, Codec::V4) { "3.1.1" } else { "5" }, "device connected");
+    tracing::info!(
+        ?state,
+        protocol = if matches!(codec, Codec::V4) {
+            "3.1.1"
+        } else {
+            "5"
+        },
+        "device connected"
+    );
     audit(
         &shared,
         AuditEvent::new(format!("device:{device}"), "edge.connect", device.as_str(), Outcome::Allowed).with_detail(
@@ -316,10 +432,14 @@ async fn device_session(shared: Arc<Shared>, tls: TlsStream<TcpStream>, identity
             loop {
                 match take_frame(&mut bbuf, broker_max) {
                     Ok(Some(f)) => {
-                        match out_tx.try_send(f.bytes) {
-                            Ok(()) => continue,
-                            Err(mpsc::error::TrySendError::Full(_)) => slow.cancel(),
-                            Err(mpsc::error::TrySendError::Closed(_)) => {}
+                        // Back-pressure onto this device's broker connection;
+                        // a device that reads nothing for SLOW_CONSUMER_GRACE
+                        // is dropped.
+                        match tokio::time::timeout(SLOW_CONSUMER_GRACE, out_tx.send(f.bytes)).await
+                        {
+                            Ok(Ok(())) => continue,
+                            Ok(Err(_)) => {}
+                            Err(_) => slow.cancel(),
                         }
                         break;
                     }
@@ -348,7 +468,8 @@ async fn device_session(shared: Arc<Shared>, tls: TlsStream<TcpStream>, identity
     let idle = if connect.keep_alive == 0 {
         cfg.idle_timeout
     } else {
-        cfg.idle_timeout.min(Duration::from_millis(u64::from(connect.keep_alive) * 1500))
+        cfg.idle_timeout
+            .min(Duration::from_millis(u64::from(connect.keep_alive) * 1500))
     };
     let mut deadline = tokio::time::Instant::now() + idle;
 
@@ -436,7 +557,9 @@ async fn device_session(shared: Arc<Shared>, tls: TlsStream<TcpStream>, identity
             audit(
                 &shared,
                 AuditEvent::new("gateway", "edge.disconnect", device.as_str(), Outcome::Info)
-                    .with_detail(serde_json::json!({"reason": "revoked", "peer": peer.to_string()})),
+                    .with_detail(
+                        serde_json::json!({"reason": "revoked", "peer": peer.to_string()}),
+                    ),
             )
             .await;
         }
@@ -444,8 +567,13 @@ async fn device_session(shared: Arc<Shared>, tls: TlsStream<TcpStream>, identity
             tracing::info!(reason = why, "device disconnected");
             audit(
                 &shared,
-                AuditEvent::new(format!("device:{device}"), "edge.disconnect", device.as_str(), Outcome::Info)
-                    .with_detail(serde_json::json!({"reason": why})),
+                AuditEvent::new(
+                    format!("device:{device}"),
+                    "edge.disconnect",
+                    device.as_str(),
+                    Outcome::Info,
+                )
+                .with_detail(serde_json::json!({"reason": why})),
             )
             .await;
         }
@@ -453,9 +581,22 @@ async fn device_session(shared: Arc<Shared>, tls: TlsStream<TcpStream>, identity
     }
 }
 
-async fn violation_before_connect(shared: &Shared, device: &DeviceId, peer: SocketAddr, v: &Violation) {
+async fn violation_before_connect(
+    shared: &Shared,
+    device: &DeviceId,
+    peer: SocketAddr,
+    v: &Violation,
+) {
     shared.ctx.metrics.edge.violation(v.reason());
-    refuse_device(shared, device, peer, "edge.violation", v.reason(), &v.to_string()).await;
+    refuse_device(
+        shared,
+        device,
+        peer,
+        "edge.violation",
+        v.reason(),
+        &v.to_string(),
+    )
+    .await;
 }
 
 enum Forward {
@@ -486,8 +627,12 @@ async fn handle_frame(
             }
             let topic = std::str::from_utf8(&publish.topic)
                 .map_err(|_| Violation::Protocol("topic is not UTF-8".into()))?;
-            let (kind, message) =
-                policy.check_publish(topic, frame.publish_qos(), frame.publish_retain(), &publish.payload)?;
+            let (kind, message) = policy.check_publish(
+                topic,
+                frame.publish_qos(),
+                frame.publish_retain(),
+                &publish.payload,
+            )?;
             shared.seqs.advance(device, message.seq())?;
             if let (DeviceMessage::Telemetry(t), Some(sink)) = (&message, &shared.sink) {
                 let started = Instant::now();
@@ -499,7 +644,12 @@ async fn handle_frame(
                     received_at: chrono::Utc::now(),
                 };
                 let result = sink.accept(accepted).await;
-                shared.ctx.metrics.edge.sink_seconds.observe(started.elapsed().as_secs_f64());
+                shared
+                    .ctx
+                    .metrics
+                    .edge
+                    .sink_seconds
+                    .observe(started.elapsed().as_secs_f64());
                 if let Err(e) = result {
                     // Not the device's fault, but it must not get a PUBACK.
                     return Err(Violation::Protocol(format!("telemetry not stored: {e}")));
@@ -526,11 +676,17 @@ async fn handle_frame(
             }
             Ok(Forward::Yes)
         }
-        PacketKind::PubAck | PacketKind::PubRec | PacketKind::PubRel | PacketKind::PubComp | PacketKind::PingReq => {
+        PacketKind::PubAck
+        | PacketKind::PubRec
+        | PacketKind::PubRel
+        | PacketKind::PubComp
+        | PacketKind::PingReq => {
             codec.decode(frame, max)?;
             Ok(Forward::Yes)
         }
         PacketKind::Disconnect => Ok(Forward::Disconnect),
-        other => Err(Violation::Protocol(format!("{other:?} is not allowed from a device here"))),
+        other => Err(Violation::Protocol(format!(
+            "{other:?} is not allowed from a device here"
+        ))),
     }
 }

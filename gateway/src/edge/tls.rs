@@ -37,7 +37,9 @@ pub enum IdentityError {
     #[error("client certificate does not parse: {0}")]
     Parse(String),
     /// Neither SAN URI nor CN holds a valid device id.
-    #[error("client certificate names no valid device id (SAN URI urn:wardgate:device:<id> or CN): {0}")]
+    #[error(
+        "client certificate names no valid device id (SAN URI urn:wardgate:device:<id> or CN): {0}"
+    )]
     NoId(String),
 }
 
@@ -46,7 +48,8 @@ pub enum IdentityError {
 /// # Errors
 /// [`IdentityError`] if the certificate does not parse or names no id.
 pub fn peer_identity(der: &[u8]) -> Result<PeerIdentity, IdentityError> {
-    let (_, cert) = X509Certificate::from_der(der).map_err(|e| IdentityError::Parse(e.to_string()))?;
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| IdentityError::Parse(e.to_string()))?;
     let mut candidate: Option<String> = None;
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for name in &san.value.general_names {
@@ -90,7 +93,11 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, EdgeError
         .collect::<Result<_, _>>()
         .map_err(|e| tls_err("cannot parse certificates in", path, e))?;
     if certs.is_empty() {
-        return Err(tls_err("no certificate in", path, "expected PEM CERTIFICATE blocks"));
+        return Err(tls_err(
+            "no certificate in",
+            path,
+            "expected PEM CERTIFICATE blocks",
+        ));
     }
     Ok(certs)
 }
@@ -103,7 +110,13 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, EdgeError> {
     let file = std::fs::File::open(path).map_err(|e| tls_err("cannot open", path, e))?;
     rustls_pemfile::private_key(&mut BufReader::new(file))
         .map_err(|e| tls_err("cannot parse key in", path, e))?
-        .ok_or_else(|| tls_err("no private key in", path, "expected a PEM PRIVATE KEY block"))
+        .ok_or_else(|| {
+            tls_err(
+                "no private key in",
+                path,
+                "expected a PEM PRIVATE KEY block",
+            )
+        })
 }
 
 /// The `rustls` provider the gateway uses (ring).
@@ -117,10 +130,16 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 ///
 /// # Errors
 /// [`EdgeError::Tls`] naming the file at fault.
-pub fn server_config(ca_path: &Path, cert_path: &Path, key_path: &Path) -> Result<Arc<ServerConfig>, EdgeError> {
+pub fn server_config(
+    ca_path: &Path,
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<Arc<ServerConfig>, EdgeError> {
     let mut roots = RootCertStore::empty();
     for ca in load_certs(ca_path)? {
-        roots.add(ca).map_err(|e| tls_err("invalid CA certificate in", ca_path, e))?;
+        roots
+            .add(ca)
+            .map_err(|e| tls_err("invalid CA certificate in", ca_path, e))?;
     }
     let provider = provider();
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
@@ -131,7 +150,13 @@ pub fn server_config(ca_path: &Path, cert_path: &Path, key_path: &Path) -> Resul
         .map_err(|e| EdgeError::Tls(e.to_string()))?
         .with_client_cert_verifier(verifier)
         .with_single_cert(load_certs(cert_path)?, load_key(key_path)?)
-        .map_err(|e| tls_err("server certificate and key do not match or are invalid:", cert_path, e))?;
+        .map_err(|e| {
+            tls_err(
+                "server certificate and key do not match or are invalid:",
+                cert_path,
+                e,
+            )
+        })?;
     Ok(Arc::new(config))
 }
 
@@ -149,9 +174,15 @@ mod tests {
         assert_eq!(got.device_id, id);
         assert_eq!(got.fingerprint, dev.fingerprint());
         let cn = ca.issue_cn_only("monitor-3", 5).unwrap();
-        assert_eq!(peer_identity(&cn.cert_der).unwrap().device_id.as_str(), "monitor-3");
+        assert_eq!(
+            peer_identity(&cn.cert_der).unwrap().device_id.as_str(),
+            "monitor-3"
+        );
         let bad = ca.issue_cn_only("bad/id", 5).unwrap();
-        assert!(matches!(peer_identity(&bad.cert_der), Err(IdentityError::NoId(_))));
+        assert!(matches!(
+            peer_identity(&bad.cert_der),
+            Err(IdentityError::NoId(_))
+        ));
         assert!(peer_identity(b"garbage").is_err());
     }
 }

@@ -42,7 +42,13 @@ impl TestPki {
         let server_cert = dir.path().join("server.pem");
         let server_key = dir.path().join("server.key");
         server.write(&server_cert, &server_key).unwrap();
-        Self { dir, ca, ca_path, server_cert, server_key }
+        Self {
+            dir,
+            ca,
+            ca_path,
+            server_cert,
+            server_key,
+        }
     }
 
     /// TLS material for a device certificate `issued` by any CA.
@@ -97,7 +103,11 @@ impl TestGateway {
         let mut config = test_config(&pki, &data.path().join("state"));
         tweak(&mut config);
         let handle = Gateway::start(config).await.unwrap();
-        Self { pki, data, handle: Some(handle) }
+        Self {
+            pki,
+            data,
+            handle: Some(handle),
+        }
     }
 
     pub fn handle(&self) -> &GatewayHandle {
@@ -193,12 +203,18 @@ impl TestGateway {
 
     /// Check that a fresh device still gets telemetry through end to end.
     pub async fn assert_others_work(&self, id: &str) {
-        let mut sub = self.subscriber(&format!("check.{id}"), &format!("wardgate/v1/devices/{id}/telemetry"));
+        let mut sub = self.subscriber(
+            &format!("check.{id}"),
+            &format!("wardgate/v1/devices/{id}/telemetry"),
+        );
         let mut d = self.device(id).await;
         let mut g = device_sim::VitalsGenerator::new(1);
         let seq = d.publish_telemetry(g.next_readings()).await.unwrap();
         d.wait_puback(Duration::from_secs(10)).await.unwrap();
-        let (topic, payload) = sub.next(Duration::from_secs(10)).await.expect("telemetry reaches the broker");
+        let (topic, payload) = sub
+            .next(Duration::from_secs(10))
+            .await
+            .expect("telemetry reaches the broker");
         assert_eq!(topic, format!("wardgate/v1/devices/{id}/telemetry"));
         let t = wardgate_protocol::Telemetry::from_json(&payload).unwrap();
         assert_eq!(t.seq, seq);
@@ -232,6 +248,13 @@ impl Subscriber {
                         f.publish.payload.to_vec(),
                     ))
                 }
+                // The router pauses a link whose outgoing buffer filled
+                // (`max_outgoing_packet_count`) until it is woken again.
+                Ok(Ok(Some(rumqttd::Notification::Unschedule))) => {
+                    if self.rx.wake().await.is_err() {
+                        return None;
+                    }
+                }
                 Ok(Ok(_)) => continue,
                 _ => return None,
             }
@@ -263,7 +286,11 @@ pub async fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) ->
 }
 
 /// A raw TLS connection to the edge, with an optional client certificate.
-pub async fn raw_tls(port: u16, ca_pem: &str, client: Option<(&str, &str)>) -> std::io::Result<TlsStream<TcpStream>> {
+pub async fn raw_tls(
+    port: u16,
+    ca_pem: &str,
+    client: Option<(&str, &str)>,
+) -> std::io::Result<TlsStream<TcpStream>> {
     use rustls::pki_types::ServerName;
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
@@ -275,9 +302,13 @@ pub async fn raw_tls(port: u16, ca_pem: &str, client: Option<(&str, &str)>) -> s
         .with_root_certificates(roots);
     let config = match client {
         Some((cert, key)) => {
-            let certs = rustls_pemfile::certs(&mut cert.as_bytes()).collect::<Result<Vec<_>, _>>()?;
-            let key = rustls_pemfile::private_key(&mut key.as_bytes())?.ok_or_else(|| std::io::Error::other("no key"))?;
-            builder.with_client_auth_cert(certs, key).map_err(std::io::Error::other)?
+            let certs =
+                rustls_pemfile::certs(&mut cert.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+            let key = rustls_pemfile::private_key(&mut key.as_bytes())?
+                .ok_or_else(|| std::io::Error::other("no key"))?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(std::io::Error::other)?
         }
         None => builder.with_no_client_auth(),
     };
@@ -297,11 +328,18 @@ pub fn connect_v4(client_id: &str, login: Option<(&str, &str)>) -> Vec<u8> {
     let mut out = BytesMut::new();
     V4.write(
         Packet::Connect(
-            Connect { keep_alive: 30, client_id: client_id.to_owned(), clean_session: true },
+            Connect {
+                keep_alive: 30,
+                client_id: client_id.to_owned(),
+                clean_session: true,
+            },
             None,
             None,
             None,
-            login.map(|(u, p)| Login { username: u.into(), password: p.into() }),
+            login.map(|(u, p)| Login {
+                username: u.into(),
+                password: p.into(),
+            }),
         ),
         &mut out,
     )
@@ -332,7 +370,10 @@ pub fn telemetry_json(seq: u64, heart_rate: f64) -> Vec<u8> {
 
 /// Read from a raw stream until EOF or error; returns the bytes read
 /// (bounded by `timeout`).
-pub async fn read_until_closed<S: tokio::io::AsyncRead + Unpin>(s: &mut S, timeout: Duration) -> Option<Vec<u8>> {
+pub async fn read_until_closed<S: tokio::io::AsyncRead + Unpin>(
+    s: &mut S,
+    timeout: Duration,
+) -> Option<Vec<u8>> {
     use tokio::io::AsyncReadExt;
     let mut all = Vec::new();
     let fut = async {
