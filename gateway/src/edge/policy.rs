@@ -161,6 +161,10 @@ pub enum Violation {
     /// The byte stream was not valid MQTT or broke the protocol.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The telemetry sink (outbox) refused or failed: not the device's
+    /// fault, but it must not get a PUBACK, so the session ends.
+    #[error("telemetry could not be stored: {0}")]
+    NotStored(String),
     /// The device stopped reading and its outbound queue filled.
     #[error("device does not read its messages; outbound queue full")]
     SlowConsumer,
@@ -186,6 +190,7 @@ impl Violation {
             Self::Retain => "retain",
             Self::TopicAlias => "topic_alias",
             Self::Protocol(_) => "protocol",
+            Self::NotStored(_) => "not_stored",
             Self::SlowConsumer => "slow_consumer",
         }
     }
