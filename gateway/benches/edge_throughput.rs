@@ -70,12 +70,12 @@ fn collector(
     })
 }
 
-async fn through_edge(gw: &TestGateway, devices: usize, per: usize) -> RunResult {
+async fn through_edge(gw: &TestGateway, devices: usize, per: usize, pass: &str) -> RunResult {
     let mut devs = Vec::new();
     for i in 0..devices {
-        devs.push(gw.device(&format!("bench-edge-{i:03}")).await);
+        devs.push(gw.device(&format!("bench-edge-{pass}-{i:03}")).await);
     }
-    let collect = collector(gw, "bench.edge", devices * per);
+    let collect = collector(gw, &format!("bench.edge.{pass}"), devices * per);
     let barrier = Arc::new(Barrier::new(devices + 1));
     let mut tasks = Vec::new();
     for (i, mut d) in devs.into_iter().enumerate() {
@@ -112,16 +112,17 @@ async fn through_edge(gw: &TestGateway, devices: usize, per: usize) -> RunResult
     }
 }
 
-async fn bare_broker(gw: &TestGateway, devices: usize, per: usize) -> RunResult {
+async fn bare_broker(gw: &TestGateway, devices: usize, per: usize, pass: &str) -> RunResult {
     let broker = gw.handle().broker.clone();
-    let collect = collector(gw, "bench.bare", devices * per);
+    let collect = collector(gw, &format!("bench.bare.{pass}"), devices * per);
     let barrier = Arc::new(Barrier::new(devices + 1));
     let mut tasks = Vec::new();
     for i in 0..devices {
         let b = barrier.clone();
         let broker = broker.clone();
+        let pass = pass.to_owned();
         tasks.push(tokio::spawn(async move {
-            let id = DeviceId::parse(&format!("bench-bare-{i:03}")).unwrap();
+            let id = DeviceId::parse(&format!("bench-bare-{pass}-{i:03}")).unwrap();
             let mut opts = MqttOptions::new(id.to_string(), "127.0.0.1", broker.v4_addr.port());
             opts.set_credentials(
                 broker.credentials.username.clone(),
@@ -183,7 +184,7 @@ fn main() {
         return;
     }
     let devices = env("WARDGATE_BENCH_DEVICES", 100);
-    let per = env("WARDGATE_BENCH_MSGS", 100);
+    let per = env("WARDGATE_BENCH_MSGS", 300);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -194,8 +195,12 @@ fn main() {
             c.edge.rate_burst = 1_000_000;
         })
         .await;
-        let bare = bare_broker(&gw, devices, per).await;
-        let edge = through_edge(&gw, devices, per).await;
+        // Warm-up pass of each (connections, allocations, JIT-free but
+        // cache-cold), then the measured pass.
+        let _ = bare_broker(&gw, devices, per / 10 + 1, "warm").await;
+        let _ = through_edge(&gw, devices, per / 10 + 1, "warm").await;
+        let bare = bare_broker(&gw, devices, per, "run").await;
+        let edge = through_edge(&gw, devices, per, "run").await;
         println!("edge_throughput: {devices} devices x {per} QoS 1 telemetry messages");
         for (name, r) in [("bare rumqttd (loopback TCP)", &bare), ("through edge (mTLS + policy)", &edge)] {
             println!(

@@ -67,3 +67,19 @@ async fn device_receives_its_commands_and_may_publish_status() {
         .unwrap();
     dev.wait_puback(Duration::from_secs(10)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_sessions_and_stops_every_task() {
+    let mut gw = TestGateway::start().await;
+    let mut dev = gw.device("monitor-02").await;
+    let handle = gw.handle.take().unwrap();
+    let tasks = handle.context.tasks.clone();
+    handle.shutdown(Duration::from_secs(10)).await;
+    assert!(
+        tasks.is_closed() && tasks.is_empty(),
+        "all tasks ended within the grace period"
+    );
+    dev.wait_disconnected(Duration::from_secs(10))
+        .await
+        .expect("session closed");
+}
