@@ -141,6 +141,8 @@ pub struct DeviceRecord {
     pub updated_at: DateTime<Utc>,
     /// Last time the device connected or sent traffic.
     pub last_seen: Option<DateTime<Utc>>,
+    /// Highest `seq` accepted in a finished session.
+    pub last_seq: Option<u64>,
 }
 
 /// A state change, as broadcast to live connections.
@@ -179,7 +181,7 @@ fn check_text(field: &'static str, value: &str) -> Result<(), RegistryError> {
     Ok(())
 }
 
-const SELECT: &str = "SELECT id, model, hardware_id, manufacturer, firmware_version, cert_fingerprint, state, enrolled_at, updated_at, last_seen FROM devices";
+const SELECT: &str = "SELECT id, model, hardware_id, manufacturer, firmware_version, cert_fingerprint, state, enrolled_at, updated_at, last_seen, last_seq FROM devices";
 
 fn row_to_device(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
     let id: String = r.get(0)?;
@@ -203,6 +205,9 @@ fn row_to_device(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
         enrolled_at: ms_to_time(r.get(7)?),
         updated_at: ms_to_time(r.get(8)?),
         last_seen: r.get::<_, Option<i64>>(9)?.map(ms_to_time),
+        last_seq: r
+            .get::<_, Option<i64>>(10)?
+            .and_then(|v| u64::try_from(v).ok()),
     })
 }
 
@@ -431,6 +436,20 @@ impl Registry {
         let conn = self.lock()?;
         conn.prepare_cached("UPDATE devices SET last_seen = ?2 WHERE id = ?1")?
             .execute(params![id.as_str(), Utc::now().timestamp_millis()])?;
+        Ok(())
+    }
+
+    /// Save the highest accepted `seq` (never lowers it).
+    ///
+    /// # Errors
+    /// A database error.
+    pub fn save_last_seq(&self, id: &DeviceId, seq: u64) -> Result<(), RegistryError> {
+        let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+        let conn = self.lock()?;
+        conn.prepare_cached(
+            "UPDATE devices SET last_seq = ?2 WHERE id = ?1 AND (last_seq IS NULL OR last_seq < ?2)",
+        )?
+        .execute(params![id.as_str(), seq])?;
         Ok(())
     }
 

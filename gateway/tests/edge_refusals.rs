@@ -154,10 +154,10 @@ async fn replayed_seq() {
     again.set_seq(0);
     again.publish_telemetry(v.next_readings()).await.unwrap();
     again.wait_disconnected(T).await.unwrap();
-    assert_eq!(
-        gw.handle().context.metrics.edge.violation_count("replay"),
-        2
-    );
+    let metrics = gw.handle().context.metrics.edge.clone();
+    support::wait_for(T, || (metrics.violation_count("replay") == 2).then_some(()))
+        .await
+        .expect("both replays counted");
     by.still_works(&gw).await;
 }
 
@@ -512,4 +512,85 @@ async fn rate_limit() {
     gw.wait_audit("chatty", "edge.violation", "rate_limit")
         .await;
     by.still_works(&gw).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_seq_is_refused_after_a_gateway_restart() {
+    let pki = support::TestPki::new();
+    let data = tempfile::tempdir().unwrap();
+    let config = support::test_config(&pki, data.path());
+    let id = DeviceId::parse("pump-20").unwrap();
+    let tls = pki.device_tls(&pki.ca.issue_device(&id, 5).unwrap());
+    let opts = |port| device_sim::DeviceOptions {
+        id: id.clone(),
+        client_id: None,
+        host: "localhost".into(),
+        port,
+        tls: tls.clone(),
+        keep_alive: Duration::from_secs(30),
+    };
+    let first = gateway::Gateway::start(config.clone()).await.unwrap();
+    first
+        .context
+        .registry
+        .enroll(
+            &gateway::registry::NewDevice {
+                id: id.clone(),
+                model: "m".into(),
+                hardware_id: "h".into(),
+                manufacturer: "acme".into(),
+                firmware_version: "1.0.0".into(),
+                cert_fingerprint: None,
+            },
+            "test",
+        )
+        .unwrap();
+    let mut dev = SimDevice::connect(&opts(first.edge_addr().port()))
+        .await
+        .unwrap();
+    let mut v = VitalsGenerator::new(3);
+    for _ in 0..3 {
+        dev.publish_telemetry(v.next_readings()).await.unwrap();
+        dev.wait_puback(T).await.unwrap();
+    }
+    dev.disconnect().await.unwrap();
+    dev.wait_disconnected(T).await.unwrap();
+    let registry = first.context.registry.clone();
+    support::wait_for(T, || {
+        registry
+            .get(&id)
+            .unwrap()
+            .and_then(|r| r.last_seq)
+            .filter(|s| *s == 3)
+    })
+    .await
+    .expect("last seq saved when the session ended");
+    first.shutdown(T).await;
+
+    let second = gateway::Gateway::start(config).await.unwrap();
+    let mut again = SimDevice::connect(&opts(second.edge_addr().port()))
+        .await
+        .unwrap();
+    again.set_seq(1);
+    again.publish_telemetry(v.next_readings()).await.unwrap();
+    again
+        .wait_disconnected(T)
+        .await
+        .expect("replay after restart is refused");
+    let row = support::wait_for(T, || {
+        second
+            .context
+            .audit
+            .find("pump-20", Some("edge.violation"))
+            .unwrap()
+            .into_iter()
+            .find(|r| r.detail_json()["reason"] == "replay")
+    })
+    .await
+    .expect("audit row");
+    assert!(row.detail_json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("last accepted 3"));
+    second.shutdown(T).await;
 }

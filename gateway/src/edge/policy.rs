@@ -319,14 +319,38 @@ impl DevicePolicy {
 }
 
 /// Last accepted `seq` per device, shared by all sessions of one edge, so a
-/// replay across reconnects is refused too. (Kept in memory: a gateway
-/// restart starts afresh.)
+/// replay across reconnects is refused too. Seeded from the registry's
+/// `last_seq` on CONNECT and saved back when a session ends, so it also
+/// survives a gateway restart (a crash loses the values of the sessions
+/// that were live).
 #[derive(Debug, Default)]
 pub struct SeqTracker {
     last: Mutex<HashMap<DeviceId, u64>>,
 }
 
 impl SeqTracker {
+    /// Seed the last accepted `seq` of `device` from storage, unless this
+    /// tracker already knows a value (which is then at least as fresh).
+    pub fn seed(&self, device: &DeviceId, stored: Option<u64>) {
+        if let Some(seq) = stored {
+            let mut map = self
+                .last
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            map.entry(device.clone()).or_insert(seq);
+        }
+    }
+
+    /// The last accepted `seq` of `device`.
+    #[must_use]
+    pub fn last(&self, device: &DeviceId) -> Option<u64> {
+        let map = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(device).copied()
+    }
+
     /// Accept `seq` for `device` if it is strictly greater than the last one.
     ///
     /// # Errors

@@ -332,6 +332,10 @@ async fn device_session(
         }
     };
 
+    shared
+        .seqs
+        .seed(&device, record.as_ref().and_then(|r| r.last_seq));
+
     // --- broker connection -------------------------------------------------
     let broker_addr = match codec {
         Codec::V4 => shared.broker.v4_addr,
@@ -578,6 +582,14 @@ async fn device_session(
             .await;
         }
         End::Shutdown => tracing::info!("session closed for shutdown"),
+    }
+    if let Some(seq) = shared.seqs.last(&device) {
+        let registry = shared.ctx.registry.clone();
+        let d = device.clone();
+        let saved = tokio::task::spawn_blocking(move || registry.save_last_seq(&d, seq)).await;
+        if !matches!(saved, Ok(Ok(()))) {
+            tracing::error!("cannot save the device's last seq; a replay after restart may pass");
+        }
     }
 }
 

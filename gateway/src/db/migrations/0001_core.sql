@@ -14,7 +14,10 @@ CREATE TABLE devices (
     state               TEXT NOT NULL CHECK (state IN ('active', 'quarantined', 'revoked')),
     enrolled_at         INTEGER NOT NULL,
     updated_at          INTEGER NOT NULL,
-    last_seen           INTEGER
+    last_seen           INTEGER,
+    -- Highest message `seq` accepted from the device, saved when a session
+    -- ends so a replay is refused across gateway restarts too.
+    last_seq            INTEGER
 );
 
 -- Append-only: every row holds the SHA-256 of the previous row's canonical
