@@ -51,6 +51,12 @@ pub enum ProtocolError {
         /// UCUM unit.
         unit: &'static str,
     },
+    /// A firmware offer failed the device-side check.
+    #[error("firmware offer refused: {reason}")]
+    Offer {
+        /// The first check that failed.
+        reason: String,
+    },
     /// A message field broke a structural rule (empty list, too long text ...).
     #[error("invalid {message}: {detail}")]
     Invalid {

@@ -14,10 +14,12 @@
 //! | device id never contains topic syntax | [`DeviceId::parse`] |
 //! | only the v1 device topics exist | [`DeviceTopic::parse`], [`TopicKind::direction`] |
 //! | schema version, structure and ranges | [`DeviceMessage::parse`], [`VitalKind::check`] |
+//! | device-side offer check (Ed25519, length, hash, hardware, version) | [`verify_offer`] |
 
 pub mod device_id;
 pub mod error;
 pub mod message;
+pub mod offer;
 pub mod topic;
 pub mod vitals;
 
@@ -27,5 +29,6 @@ pub use message::{
     Command, CommandKind, DeviceActivity, DeviceMessage, OtaOffer, OtaOutcome, OtaReport, Reading,
     Status, Telemetry, SCHEMA_VERSION,
 };
+pub use offer::{verify_offer, VerifiedOffer};
 pub use topic::{topic, DeviceTopic, Direction, TopicKind, TOPIC_PREFIX};
 pub use vitals::VitalKind;
