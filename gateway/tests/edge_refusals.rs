@@ -594,3 +594,59 @@ async fn replayed_seq_is_refused_after_a_gateway_restart() {
         .contains("last accepted 3"));
     second.shutdown(T).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_mqtt_is_refused() {
+    let gw = TestGateway::start().await;
+    let mut by = Bystander::new(&gw).await;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", gw.port()))
+        .await
+        .unwrap();
+    s.write_all(&connect_v4("bystander", None)).await.unwrap();
+    let got = read_until_closed(&mut s, T).await.expect("closed");
+    assert!(!got.starts_with(&[0x20]), "no CONNACK over plaintext");
+    gw.wait_audit_any("edge.tls", "tls_handshake").await;
+    by.still_works(&gw).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_broker_is_loopback_only_and_demands_the_boot_secret() {
+    let gw = TestGateway::start().await;
+    let mut by = Bystander::new(&gw).await;
+    let broker = gw.handle().broker.clone();
+    assert!(broker.v4_addr.ip().is_loopback() && broker.v5_addr.ip().is_loopback());
+    for login in [
+        None,
+        Some(("wardgate-edge", "guess")),
+        Some(("admin", "admin")),
+    ] {
+        let mut s = tokio::net::TcpStream::connect(broker.v4_addr)
+            .await
+            .unwrap();
+        s.write_all(&connect_v4("intruder", login)).await.unwrap();
+        let got = read_until_closed(&mut s, T).await.unwrap_or_default();
+        // Either closed without a CONNACK or a CONNACK with a refusal code.
+        assert!(
+            got.len() < 4 || got[3] != 0,
+            "broker accepted {login:?}: {got:?}"
+        );
+    }
+    // Control: the boot credential is accepted.
+    let mut s = tokio::net::TcpStream::connect(broker.v4_addr)
+        .await
+        .unwrap();
+    let creds = (
+        broker.credentials.username.as_str(),
+        broker.credentials.password.as_str(),
+    );
+    s.write_all(&connect_v4("gateway.control", Some(creds)))
+        .await
+        .unwrap();
+    let mut ack = [0u8; 4];
+    tokio::time::timeout(T, tokio::io::AsyncReadExt::read_exact(&mut s, &mut ack))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ack, [0x20, 0x02, 0x00, 0x00]);
+    by.still_works(&gw).await;
+}
