@@ -163,3 +163,28 @@ async fn mosquitto_sub_gets_its_commands_and_is_cut_off_on_wildcards() {
         .await;
     gw.assert_others_work("after-mosq").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_with_a_last_will_is_refused() {
+    let gw = TestGateway::start().await;
+    let f = files(&gw, "mosq-will");
+    let mut args = tls_args(&f, gw.port(), "mosq-will", "mqttv311");
+    args.extend(
+        [
+            "--will-topic",
+            "wardgate/v1/devices/other/telemetry",
+            "--will-payload",
+            "x",
+            "-t",
+            "wardgate/v1/devices/mosq-will/status",
+            "-m",
+            "{}",
+        ]
+        .map(String::from),
+    );
+    let out = run(PUB, args).await;
+    assert!(!out.status.success());
+    gw.wait_audit("mosq-will", "edge.connect", "last_will")
+        .await;
+    gw.assert_others_work("after-will").await;
+}
