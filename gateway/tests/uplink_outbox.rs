@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use gateway::sink::{AcceptedTelemetry, SinkError, TelemetrySink};
-use gateway::uplink::{FullPolicy, Outbox, OutboxKey, OutboxLimits, UplinkNotice, UplinkMetrics};
+use gateway::uplink::{FullPolicy, Outbox, OutboxKey, OutboxLimits, UplinkMetrics, UplinkNotice};
 use wardgate_protocol::message::{Reading, Telemetry, SCHEMA_VERSION};
 use wardgate_protocol::vitals::VitalKind;
 

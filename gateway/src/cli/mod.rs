@@ -71,9 +71,14 @@ impl ConfigArg {
     /// # Errors
     /// The file cannot be read or parsed.
     pub fn load(&self) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(&self.config)
-            .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", self.config.display()))?;
-        Ok(Config::from_toml_with_env(&text, &self.config.display().to_string(), std::env::vars())?)
+        let text = std::fs::read_to_string(&self.config).map_err(|e| {
+            anyhow::anyhow!("cannot read config file {}: {e}", self.config.display())
+        })?;
+        Ok(Config::from_toml_with_env(
+            &text,
+            &self.config.display().to_string(),
+            std::env::vars(),
+        )?)
     }
 
     /// Load the configuration and make sure the data dir exists (0700);

@@ -14,8 +14,14 @@ use rusqlite::Connection;
 
 /// Forward migrations, applied in order; the index + 1 is the schema version.
 const MIGRATIONS: &[(&str, &str)] = &[
-    ("core: registry and audit log", include_str!("migrations/0001_core.sql")),
-    ("admin: access tokens", include_str!("migrations/0002_admin.sql")),
+    (
+        "core: registry and audit log",
+        include_str!("migrations/0001_core.sql"),
+    ),
+    (
+        "admin: access tokens",
+        include_str!("migrations/0002_admin.sql"),
+    ),
     ("uplink: outbox", include_str!("migrations/0003_outbox.sql")),
 ];
 
@@ -70,10 +76,14 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
         source,
     };
     let mut conn = Connection::open(path).map_err(open_err)?;
-    conn.busy_timeout(Duration::from_secs(10)).map_err(open_err)?;
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
-    conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
-    conn.pragma_update(None, "foreign_keys", "ON").map_err(open_err)?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(open_err)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(open_err)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(open_err)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(open_err)?;
     migrate(&mut conn, path)?;
     Ok(conn)
 }
@@ -104,10 +114,16 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), DbError> {
         };
         let tx = conn.transaction().map_err(fail)?;
         tx.execute_batch(sql).map_err(fail)?;
-        tx.pragma_update(None, "user_version", version as i64)
+        // At most a handful of migrations: the conversion cannot fail.
+        let stamp = i64::try_from(version).unwrap_or(i64::MAX);
+        tx.pragma_update(None, "user_version", stamp)
             .map_err(fail)?;
         tx.commit().map_err(fail)?;
-        tracing::info!(version, migration = name, "applied gateway database migration");
+        tracing::info!(
+            version,
+            migration = name,
+            "applied gateway database migration"
+        );
     }
     Ok(())
 }
@@ -140,6 +156,9 @@ mod tests {
             let conn = Connection::open(&path).unwrap();
             conn.pragma_update(None, "user_version", 999).unwrap();
         }
-        assert!(matches!(open(&path), Err(DbError::TooNew { found: 999, .. })));
+        assert!(matches!(
+            open(&path),
+            Err(DbError::TooNew { found: 999, .. })
+        ));
     }
 }
