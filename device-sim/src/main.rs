@@ -75,6 +75,14 @@ async fn device(args: &Args, i: usize) -> anyhow::Result<()> {
     let mut dev = SimDevice::connect(&opts)
         .await
         .with_context(|| format!("{id}: connect"))?;
+    // A real device keeps its `seq` in non-volatile memory; the gateway
+    // refuses any seq it has seen before, across restarts. The simulator
+    // keeps no state, so it starts from the wall clock in milliseconds,
+    // which grows between runs.
+    let seq_start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 2));
+    dev.set_seq(seq_start);
     dev.publish_status(DeviceActivity::Idle, "1.0.0").await?;
     let mut vitals = VitalsGenerator::new(i as u64);
     let mut sent = 0;

@@ -435,6 +435,20 @@ token_sha256 = "{globex_hash}"
         role_bytes: &[u8],
         image: &[u8],
     ) -> reqwest::Response {
+        self.try_upload(token, target, role_bytes, image)
+            .await
+            .unwrap()
+    }
+
+    /// Like [`Harness::upload`], but returns transport errors: a server that
+    /// refuses from the headers alone may close before the body is written.
+    pub async fn try_upload(
+        &self,
+        token: Option<&str>,
+        target: &str,
+        role_bytes: &[u8],
+        image: &[u8],
+    ) -> reqwest::Result<reqwest::Response> {
         let mut body = role_bytes.to_vec();
         body.extend_from_slice(image);
         let mut rb = self
@@ -445,7 +459,7 @@ token_sha256 = "{globex_hash}"
         if let Some(t) = token {
             rb = rb.bearer_auth(t);
         }
-        rb.send().await.unwrap()
+        rb.send().await
     }
 
     pub async fn upload_bundle(&self, token: &str, b: &Bundle) -> reqwest::Response {
