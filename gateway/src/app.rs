@@ -102,11 +102,15 @@ impl Gateway {
         let edge = crate::edge::start(ctx.clone(), broker.clone(), sink).await?;
 
         // Admin HTTPS server.
-        let admin_addr =
-            crate::admin::start(&ctx, &ctx.config.admin).map_err(|e| GatewayError::Component {
-                component: "admin API",
-                message: e.to_string(),
-            })?;
+        let admin_addr = crate::admin::start(
+            &ctx,
+            &ctx.config.admin,
+            ctx.config.uplink.enabled.then(|| uplink.monitor()),
+        )
+        .map_err(|e| GatewayError::Component {
+            component: "admin API",
+            message: e.to_string(),
+        })?;
 
         // Uplink bridge.
 

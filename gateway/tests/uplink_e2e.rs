@@ -356,3 +356,79 @@ async fn full_outbox_drop_oldest_policy_drops_non_critical_and_records_each() {
     handle.shutdown(Duration::from_secs(10)).await;
     s.sub.stop().await;
 }
+
+/// `GET /api/v1/status` of the admin API shows the uplink: connected, outbox
+/// depth and the age of the oldest waiting message, through an outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_status_shows_uplink_connection_and_outbox_depth() {
+    use gateway::admin::{NewToken, Role, SystemClock, TokenName, TokenStore};
+
+    let mut s = setup("").await;
+    let devices = vec![s.ward.enroll("monitor-01").unwrap()];
+    let mut config = s.ward.config().unwrap();
+    config.admin.enabled = true;
+    config.admin.bind = "127.0.0.1:0".parse().unwrap();
+    let handle = Gateway::start(config).await.unwrap();
+    let admin = handle.admin_addr.expect("admin API enabled");
+
+    let tokens = TokenStore::open(&s.ward.db_path(), Arc::new(SystemClock), 1).unwrap();
+    let viewer = tokens
+        .create(NewToken {
+            name: TokenName::parse("ward-dashboard").unwrap(),
+            role: Role::Viewer,
+            lifetime: None,
+            bind_totp: false,
+        })
+        .unwrap();
+    let ca = std::fs::read(s.ward.dir.join("ward-pki").join("ca.pem")).unwrap();
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .build()
+        .unwrap();
+    let status = || {
+        let req = client
+            .get(format!("https://{admin}/api/v1/status"))
+            .bearer_auth(viewer.token.expose());
+        async move {
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<serde_json::Value>().await.unwrap()["uplink"].clone()
+        }
+    };
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while status().await["connected"] != true {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "uplink never connected"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let up = status().await;
+    assert_eq!(up["outbox_rows"], 0);
+    assert!(up["oldest_message_age_seconds"].is_null());
+
+    s.broker.stop().unwrap();
+    while status().await["connected"] != false {
+        assert!(tokio::time::Instant::now() < deadline, "outage never seen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let acked = send_all(&s.ward, &devices, 1..=20).await;
+    assert_eq!(acked.len(), 20);
+    let down = status().await;
+    assert_eq!(down["outbox_rows"], 20, "{down}");
+    assert!(down["oldest_message_age_seconds"].as_f64().unwrap() >= 0.0);
+    assert!(down["outbox_bytes"].as_u64().unwrap() > 0);
+
+    s.broker.start().unwrap();
+    while status().await["outbox_rows"] != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "outbox never drained"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    handle.shutdown(Duration::from_secs(10)).await;
+    s.sub.stop().await;
+}

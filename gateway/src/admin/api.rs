@@ -139,6 +139,9 @@ pub(crate) async fn status(State(state): State<Arc<AdminState>>) -> ApiResult<Js
             usable: usable.len(),
             break_glass_usable: usable.iter().filter(|t| t.kind == TokenKind::BreakGlass).count(),
         },
+        // Connected, outbox depth and oldest message age; null when the
+        // gateway runs without an uplink.
+        "uplink": state.uplink.as_ref().map(crate::uplink::UplinkMonitor::status),
     })))
 }
 

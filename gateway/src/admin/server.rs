@@ -103,6 +103,8 @@ pub struct AdminState {
     pub metrics: AdminMetrics,
     /// When the server started (for `status`).
     pub started: Instant,
+    /// The uplink's connection and outbox status, when an uplink runs.
+    pub uplink: Option<crate::uplink::UplinkMonitor>,
 }
 
 impl AdminState {
@@ -124,7 +126,15 @@ impl AdminState {
             shared_metrics,
             metrics,
             started: Instant::now(),
+            uplink: None,
         }
+    }
+
+    /// Show this uplink's status in `GET /api/v1/status`.
+    #[must_use]
+    pub fn with_uplink(mut self, uplink: crate::uplink::UplinkMonitor) -> Self {
+        self.uplink = Some(uplink);
+        self
     }
 }
 
@@ -367,6 +377,7 @@ impl AdminServer {
 pub fn start(
     ctx: &Arc<crate::context::GatewayContext>,
     config: &AdminConfig,
+    uplink: Option<crate::uplink::UplinkMonitor>,
 ) -> Result<Option<SocketAddr>, AdminError> {
     if !config.enabled {
         tracing::info!("admin API disabled (admin.enabled = false)");
@@ -387,13 +398,17 @@ pub fn start(
         clock,
         config.totp_skew_steps,
     )?);
-    let state = Arc::new(AdminState::new(
+    let mut state = AdminState::new(
         config.clone(),
         tokens,
         ctx.registry.clone(),
         ctx.audit.clone(),
         ctx.metrics.clone(),
-    ));
+    );
+    if let Some(uplink) = uplink {
+        state = state.with_uplink(uplink);
+    }
+    let state = Arc::new(state);
     let server = AdminServer::start(state, tls, ctx.shutdown.clone())?;
     let addr = server.local_addr();
     ctx.tasks.spawn(server.wait());
