@@ -124,6 +124,16 @@ fn read(path: &Path) -> Result<String, PkiError> {
     })
 }
 
+/// Valid from yesterday (tolerates clock skew between boxes) for `days`.
+fn set_validity_days(params: &mut CertificateParams, days: i64) {
+    let now = Utc::now();
+    set_validity(
+        params,
+        now - chrono::Duration::days(1),
+        now + chrono::Duration::days(days),
+    );
+}
+
 fn set_validity(params: &mut CertificateParams, from: DateTime<Utc>, to: DateTime<Utc>) {
     // chrono's month/day are always within u8.
     let d = |t: DateTime<Utc>| {
@@ -165,12 +175,7 @@ impl Ca {
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let now = Utc::now();
-        set_validity(
-            &mut params,
-            now - chrono::Duration::days(1),
-            now + chrono::Duration::days(days),
-        );
+        set_validity_days(&mut params, days);
         let cert = params.self_signed(&key).map_err(rc("self-sign CA"))?;
         let cert_pem = cert.pem();
         Ok(Self {
@@ -227,15 +232,20 @@ impl Ca {
         params.distinguished_name = dn;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        let now = Utc::now();
-        set_validity(
-            &mut params,
-            now - chrono::Duration::days(1),
-            now + chrono::Duration::days(days),
-        );
+        set_validity_days(&mut params, days);
+        self.sign(&key, params, "sign server certificate")
+    }
+
+    /// Sign `params` for `key` with this CA.
+    fn sign(
+        &self,
+        key: &KeyPair,
+        params: CertificateParams,
+        what: &'static str,
+    ) -> Result<Issued, PkiError> {
         let cert = params
-            .signed_by(&key, &self.cert, &self.key)
-            .map_err(rc("sign server certificate"))?;
+            .signed_by(key, &self.cert, &self.key)
+            .map_err(rc(what))?;
         Ok(Issued {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
@@ -268,14 +278,7 @@ impl Ca {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         set_validity(&mut params, not_before, not_after);
-        let cert = params
-            .signed_by(&key, &self.cert, &self.key)
-            .map_err(rc("sign device certificate"))?;
-        Ok(Issued {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            cert_der: cert.der().to_vec(),
-        })
+        self.sign(&key, params, "sign device certificate")
     }
 
     /// Issue a device client certificate valid for `days` from yesterday.
@@ -304,20 +307,8 @@ impl Ca {
         dn.push(DnType::CommonName, cn);
         params.distinguished_name = dn;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let now = Utc::now();
-        set_validity(
-            &mut params,
-            now - chrono::Duration::days(1),
-            now + chrono::Duration::days(days),
-        );
-        let cert = params
-            .signed_by(&key, &self.cert, &self.key)
-            .map_err(rc("sign device certificate"))?;
-        Ok(Issued {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            cert_der: cert.der().to_vec(),
-        })
+        set_validity_days(&mut params, days);
+        self.sign(&key, params, "sign device certificate")
     }
 }
 

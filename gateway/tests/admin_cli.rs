@@ -2,40 +2,14 @@
 //! `gateway access`, used against `gateway run`'s admin API over HTTPS, and
 //! revoked from another process while the gateway runs.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_gateway");
-
-/// Kills the child on drop.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn gw(args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("WARDGATE_CONFIG")
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = gw(args);
-    assert!(
-        out.status.success(),
-        "gateway {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use support::cli::{gw, ok, ChildGuard, BIN};
 
 fn field(out: &str, name: &str) -> String {
     out.lines()

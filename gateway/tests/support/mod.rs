@@ -5,6 +5,8 @@
 //! sleeps).
 #![allow(dead_code, missing_docs, clippy::missing_panics_doc)]
 
+pub mod cli;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;

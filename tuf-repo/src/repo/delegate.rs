@@ -16,6 +16,7 @@
 
 use std::time::Duration;
 
+use tough::schema::decoded::{Decoded, Hex};
 use tough::schema::key::Key;
 use tough::schema::{DelegatedRole, Delegations, KeyHolder, PathPattern, PathSet, RoleType};
 
@@ -64,18 +65,7 @@ pub async fn delegate(
             ids.push(id);
         }
     }
-    let pattern = PathPattern::new(manufacturer.path_pattern()).map_err(|e| Error::Schema {
-        context: format!("path pattern for {manufacturer}"),
-        source: Box::new(e),
-    })?;
-    let role = DelegatedRole {
-        name: manufacturer.to_string(),
-        keyids: ids,
-        threshold: signing::threshold(manufacturer.as_str(), threshold)?,
-        paths: PathSet::Paths(vec![pattern]),
-        terminating: true,
-        targets: None,
-    };
+    let role = manufacturer_role(manufacturer, ids, threshold)?;
     delegations
         .roles
         .retain(|r| r.name != manufacturer.as_str());
@@ -210,18 +200,7 @@ pub async fn enrol(
         delegations.keys.insert(id.clone(), k.public_key());
         ids.push(id);
     }
-    let pattern = PathPattern::new(manufacturer.path_pattern()).map_err(|e| Error::Schema {
-        context: format!("path pattern for {manufacturer}"),
-        source: Box::new(e),
-    })?;
-    let role = DelegatedRole {
-        name: manufacturer.to_string(),
-        keyids: ids,
-        threshold: signing::threshold(manufacturer.as_str(), threshold)?,
-        paths: PathSet::Paths(vec![pattern]),
-        terminating: true,
-        targets: None,
-    };
+    let role = manufacturer_role(manufacturer, ids, threshold)?;
     let role_keys = role.keys();
     delegations.roles.push(role);
     let mut targets = tough::schema::Targets::new(
@@ -243,4 +222,25 @@ pub async fn enrol(
     )
     .await?;
     Ok(signed.buffer().clone())
+}
+
+/// The delegated role of `manufacturer`: its keys and threshold, scoped to
+/// `<manufacturer>/*`, terminating (no other role may sign its paths).
+fn manufacturer_role(
+    manufacturer: &ManufacturerName,
+    keyids: Vec<Decoded<Hex>>,
+    threshold: u64,
+) -> Result<DelegatedRole> {
+    let pattern = PathPattern::new(manufacturer.path_pattern()).map_err(|e| Error::Schema {
+        context: format!("path pattern for {manufacturer}"),
+        source: Box::new(e),
+    })?;
+    Ok(DelegatedRole {
+        name: manufacturer.to_string(),
+        keyids,
+        threshold: signing::threshold(manufacturer.as_str(), threshold)?,
+        paths: PathSet::Paths(vec![pattern]),
+        terminating: true,
+        targets: None,
+    })
 }
