@@ -128,3 +128,70 @@ pub fn identity_from_cert(der: &[u8], urn_prefix: &str) -> Result<CertIdentity, 
         fingerprint: fingerprint(der),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
+
+    fn cert(cn: Option<&str>, uris: &[&str]) -> Vec<u8> {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        let mut dn = DistinguishedName::new();
+        if let Some(cn) = cn {
+            dn.push(DnType::CommonName, cn);
+        }
+        params.distinguished_name = dn;
+        params.subject_alt_names = uris
+            .iter()
+            .map(|u| SanType::URI((*u).try_into().unwrap()))
+            .collect();
+        let key = KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn san_uri_first_then_cn() {
+        let der = cert(Some("cn-name"), &["urn:wardgate:device:pump-07"]);
+        let id = identity_from_cert(&der, DEVICE_URN_PREFIX).unwrap();
+        assert_eq!(
+            (id.name.as_str(), id.source),
+            ("pump-07", NameSource::SanUri)
+        );
+        assert_eq!(id.fingerprint, fingerprint(&der));
+        assert_eq!(id.fingerprint.len(), 64);
+
+        // A URI of another role does not count: the CN is used.
+        let id = identity_from_cert(&der, GATEWAY_URN_PREFIX).unwrap();
+        assert_eq!(
+            (id.name.as_str(), id.source),
+            ("cn-name", NameSource::CommonName)
+        );
+
+        let der = cert(Some("monitor-3"), &[]);
+        let id = identity_from_cert(&der, DEVICE_URN_PREFIX).unwrap();
+        assert_eq!(
+            (id.name.as_str(), id.source),
+            ("monitor-3", NameSource::CommonName)
+        );
+    }
+
+    #[test]
+    fn refuses_two_uris_no_name_and_garbage() {
+        let der = cert(
+            Some("x"),
+            &["urn:wardgate:gateway:ward-a", "urn:wardgate:gateway:ward-b"],
+        );
+        let err = identity_from_cert(&der, GATEWAY_URN_PREFIX).unwrap_err();
+        assert!(matches!(err, IdentityError::TwoUris { .. }), "{err}");
+        assert!(err.to_string().contains("ward-a") && err.to_string().contains("ward-b"));
+
+        let der = cert(None, &[]);
+        let err = identity_from_cert(&der, DEVICE_URN_PREFIX).unwrap_err();
+        assert!(matches!(err, IdentityError::NoName { .. }), "{err}");
+
+        assert!(matches!(
+            identity_from_cert(b"garbage", DEVICE_URN_PREFIX),
+            Err(IdentityError::Parse(_))
+        ));
+    }
+}

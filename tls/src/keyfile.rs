@@ -157,3 +157,86 @@ fn sync_dir(path: &Path) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn refuses_open_keys_and_fails_closed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.key");
+        write_private_new(&path, b"secret").unwrap();
+        assert_eq!(mode(&path), 0o600);
+        check_private(&path).unwrap();
+        for open in [0o640, 0o604, 0o660, 0o644] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(open)).unwrap();
+            let err = check_private(&path).unwrap_err();
+            assert!(matches!(err, KeyFileError::TooOpen { mode, .. } if mode == open));
+            assert!(err.to_string().contains("chmod 600"), "{err}");
+        }
+        // Permissions that cannot be read are refused, not waved through.
+        for unreadable in [
+            dir.path().join("absent.key"),
+            path.join("not-a-directory.key"),
+        ] {
+            let err = check_private(&unreadable).unwrap_err();
+            assert!(matches!(err, KeyFileError::Unreadable { .. }), "{err}");
+            assert!(std::error::Error::source(&err).is_some());
+        }
+    }
+
+    #[test]
+    fn writes_new_files_only_and_leaves_no_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        write_private_new(&path, b"one").unwrap();
+        assert!(matches!(
+            write_private_new(&path, b"two"),
+            Err(KeyFileError::Exists { .. })
+        ));
+        assert_eq!(std::fs::read(&path).unwrap(), b"one");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("k")]);
+        let err = write_private_new(&dir.path().join("no/such/dir/k"), b"x").unwrap_err();
+        assert!(matches!(err, KeyFileError::Write { .. }), "{err}");
+    }
+
+    #[test]
+    fn concurrent_creation_has_one_winner() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("race.key");
+        let barrier = std::sync::Barrier::new(8);
+        let wins: Vec<bool> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8u8)
+                .map(|i| {
+                    let (path, barrier) = (&path, &barrier);
+                    s.spawn(move || {
+                        barrier.wait();
+                        match write_private_new(path, &[i; 64]) {
+                            Ok(()) => true,
+                            Err(KeyFileError::Exists { .. }) => false,
+                            Err(e) => panic!("{e}"),
+                        }
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(wins.iter().filter(|w| **w).count(), 1, "{wins:?}");
+        let content = std::fs::read(&path).unwrap();
+        assert_eq!(content.len(), 64, "never a partial file");
+        assert!(content.iter().all(|b| *b == content[0]));
+    }
+}

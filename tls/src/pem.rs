@@ -425,3 +425,159 @@ impl TrustAnchors {
         Arc::clone(&self.store)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn self_signed() -> rcgen::CertifiedKey {
+        rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap()
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn errors_name_the_field_the_file_and_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("absent.pem");
+        let err = load_certs("uplink.ca_file", &missing).unwrap_err();
+        assert_eq!(err.field(), Some("uplink.ca_file"));
+        let text = err.to_string();
+        assert!(text.starts_with("uplink.ca_file ("), "{text}");
+        assert!(
+            text.contains("absent.pem") && text.contains("cannot read"),
+            "{text}"
+        );
+        assert!(
+            std::error::Error::source(&err).is_some(),
+            "keeps the I/O cause"
+        );
+
+        // A key where a certificate belongs.
+        let issued = self_signed();
+        let key = write(dir.path(), "k.pem", &issued.key_pair.serialize_pem());
+        let text = load_certs("uplink.cert_file", &key)
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("uplink.cert_file"), "{text}");
+        assert!(text.contains("no PEM CERTIFICATE block"), "{text}");
+        assert!(text.contains("`gateway pki"), "{text}");
+
+        // A certificate where a key belongs.
+        let cert = write(dir.path(), "c.pem", &issued.cert.pem());
+        let text = load_private_key("uplink.key_file", &cert)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("uplink.key_file") && text.contains("no PEM PRIVATE KEY block"),
+            "{text}"
+        );
+
+        // Damaged PEM.
+        let damaged = write(
+            dir.path(),
+            "d.pem",
+            "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+        );
+        let text = load_certs("tls.cert", &damaged).unwrap_err().to_string();
+        assert!(
+            text.contains("tls.cert") && text.contains("damaged"),
+            "{text}"
+        );
+
+        // Text, not a file: no path in the message.
+        let text = parse_certs("ca_pem", b"").unwrap_err().to_string();
+        assert!(
+            text.starts_with("ca_pem: no PEM CERTIFICATE block"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn credentials_blame_the_right_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = self_signed();
+        let b = self_signed();
+        let cert = write(dir.path(), "a.pem", &a.cert.pem());
+        let key = write(dir.path(), "a.key", &a.key_pair.serialize_pem());
+        let other_key = write(dir.path(), "b.key", &b.key_pair.serialize_pem());
+        let ok = Credentials::load("uplink.cert_file", &cert, "uplink.key_file", &key).unwrap();
+        assert_eq!(ok.chain().len(), 1);
+        let shown = format!("{ok:?}");
+        assert!(
+            !shown.contains("PRIVATE") && !shown.contains("key:"),
+            "{shown}"
+        );
+
+        // A key of another certificate: both fields named.
+        let err = Credentials::load("uplink.cert_file", &cert, "uplink.key_file", &other_key)
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(
+                err,
+                TlsError::Material {
+                    field: "uplink.key_file",
+                    problem: Problem::KeyMismatch {
+                        cert_field: "uplink.cert_file"
+                    },
+                    ..
+                }
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("does not belong to the certificate in uplink.cert_file"),
+            "{text}"
+        );
+
+        // A certificate that is not v3 is the certificate's fault, not the key's.
+        let v1 = include_str!("../tests/fixtures/v1-device.pem");
+        let v1_key = include_str!("../tests/fixtures/v1-device.key");
+        let err = Credentials::from_pem(
+            "uplink.cert_file",
+            v1.as_bytes(),
+            "uplink.key_file",
+            v1_key.as_bytes(),
+        )
+        .unwrap_err();
+        assert_eq!(err.field(), Some("uplink.cert_file"));
+        let text = err.to_string();
+        assert!(text.contains("X.509 version 1"), "{text}");
+
+        // A key that is not a key rustls can use.
+        let err = Credentials::from_pem(
+            "tls.cert",
+            a.cert.pem().as_bytes(),
+            "tls.key",
+            b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.field(), Some("tls.key"), "{err}");
+    }
+
+    #[test]
+    fn trust_anchors_refuse_empty_and_unusable() {
+        let a = self_signed();
+        let anchors = TrustAnchors::from_pem("edge.ca_cert", a.cert.pem().as_bytes()).unwrap();
+        assert_eq!((anchors.len(), anchors.field()), (1, "edge.ca_cert"));
+        assert!(!anchors.is_empty());
+        assert!(TrustAnchors::from_store("x", RootCertStore::empty()).is_err());
+        let junk = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let err = TrustAnchors::from_pem("edge.ca_cert", junk.as_bytes()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                TlsError::Material {
+                    problem: Problem::BadTrustAnchor(_),
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+}

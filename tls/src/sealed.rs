@@ -279,3 +279,197 @@ impl SealingKey {
         self.open(aad, nonce, sealed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Env var that makes [`child_process_seals`] act (set only by the
+    /// parent test, for its children).
+    const CHILD_PATH_ENV: &str = "WARDGATE_TLS_TEST_CHILD_KEY_PATH";
+
+    #[test]
+    fn round_trip_and_binding() {
+        let key = SealingKey::from_bytes(&[7; KEY_LEN], "test");
+        let (nonce, sealed) = key.seal(b"row 42", b"{\"hr\":72}").unwrap();
+        assert_eq!(sealed.len(), 9 + TAG_LEN);
+        assert_eq!(
+            key.open(b"row 42", &nonce, &sealed).unwrap(),
+            b"{\"hr\":72}"
+        );
+        let err = key.open(b"row 43", &nonce, &sealed).unwrap_err();
+        assert!(matches!(err, SealError::Open { .. }), "wrong AAD refused");
+        assert!(err.to_string().contains("test"), "{err}");
+        let other = SealingKey::from_bytes(&[8; KEY_LEN], "other");
+        assert!(other.open(b"row 42", &nonce, &sealed).is_err());
+        let mut bad = sealed.clone();
+        bad[0] ^= 1;
+        assert!(key.open(b"row 42", &nonce, &bad).is_err());
+        assert!(key.open(b"row 42", &nonce[..11], &sealed).is_err());
+        // Two seals of the same value differ (fresh nonces).
+        assert_ne!(
+            key.seal(b"a", b"x").unwrap().0,
+            key.seal(b"a", b"x").unwrap().0
+        );
+
+        let blob = key.seal_blob(b"token", b"secret").unwrap();
+        assert_eq!(blob.len(), NONCE_LEN + 6 + TAG_LEN);
+        assert_eq!(key.open_blob(b"token", &blob).unwrap(), b"secret");
+        assert!(key.open_blob(b"other", &blob).is_err());
+        assert!(key.open_blob(b"token", &blob[..NONCE_LEN]).is_err());
+    }
+
+    #[test]
+    fn debug_never_shows_the_key() {
+        let key =
+            SealingKey::from_base64("AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=", "WARDGATE_X")
+                .unwrap();
+        assert_eq!(format!("{key:?}"), "SealingKey(WARDGATE_X)");
+        assert_eq!(key.origin(), "WARDGATE_X");
+    }
+
+    /// Old key files and rows open: the format is base64 text of the key,
+    /// and the byte layout is untouched (vector from Python `cryptography`).
+    #[test]
+    fn opens_values_sealed_in_the_existing_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.key");
+        keyfile::write_private_new(&path, b"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=\n")
+            .unwrap();
+        let key = SealingKey::load_or_create_file(&path).unwrap();
+        let nonce = hex::decode("0a0b0c0d0e0f101112131415").unwrap();
+        let sealed = hex::decode("3f5cb1b60ff739c7f7b47c670c12ae26487cb27e908581c3f8").unwrap();
+        let mut aad = b"wardgate-outbox-v1".to_vec();
+        aad.extend_from_slice(&42i64.to_be_bytes());
+        aad.extend_from_slice(b"pump-07");
+        assert_eq!(key.open(&aad, &nonce, &sealed).unwrap(), b"{\"hr\":72}");
+    }
+
+    #[test]
+    fn refuses_malformed_keys_by_origin() {
+        let err = SealingKey::from_base64("AAAA", "WARDGATE_OUTBOX_KEY").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("32 needed") && text.contains("WARDGATE_OUTBOX_KEY"),
+            "{text}"
+        );
+        let err = SealingKey::from_base64("not base64!", "k").unwrap_err();
+        assert!(matches!(err, SealError::NotBase64 { .. }));
+        assert!(std::error::Error::source(&err).is_some());
+    }
+
+    #[test]
+    fn environment_variable_wins_and_no_file_is_written() {
+        let var = format!("WARDGATE_TLS_TEST_KEY_{}", std::process::id());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.key");
+        std::env::set_var(&var, "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=");
+        let key = SealingKey::load_or_create(&var, &path).unwrap();
+        assert_eq!(key.origin(), var);
+        assert!(!path.exists());
+        std::env::set_var(&var, "short");
+        assert!(SealingKey::load_or_create(&var, &path).is_err());
+        assert!(!path.exists(), "a bad variable is not replaced by a file");
+        std::env::remove_var(&var);
+        SealingKey::load_or_create(&var, &path).unwrap();
+        assert!(path.exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_file_created_private_and_refused_when_open() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("totp.key");
+        let a = SealingKey::load_or_create_file(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let b = SealingKey::load_or_create_file(&path).unwrap();
+        let blob = a.seal_blob(b"x", b"y").unwrap();
+        assert_eq!(b.open_blob(b"x", &blob).unwrap(), b"y");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = SealingKey::load_or_create_file(&path).unwrap_err();
+        assert!(matches!(
+            err,
+            SealError::KeyFile(KeyFileError::TooOpen { .. })
+        ));
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(&path, "garbage").unwrap();
+        assert!(matches!(
+            SealingKey::load_or_create_file(&path),
+            Err(SealError::NotBase64 { .. })
+        ));
+    }
+
+    #[test]
+    fn threads_creating_at_once_share_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("race.key");
+        let barrier = std::sync::Barrier::new(8);
+        let keys: Vec<SealingKey> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let (path, barrier) = (&path, &barrier);
+                    s.spawn(move || {
+                        barrier.wait();
+                        SealingKey::load_or_create_file(path).unwrap()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let blob = keys[0].seal_blob(b"aad", b"one key").unwrap();
+        for key in &keys {
+            assert_eq!(key.open_blob(b"aad", &blob).unwrap(), b"one key");
+        }
+    }
+
+    /// Run by [`processes_creating_at_once_share_one_key`] in child
+    /// processes: load or create the key and print a sealed value.
+    #[test]
+    #[ignore = "a helper the process test runs in child processes"]
+    fn child_process_seals() {
+        let Some(path) = std::env::var_os(CHILD_PATH_ENV) else {
+            return;
+        };
+        let key = SealingKey::load_or_create_file(Path::new(&path)).unwrap();
+        let blob = key.seal_blob(b"child", b"from a child").unwrap();
+        println!("SEALED={}", hex::encode(blob));
+    }
+
+    #[test]
+    fn processes_creating_at_once_share_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shared.key");
+        let exe = std::env::current_exe().unwrap();
+        let children: Vec<_> = (0..3)
+            .map(|_| {
+                std::process::Command::new(&exe)
+                    .args([
+                        "sealed::tests::child_process_seals",
+                        "--exact",
+                        "--ignored",
+                        "--nocapture",
+                        "--test-threads=1",
+                    ])
+                    .env(CHILD_PATH_ENV, &path)
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let mine = SealingKey::load_or_create_file(&path).unwrap();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success());
+            let stdout = String::from_utf8(out.stdout).unwrap();
+            let blob = stdout
+                .lines()
+                .find_map(|l| l.split_once("SEALED=").map(|(_, v)| v.trim()))
+                .unwrap_or_else(|| panic!("child printed no value: {stdout}"));
+            let blob = hex::decode(blob).unwrap();
+            assert_eq!(mine.open_blob(b"child", &blob).unwrap(), b"from a child");
+        }
+    }
+}
