@@ -14,11 +14,10 @@ use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
 };
-use sha2::{Digest, Sha256};
 use wardgate_protocol::DeviceId;
 
-/// URI prefix of the device identity SAN.
-pub const DEVICE_URI_PREFIX: &str = "urn:wardgate:device:";
+/// URI prefix of the device identity SAN (one definition, in `wardgate-tls`).
+pub use wardgate_tls::DEVICE_URN_PREFIX as DEVICE_URI_PREFIX;
 
 /// What went wrong in the PKI helper.
 #[derive(Debug, thiserror::Error)]
@@ -86,11 +85,8 @@ impl Issued {
     }
 }
 
-/// SHA-256 of a DER certificate, lowercase hex.
-#[must_use]
-pub fn fingerprint(der: &[u8]) -> String {
-    hex::encode(Sha256::digest(der))
-}
+/// SHA-256 of a DER certificate, lowercase hex (from `wardgate-tls`).
+pub use wardgate_tls::fingerprint;
 
 fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<(), PkiError> {
     use std::io::Write;

@@ -138,6 +138,21 @@ pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyFileErro
     }
 }
 
+/// Create the directory `path` (and its parents) and restrict it to its
+/// owner (0700 on Unix): the directory that holds databases and key files.
+///
+/// # Errors
+/// The I/O error if it cannot be created or its mode set.
+pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
 /// `.<name>.<pid>.<random>.tmp` beside `path`.
 fn temp_path(path: &Path) -> PathBuf {
     use rand::RngCore;
@@ -192,6 +207,16 @@ mod tests {
             assert!(matches!(err, KeyFileError::Unreadable { .. }), "{err}");
             assert!(std::error::Error::source(&err).is_some());
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn private_directory_is_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("a/b");
+        create_private_dir(&data).unwrap();
+        assert_eq!(mode(&data), 0o700);
+        create_private_dir(&data).unwrap();
     }
 
     #[test]
