@@ -221,7 +221,7 @@ pub enum Error {
         reason: String,
         /// The TLS material's problem, when that was the cause.
         #[source]
-        source: Option<wardgate_tls::TlsError>,
+        source: Option<Box<wardgate_tls::TlsError>>,
     },
 
     /// The target does not exist in the repository.

@@ -60,7 +60,7 @@ struct Fields {
 fn terr(source: wardgate_tls::TlsError) -> Error {
     Error::Transport {
         reason: source.to_string(),
-        source: Some(source),
+        source: Some(Box::new(source)),
     }
 }
 

@@ -29,7 +29,7 @@ pub const HANDSHAKE: Context<'static> = Context {
     peer: "device",
     trust_field: "edge.ca_cert",
     own_cert_field: Some("edge.server_cert"),
-    reissue: "issue one with `gateway pki device`",
+    reissue: "issue the device a new one with `gateway pki device`",
 };
 
 /// Who is on the other end of a verified TLS session.
@@ -111,6 +111,63 @@ mod tests {
             Err(IdentityError::NoId(_))
         ));
         assert!(peer_identity(b"garbage").is_err());
+    }
+
+    /// A device certificate from another CA, refused by a real listener:
+    /// the refusal the edge records is in words, naming `edge.ca_cert`.
+    #[tokio::test]
+    async fn refused_handshake_is_recorded_in_words() {
+        use tokio::io::AsyncReadExt;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::generate("ward", 5).unwrap();
+        let (ca_pem, _) = ca.write(dir.path()).unwrap();
+        let server = ca.issue_server(&["localhost".into()], 5).unwrap();
+        let (cert, key) = (dir.path().join("s.pem"), dir.path().join("s.key"));
+        server.write(&cert, &key).unwrap();
+        let acceptor =
+            tokio_rustls::TlsAcceptor::from(server_config(&ca_pem, &cert, &key).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            acceptor.accept(tcp).await.err()
+        });
+
+        let rogue = Ca::generate("rogue", 5).unwrap();
+        let device = rogue
+            .issue_device(&DeviceId::parse("pump-07").unwrap(), 5)
+            .unwrap();
+        let client = wardgate_tls::ClientTls::new(
+            TrustAnchors::from_pem("ca", ca.cert_pem.as_bytes()).unwrap(),
+        )
+        .identity(
+            Credentials::from_pem(
+                "cert",
+                device.cert_pem.as_bytes(),
+                "key",
+                device.key_pem.as_bytes(),
+            )
+            .unwrap(),
+        )
+        .build()
+        .unwrap();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        if let Ok(mut tls) = connector.connect(name, tcp).await {
+            let _ = tls.read(&mut [0u8; 1]).await;
+        }
+        let err = accepted
+            .await
+            .unwrap()
+            .expect("the edge refuses the device");
+        let words = wardgate_tls::describe::handshake_error(&err, &HANDSHAKE);
+        assert!(
+            words.starts_with(
+                "the client certificate of the device was not issued by the CA in edge.ca_cert; issue the device a new one with `gateway pki device`"
+            ),
+            "{words}"
+        );
     }
 
     #[test]

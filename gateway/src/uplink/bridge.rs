@@ -584,6 +584,47 @@ pub fn backoff(initial: Duration, max: Duration, failures: u32) -> Duration {
 mod tests {
     use super::*;
 
+    /// Each TLS file problem is attributed to its own field (a certificate
+    /// problem used to be blamed on `uplink.key_file`).
+    #[test]
+    fn client_tls_blames_the_field_at_fault() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = crate::pki::Ca::generate("ward", 5).unwrap();
+        let (ca_pem, ca_key) = ca.write(dir.path()).unwrap();
+        let id = wardgate_protocol::DeviceId::parse("gw-1").unwrap();
+        let me = ca.issue_device(&id, 5).unwrap();
+        let (cert, key) = (dir.path().join("gw.pem"), dir.path().join("gw.key"));
+        me.write(&cert, &key).unwrap();
+        client_tls(&ca_pem, &cert, &key).unwrap();
+        let err =
+            |ca: &Path, cert: &Path, key: &Path| client_tls(ca, cert, key).unwrap_err().to_string();
+        let e = err(&key, &cert, &key);
+        assert!(
+            e.contains("uplink.ca_file") && !e.contains("uplink.key_file"),
+            "{e}"
+        );
+        let e = err(&ca_pem, &key, &key);
+        assert!(
+            e.contains("uplink.cert_file:") || e.contains("uplink.cert_file ("),
+            "{e}"
+        );
+        assert!(!e.contains("uplink.key_file"), "{e}");
+        let garbled = dir.path().join("garbled.pem");
+        std::fs::write(
+            &garbled,
+            "-----BEGIN CERTIFICATE-----\nMAMCAQA=\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let e = err(&ca_pem, &garbled, &key);
+        assert!(e.starts_with("uplink TLS: uplink.cert_file ("), "{e}");
+        let e = err(&ca_pem, &cert, &ca_key);
+        assert!(
+            e.starts_with("uplink TLS: uplink.key_file (")
+                && e.contains("does not belong to the certificate in uplink.cert_file"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn backoff_grows_is_capped_and_jittered() {
         let initial = Duration::from_millis(100);
