@@ -17,9 +17,9 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use rand::RngCore;
 use zeroize::Zeroizing;
 
-use super::token::TokenId;
-use super::totp::TotpSecret;
-use super::AdminError;
+use super::code::TotpSecret;
+use crate::access::error::AccessError;
+use crate::access::token::name::TokenId;
 
 /// Environment variable that, when set, holds the key (base64 of 32 bytes).
 pub const KEY_ENV: &str = "WARDGATE_ADMIN_TOTP_KEY";
@@ -50,8 +50,8 @@ impl TotpVault {
         }
     }
 
-    fn from_base64(text: &str, origin: &str) -> Result<Self, AdminError> {
-        let bad = |problem: String| AdminError::TotpKey {
+    fn from_base64(text: &str, origin: &str) -> Result<Self, AccessError> {
+        let bad = |problem: String| AccessError::TotpKey {
             origin: origin.to_owned(),
             problem,
         };
@@ -72,15 +72,15 @@ impl TotpVault {
     /// file (mode 0600) with a fresh random key if it does not exist.
     ///
     /// # Errors
-    /// [`AdminError::TotpKey`] if the key is malformed, the file is readable
+    /// [`AccessError::TotpKey`] if the key is malformed, the file is readable
     /// by group or others, or it cannot be read or created.
-    pub fn load_or_create(dir: &Path) -> Result<Self, AdminError> {
+    pub fn load_or_create(dir: &Path) -> Result<Self, AccessError> {
         if let Ok(text) = std::env::var(KEY_ENV) {
             return Self::from_base64(&text, KEY_ENV);
         }
         let path: PathBuf = dir.join(KEY_FILE);
         let origin = path.display().to_string();
-        let bad = |problem: String| AdminError::TotpKey {
+        let bad = |problem: String| AccessError::TotpKey {
             origin: origin.clone(),
             problem,
         };
@@ -142,8 +142,8 @@ impl TotpVault {
     /// Seal `secret` for token `id`: nonce || ciphertext || tag.
     ///
     /// # Errors
-    /// [`AdminError::TotpKey`] if the AEAD refuses (not for real inputs).
-    pub fn seal(&self, id: &TokenId, secret: &TotpSecret) -> Result<Vec<u8>, AdminError> {
+    /// [`AccessError::TotpKey`] if the AEAD refuses (not for real inputs).
+    pub fn seal(&self, id: &TokenId, secret: &TotpSecret) -> Result<Vec<u8>, AccessError> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let aad = Self::aad(id);
@@ -156,7 +156,7 @@ impl TotpVault {
                     aad: &aad,
                 },
             )
-            .map_err(|_| AdminError::TotpKey {
+            .map_err(|_| AccessError::TotpKey {
                 origin: self.origin.clone(),
                 problem: "sealing failed".into(),
             })?;
@@ -166,11 +166,11 @@ impl TotpVault {
     /// Open what [`TotpVault::seal`] produced for the same token id.
     ///
     /// # Errors
-    /// [`AdminError::TotpKey`] if the blob was sealed under another key or
+    /// [`AccessError::TotpKey`] if the blob was sealed under another key or
     /// for another token, or was altered.
-    pub fn open(&self, id: &TokenId, blob: &[u8]) -> Result<TotpSecret, AdminError> {
+    pub fn open(&self, id: &TokenId, blob: &[u8]) -> Result<TotpSecret, AccessError> {
         let refused = || {
-            AdminError::TotpKey {
+            AccessError::TotpKey {
             origin: self.origin.clone(),
             problem: format!(
                 "the TOTP secret of token {id} does not open under this key (wrong or replaced key file, or an altered row); \
@@ -239,7 +239,7 @@ mod tests {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
             assert!(matches!(
                 TotpVault::load_or_create(dir.path()),
-                Err(AdminError::TotpKey { .. })
+                Err(AccessError::TotpKey { .. })
             ));
         }
     }
