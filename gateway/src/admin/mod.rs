@@ -12,7 +12,7 @@
 //! | routes, each mapped to its [`Action`], body/time/concurrency limits | [`routes`] |
 //! | the guard: token, role, TOTP, break-glass use, refusal audit and metric | [`guard`] |
 //! | reading the `Authorization` and `X-Wardgate-TOTP` headers | [`headers`] |
-//! | handlers (registry, audit, status, tokens, review) | [`handlers`] |
+//! | handlers (registry, audit, status, tokens, review) | `handlers` |
 //! | JSON errors, refusal -> HTTP status, [`AdminError`] | [`error`] |
 //! | `wardgate_admin_*` metric families | [`metrics`] |
 //! | state shared by guard and handlers | [`state`] |

@@ -6,7 +6,7 @@
 //! | --- | --- |
 //! | the sections as plain serde structs with defaults (a leaf: imports no other gateway module) | [`sections`] |
 //! | reading the file and typing it | [`load`] |
-//! | `WARDGATE_<SECTION>__<FIELD>` overrides | [`env`] |
+//! | `WARDGATE_<SECTION>__<FIELD>` overrides | [`env`](mod@env) |
 //! | every refusal, and [`ValidConfig`], the only way past them | [`validate`] |
 //! | [`ConfigError`] | [`error`] |
 //!
