@@ -1,27 +1,38 @@
-//! [`Gateway::start`]: wire the components of one gateway together.
+//! [`Gateway::start`]: wire the components of one gateway together from one
+//! validated configuration.
 //!
-//! Order: context (database, registry, audit, metrics), embedded broker,
-//! edge, then the admin server and the uplink. The returned
-//! [`GatewayHandle`] carries the bound addresses and shuts everything down.
+//! Order: configuration (validated once, unless it already is a
+//! [`ValidConfig`]), context (database, registry, audit, metrics), embedded
+//! broker, the uplink's outbox (the edge's telemetry sink), edge, then the
+//! admin server. The returned [`GatewayHandle`] carries the bound addresses
+//! and shuts everything down. A component that cannot start is named in
+//! [`GatewayError`], with its own error as the source.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::admin::AdminError;
+use crate::audit::{AuditError, AuditEvent, Outcome};
 use crate::broker::{BrokerError, BrokerHandle};
-use crate::config::Config;
+use crate::config::{ConfigError, IntoValidConfig, ValidConfig};
 use crate::context::{ContextError, GatewayContext};
 use crate::edge::{EdgeError, EdgeHandle};
 use crate::registry::DeviceChange;
 use crate::sink::TelemetrySink;
+use crate::uplink::{Uplink, UplinkError};
 
 /// How often registry changes made by other processes (the `gateway device`
 /// CLI) are picked up and pushed to live sessions.
 pub const REGISTRY_POLL_INTERVAL: Duration = Duration::from_millis(500);
 
-/// What went wrong starting the gateway.
+/// What went wrong starting the gateway: one variant per component, each
+/// keeping the component's own error as its source.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
+    /// The configuration was refused (names the field).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// Database, registry or audit log.
     #[error(transparent)]
     Context(#[from] ContextError),
@@ -31,14 +42,15 @@ pub enum GatewayError {
     /// The device listener.
     #[error(transparent)]
     Edge(#[from] EdgeError),
-    /// Another component (admin server, uplink) failed to start.
-    #[error("{component} failed to start: {message}")]
-    Component {
-        /// Which component.
-        component: &'static str,
-        /// Its error, for the operator.
-        message: String,
-    },
+    /// The uplink (outbox, its key, or the bridge's TLS files).
+    #[error("uplink failed to start")]
+    Uplink(#[source] UplinkError),
+    /// The admin HTTPS server (TLS files, token store, listen address).
+    #[error("admin API failed to start")]
+    Admin(#[source] AdminError),
+    /// The `gateway.start` row could not be written to the audit log.
+    #[error("audit log failed to start: cannot write the gateway.start row")]
+    Audit(#[source] AuditError),
 }
 
 /// A running gateway.
@@ -79,62 +91,54 @@ impl GatewayHandle {
 pub struct Gateway;
 
 impl Gateway {
-    /// Validate `config` and start everything.
+    /// Start everything from `config`: a [`ValidConfig`] (as `gateway run`
+    /// loads it, validated once) or a plain [`crate::config::Config`], which
+    /// is validated here.
     ///
     /// # Errors
     /// [`GatewayError`] naming the component that could not start.
-    pub async fn start(config: Config) -> Result<GatewayHandle, GatewayError> {
-        config.validate().map_err(|e| GatewayError::Component {
-            component: "configuration",
-            message: e.to_string(),
-        })?;
+    pub async fn start(config: impl IntoValidConfig) -> Result<GatewayHandle, GatewayError> {
+        let config: ValidConfig = config.into_valid()?;
         let ctx = GatewayContext::open(config)?;
+        match Self::start_components(&ctx).await {
+            Ok((broker, edge, admin_addr)) => Ok(GatewayHandle {
+                context: ctx,
+                broker,
+                edge,
+                admin_addr,
+            }),
+            Err(e) => {
+                // Stop what did start (edge, uplink, poller) before reporting.
+                ctx.shutdown.cancel();
+                Err(e)
+            }
+        }
+    }
+
+    async fn start_components(
+        ctx: &Arc<GatewayContext>,
+    ) -> Result<(BrokerHandle, EdgeHandle, Option<SocketAddr>), GatewayError> {
         let broker = BrokerHandle::start(&ctx.config.broker)?;
-        spawn_registry_poller(&ctx);
+        spawn_registry_poller(ctx);
 
         // Telemetry sink: the uplink's outbox when the uplink is configured.
-        let uplink =
-            crate::uplink::Uplink::start_in(&ctx).map_err(|e| GatewayError::Component {
-                component: "uplink",
-                message: e.to_string(),
-            })?;
-        let sink: Option<Arc<dyn TelemetrySink>> = ctx.config.uplink.enabled.then(|| uplink.sink());
+        let uplink = Uplink::start_in(ctx).map_err(GatewayError::Uplink)?;
+        let forwarding = ctx.config.uplink.enabled;
+        let sink: Option<Arc<dyn TelemetrySink>> = forwarding.then(|| uplink.sink());
         let edge = crate::edge::start(ctx.clone(), broker.clone(), sink).await?;
 
-        // Admin HTTPS server.
-        let admin_addr = crate::admin::start(
-            &ctx,
-            &ctx.config.admin,
-            ctx.config.uplink.enabled.then(|| uplink.monitor()),
-        )
-        .map_err(|e| GatewayError::Component {
-            component: "admin API",
-            message: e.to_string(),
-        })?;
-
-        // Uplink bridge.
+        // Admin HTTPS server, with the uplink's status when it forwards.
+        let admin_addr = crate::admin::start(ctx, forwarding.then(|| uplink.monitor()))
+            .map_err(GatewayError::Admin)?;
 
         ctx.audit
             .append_async(
-                crate::audit::AuditEvent::new(
-                    "gateway",
-                    "gateway.start",
-                    "gateway",
-                    crate::audit::Outcome::Info,
-                )
-                .with_detail(serde_json::json!({"edge": edge.addr.to_string()})),
+                AuditEvent::new("gateway", "gateway.start", "gateway", Outcome::Info)
+                    .with_detail(serde_json::json!({"edge": edge.addr.to_string()})),
             )
             .await
-            .map_err(|e| GatewayError::Component {
-                component: "audit log",
-                message: e.to_string(),
-            })?;
-        Ok(GatewayHandle {
-            context: ctx,
-            broker,
-            edge,
-            admin_addr,
-        })
+            .map_err(GatewayError::Audit)?;
+        Ok((broker, edge, admin_addr))
     }
 }
 
@@ -167,4 +171,64 @@ fn spawn_registry_poller(ctx: &Arc<GatewayContext>) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::pki::Ca;
+
+    /// A valid configuration on loopback ports in `dir`.
+    fn config(dir: &std::path::Path) -> Config {
+        let ca = Ca::generate("test CA", 30).unwrap();
+        let (ca_cert, _) = ca.write(dir).unwrap();
+        let server = ca.issue_server(&["127.0.0.1".to_owned()], 30).unwrap();
+        let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+        server.write(&cert, &key).unwrap();
+        let mut c = Config::default();
+        c.storage.data_dir = dir.join("state");
+        c.edge.listen = "127.0.0.1:0".parse().unwrap();
+        c.edge.ca_cert = ca_cert;
+        c.edge.server_cert = cert;
+        c.edge.server_key = key;
+        c.admin.bind = "127.0.0.1:0".parse().unwrap();
+        c
+    }
+
+    #[tokio::test]
+    async fn a_refused_config_is_named_before_anything_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(dir.path());
+        c.admin.totp_skew_steps = 9;
+        match Gateway::start(c).await {
+            Err(GatewayError::Config(ConfigError::Invalid { field, .. })) => {
+                assert_eq!(field, "admin.totp_skew_steps");
+            }
+            other => panic!("expected a config refusal, got {other:?}"),
+        }
+        assert!(
+            !dir.path().join("state").exists(),
+            "nothing was created for a refused configuration"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_component_that_cannot_start_is_named_with_its_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = config(dir.path());
+        c.admin.bind = taken.local_addr().unwrap();
+        let valid = c.validate().unwrap();
+        let err = Gateway::start(valid).await.unwrap_err();
+        assert!(
+            matches!(err, GatewayError::Admin(AdminError::Bind { .. })),
+            "{err:?}"
+        );
+        assert_eq!(err.to_string(), "admin API failed to start");
+        let cause = err.source().map(ToString::to_string).unwrap_or_default();
+        assert!(cause.contains("admin.bind"), "{cause}");
+    }
 }

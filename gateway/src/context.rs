@@ -1,4 +1,5 @@
-//! [`GatewayContext`]: what every component of a running gateway shares.
+//! [`GatewayContext`]: what every component of a running gateway shares,
+//! built once from the validated configuration.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::audit::AuditLog;
-use crate::config::Config;
+use crate::config::{ConfigError, IntoValidConfig, ValidConfig};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 
@@ -18,8 +19,8 @@ use crate::registry::Registry;
 /// cancelled.
 #[derive(Debug)]
 pub struct GatewayContext {
-    /// The validated configuration.
-    pub config: Arc<Config>,
+    /// The validated configuration; components read their section here.
+    pub config: Arc<ValidConfig>,
     /// The data directory.
     pub data_dir: PathBuf,
     /// The gateway database file.
@@ -39,6 +40,9 @@ pub struct GatewayContext {
 /// Why the context could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {
+    /// The configuration was refused.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// The data directory could not be created.
     #[error("cannot create data dir {path}: {source}; check `storage.data_dir`")]
     DataDir {
@@ -57,11 +61,14 @@ pub enum ContextError {
 
 impl GatewayContext {
     /// Create the data dir (mode 0700), open the database, registry and
-    /// audit log. Does not validate `config` (callers do, once).
+    /// audit log. A [`ValidConfig`] is used as it is; a plain
+    /// [`crate::config::Config`] is validated here first.
     ///
     /// # Errors
-    /// [`ContextError`] if the directory or database cannot be set up.
-    pub fn open(config: Config) -> Result<Arc<Self>, ContextError> {
+    /// [`ContextError`] if the configuration is refused or the directory or
+    /// database cannot be set up.
+    pub fn open(config: impl IntoValidConfig) -> Result<Arc<Self>, ContextError> {
+        let config = config.into_valid()?;
         let data_dir = config.storage.data_dir.clone();
         create_private_dir(&data_dir)?;
         let db_path = config.storage.db_path();

@@ -7,13 +7,18 @@
 //! audit log, the admin HTTPS API, the store-and-forward uplink and the OTA
 //! agent.
 //!
-//! Where each control of DESIGN.md lives:
+//! The architecture (crates, trust model, data flows, the MQTT contract,
+//! persistence) is described in `docs/architecture.md` of the repository;
+//! the admin API and its access control in `docs/admin.md`.
+//!
+//! Where each control lives:
 //!
 //! | control | module |
 //! | --- | --- |
-//! | configuration, refusal of insecure settings | [`config`] |
+//! | configuration sections and defaults (a leaf module) | [`config::sections`] |
+//! | `WARDGATE_*` overrides, refusal of insecure settings, [`ValidConfig`] | [`config`], [`config::validate`] |
 //! | one SQLite database, migrations | [`db`] |
-//! | wiring of one running gateway | [`app`], [`context`] |
+//! | wiring of one running gateway, one error per component | [`app`], [`context`] |
 //! | embedded broker on loopback with a per-boot credential | [`broker`] |
 //! | device-facing mutual TLS, MQTT parsing | [`edge`], [`edge::tls`], [`edge::frame`] |
 //! | topic ACL, quarantine, payload, replay and rate limits | [`edge::policy`] |
@@ -21,12 +26,16 @@
 //! | hash-chained audit log | [`audit`] |
 //! | device CA, server and device certificates | [`pki`] |
 //! | Prometheus metrics | [`metrics`] |
-//! | admin HTTPS API, tokens, roles, TOTP, break-glass | [`admin`] |
+//! | access control: tokens (hashes, expiry), roles and the route-to-role table | [`access`], [`access::token`], [`access::policy`] |
+//! | TOTP second factor, replay refusal and lockout, sealed TOTP secrets | [`access::totp`] |
+//! | break-glass tokens, access review | [`access::break_glass`], [`access::review`] |
+//! | admin HTTPS API: server, routes, guard, JSON errors, metrics | [`admin`] |
 //! | durable outbox, store-and-forward uplink | [`uplink`] |
 //! | upstream renderings (device JSON, FHIR R4) | [`render`] |
 //! | hand-off of accepted telemetry from edge to outbox | [`sink`] |
 //! | command-line subcommands | [`cli`] |
 
+pub mod access;
 pub mod admin;
 pub mod app;
 pub mod audit;
@@ -44,5 +53,5 @@ pub mod sink;
 pub mod uplink;
 
 pub use app::{Gateway, GatewayError, GatewayHandle};
-pub use config::Config;
+pub use config::{Config, ValidConfig};
 pub use context::GatewayContext;

@@ -1,15 +1,40 @@
-//! JSON errors of the admin API: a stable `code` for scripts and an
-//! actionable `message` for people.
+//! Errors of the HTTP layer: [`AdminError`] when the server cannot start,
+//! and [`ApiError`], the JSON error a caller gets, with a stable `code` for
+//! scripts and an actionable `message` for people.
 //!
-//! Body shape: `{"error": {"code": "forbidden", "message": "..."}}`.
+//! Body shape: `{"error": {"code": "forbidden", "message": "..."}}`. This is
+//! where an access-control [`Refusal`] becomes an HTTP status: 401 for
+//! who-are-you failures, 403 for a role below the route's minimum.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
-use super::policy::Refusal;
-use super::AdminError;
+use super::headers::TOTP_HEADER;
+use crate::access::error::AccessError;
+use crate::access::refusal::Refusal;
+use crate::access::token::name::NameError;
+use crate::access::totp::lockout::TOTP_LOCKOUT_SECONDS;
+
+/// Why the admin server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The TLS certificate or key cannot be used (the error names the field).
+    #[error("admin TLS: {0}")]
+    Tls(#[from] wardgate_tls::TlsError),
+    /// The listen address cannot be bound.
+    #[error("cannot listen on {addr} (admin.bind): {source}; pick a free port or stop the other process")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The token store (database or TOTP sealing key) cannot be opened.
+    #[error(transparent)]
+    Access(#[from] AccessError),
+}
 
 /// An error response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,22 +99,89 @@ impl ApiError {
     }
 }
 
-impl From<Refusal> for ApiError {
-    fn from(r: Refusal) -> Self {
-        Self::new(r.status(), r.code(), r.message())
+/// 401 for who-are-you failures, 403 for not-allowed.
+#[must_use]
+pub fn refusal_status(r: Refusal) -> StatusCode {
+    match r {
+        Refusal::Forbidden { .. } => StatusCode::FORBIDDEN,
+        _ => StatusCode::UNAUTHORIZED,
     }
 }
 
-impl From<AdminError> for ApiError {
-    fn from(e: AdminError) -> Self {
+/// Stable error code of a refusal in JSON bodies.
+#[must_use]
+pub fn refusal_code(r: Refusal) -> &'static str {
+    match r {
+        Refusal::MissingToken
+        | Refusal::MalformedToken
+        | Refusal::UnknownToken
+        | Refusal::WrongSecret
+        | Refusal::RevokedToken
+        | Refusal::ExpiredToken => "unauthenticated",
+        Refusal::Forbidden { .. } => "forbidden",
+        Refusal::TotpRequired => "totp_required",
+        Refusal::TotpMalformed | Refusal::TotpInvalid => "totp_invalid",
+        Refusal::TotpReused => "totp_reused",
+        Refusal::TotpLocked => "totp_locked",
+    }
+}
+
+/// What the refused caller should do next. Authentication failures share
+/// one message so a prober learns nothing about which tokens exist.
+#[must_use]
+pub fn refusal_message(r: Refusal) -> String {
+    match r {
+        Refusal::MissingToken
+        | Refusal::MalformedToken
+        | Refusal::UnknownToken
+        | Refusal::WrongSecret
+        | Refusal::RevokedToken
+        | Refusal::ExpiredToken => {
+            "send a valid, unexpired token as `Authorization: Bearer wgt_...`; \
+             an administrator can issue one with `gateway access token create`"
+                .to_owned()
+        }
+        Refusal::Forbidden { have, need, action } => format!(
+            "a {have} token may not {action}; this needs a {need} token (ask an administrator)"
+        ),
+        Refusal::TotpRequired => format!(
+            "this token is bound to TOTP: send the current 6-digit code in the `{}` header",
+            TOTP_HEADER
+        ),
+        Refusal::TotpMalformed | Refusal::TotpInvalid => format!(
+            "the `{}` code does not match; check the authenticator app and the gateway's clock",
+            TOTP_HEADER
+        ),
+        Refusal::TotpReused => "this TOTP code was already used; wait for the next code".to_owned(),
+        Refusal::TotpLocked => format!(
+            "too many wrong TOTP codes in a row: mutating calls with this token are locked for \
+             {} minutes; check the authenticator app and the gateway's clock, or ask an administrator",
+            TOTP_LOCKOUT_SECONDS / 60
+        ),
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        Self::new(refusal_status(r), refusal_code(r), refusal_message(r))
+    }
+}
+
+impl From<NameError> for ApiError {
+    fn from(e: NameError) -> Self {
+        Self::bad_request(e.to_string())
+    }
+}
+
+impl From<AccessError> for ApiError {
+    fn from(e: AccessError) -> Self {
         match e {
-            AdminError::InvalidTokenId(_)
-            | AdminError::InvalidTokenName(_)
-            | AdminError::TotpForViewer
-            | AdminError::InvalidLifetime
-            | AdminError::BreakGlassWindow { .. } => Self::bad_request(e.to_string()),
-            AdminError::UnknownToken(_) => Self::not_found(e.to_string()),
-            AdminError::AlreadyRevoked(_) => Self::conflict(e.to_string()),
+            AccessError::Name(_)
+            | AccessError::TotpForViewer
+            | AccessError::InvalidLifetime
+            | AccessError::BreakGlassWindow { .. } => Self::bad_request(e.to_string()),
+            AccessError::UnknownToken(_) => Self::not_found(e.to_string()),
+            AccessError::AlreadyRevoked(_) => Self::conflict(e.to_string()),
             other => Self::internal(&other),
         }
     }
@@ -104,5 +196,35 @@ impl IntoResponse for ApiError {
             },
         };
         (self.status, Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::role::Role;
+
+    #[test]
+    fn refusal_statuses() {
+        assert_eq!(
+            refusal_status(Refusal::WrongSecret),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            refusal_status(Refusal::TotpReused),
+            StatusCode::UNAUTHORIZED
+        );
+        let f = Refusal::Forbidden {
+            have: Role::Viewer,
+            need: Role::Admin,
+            action: "revoke_device",
+        };
+        assert_eq!(refusal_status(f), StatusCode::FORBIDDEN);
+        assert_eq!(refusal_code(f), "forbidden");
+        assert!(refusal_message(f).contains("admin"));
+        assert_eq!(
+            refusal_message(Refusal::UnknownToken),
+            refusal_message(Refusal::WrongSecret)
+        );
     }
 }

@@ -1,143 +1,28 @@
-//! The admin HTTPS server: TLS (rustls, ring), routes, limits and shutdown.
+//! The admin HTTPS server: TLS (rustls, ring), the listener, the HTTP/1 and
+//! HTTP/2 connection limits, and shutdown.
 //!
-//! [`router`] maps every route to an [`Action`] and puts the guard of
-//! [`super::auth`] in front of it; [`AdminServer::start`] serves that router
-//! over TLS on the configured address until the gateway's
-//! [`CancellationToken`] fires. Limits: request body size
-//! (`admin.max_body_bytes`), time per request (`admin.request_timeout`),
-//! concurrent requests (`admin.max_concurrent_requests`) and the TLS
-//! handshake (`admin.handshake_timeout`).
+//! [`AdminServer::start`] serves the router of [`super::routes`] over TLS
+//! on `admin.bind` until the gateway's [`CancellationToken`] fires; the TLS
+//! handshake and the request headers must arrive within
+//! `admin.handshake_timeout`. [`start`] wires it into a running gateway.
 
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, MethodRouter};
-use axum::Router;
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use wardgate_tls::{Credentials, ServerTls, ALPN_HTTP};
 
-use super::api;
-use super::auth;
-use super::config::AdminConfig;
-use super::error::ApiError;
-use super::policy::Action;
-use super::token::TokenStore;
-use super::AdminError;
-use crate::audit::AuditLog;
-use crate::metrics::{Labels, Metrics};
-use crate::registry::Registry;
-
-/// The admin component's metric families.
-#[derive(Debug, Clone, Default)]
-pub struct AdminMetrics {
-    /// `wardgate_admin_refusals_total{reason}`.
-    pub refusals: Family<Labels, Counter>,
-    /// `wardgate_admin_requests_total{action}`: authorised calls.
-    pub requests: Family<Labels, Counter>,
-}
-
-impl AdminMetrics {
-    /// New families, registered in the shared registry.
-    #[must_use]
-    pub fn register(metrics: &Metrics) -> Self {
-        let this = Self::default();
-        metrics.register(
-            "wardgate_admin_refusals",
-            "Admin API calls refused, by reason",
-            this.refusals.clone(),
-        );
-        metrics.register(
-            "wardgate_admin_requests",
-            "Authorised admin API calls, by action",
-            this.requests.clone(),
-        );
-        this
-    }
-
-    /// Count a refusal.
-    pub fn refusal(&self, reason: &str) {
-        self.refusals
-            .get_or_create(&vec![("reason".to_owned(), reason.to_owned())])
-            .inc();
-    }
-
-    /// Count an authorised call.
-    pub fn request(&self, action: &str) {
-        self.requests
-            .get_or_create(&vec![("action".to_owned(), action.to_owned())])
-            .inc();
-    }
-
-    /// Current value of `wardgate_admin_refusals_total{reason}`.
-    #[must_use]
-    pub fn refusal_count(&self, reason: &str) -> u64 {
-        self.refusals
-            .get_or_create(&vec![("reason".to_owned(), reason.to_owned())])
-            .get()
-    }
-}
-
-/// Everything the handlers use.
-#[derive(Debug)]
-pub struct AdminState {
-    /// The `[admin]` section.
-    pub config: AdminConfig,
-    /// Access tokens.
-    pub tokens: Arc<TokenStore>,
-    /// The device registry.
-    pub registry: Registry,
-    /// The audit log.
-    pub audit: AuditLog,
-    /// The shared metrics registry (for `/metrics`).
-    pub shared_metrics: Metrics,
-    /// The admin families.
-    pub metrics: AdminMetrics,
-    /// When the server started (for `status`).
-    pub started: Instant,
-    /// The uplink's connection and outbox status, when an uplink runs.
-    pub uplink: Option<crate::uplink::UplinkMonitor>,
-}
-
-impl AdminState {
-    /// Assemble the state and register the admin metric families.
-    #[must_use]
-    pub fn new(
-        config: AdminConfig,
-        tokens: Arc<TokenStore>,
-        registry: Registry,
-        audit: AuditLog,
-        shared_metrics: Metrics,
-    ) -> Self {
-        let metrics = AdminMetrics::register(&shared_metrics);
-        Self {
-            config,
-            tokens,
-            registry,
-            audit,
-            shared_metrics,
-            metrics,
-            started: Instant::now(),
-            uplink: None,
-        }
-    }
-
-    /// Show this uplink's status in `GET /api/v1/status`.
-    #[must_use]
-    pub fn with_uplink(mut self, uplink: crate::uplink::UplinkMonitor) -> Self {
-        self.uplink = Some(uplink);
-        self
-    }
-}
+use super::error::AdminError;
+use super::routes::router;
+use super::state::AdminState;
+use crate::access::clock::{Clock, SystemClock};
+use crate::access::token::store::TokenStore;
+use crate::context::GatewayContext;
+use crate::uplink::UplinkMonitor;
 
 /// Load a PEM certificate chain and private key into a TLS 1.2/1.3 server
 /// configuration (ring provider, ALPN h2 and http/1.1, no client
@@ -160,102 +45,6 @@ fn server_tls(
     let credentials = Credentials::load(cert_field, cert_path, key_field, key_path)?;
     let config = ServerTls::new(credentials).alpn(ALPN_HTTP).build()?;
     Ok(Arc::new(config))
-}
-
-fn guarded(
-    state: &Arc<AdminState>,
-    action: Action,
-    route: MethodRouter<Arc<AdminState>>,
-) -> MethodRouter<Arc<AdminState>> {
-    route.route_layer(middleware::from_fn_with_state(
-        state.clone(),
-        move |s: State<Arc<AdminState>>, req: Request, next: Next| {
-            auth::guard(s, action, req, next)
-        },
-    ))
-}
-
-async fn time_limit(State(state): State<Arc<AdminState>>, req: Request, next: Next) -> Response {
-    let limit = state.config.request_timeout;
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "timeout",
-            format!("the request took longer than admin.request_timeout ({limit:?}); retry, or check the gateway's load"),
-        )
-        .into_response(),
-    }
-}
-
-/// The admin API routes, each behind the guard with its [`Action`].
-pub fn router(state: Arc<AdminState>) -> Router {
-    let s = &state;
-    Router::new()
-        .route("/healthz", get(api::healthz))
-        .route(
-            "/metrics",
-            guarded(s, Action::ReadMetrics, get(api::metrics)),
-        )
-        .route(
-            "/api/v1/status",
-            guarded(s, Action::ReadStatus, get(api::status)),
-        )
-        .route(
-            "/api/v1/devices",
-            guarded(s, Action::ReadDevices, get(api::list_devices)).merge(guarded(
-                s,
-                Action::EnrollDevice,
-                post(api::enroll_device),
-            )),
-        )
-        .route(
-            "/api/v1/devices/{id}",
-            guarded(s, Action::ReadDevices, get(api::get_device)),
-        )
-        .route(
-            "/api/v1/devices/{id}/quarantine",
-            guarded(s, Action::QuarantineDevice, post(api::quarantine_device)),
-        )
-        .route(
-            "/api/v1/devices/{id}/reactivate",
-            guarded(s, Action::ReactivateDevice, post(api::reactivate_device)),
-        )
-        .route(
-            "/api/v1/devices/{id}/revoke",
-            guarded(s, Action::RevokeDevice, post(api::revoke_device)),
-        )
-        .route(
-            "/api/v1/audit",
-            guarded(s, Action::ReadAudit, get(api::recent_audit)),
-        )
-        .route(
-            "/api/v1/audit/verify",
-            guarded(s, Action::ReadAudit, get(api::verify_audit)),
-        )
-        .route(
-            "/api/v1/tokens",
-            guarded(s, Action::ListTokens, get(api::list_tokens)).merge(guarded(
-                s,
-                Action::CreateToken,
-                post(api::create_token),
-            )),
-        )
-        .route(
-            "/api/v1/tokens/{id}",
-            guarded(s, Action::RevokeToken, delete(api::revoke_token)),
-        )
-        .route(
-            "/api/v1/access/review",
-            guarded(s, Action::ReviewAccess, get(api::review_access)),
-        )
-        .fallback(api::not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), time_limit))
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .layer(tower::limit::ConcurrencyLimitLayer::new(
-            state.config.max_concurrent_requests,
-        ))
-        .with_state(state)
 }
 
 /// A running admin server.
@@ -348,25 +137,24 @@ impl AdminServer {
     }
 }
 
-/// Start the admin API of a running gateway (called by [`crate::app`]):
-/// token store on the gateway database, TLS from `admin.tls_cert`/`tls_key`
-/// or else the edge's server certificate, the shared registry, audit log and
-/// metrics, stopped by the gateway's shutdown token and tracked by its task
-/// tracker. Returns the bound address, or `None` when `admin.enabled` is off.
+/// Start the admin API of a running gateway (called by [`crate::app`]) from
+/// its validated `[admin]` section: token store on the gateway database,
+/// TLS from `admin.tls_cert`/`tls_key` or else the edge's server
+/// certificate, the shared registry, audit log and metrics, stopped by the
+/// gateway's shutdown token and tracked by its task tracker. Returns the
+/// bound address, or `None` when `admin.enabled` is off.
 ///
 /// # Errors
-/// [`AdminError`] if the configuration, certificate, database or address
-/// cannot be used.
+/// [`AdminError`] if the certificate, database or address cannot be used.
 pub fn start(
-    ctx: &Arc<crate::context::GatewayContext>,
-    config: &AdminConfig,
-    uplink: Option<crate::uplink::UplinkMonitor>,
+    ctx: &Arc<GatewayContext>,
+    uplink: Option<UplinkMonitor>,
 ) -> Result<Option<SocketAddr>, AdminError> {
+    let config = &ctx.config.admin;
     if !config.enabled {
         tracing::info!("admin API disabled (admin.enabled = false)");
         return Ok(None);
     }
-    config.validate()?;
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => load_tls(cert, key)?,
         _ => server_tls(
@@ -374,7 +162,7 @@ pub fn start(
             ("edge.server_key", &ctx.config.edge.server_key),
         )?,
     };
-    let clock: Arc<dyn super::Clock> = Arc::new(super::SystemClock);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let tokens = Arc::new(TokenStore::open(
         &ctx.db_path,
         clock,

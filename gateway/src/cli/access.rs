@@ -10,11 +10,26 @@ use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 
-use super::token::{write_table, TokenArgs};
-use crate::admin::access::issue_break_glass;
-use crate::admin::token::ReviewFlag;
-use crate::admin::{AdminConfig, Clock, ReviewEntry, SystemClock, TokenStore};
+use super::actor::cli_actor;
+use super::config_arg::ConfigArg;
+use super::token::{fmt_time, write_table, TokenArgs};
+use crate::access::break_glass::issue_break_glass;
+use crate::access::clock::{Clock, SystemClock};
+use crate::access::review::{ReviewEntry, ReviewFlag};
+use crate::access::token::store::TokenStore;
 use crate::audit::AuditLog;
+use crate::config::AdminConfig;
+
+/// `gateway access --config <file> ...`
+#[derive(Debug, Args)]
+pub struct AccessCli {
+    /// Configuration (database location, admin settings).
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The access subcommand.
+    #[command(flatten)]
+    pub args: AccessArgs,
+}
 
 /// `gateway access ...`
 #[derive(Debug, Args)]
@@ -51,18 +66,14 @@ pub enum AccessCommand {
 #[error("access review found {0} token(s) needing attention; revoke them with `gateway access token revoke <id>`")]
 pub struct Findings(pub usize);
 
-/// The audit actor for CLI actions: `cli:<login>`.
-#[must_use]
-pub fn cli_actor() -> String {
-    let user = std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "unknown".to_owned());
-    let user: String = user
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        .take(32)
-        .collect();
-    format!("cli:{user}")
+/// Read the configuration (its `[storage]` and `[admin]` sections) and run
+/// the access subcommand as the logged-in user.
+///
+/// # Errors
+/// As [`run`], or the configuration cannot be read.
+pub fn run_cli(cli: AccessCli, out: &mut dyn Write) -> anyhow::Result<()> {
+    let (config, db) = cli.config.load_with_db()?;
+    run(cli.args, &db, &config.admin, out)
 }
 
 /// Open the token store and audit log on `db_path` and run `args` with the
@@ -116,11 +127,7 @@ pub fn run_with(
                 issue_break_glass(store, audit, minutes, admin.break_glass_max_minutes, actor)?;
             writeln!(out, "!!! BREAK-GLASS admin token, valid {minutes} minutes; this issue and every use are audited !!!")?;
             writeln!(out, "token id:   {}", issued.record.id)?;
-            writeln!(
-                out,
-                "expires:    {}",
-                super::token::fmt_time(issued.record.expires_at)
-            )?;
+            writeln!(out, "expires:    {}", fmt_time(issued.record.expires_at))?;
             writeln!(out, "secret:     {}", issued.token.expose())?;
             writeln!(
                 out,

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
+use super::config_arg::ConfigArg;
 use crate::audit::AuditLog;
-use crate::cli::ConfigArg;
 
 /// `gateway audit ...`
 #[derive(Debug, Args)]

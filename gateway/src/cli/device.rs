@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use wardgate_protocol::DeviceId;
 
-use crate::cli::ConfigArg;
+use super::actor::cli_actor;
+use super::config_arg::ConfigArg;
 use crate::registry::{DeviceState, NewDevice, Registry};
 
 /// `gateway device ...`
@@ -87,7 +88,7 @@ pub enum DeviceCommand {
 pub fn run(args: &DeviceArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let (_config, db) = args.config.load_with_db()?;
     let registry = Registry::open(&db)?;
-    let actor = crate::cli::access::cli_actor();
+    let actor = cli_actor();
     let set = |id: &str, state, reason: &str, out: &mut dyn Write| -> anyhow::Result<()> {
         let id = DeviceId::parse(id)?;
         match registry.set_state(&id, state, &actor, reason)? {

@@ -1,21 +1,40 @@
 //! The `gateway` command line: one module per subcommand.
 //!
-//! `main.rs` parses [`Cli`] and calls [`dispatch`]; everything a test would
+//! `main.rs` parses [`Cli`], calls [`Cli::prepare`] (which reads and
+//! validates the configuration of `gateway run` once, so logging can start
+//! with its `[log]` settings), initialises logging from
+//! [`Invocation::log`], and runs the [`Invocation`]. Everything a test would
 //! want to reach lives here and in the library.
+//!
+//! | part | module |
+//! | --- | --- |
+//! | `gateway run` | [`run`] |
+//! | `gateway pki ...` | [`pki`] |
+//! | `gateway device ...` | [`device`] |
+//! | `gateway audit ...` | [`audit`] |
+//! | `gateway access ...` (review, break-glass, token) | [`access`], [`token`] |
+//! | `--config` of the offline subcommands | [`config_arg`] |
+//! | the audit actor of CLI actions | [`actor`] |
+//! | one-line error report | [`report`] |
 
 pub mod access;
+pub mod actor;
 pub mod audit;
+pub mod config_arg;
 pub mod device;
 pub mod pki;
+pub mod report;
 pub mod run;
 pub mod token;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, LogFormat};
+pub use config_arg::ConfigArg;
+pub use report::describe;
+
+use crate::config::{LogFormat, ValidConfig};
 
 /// Wardgate ward edge gateway.
 #[derive(Debug, Parser)]
@@ -41,7 +60,35 @@ pub enum Command {
     /// Verify or export the hash-chained audit log.
     Audit(audit::AuditArgs),
     /// Admin API access: tokens, break-glass, access review.
-    Access(AccessCli),
+    Access(access::AccessCli),
+}
+
+/// How the process logs: the output format and the `tracing` filter used
+/// when `WARDGATE_LOG` is not set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    /// Text or JSON lines.
+    pub format: LogFormat,
+    /// Default filter directive (`log.level` for `gateway run`, else `info`).
+    pub default_filter: String,
+}
+
+/// A parsed command line with what it needs read: `gateway run`'s
+/// configuration, validated once.
+#[derive(Debug)]
+pub struct Invocation {
+    /// How to log while it runs.
+    pub log: LogSettings,
+    task: Task,
+}
+
+#[derive(Debug)]
+enum Task {
+    Run(Box<ValidConfig>),
+    Pki(pki::PkiArgs),
+    Device(device::DeviceArgs),
+    Audit(audit::AuditArgs),
+    Access(access::AccessCli),
 }
 
 impl Cli {
@@ -54,71 +101,50 @@ impl Cli {
             None => None,
         }
     }
-}
 
-/// `--config` for the subcommands that only need the database.
-#[derive(Debug, clap::Args)]
-pub struct ConfigArg {
-    /// Gateway configuration file (TOML).
-    #[arg(long, short, env = "WARDGATE_CONFIG")]
-    pub config: PathBuf,
-}
-
-impl ConfigArg {
-    /// Load the configuration for an offline subcommand: parsed with
-    /// `WARDGATE_*` overrides, but TLS files are not required.
+    /// Read what the command needs before it runs: for `gateway run`, the
+    /// configuration file with its `WARDGATE_*` overrides, validated (the
+    /// only time the gateway reads it). `--log-format` wins over
+    /// `log.format`.
     ///
     /// # Errors
-    /// The file cannot be read or parsed.
-    pub fn load(&self) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(&self.config).map_err(|e| {
-            anyhow::anyhow!("cannot read config file {}: {e}", self.config.display())
-        })?;
-        Ok(Config::from_toml_with_env(
-            &text,
-            &self.config.display().to_string(),
-            std::env::vars(),
-        )?)
-    }
-
-    /// Load the configuration and make sure the data dir exists (0700);
-    /// returns the config and the database path.
-    ///
-    /// # Errors
-    /// As [`ConfigArg::load`], or the data dir cannot be created.
-    pub fn load_with_db(&self) -> anyhow::Result<(Config, PathBuf)> {
-        let config = self.load()?;
-        crate::context::create_private_dir(&config.storage.data_dir)?;
-        let db = config.storage.db_path();
-        Ok((config, db))
+    /// The configuration of `gateway run` cannot be read or is refused.
+    pub fn prepare(self) -> anyhow::Result<Invocation> {
+        let flag = self.log_format();
+        let mut log = LogSettings {
+            format: flag.unwrap_or_default(),
+            default_filter: "info".to_owned(),
+        };
+        let task = match self.command {
+            Command::Run(args) => {
+                let config = ValidConfig::load(&args.config)?;
+                log.format = flag.unwrap_or(config.log.format);
+                log.default_filter.clone_from(&config.log.level);
+                Task::Run(Box::new(config))
+            }
+            Command::Pki(args) => Task::Pki(args),
+            Command::Device(args) => Task::Device(args),
+            Command::Audit(args) => Task::Audit(args),
+            Command::Access(args) => Task::Access(args),
+        };
+        Ok(Invocation { log, task })
     }
 }
 
-/// Run a parsed command line.
-///
-/// # Errors
-/// Whatever the subcommand reports; `main` prints it and exits non-zero.
-pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    let mut out = std::io::stdout().lock();
-    match cli.command {
-        Command::Run(args) => run::run(&args),
-        Command::Pki(args) => pki::run(&args, &mut out).map(|()| ExitCode::SUCCESS),
-        Command::Device(args) => device::run(&args, &mut out).map(|()| ExitCode::SUCCESS),
-        Command::Audit(args) => audit::run(&args, &mut out),
-        Command::Access(AccessCli { config, args }) => {
-            let (config, db) = config.load_with_db()?;
-            access::run(args, &db, &config.admin, &mut out).map(|()| ExitCode::SUCCESS)
+impl Invocation {
+    /// Run the command.
+    ///
+    /// # Errors
+    /// Whatever the subcommand reports; `main` prints it with [`describe`]
+    /// and exits non-zero.
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let mut out = std::io::stdout().lock();
+        match self.task {
+            Task::Run(config) => run::run(*config),
+            Task::Pki(args) => pki::run(&args, &mut out).map(|()| ExitCode::SUCCESS),
+            Task::Device(args) => device::run(&args, &mut out).map(|()| ExitCode::SUCCESS),
+            Task::Audit(args) => audit::run(&args, &mut out),
+            Task::Access(args) => access::run_cli(args, &mut out).map(|()| ExitCode::SUCCESS),
         }
     }
-}
-
-/// `gateway access --config <file> ...`
-#[derive(Debug, clap::Args)]
-pub struct AccessCli {
-    /// Configuration (database location, admin settings).
-    #[command(flatten)]
-    pub config: ConfigArg,
-    /// The access subcommand.
-    #[command(flatten)]
-    pub args: access::AccessArgs,
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::config::Config;
-use crate::Gateway;
+use crate::app::Gateway;
+use crate::config::ValidConfig;
 
 /// `gateway run`
 #[derive(Debug, Args)]
@@ -18,12 +18,12 @@ pub struct RunArgs {
     pub config: PathBuf,
 }
 
-/// Load and validate the config, start the gateway, wait for a signal.
+/// Start the gateway from its configuration (read and validated once by
+/// [`super::Cli::prepare`]) and wait for a signal.
 ///
 /// # Errors
-/// An invalid config or a component that cannot start.
-pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
-    let config = Config::load(&args.config)?;
+/// A component that cannot start.
+pub fn run(config: ValidConfig) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -7,8 +7,11 @@ use anyhow::Context as _;
 use chrono::SecondsFormat;
 use clap::{Args, Subcommand};
 
-use crate::admin::access::{create_token, default_lifetime, revoke_token};
-use crate::admin::{NewToken, Role, TokenId, TokenName, TokenRecord, TokenStore};
+use crate::access::issuance::{create_token, default_lifetime, revoke_token};
+use crate::access::role::Role;
+use crate::access::token::name::{TokenId, TokenName};
+use crate::access::token::record::{NewToken, TokenKind, TokenRecord};
+use crate::access::token::store::TokenStore;
 use crate::audit::AuditLog;
 
 /// `gateway access token ...`
@@ -156,8 +159,8 @@ pub(crate) fn write_table(
     )?;
     for t in tokens {
         let kind = match t.kind {
-            crate::admin::token::TokenKind::Standard => "standard",
-            crate::admin::token::TokenKind::BreakGlass => "break-glass",
+            TokenKind::Standard => "standard",
+            TokenKind::BreakGlass => "break-glass",
         };
         writeln!(
             out,

@@ -10,30 +10,13 @@
 pub mod fhir;
 pub mod vital;
 
-use serde::{Deserialize, Serialize};
-
 pub use vital::{records, Vital, VitalRecord};
 
 use crate::uplink::outbox::PendingMessage;
 
-/// An upstream rendering, chosen per deployment in `uplink.formats`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Format {
-    /// The device's JSON payload exactly as received.
-    Json,
-    /// One FHIR R4 `Observation` per vital sign (blood pressure as a panel).
-    Fhir,
-}
-
-impl std::fmt::Display for Format {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Json => "json",
-            Self::Fhir => "fhir",
-        })
-    }
-}
+/// An upstream rendering, chosen per deployment in `uplink.formats` (a
+/// configuration value, so it is defined with the other settings).
+pub use crate::config::Format;
 
 /// Why a message could not be rendered.
 #[derive(Debug, thiserror::Error)]

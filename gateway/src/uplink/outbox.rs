@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension as _};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use wardgate_protocol::message::Telemetry;
@@ -41,29 +41,10 @@ const MAX_BATCH: usize = 1024;
 /// Capacity of the command channel; senders wait (async) when it is full.
 const CHANNEL_CAPACITY: usize = 4096;
 
-/// What happens to new telemetry when the outbox is at its bound.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum FullPolicy {
-    /// Refuse the new message; the edge tells the device (no PUBACK) and the
-    /// device keeps it and retries. The default: nothing already stored is
-    /// lost.
-    #[default]
-    Refuse,
-    /// Delete the oldest non-critical messages to make room. Critical
-    /// messages are never dropped; if only critical ones remain the new one
-    /// is refused.
-    DropOldest,
-}
-
-impl std::fmt::Display for FullPolicy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Refuse => "refuse",
-            Self::DropOldest => "drop_oldest",
-        })
-    }
-}
+/// What happens to new telemetry when the outbox is at its bound (a
+/// configuration value, `uplink.full_policy`, so it is defined with the
+/// other settings).
+pub use crate::config::FullPolicy;
 
 /// Bounds and policy of the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,5 +1,7 @@
 //! The guard in front of every protected route: bearer token, role, TOTP,
-//! break-glass, and the audit row and metric for every refusal.
+//! break-glass, and the audit row and metric for every refusal. The
+//! decisions are access control's ([`crate::access`]); this middleware
+//! reads the headers, asks, and answers a refused call with a JSON error.
 //!
 //! Order: token (401) -> role against [`Action::min_role`] (403) -> TOTP for
 //! mutating calls with a bound token (401) -> last use recorded -> handler.
@@ -10,15 +12,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
-use super::policy::{Action, Refusal, TOTP_HEADER};
-use super::server::AdminState;
-use super::token::{AuthFailure, BearerToken, TokenKind, TokenRecord};
-use super::AdminError;
+use super::headers::{bearer, totp_code};
+use super::state::AdminState;
+use crate::access::error::AccessError;
+use crate::access::policy::Action;
+use crate::access::refusal::{AuthFailure, Refusal};
+use crate::access::token::bearer::BearerToken;
+use crate::access::token::record::{TokenKind, TokenRecord};
+use crate::access::token::store::TokenStore;
 use crate::audit::{AuditEvent, Outcome};
 
 /// The authenticated, authorised caller, available to handlers as an
@@ -41,18 +46,6 @@ impl Caller {
 enum Denied {
     Refused(Refusal, Option<Box<TokenRecord>>),
     Internal(String),
-}
-
-fn bearer(headers: &HeaderMap) -> Result<String, Refusal> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .ok_or(Refusal::MissingToken)?;
-    let value = value.to_str().map_err(|_| Refusal::MalformedToken)?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .ok_or(Refusal::MalformedToken)?;
-    Ok(token.trim().to_owned())
 }
 
 /// Middleware body: authorise `action` or answer with a JSON refusal.
@@ -78,10 +71,7 @@ pub(crate) async fn guard(
     let decision = match presented {
         Err(refusal) => Err(Denied::Refused(refusal, None)),
         Ok(presented) => {
-            let totp = req
-                .headers()
-                .get(TOTP_HEADER)
-                .map(|v| v.to_str().unwrap_or("").to_owned());
+            let totp = totp_code(req.headers());
             let tokens = state.tokens.clone();
             tokio::task::spawn_blocking(move || {
                 decide(&tokens, action, &presented, totp.as_deref())
@@ -157,7 +147,7 @@ pub(crate) async fn guard(
 }
 
 fn decide(
-    tokens: &super::token::TokenStore,
+    tokens: &TokenStore,
     action: Action,
     presented: &str,
     totp: Option<&str>,
@@ -185,45 +175,6 @@ fn decide(
     }
     tokens
         .record_use(&record.id)
-        .map_err(|e: AdminError| Denied::Internal(e.to_string()))?;
+        .map_err(|e: AccessError| Denied::Internal(e.to_string()))?;
     Ok(record)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::http::HeaderValue;
-
-    fn headers(value: Option<&[u8]>) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        if let Some(v) = value {
-            h.insert(header::AUTHORIZATION, HeaderValue::from_bytes(v).unwrap());
-        }
-        h
-    }
-
-    #[test]
-    fn bearer_header_shapes() {
-        assert_eq!(bearer(&headers(None)), Err(Refusal::MissingToken));
-        assert_eq!(
-            bearer(&headers(Some(b"Basic abc"))),
-            Err(Refusal::MalformedToken)
-        );
-        assert_eq!(
-            bearer(&headers(Some(b"Bearer"))),
-            Err(Refusal::MalformedToken)
-        );
-        assert_eq!(
-            bearer(&headers(Some(b"Bearer \xff\xfe"))),
-            Err(Refusal::MalformedToken)
-        );
-        assert_eq!(
-            bearer(&headers(Some(b"Bearer wgt_x"))),
-            Ok("wgt_x".to_owned())
-        );
-        assert_eq!(
-            bearer(&headers(Some(b"bearer  wgt_y "))),
-            Ok("wgt_y".to_owned())
-        );
-    }
 }

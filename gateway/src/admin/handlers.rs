@@ -1,5 +1,5 @@
 //! Handlers of the admin API. Each runs after the guard has authorised its
-//! [`super::policy::Action`], so a handler only does the work and its audit:
+//! [`crate::access::Action`], so a handler only does the work and its audit:
 //! registry changes are audited by the registry in the same transaction,
 //! token changes here, with the caller's token id as the actor.
 
@@ -15,13 +15,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use wardgate_protocol::DeviceId;
 
-use super::access;
-use super::auth::Caller;
 use super::error::ApiError;
-use super::role::Role;
-use super::server::AdminState;
-use super::token::{NewToken, TokenId, TokenKind, TokenName, TokenRecord};
+use super::guard::Caller;
+use super::state::AdminState;
+use crate::access::issuance;
+use crate::access::role::Role;
+use crate::access::token::name::{TokenId, TokenName};
+use crate::access::token::record::{NewToken, TokenKind, TokenRecord};
 use crate::registry::{DeviceRecord, DeviceState, NewDevice, RegistryError};
+use crate::uplink::UplinkMonitor;
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -141,7 +143,7 @@ pub(crate) async fn status(State(state): State<Arc<AdminState>>) -> ApiResult<Js
         },
         // Connected, outbox depth and oldest message age; null when the
         // gateway runs without an uplink.
-        "uplink": state.uplink.as_ref().map(crate::uplink::UplinkMonitor::status),
+        "uplink": state.uplink.as_ref().map(UplinkMonitor::status),
     })))
 }
 
@@ -334,7 +336,7 @@ pub(crate) async fn create_token(
         .ok_or_else(|| ApiError::bad_request("`role` is required: viewer, operator or admin"))?;
     // Same default as the CLI: 90 days; `"never"` only when asked for.
     let lifetime = match body.expires_in.as_deref() {
-        None => Some(access::default_lifetime()),
+        None => Some(issuance::default_lifetime()),
         Some("never") => None,
         Some(s) => Some(
             humantime::parse_duration(s)
@@ -356,7 +358,7 @@ pub(crate) async fn create_token(
     let st = state.clone();
     let actor = caller.actor();
     let issued =
-        blocking(move || Ok(access::create_token(&st.tokens, &st.audit, new, &actor)?)).await?;
+        blocking(move || Ok(issuance::create_token(&st.tokens, &st.audit, new, &actor)?)).await?;
     let totp = issued.totp.as_ref().map(|secret| {
         json!({
             "secret_base32": secret.base32(),
@@ -382,7 +384,7 @@ pub(crate) async fn revoke_token(
     let id = TokenId::parse(&id)?;
     let actor = caller.actor();
     let record = blocking(move || {
-        Ok(access::revoke_token(
+        Ok(issuance::revoke_token(
             &state.tokens,
             &state.audit,
             &id,

@@ -13,9 +13,9 @@ use std::path::Path;
 
 use wardgate_tls::SealingKey;
 
-use super::token::TokenId;
-use super::totp::TotpSecret;
-use super::AdminError;
+use super::code::TotpSecret;
+use crate::access::error::AccessError;
+use crate::access::token::name::TokenId;
 
 /// Environment variable that, when set, holds the key (base64 of 32 bytes).
 pub const KEY_ENV: &str = "WARDGATE_ADMIN_TOTP_KEY";
@@ -34,8 +34,8 @@ impl std::fmt::Debug for TotpVault {
     }
 }
 
-fn key_error(source: wardgate_tls::SealError) -> AdminError {
-    AdminError::TotpKey {
+fn key_error(source: wardgate_tls::SealError) -> AccessError {
+    AccessError::TotpKey {
         source,
         advice: String::new(),
     }
@@ -55,9 +55,9 @@ impl TotpVault {
     /// when the gateway and a CLI command do so at once).
     ///
     /// # Errors
-    /// [`AdminError::TotpKey`] if the key is malformed, the file is readable
+    /// [`AccessError::TotpKey`] if the key is malformed, the file is readable
     /// by group or others, or it cannot be read or created.
-    pub fn load_or_create(dir: &Path) -> Result<Self, AdminError> {
+    pub fn load_or_create(dir: &Path) -> Result<Self, AccessError> {
         let key = SealingKey::load_or_create(KEY_ENV, &dir.join(KEY_FILE)).map_err(key_error)?;
         Ok(Self { key })
     }
@@ -69,8 +69,8 @@ impl TotpVault {
     /// Seal `secret` for token `id`: nonce || ciphertext || tag.
     ///
     /// # Errors
-    /// [`AdminError::TotpKey`] if the AEAD refuses (not for real inputs).
-    pub fn seal(&self, id: &TokenId, secret: &TotpSecret) -> Result<Vec<u8>, AdminError> {
+    /// [`AccessError::TotpKey`] if the AEAD refuses (not for real inputs).
+    pub fn seal(&self, id: &TokenId, secret: &TotpSecret) -> Result<Vec<u8>, AccessError> {
         self.key
             .seal_blob(&Self::aad(id), secret.as_bytes())
             .map_err(key_error)
@@ -79,13 +79,13 @@ impl TotpVault {
     /// Open what [`TotpVault::seal`] produced for the same token id.
     ///
     /// # Errors
-    /// [`AdminError::TotpKey`] if the blob was sealed under another key or
+    /// [`AccessError::TotpKey`] if the blob was sealed under another key or
     /// for another token, or was altered.
-    pub fn open(&self, id: &TokenId, blob: &[u8]) -> Result<TotpSecret, AdminError> {
+    pub fn open(&self, id: &TokenId, blob: &[u8]) -> Result<TotpSecret, AccessError> {
         let plain =
             self.key
                 .open_blob(&Self::aad(id), blob)
-                .map_err(|source| AdminError::TotpKey {
+                .map_err(|source| AccessError::TotpKey {
                     source,
                     advice: format!(
                     "; the TOTP secret of token {id} is affected: restore the key file from backup \
@@ -158,7 +158,7 @@ mod tests {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
             assert!(matches!(
                 TotpVault::load_or_create(dir.path()),
-                Err(AdminError::TotpKey { .. })
+                Err(AccessError::TotpKey { .. })
             ));
         }
     }

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// What a token may do. Roles are ordered: `Viewer < Operator < Admin`, and a
-/// route needs a minimum role (see [`crate::admin::policy`]).
+/// route needs a minimum role (see [`super::policy`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {

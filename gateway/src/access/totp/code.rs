@@ -4,7 +4,7 @@
 //! Parameters are the ones every authenticator app understands: HMAC-SHA1,
 //! six digits, 30-second steps. A code is accepted for the current step and
 //! `skew` steps either side; [`matching_step`] returns the step it matched so
-//! the token store can refuse a code whose step was already used.
+//! [`super::lockout`] can refuse a code whose step was already used.
 
 use std::fmt;
 

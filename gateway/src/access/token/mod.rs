@@ -1,0 +1,20 @@
+//! Bearer tokens of the admin API, one module per concept:
+//!
+//! | concept | module |
+//! | --- | --- |
+//! | token id and holder name, checked at construction | [`name`] |
+//! | the `wgt_<id>_<secret>` string, its generation and SHA-256 | [`bearer`] |
+//! | what is stored (role, kind, expiry, timestamps) and what is issued | [`record`] |
+//! | the table: issue, look up, list, revoke, last use | [`store`] |
+//! | checking a presented token (constant-time hash, revoked, expired) | [`authenticate`] |
+
+pub mod authenticate;
+pub mod bearer;
+pub mod name;
+pub mod record;
+pub mod store;
+
+pub use bearer::BearerToken;
+pub use name::{NameError, TokenId, TokenName};
+pub use record::{IssuedToken, NewToken, TokenKind, TokenRecord};
+pub use store::TokenStore;

@@ -1,0 +1,52 @@
+//! [`ConfigError`]: why a configuration was refused, naming the file,
+//! variable or field at fault.
+
+use std::path::PathBuf;
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown / mistyped fields.
+    #[error("invalid config {origin}: {source}")]
+    Parse {
+        /// The file (or "environment").
+        origin: String,
+        /// The parser's error (its message names the field).
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A `WARDGATE_*` variable does not name a field.
+    #[error("environment variable {var}: {reason}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A setting is invalid or insecure.
+    #[error("refusing to start: `{field}` {reason}")]
+    Invalid {
+        /// Dotted field name, e.g. `edge.server_key`.
+        field: String,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    /// An [`ConfigError::Invalid`] for `field`.
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}

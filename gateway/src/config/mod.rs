@@ -1,0 +1,28 @@
+//! Gateway configuration: one TOML file, safe defaults, `WARDGATE_*`
+//! environment overrides, and refusal to start on an invalid or insecure
+//! setting with a message that names the field.
+//!
+//! | part | module |
+//! | --- | --- |
+//! | the sections as plain serde structs with defaults (a leaf: imports no other gateway module) | [`sections`] |
+//! | reading the file and typing it | [`load`] |
+//! | `WARDGATE_<SECTION>__<FIELD>` overrides | [`env`](mod@env) |
+//! | every refusal, and [`ValidConfig`], the only way past them | [`validate`] |
+//! | [`ConfigError`] | [`error`] |
+//!
+//! The gateway reads and validates its file once ([`ValidConfig::load`]);
+//! [`crate::Gateway::start`] and the components it starts take the
+//! [`ValidConfig`] and read their section from it.
+
+pub mod env;
+pub mod error;
+pub mod load;
+pub mod sections;
+pub mod validate;
+
+pub use error::ConfigError;
+pub use sections::{
+    AdminConfig, BrokerConfig, Config, EdgeConfig, Format, FullPolicy, LogConfig, LogFormat,
+    StorageConfig, UplinkConfig,
+};
+pub use validate::{check_private, IntoValidConfig, ValidConfig};

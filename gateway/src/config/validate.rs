@@ -1,0 +1,635 @@
+//! Every refusal of an invalid or insecure setting, in one place, and
+//! [`ValidConfig`], the only way past them.
+//!
+//! [`Config::validate`] checks the whole file once and returns a
+//! [`ValidConfig`]; [`crate::Gateway::start`] and the components it starts
+//! take that, so none of them checks its section again. Each refusal is a
+//! [`ConfigError::Invalid`] naming the dotted field (`edge.server_key`,
+//! `admin.tls_key`, `uplink.broker_host`, ...) and what to set instead.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::error::ConfigError;
+use super::sections::{AdminConfig, Config, UplinkConfig};
+
+/// A configuration that passed [`Config::validate`]. It can only be built
+/// there, so holding one proves every section was checked; it reads as a
+/// [`Config`] (`Deref`).
+#[derive(Debug, Clone)]
+pub struct ValidConfig(Config);
+
+impl std::ops::Deref for ValidConfig {
+    type Target = Config;
+
+    fn deref(&self) -> &Config {
+        &self.0
+    }
+}
+
+impl ValidConfig {
+    /// Read `path`, apply `WARDGATE_*` overrides from the process
+    /// environment, and validate: what `gateway run` does, once.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file, variable or field at fault.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Config::load(path)?.validate()
+    }
+
+    /// The plain configuration again (to change it and validate anew).
+    #[must_use]
+    pub fn into_inner(self) -> Config {
+        self.0
+    }
+}
+
+/// What [`crate::Gateway::start`] and [`crate::GatewayContext::open`] take:
+/// a [`ValidConfig`] as it is, or a [`Config`], validated there (once).
+pub trait IntoValidConfig {
+    /// The validated configuration.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the first field at fault.
+    fn into_valid(self) -> Result<ValidConfig, ConfigError>;
+}
+
+impl IntoValidConfig for ValidConfig {
+    fn into_valid(self) -> Result<ValidConfig, ConfigError> {
+        Ok(self)
+    }
+}
+
+impl IntoValidConfig for Config {
+    fn into_valid(self) -> Result<ValidConfig, ConfigError> {
+        self.validate()
+    }
+}
+
+impl Config {
+    /// Refuse invalid or insecure settings; what passes is a [`ValidConfig`].
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the first field at fault.
+    pub fn validate(self) -> Result<ValidConfig, ConfigError> {
+        self.check_edge()?;
+        self.check_broker()?;
+        self.admin.validate()?;
+        if self.storage.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::invalid("storage.data_dir", "must be set"));
+        }
+        self.uplink.validate()?;
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(ConfigError::invalid(
+                "log.level",
+                format!(
+                    "is not a tracing filter directive ({e}); use e.g. `info` or `gateway=debug`"
+                ),
+            ));
+        }
+        Ok(ValidConfig(self))
+    }
+
+    fn check_edge(&self) -> Result<(), ConfigError> {
+        let e = &self.edge;
+        require_file(
+            "edge.ca_cert",
+            &e.ca_cert,
+            "the ward device CA certificate (PEM); create one with `gateway pki init`",
+        )?;
+        require_file(
+            "edge.server_cert",
+            &e.server_cert,
+            "the gateway's server certificate (PEM); create one with `gateway pki server`",
+        )?;
+        require_file(
+            "edge.server_key",
+            &e.server_key,
+            "the server certificate's private key (PEM)",
+        )?;
+        check_private("edge.server_key", &e.server_key)?;
+        if e.max_connections == 0 {
+            return Err(ConfigError::invalid(
+                "edge.max_connections",
+                "must be at least 1",
+            ));
+        }
+        if e.max_packet_bytes < 128 || e.max_packet_bytes > 16 * 1024 * 1024 {
+            return Err(ConfigError::invalid(
+                "edge.max_packet_bytes",
+                "must be between 128 and 16777216",
+            ));
+        }
+        if e.max_payload_bytes == 0 || e.max_payload_bytes > e.max_packet_bytes {
+            return Err(ConfigError::invalid(
+                "edge.max_payload_bytes",
+                "must be at least 1 and no more than edge.max_packet_bytes",
+            ));
+        }
+        if e.max_payload_bytes > self.broker.max_payload_bytes {
+            return Err(ConfigError::invalid(
+                "edge.max_payload_bytes",
+                "must not exceed broker.max_payload_bytes",
+            ));
+        }
+        for (field, d) in [
+            ("edge.handshake_timeout", e.handshake_timeout),
+            ("edge.connect_timeout", e.connect_timeout),
+            ("edge.idle_timeout", e.idle_timeout),
+        ] {
+            if d.is_zero() || d > Duration::from_secs(3600) {
+                return Err(ConfigError::invalid(field, "must be between 1ms and 1h"));
+            }
+        }
+        if !(e.rate_per_second.is_finite() && e.rate_per_second > 0.0) {
+            return Err(ConfigError::invalid(
+                "edge.rate_per_second",
+                "must be a positive number",
+            ));
+        }
+        if e.rate_burst == 0 {
+            return Err(ConfigError::invalid(
+                "edge.rate_burst",
+                "must be at least 1",
+            ));
+        }
+        if e.outbound_queue == 0 || e.outbound_queue > 65_536 {
+            return Err(ConfigError::invalid(
+                "edge.outbound_queue",
+                "must be between 1 and 65536",
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_broker(&self) -> Result<(), ConfigError> {
+        if !self.broker.bind.is_loopback() {
+            return Err(ConfigError::invalid(
+                "broker.bind",
+                format!(
+                    "is {}, not a loopback address: the embedded broker has no ACL and must only be reachable by the edge; use 127.0.0.1",
+                    self.broker.bind
+                ),
+            ));
+        }
+        if self.broker.max_connections <= self.edge.max_connections {
+            return Err(ConfigError::invalid(
+                "broker.max_connections",
+                "must exceed edge.max_connections (local links need room too)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl AdminConfig {
+    /// Refuse `[admin]` settings that are out of range or inconsistent.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the field and what to set instead.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field: &'static str, problem: String| Err(ConfigError::invalid(field, problem));
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return bad(
+                "admin.tls_cert",
+                "set both admin.tls_cert and admin.tls_key, or neither to reuse the gateway's server certificate".into(),
+            );
+        }
+        if self.enabled {
+            if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+                if !cert.is_file() {
+                    return bad("admin.tls_cert", format!("{} is not a readable file; point it at the admin server's PEM certificate chain", cert.display()));
+                }
+                if !key.is_file() {
+                    return bad("admin.tls_key", format!("{} is not a readable file; point it at the PEM private key of admin.tls_cert", key.display()));
+                }
+                check_private("admin.tls_key", key)?;
+            }
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {
+            return bad(
+                "admin.max_body_bytes",
+                format!("{} is outside 1024..=16777216", self.max_body_bytes),
+            );
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(300)).contains(&self.request_timeout) {
+            return bad(
+                "admin.request_timeout",
+                "must be between 1s and 300s".into(),
+            );
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(60)).contains(&self.handshake_timeout) {
+            return bad(
+                "admin.handshake_timeout",
+                "must be between 1s and 60s".into(),
+            );
+        }
+        if !(1..=4096).contains(&self.max_concurrent_requests) {
+            return bad(
+                "admin.max_concurrent_requests",
+                "must be between 1 and 4096".into(),
+            );
+        }
+        if !(1..=1440).contains(&self.break_glass_max_minutes) {
+            return bad(
+                "admin.break_glass_max_minutes",
+                "must be between 1 and 1440 (one day)".into(),
+            );
+        }
+        if !(1..=3650).contains(&self.stale_after_days) {
+            return bad(
+                "admin.stale_after_days",
+                "must be between 1 and 3650".into(),
+            );
+        }
+        if self.totp_skew_steps > 2 {
+            return bad(
+                "admin.totp_skew_steps",
+                "must be 0, 1 or 2 (each step is 30s)".into(),
+            );
+        }
+        if !(1..=100_000).contains(&self.audit_page_max) {
+            return bad(
+                "admin.audit_page_max",
+                "must be between 1 and 100000".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl UplinkConfig {
+    /// Refuse invalid or insecure `[uplink]` settings, naming the field.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for the first bad field (`uplink.<field>`).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field: &str, reason: &str| {
+            Err(ConfigError::invalid(format!("uplink.{field}"), reason))
+        };
+        if self.outbox_max_rows == 0 {
+            return bad("outbox_max_rows", "must be at least 1");
+        }
+        if self.outbox_max_bytes < 4096 {
+            return bad("outbox_max_bytes", "must be at least 4096");
+        }
+        if self.backoff_initial.is_zero() || self.backoff_max < self.backoff_initial {
+            return bad(
+                "backoff_initial",
+                "must be > 0 and not above uplink.backoff_max",
+            );
+        }
+        if self.topic_prefix.is_empty()
+            || self.topic_prefix.contains(['#', '+', '\0'])
+            || self.topic_prefix.starts_with('/')
+            || self.topic_prefix.ends_with('/')
+        {
+            return bad(
+                "topic_prefix",
+                "must be a non-empty MQTT topic without wildcards or leading/trailing '/'",
+            );
+        }
+        if !self.enabled {
+            return Ok(());
+        }
+        if self.broker_host.is_empty() {
+            return bad("broker_host", "required when uplink.enabled = true");
+        }
+        if self.broker_port == 0 {
+            return bad("broker_port", "must not be 0");
+        }
+        if self.client_id.is_empty() || self.client_id.len() > 128 {
+            return bad("client_id", "must be 1..=128 characters");
+        }
+        if self.formats.is_empty() {
+            return bad("formats", "list at least one of \"json\", \"fhir\"");
+        }
+        if self.max_inflight == 0 {
+            return bad("max_inflight", "must be at least 1");
+        }
+        for (field, path) in [
+            ("ca_file", &self.ca_file),
+            ("cert_file", &self.cert_file),
+            ("key_file", &self.key_file),
+        ] {
+            if path.as_os_str().is_empty() {
+                return bad(
+                    field,
+                    "required when uplink.enabled = true (TLS with a client certificate is mandatory)",
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+fn require_file(field: &str, path: &Path, what: &str) -> Result<(), ConfigError> {
+    if path.as_os_str().is_empty() {
+        return Err(ConfigError::invalid(
+            field,
+            format!("is missing: set it to {what}"),
+        ));
+    }
+    if !path.is_file() {
+        return Err(ConfigError::invalid(
+            field,
+            format!(
+                "{} does not exist or is not a file: set it to {what}",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuse a private key file readable or writable by group or others.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] with the mode and the `chmod` to run, or when
+/// the permissions cannot be read.
+pub fn check_private(field: &str, path: &Path) -> Result<(), ConfigError> {
+    // Fails closed: permissions that cannot be read are a refusal too.
+    wardgate_tls::keyfile::check_private(path)
+        .map_err(|e| ConfigError::invalid(field, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use wardgate_protocol::vitals::VitalKind;
+
+    use super::*;
+    use crate::config::sections::{Format, FullPolicy};
+
+    #[test]
+    fn refuses_insecure_settings_naming_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let cert = dir.path().join("cert.pem");
+        let key = dir.path().join("key.pem");
+        for p in [&ca, &cert, &key] {
+            std::fs::write(p, "x").unwrap();
+        }
+        let mut c = Config::default();
+        let err = c.clone().validate().unwrap_err().to_string();
+        assert!(err.contains("edge.ca_cert"), "{err}");
+        c.edge.ca_cert = ca;
+        c.edge.server_cert = cert;
+        c.edge.server_key = key.clone();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let err = c.clone().validate().unwrap_err().to_string();
+            assert!(
+                err.contains("edge.server_key") && err.contains("chmod 600"),
+                "{err}"
+            );
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        c.clone().validate().unwrap();
+        c.broker.bind = "0.0.0.0".parse().unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("broker.bind"), "{err}");
+    }
+
+    #[test]
+    fn admin_defaults_are_valid_and_loopback() {
+        let c = AdminConfig::default();
+        c.validate().unwrap();
+        assert!(c.bind.ip().is_loopback());
+    }
+
+    #[test]
+    fn admin_refuses_bad_fields_by_name() {
+        let cases: Vec<(AdminConfig, &str)> = vec![
+            (
+                AdminConfig {
+                    tls_cert: Some("a.pem".into()),
+                    ..Default::default()
+                },
+                "admin.tls_cert",
+            ),
+            (
+                AdminConfig {
+                    max_body_bytes: 10,
+                    ..Default::default()
+                },
+                "admin.max_body_bytes",
+            ),
+            (
+                AdminConfig {
+                    request_timeout: Duration::ZERO,
+                    ..Default::default()
+                },
+                "admin.request_timeout",
+            ),
+            (
+                AdminConfig {
+                    totp_skew_steps: 5,
+                    ..Default::default()
+                },
+                "admin.totp_skew_steps",
+            ),
+            (
+                AdminConfig {
+                    break_glass_max_minutes: 0,
+                    ..Default::default()
+                },
+                "admin.break_glass_max_minutes",
+            ),
+        ];
+        for (c, field) in cases {
+            match c.validate() {
+                Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn admin_parses_toml_with_humantime() {
+        let c: AdminConfig = toml::from_str(
+            "bind = \"127.0.0.1:0\"\nrequest_timeout = \"5s\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.request_timeout, Duration::from_secs(5));
+        // The files do not exist: refused, naming the field.
+        assert!(
+            matches!(c.validate(), Err(ConfigError::Invalid { field, .. }) if field == "admin.tls_cert")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&cert, "x").unwrap();
+        std::fs::write(&key, "x").unwrap();
+        let c = AdminConfig {
+            tls_cert: Some(cert),
+            tls_key: Some(key.clone()),
+            ..c
+        };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+            assert!(
+                matches!(c.validate(), Err(ConfigError::Invalid { field, .. }) if field == "admin.tls_key")
+            );
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        c.validate().unwrap();
+        assert!(toml::from_str::<AdminConfig>("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn uplink_defaults_are_valid_refuse_and_disabled() {
+        let c = UplinkConfig::default();
+        c.validate().unwrap();
+        assert!(!c.enabled);
+        assert_eq!(c.full_policy, FullPolicy::Refuse);
+    }
+
+    #[test]
+    fn uplink_documented_example_parses() {
+        let doc = include_str!("../../../docs/uplink.md");
+        let start = doc.find("```toml\n[uplink]\n").unwrap() + "```toml\n".len();
+        let end = start + doc[start..].find("```").unwrap();
+        let table: toml::Table = doc[start..end].parse().unwrap();
+        let c: UplinkConfig = table["uplink"].clone().try_into().unwrap();
+        assert!(c.enabled);
+        assert_eq!(c.formats, vec![Format::Json, Format::Fhir]);
+        assert_eq!(
+            c.critical_kinds,
+            vec![VitalKind::Spo2, VitalKind::HeartRate]
+        );
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn uplink_refuses_bad_settings_naming_the_field() {
+        let enabled = UplinkConfig {
+            enabled: true,
+            broker_host: "mqtt.example".into(),
+            ca_file: "ca.pem".into(),
+            cert_file: "c.pem".into(),
+            key_file: "c.key".into(),
+            ..UplinkConfig::default()
+        };
+        enabled.validate().unwrap();
+        let cases: Vec<(&str, UplinkConfig)> = vec![
+            (
+                "broker_host",
+                UplinkConfig {
+                    broker_host: String::new(),
+                    ..enabled.clone()
+                },
+            ),
+            (
+                "key_file",
+                UplinkConfig {
+                    key_file: PathBuf::new(),
+                    ..enabled.clone()
+                },
+            ),
+            (
+                "topic_prefix",
+                UplinkConfig {
+                    topic_prefix: "ward/#".into(),
+                    ..enabled.clone()
+                },
+            ),
+            (
+                "formats",
+                UplinkConfig {
+                    formats: vec![],
+                    ..enabled.clone()
+                },
+            ),
+            (
+                "outbox_max_rows",
+                UplinkConfig {
+                    outbox_max_rows: 0,
+                    ..enabled.clone()
+                },
+            ),
+            (
+                "max_inflight",
+                UplinkConfig {
+                    max_inflight: 0,
+                    ..enabled.clone()
+                },
+            ),
+            (
+                "backoff_initial",
+                UplinkConfig {
+                    backoff_max: Duration::from_millis(1),
+                    ..enabled.clone()
+                },
+            ),
+        ];
+        for (field, c) in cases {
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains(&format!("uplink.{field}")), "{field}: {err}");
+        }
+    }
+
+    #[test]
+    fn uplink_unknown_fields_and_policies_are_refused() {
+        let bad: Result<UplinkConfig, _> = toml::from_str("full_policy = \"drop_newest\"");
+        assert!(bad.is_err());
+        let bad: Result<UplinkConfig, _> = toml::from_str("brokerhost = \"x\"");
+        assert!(bad.unwrap_err().to_string().contains("brokerhost"));
+    }
+
+    /// A configuration whose edge files exist (key 0600), in `dir`.
+    fn with_edge_files(dir: &Path) -> Config {
+        let mut c = Config::default();
+        for (field, name) in [
+            (&mut c.edge.ca_cert, "ca.pem"),
+            (&mut c.edge.server_cert, "cert.pem"),
+            (&mut c.edge.server_key, "key.pem"),
+        ] {
+            *field = dir.join(name);
+            std::fs::write(&*field, "x").unwrap();
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&c.edge.server_key, std::fs::Permissions::from_mode(0o600))
+                .unwrap();
+        }
+        c
+    }
+
+    #[test]
+    fn a_log_level_that_is_not_a_filter_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = with_edge_files(dir.path());
+        c.clone().validate().unwrap();
+        c.log.level = "gateway=loud".into();
+        match c.validate() {
+            Err(ConfigError::Invalid { field, .. }) => assert_eq!(field, "log.level"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_plain_config_is_validated_and_a_valid_one_passes_through() {
+        assert!(matches!(
+            Config::default().into_valid(),
+            Err(ConfigError::Invalid { field, .. }) if field == "edge.ca_cert"
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = with_edge_files(dir.path());
+        c.edge.rate_burst = 3;
+        let valid = c.into_valid().unwrap();
+        assert_eq!(valid.edge.rate_burst, 3, "reads as the config it holds");
+        let again = valid.into_valid().unwrap();
+        let mut plain = again.into_inner();
+        plain.uplink.outbox_max_rows = 0;
+        assert!(matches!(
+            plain.into_valid(),
+            Err(ConfigError::Invalid { field, .. }) if field == "uplink.outbox_max_rows"
+        ));
+    }
+}
