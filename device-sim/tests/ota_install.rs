@@ -201,6 +201,17 @@ async fn older_foreign_hardware_and_unsigned_offers_are_refused_before_any_downl
         "{reports:?}"
     );
 
+    // The key file `tuf-repo keygen` writes is what a device is built with.
+    let pub_file = b.dir.path().join("acme.pub.json");
+    tuf_repo::keys::save_public_key(&pub_file, &b.maker.key.public_key()).unwrap();
+    assert_eq!(
+        device_sim::ota::Factory::parse_manufacturer_key(
+            &std::fs::read_to_string(&pub_file).unwrap()
+        )
+        .unwrap(),
+        b.maker.key.verifying_key()
+    );
+
     // A device of another manufacturer (another key) is offered it.
     let mut cfg = b.config("pump-04", "1.0.0");
     cfg.factory.manufacturer_key = tuf_repo::SigningKey::generate().verifying_key();
