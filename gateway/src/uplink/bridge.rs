@@ -25,6 +25,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use wardgate_protocol::DeviceId;
 
 use super::outbox::{NoticeHook, Outbox, OutboxDepth, PendingMessage, UplinkNotice};
 use super::{UplinkConfig, UplinkError};
@@ -43,7 +44,8 @@ struct Upstream {
 
 /// Looks up what the FHIR `Device` resource says about a device (the
 /// registry, in a gateway). Called from a blocking thread.
-pub type DeviceDirectory = Arc<dyn Fn(&str) -> Option<render::fhir::DeviceInfo> + Send + Sync>;
+pub type DeviceDirectory =
+    Arc<dyn Fn(&DeviceId) -> Option<render::fhir::DeviceInfo> + Send + Sync>;
 
 /// Largest MQTT packet the bridge sends or accepts.
 const MAX_PACKET: usize = 256 * 1024;
@@ -418,7 +420,7 @@ impl Bridge {
         let mut outstanding: HashMap<i64, usize> = HashMap::new(); // row -> publishes not yet acked
 
         let mut backlog: VecDeque<Upstream> = VecDeque::new(); // rendered, not yet queued
-        let mut described: HashSet<String> = HashSet::new(); // devices whose FHIR Device went out this session
+        let mut described: HashSet<DeviceId> = HashSet::new(); // devices whose FHIR Device went out this session
 
         loop {
             if backlog.is_empty() && !caught_up {
@@ -526,13 +528,17 @@ impl Bridge {
 
     /// The FHIR `Device` resource of `device_id`, once per session, when
     /// FHIR is configured and the registry knows the device.
-    async fn describe(&self, device_id: &str, described: &mut HashSet<String>) -> Option<Upstream> {
+    async fn describe(
+        &self,
+        device_id: &DeviceId,
+        described: &mut HashSet<DeviceId>,
+    ) -> Option<Upstream> {
         if !self.settings.formats.contains(&Format::Fhir) || described.contains(device_id) {
             return None;
         }
         let directory = self.settings.devices.clone()?;
-        described.insert(device_id.to_owned());
-        let id = device_id.to_owned();
+        described.insert(device_id.clone());
+        let id = device_id.clone();
         let info = tokio::task::spawn_blocking(move || directory(&id))
             .await
             .ok()??;
@@ -547,8 +553,9 @@ impl Bridge {
 
     fn render(&self, message: &PendingMessage) -> Vec<(String, Vec<u8>)> {
         let mut out = Vec::with_capacity(self.settings.formats.len());
+        let rendered = message.message();
         for format in &self.settings.formats {
-            match render::render(*format, message) {
+            match render::render(*format, &rendered) {
                 Ok(payloads) => {
                     let topic = render::upstream_topic(
                         &self.settings.topic_prefix,

@@ -38,6 +38,7 @@ pub use outbox::{
 pub use seal::OutboxKey;
 
 use wardgate_protocol::vitals::VitalKind;
+use wardgate_protocol::DeviceId;
 
 use crate::render::Format;
 
@@ -47,9 +48,20 @@ pub enum UplinkError {
     /// The gateway database could not be opened or migrated.
     #[error(transparent)]
     Db(#[from] crate::db::DbError),
-    /// An SQL statement on the outbox failed.
+    /// An SQL statement on the outbox failed (shared: one failed commit
+    /// answers every caller in its batch).
     #[error("outbox database error: {0}; check disk space and the database file")]
-    Sql(String),
+    Sql(#[source] Arc<rusqlite::Error>),
+    /// A stored row names a device id that does not parse: the gateway
+    /// never writes one, so the database was altered.
+    #[error("outbox row {id} holds an invalid device id ({source}); the gateway never writes one, so check the database file for tampering")]
+    RowDeviceId {
+        /// The row id.
+        id: i64,
+        /// Why the stored id is not a device id.
+        #[source]
+        source: wardgate_protocol::ProtocolError,
+    },
     /// The outbox key is missing, malformed or unprotected.
     #[error("outbox key from {source_name}: {reason}")]
     Key {
@@ -72,7 +84,7 @@ pub enum UplinkError {
     },
     /// The outbox thread could not start.
     #[error("cannot start the outbox thread: {0}")]
-    Thread(String),
+    Thread(#[source] std::io::Error),
     /// The outbox was shut down.
     #[error("outbox is shut down")]
     Closed,
@@ -98,7 +110,7 @@ pub enum UplinkError {
 
 impl From<rusqlite::Error> for UplinkError {
     fn from(e: rusqlite::Error) -> Self {
-        Self::Sql(e.to_string())
+        Self::Sql(Arc::new(e))
     }
 }
 
@@ -353,11 +365,10 @@ impl Uplink {
     pub fn start_in(ctx: &crate::context::GatewayContext) -> Result<Self, UplinkError> {
         let hook = notice::audit_hook(ctx.audit.clone());
         let registry = ctx.registry.clone();
-        let devices: bridge::DeviceDirectory = Arc::new(move |id: &str| {
-            let id = wardgate_protocol::DeviceId::parse(id).ok()?;
-            let record = registry.get(&id).ok()??;
+        let devices: bridge::DeviceDirectory = Arc::new(move |id: &DeviceId| {
+            let record = registry.get(id).ok()??;
             Some(crate::render::fhir::DeviceInfo {
-                id: record.id.to_string(),
+                id: record.id,
                 manufacturer: record.manufacturer,
                 model: record.model,
                 hardware_id: record.hardware_id,
