@@ -28,7 +28,8 @@ use tokio_util::sync::CancellationToken;
 use wardgate_protocol::DeviceId;
 
 use super::outbox::{NoticeHook, Outbox, OutboxDepth, PendingMessage, UplinkNotice};
-use super::{UplinkConfig, UplinkError};
+use super::config::UplinkConfig;
+use super::error::UplinkError;
 use crate::render::{self, Format};
 
 /// Row marker of publishes that belong to no outbox row (FHIR `Device`).

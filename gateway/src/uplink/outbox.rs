@@ -35,7 +35,7 @@ use wardgate_protocol::DeviceId;
 
 use super::metrics::UplinkMetrics;
 use super::seal::OutboxKey;
-use super::UplinkError;
+use super::error::UplinkError;
 use crate::sink::{AcceptFuture, AcceptedTelemetry, SinkError, TelemetrySink};
 
 /// Capacity of the command channel; senders wait (async) when it is full.
@@ -402,5 +402,70 @@ fn bound_detail(limits: &OutboxLimits, rows: u64, bytes: u64, size: u64) -> Stri
             "{bytes} bytes waiting + {size} new, limit uplink.outbox_max_bytes = {}",
             limits.max_bytes
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn telemetry(device: &str, seq: u64) -> AcceptedTelemetry {
+        let payload = format!(
+            r#"{{"schema":1,"seq":{seq},"ts":"2026-11-29T04:00:00Z","readings":[{{"kind":"heart_rate","value":70}}]}}"#
+        );
+        AcceptedTelemetry {
+            device_id: DeviceId::parse(device).unwrap(),
+            seq,
+            topic: format!("wardgate/v1/devices/{device}/telemetry"),
+            payload: payload.into_bytes().into(),
+            received_at: Utc::now(),
+        }
+    }
+
+    /// A row whose stored device id does not parse is not handed out: it
+    /// is counted as unreadable, left in the outbox, and the next row still
+    /// goes; the error names the row.
+    #[tokio::test]
+    async fn a_row_with_an_invalid_device_id_is_refused_by_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("gateway.db");
+        let metrics = UplinkMetrics::default();
+        let limits = OutboxLimits {
+            max_rows: 100,
+            max_bytes: 1 << 20,
+            full_policy: FullPolicy::Refuse,
+            critical_kinds: vec![],
+        };
+        let outbox = Outbox::open(
+            &db,
+            OutboxKey::from_bytes(&[7; 32]),
+            limits,
+            metrics.clone(),
+            None,
+        )
+        .unwrap();
+        let first = outbox.append(telemetry("pump_01", 1)).await.unwrap();
+        let second = outbox.append(telemetry("pump-01", 2)).await.unwrap();
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute(
+                "UPDATE outbox SET device_id = 'pump/01' WHERE id = ?1",
+                [first],
+            )
+            .unwrap();
+
+        let page = outbox.fetch(0, 10).await.unwrap();
+        assert_eq!((page.scanned, page.last_id), (2, Some(second)));
+        assert_eq!(page.messages.len(), 1);
+        assert_eq!(page.messages[0].device_id.as_str(), "pump-01");
+        assert_eq!(metrics.unreadable.get(), 1);
+        assert_eq!(outbox.depth().rows, 2, "the bad row stays");
+
+        let e = UplinkError::RowDeviceId {
+            id: first,
+            source: DeviceId::parse("pump/01").unwrap_err(),
+        };
+        assert!(e.to_string().starts_with(&format!("outbox row {first} ")), "{e}");
+        assert!(std::error::Error::source(&e).is_some());
     }
 }

@@ -22,7 +22,7 @@ use super::{
 };
 use crate::sink::{AcceptedTelemetry, SinkError};
 use crate::uplink::seal::OutboxKey;
-use crate::uplink::UplinkError;
+use crate::uplink::error::UplinkError;
 
 /// Most commands applied in one transaction.
 const MAX_BATCH: usize = 1024;
