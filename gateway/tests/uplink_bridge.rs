@@ -73,7 +73,8 @@ fn config(
 /// A device directory standing in for the registry: knows `monitor-*`.
 fn directory() -> gateway::uplink::bridge::DeviceDirectory {
     std::sync::Arc::new(|id: &DeviceId| {
-        id.as_str().starts_with("monitor-")
+        id.as_str()
+            .starts_with("monitor-")
             .then(|| gateway::render::fhir::DeviceInfo {
                 id: id.clone(),
                 manufacturer: "Acme Medical".into(),

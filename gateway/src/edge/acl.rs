@@ -56,7 +56,12 @@ impl TopicAcl {
     /// [`Violation::Qos`], [`Violation::OutsideSubtree`],
     /// [`Violation::WrongDirection`], [`Violation::Quarantined`] or
     /// [`Violation::Retain`], checked in that order.
-    pub fn check_publish(&self, topic: &str, qos: u8, retain: bool) -> Result<TopicKind, Violation> {
+    pub fn check_publish(
+        &self,
+        topic: &str,
+        qos: u8,
+        retain: bool,
+    ) -> Result<TopicKind, Violation> {
         if qos > 1 {
             return Err(Violation::Qos(qos));
         }

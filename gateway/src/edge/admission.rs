@@ -2,13 +2,13 @@
 //! MQTT session.
 //!
 //! The first packet must be a CONNECT within `edge.connect_timeout`, in MQTT
-//! 3.1.1 or 5 (the session's [`Codec`] is chosen here). [`check_connect`]
+//! 3.1.1 or 5 (the session's codec is chosen here). [`check_connect`]
 //! then decides, in this order: the MQTT client id equals the device id of
 //! the verified certificate; the registry knows the device and it is not
 //! revoked; the certificate is the one pinned for it, if one is; the CONNECT
 //! carries no last will (a will would reach the broker without the payload
 //! and replay checks). A refused device gets a refusing CONNACK, an audit
-//! row and a metric; [`admit`] returns only admitted sessions.
+//! row and a metric; only admitted sessions go on to the relay.
 
 use std::net::SocketAddr;
 
@@ -144,7 +144,15 @@ where
             "protocol level {:?}; MQTT 3.1.1 (4) or 5 required",
             connect_protocol_level(&frame)
         );
-        refuse_device(shared, device, peer, "edge.connect", "unsupported_protocol", &detail).await;
+        refuse_device(
+            shared,
+            device,
+            peer,
+            "edge.connect",
+            "unsupported_protocol",
+            &detail,
+        )
+        .await;
         return None;
     };
     let decoded = codec.decode(&frame, shared.ctx.config.edge.max_packet_bytes);
@@ -170,7 +178,12 @@ where
             return None;
         }
     };
-    match check_connect(identity, &connect.client_id, record.as_ref(), will.is_some()) {
+    match check_connect(
+        identity,
+        &connect.client_id,
+        record.as_ref(),
+        will.is_some(),
+    ) {
         Ok(state) => Some(Admitted {
             codec,
             connect,
@@ -199,7 +212,11 @@ async fn first_frame<R: AsyncRead + Unpin>(
     buf: &mut BytesMut,
 ) -> Option<Frame> {
     let cfg = &shared.ctx.config.edge;
-    let first = tokio::time::timeout(cfg.connect_timeout, read_frame(rd, buf, cfg.max_packet_bytes)).await;
+    let first = tokio::time::timeout(
+        cfg.connect_timeout,
+        read_frame(rd, buf, cfg.max_packet_bytes),
+    )
+    .await;
     let (reason, detail) = match first {
         Ok(Ok(Some(f))) if f.kind == PacketKind::Connect => return Some(f),
         Ok(Ok(Some(f))) => {

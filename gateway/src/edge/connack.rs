@@ -43,8 +43,16 @@ mod tests {
         let cases = [
             (Codec::V4, not_authorized(Codec::V4), C::NotAuthorized),
             (Codec::V5, not_authorized(Codec::V5), C::NotAuthorized),
-            (Codec::V4, server_unavailable(Codec::V4), C::ServiceUnavailable),
-            (Codec::V5, server_unavailable(Codec::V5), C::ServerUnavailable),
+            (
+                Codec::V4,
+                server_unavailable(Codec::V4),
+                C::ServiceUnavailable,
+            ),
+            (
+                Codec::V5,
+                server_unavailable(Codec::V5),
+                C::ServerUnavailable,
+            ),
             (Codec::V4, UNSUPPORTED_PROTOCOL, C::RefusedProtocolVersion),
         ];
         for (codec, bytes, code) in cases {

@@ -271,7 +271,13 @@ impl<R: AsyncRead + Unpin> DeviceLoop<'_, R> {
             Ok(c) if &c.device == self.device => Some(c.state),
             Ok(_) | Err(broadcast::error::RecvError::Closed) => None,
             Err(broadcast::error::RecvError::Lagged(_)) => {
-                match self.shared.ctx.registry.get_async(self.device.clone()).await {
+                match self
+                    .shared
+                    .ctx
+                    .registry
+                    .get_async(self.device.clone())
+                    .await
+                {
                     Ok(Some(r)) => Some(r.state),
                     Ok(None) => Some(DeviceState::Revoked),
                     Err(_) => None,

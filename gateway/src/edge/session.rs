@@ -76,7 +76,14 @@ async fn device_session(
     let device = identity.device_id.clone();
     let (mut dev_rd, mut dev_wr) = tokio::io::split(tls);
     let mut buf = BytesMut::with_capacity(4096);
-    let Some(admitted) = admit(&shared, &identity, peer, (&mut dev_rd, &mut dev_wr), &mut buf).await
+    let Some(admitted) = admit(
+        &shared,
+        &identity,
+        peer,
+        (&mut dev_rd, &mut dev_wr),
+        &mut buf,
+    )
+    .await
     else {
         return;
     };
@@ -110,10 +117,19 @@ async fn device_session(
 }
 
 /// Record an accepted connection: log, audit row, `last_seen`.
-async fn connected(shared: &Shared, identity: &PeerIdentity, admitted: &Admitted, peer: SocketAddr) {
+async fn connected(
+    shared: &Shared,
+    identity: &PeerIdentity,
+    admitted: &Admitted,
+    peer: SocketAddr,
+) {
     let device = &identity.device_id;
     let state = admitted.state;
-    tracing::info!(?state, protocol = admitted.codec.version(), "device connected");
+    tracing::info!(
+        ?state,
+        protocol = admitted.codec.version(),
+        "device connected"
+    );
     let detail = serde_json::json!({
         "peer": peer.to_string(),
         "state": state.as_str(),

@@ -375,7 +375,10 @@ mod tests {
             active: true,
         };
         let d = device(&info);
-        assert_eq!(o["device"]["reference"], format!("Device/{}", d["id"].as_str().unwrap()));
+        assert_eq!(
+            o["device"]["reference"],
+            format!("Device/{}", d["id"].as_str().unwrap())
+        );
         assert_eq!(o["device"]["identifier"]["value"], "pump_01");
         assert_eq!(d["identifier"][0]["value"], "pump_01");
     }

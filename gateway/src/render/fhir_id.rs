@@ -61,8 +61,10 @@ impl FhirId {
     /// longer than 64 characters or `vital` is not from `[A-Za-z0-9.]+`.
     #[must_use]
     pub fn observation(device: &DeviceId, seq: u64, vital: &str) -> Self {
-        let vital_ok =
-            !vital.is_empty() && vital.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.');
+        let vital_ok = !vital.is_empty()
+            && vital
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.');
         let short = format!("{}-{seq}-{vital}", escape(device));
         if vital_ok && short.len() <= MAX_LEN {
             Self(short)

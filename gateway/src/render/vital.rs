@@ -174,7 +174,10 @@ mod tests {
             ]
         );
         assert!(r.iter().all(|r| r.seq == 5 && r.device_id == id("mon-1")));
-        assert_eq!((r[0].mdc_code(), r[0].ucum_unit(), r[0].value), (147_842, "/min", 72.0));
+        assert_eq!(
+            (r[0].mdc_code(), r[0].ucum_unit(), r[0].value),
+            (147_842, "/min", 72.0)
+        );
         assert_eq!(r[3].ucum_unit(), "mm[Hg]");
     }
 

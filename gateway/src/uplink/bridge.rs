@@ -27,9 +27,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use wardgate_protocol::DeviceId;
 
-use super::outbox::{NoticeHook, Outbox, OutboxDepth, PendingMessage, UplinkNotice};
 use super::config::UplinkConfig;
 use super::error::UplinkError;
+use super::outbox::{NoticeHook, Outbox, OutboxDepth, PendingMessage, UplinkNotice};
 use crate::render::{self, Format};
 
 /// Row marker of publishes that belong to no outbox row (FHIR `Device`).
@@ -45,8 +45,7 @@ struct Upstream {
 
 /// Looks up what the FHIR `Device` resource says about a device (the
 /// registry, in a gateway). Called from a blocking thread.
-pub type DeviceDirectory =
-    Arc<dyn Fn(&DeviceId) -> Option<render::fhir::DeviceInfo> + Send + Sync>;
+pub type DeviceDirectory = Arc<dyn Fn(&DeviceId) -> Option<render::fhir::DeviceInfo> + Send + Sync>;
 
 /// Largest MQTT packet the bridge sends or accepts.
 const MAX_PACKET: usize = 256 * 1024;

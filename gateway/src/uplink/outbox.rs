@@ -33,9 +33,9 @@ use wardgate_protocol::message::Telemetry;
 use wardgate_protocol::vitals::VitalKind;
 use wardgate_protocol::DeviceId;
 
+use super::error::UplinkError;
 use super::metrics::UplinkMetrics;
 use super::seal::OutboxKey;
-use super::error::UplinkError;
 use crate::sink::{AcceptFuture, AcceptedTelemetry, SinkError, TelemetrySink};
 
 /// Capacity of the command channel; senders wait (async) when it is full.
@@ -465,7 +465,10 @@ mod tests {
             id: first,
             source: DeviceId::parse("pump/01").unwrap_err(),
         };
-        assert!(e.to_string().starts_with(&format!("outbox row {first} ")), "{e}");
+        assert!(
+            e.to_string().starts_with(&format!("outbox row {first} ")),
+            "{e}"
+        );
         assert!(std::error::Error::source(&e).is_some());
     }
 }

@@ -21,13 +21,13 @@ use super::{
     Shared, UplinkNotice,
 };
 use crate::sink::{AcceptedTelemetry, SinkError};
-use crate::uplink::seal::OutboxKey;
 use crate::uplink::error::UplinkError;
+use crate::uplink::seal::OutboxKey;
 
 /// Most commands applied in one transaction.
 const MAX_BATCH: usize = 1024;
 /// Candidates read per step when making room under `drop_oldest`.
-const DROP_STEP: usize = 64;
+const DROP_STEP: i64 = 64;
 
 pub(super) struct Worker {
     pub(super) conn: Connection,
@@ -173,7 +173,12 @@ impl Worker {
     }
 
     /// After a commit: counters, gauges, alerts, then the replies.
-    fn committed(&mut self, tally: Tally, append_replies: Vec<AppendReply>, ack_replies: Vec<AckReply>) {
+    fn committed(
+        &mut self,
+        tally: Tally,
+        append_replies: Vec<AppendReply>,
+        ack_replies: Vec<AckReply>,
+    ) {
         let m = &self.shared.metrics;
         m.commits.inc();
         let accepted = tally.outcomes.iter().filter(|o| o.is_ok()).count() as u64;
@@ -358,7 +363,11 @@ fn next_row_id(tx: &Transaction<'_>) -> Result<i64, rusqlite::Error> {
 }
 
 /// Delete acknowledged rows; how many were still present.
-fn remove_acked(tx: &Transaction<'_>, ids: &[i64], tally: &mut Tally) -> Result<u64, rusqlite::Error> {
+fn remove_acked(
+    tx: &Transaction<'_>,
+    ids: &[i64],
+    tally: &mut Tally,
+) -> Result<u64, rusqlite::Error> {
     let mut size_of = tx.prepare_cached("SELECT length(sealed) FROM outbox WHERE id = ?1")?;
     let mut delete = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
     let mut n = 0u64;
@@ -390,7 +399,8 @@ fn append(
         Err(e) => return Ok(Err(SinkError::Storage(e.to_string()))),
     };
     let size = sealed.len() as u64;
-    if !fits(limits, tally.rows, tally.bytes, size) && limits.full_policy == FullPolicy::DropOldest {
+    if !fits(limits, tally.rows, tally.bytes, size) && limits.full_policy == FullPolicy::DropOldest
+    {
         make_room(tx, limits, size, tally)?;
     }
     if !fits(limits, tally.rows, tally.bytes, size) {
@@ -434,7 +444,7 @@ fn make_room(
     let mut delete = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
     while !fits(limits, tally.rows, tally.bytes, size) {
         let victims: Vec<(i64, String, i64, i64)> = oldest_droppable
-            .query_map([DROP_STEP as i64], |r| {
+            .query_map([DROP_STEP], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })?
             .collect::<Result<_, _>>()?;
