@@ -138,38 +138,8 @@ where
 {
     let device = &identity.device_id;
     let frame = first_frame(shared, device, peer, rd, buf).await?;
-    let Some(codec) = Codec::for_level(connect_protocol_level(&frame)) else {
-        let _ = wr.write_all(connack::UNSUPPORTED_PROTOCOL).await;
-        let detail = format!(
-            "protocol level {:?}; MQTT 3.1.1 (4) or 5 required",
-            connect_protocol_level(&frame)
-        );
-        refuse_device(
-            shared,
-            device,
-            peer,
-            "edge.connect",
-            "unsupported_protocol",
-            &detail,
-        )
-        .await;
-        return None;
-    };
-    let decoded = codec.decode(&frame, shared.ctx.config.edge.max_packet_bytes);
-    let (connect, props, will, will_props) = match decoded {
-        Ok(Packet::Connect(connect, props, will, will_props, _login)) => {
-            (connect, props, will, will_props)
-        }
-        Ok(_) => {
-            let v = Violation::Protocol("CONNECT did not decode as CONNECT".into());
-            violation_before_connect(shared, device, peer, &v).await;
-            return None;
-        }
-        Err(v) => {
-            violation_before_connect(shared, device, peer, &v).await;
-            return None;
-        }
-    };
+    let (codec, connect, props, will, will_props) =
+        decode_connect(shared, device, peer, wr, &frame).await?;
     let record = match shared.ctx.registry.get_async(device.clone()).await {
         Ok(r) => r,
         Err(e) => {
@@ -201,6 +171,45 @@ where
             None
         }
     }
+}
+
+/// The parts of a CONNECT, in the codec its protocol level names.
+type DecodedConnect = (
+    Codec,
+    Connect,
+    Option<ConnectProperties>,
+    Option<LastWill>,
+    Option<LastWillProperties>,
+);
+
+/// Choose the codec from the CONNECT's protocol level and decode it;
+/// refusals are answered and recorded here.
+async fn decode_connect<W: AsyncWrite + Unpin>(
+    shared: &Shared,
+    device: &DeviceId,
+    peer: SocketAddr,
+    wr: &mut W,
+    frame: &Frame,
+) -> Option<DecodedConnect> {
+    let Some(codec) = Codec::for_level(connect_protocol_level(frame)) else {
+        let _ = wr.write_all(connack::UNSUPPORTED_PROTOCOL).await;
+        let detail = format!(
+            "protocol level {:?}; MQTT 3.1.1 (4) or 5 required",
+            connect_protocol_level(frame)
+        );
+        let reason = "unsupported_protocol";
+        refuse_device(shared, device, peer, "edge.connect", reason, &detail).await;
+        return None;
+    };
+    let violation = match codec.decode(frame, shared.ctx.config.edge.max_packet_bytes) {
+        Ok(Packet::Connect(connect, props, will, will_props, _login)) => {
+            return Some((codec, connect, props, will, will_props));
+        }
+        Ok(_) => Violation::Protocol("CONNECT did not decode as CONNECT".into()),
+        Err(v) => v,
+    };
+    violation_before_connect(shared, device, peer, &violation).await;
+    None
 }
 
 /// The first frame, which must be a CONNECT within `edge.connect_timeout`.
