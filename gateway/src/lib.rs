@@ -21,7 +21,8 @@
 //! | wiring of one running gateway, one error per component | [`app`], [`context`] |
 //! | embedded broker on loopback with a per-boot credential | [`broker`] |
 //! | device-facing mutual TLS, MQTT parsing | [`edge`], [`edge::tls`], [`edge::frame`] |
-//! | topic ACL, quarantine, payload, replay and rate limits | [`edge::policy`] |
+//! | CONNECT admission: client id, enrolment, pinned certificate, no last will | [`edge::admission`] |
+//! | topic ACL and quarantine, payload, replay and rate limits | [`edge::acl`], [`edge::payload`], [`edge::replay`], [`edge::rate_limit`] (joined in [`edge::policy`]) |
 //! | device registry (active / quarantined / revoked) | [`registry`] |
 //! | hash-chained audit log | [`audit`] |
 //! | device CA, server and device certificates | [`pki`] |

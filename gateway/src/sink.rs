@@ -10,12 +10,13 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use wardgate_protocol::DeviceId;
 
 /// One telemetry message that passed the edge's policy checks.
 #[derive(Debug, Clone)]
 pub struct AcceptedTelemetry {
     /// Device id taken from the verified client certificate.
-    pub device_id: String,
+    pub device_id: DeviceId,
     /// The device's monotonic sequence number from the payload.
     pub seq: u64,
     /// The MQTT topic it was published on.

@@ -84,7 +84,7 @@ async fn telemetry_is_committed_to_the_sink_before_puback_and_refusal_withholds_
     {
         let taken = sink.taken.lock().unwrap();
         assert_eq!(taken.len(), 1, "stored before the PUBACK");
-        assert_eq!(taken[0].device_id, "sink-01");
+        assert_eq!(taken[0].device_id.as_str(), "sink-01");
         assert_eq!(taken[0].seq, seq);
         assert_eq!(taken[0].topic, "wardgate/v1/devices/sink-01/telemetry");
     }

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use uplink_support::{tally, ClientIdentity, Mosquitto, Subscriber, UpstreamPki};
 use wardgate_protocol::message::{Reading, Telemetry, SCHEMA_VERSION};
 use wardgate_protocol::vitals::VitalKind;
+use wardgate_protocol::DeviceId;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -40,7 +41,7 @@ fn telemetry(device: &str, seq: u64) -> AcceptedTelemetry {
         ],
     };
     AcceptedTelemetry {
-        device_id: device.to_owned(),
+        device_id: DeviceId::parse(device).unwrap(),
         seq,
         topic: format!("wardgate/v1/devices/{device}/telemetry"),
         payload: serde_json::to_vec(&t).unwrap().into(),
@@ -71,10 +72,11 @@ fn config(
 
 /// A device directory standing in for the registry: knows `monitor-*`.
 fn directory() -> gateway::uplink::bridge::DeviceDirectory {
-    std::sync::Arc::new(|id: &str| {
-        id.starts_with("monitor-")
+    std::sync::Arc::new(|id: &DeviceId| {
+        id.as_str()
+            .starts_with("monitor-")
             .then(|| gateway::render::fhir::DeviceInfo {
-                id: id.to_owned(),
+                id: id.clone(),
                 manufacturer: "Acme Medical".into(),
                 model: "PM-100".into(),
                 hardware_id: "pm-100-rev-b".into(),

@@ -11,6 +11,7 @@ use gateway::sink::{AcceptedTelemetry, SinkError, TelemetrySink};
 use gateway::uplink::{FullPolicy, Outbox, OutboxKey, OutboxLimits, UplinkMetrics, UplinkNotice};
 use wardgate_protocol::message::{Reading, Telemetry, SCHEMA_VERSION};
 use wardgate_protocol::vitals::VitalKind;
+use wardgate_protocol::DeviceId;
 
 fn telemetry(device: &str, seq: u64, readings: &[(VitalKind, f64)]) -> AcceptedTelemetry {
     let t = Telemetry {
@@ -23,7 +24,7 @@ fn telemetry(device: &str, seq: u64, readings: &[(VitalKind, f64)]) -> AcceptedT
             .collect(),
     };
     AcceptedTelemetry {
-        device_id: device.to_owned(),
+        device_id: DeviceId::parse(device).unwrap(),
         seq,
         topic: format!("wardgate/v1/devices/{device}/telemetry"),
         payload: serde_json::to_vec(&t).unwrap().into(),
@@ -196,7 +197,7 @@ async fn concurrent_appends_are_group_committed_and_ordered_per_device() {
         let seqs: Vec<u64> = page
             .messages
             .iter()
-            .filter(|m| m.device_id == format!("dev-{d}"))
+            .filter(|m| m.device_id.as_str() == format!("dev-{d}"))
             .map(|m| m.seq)
             .collect();
         assert_eq!(seqs, (1..=50).collect::<Vec<_>>(), "order of dev-{d}");
@@ -244,7 +245,7 @@ async fn full_outbox_refuse_policy_refuses_new_keeps_old_and_records_it() {
             "{n:?}"
         );
         assert!(
-            matches!(&n[1], UplinkNotice::Refused { count: 1, messages, .. } if messages == &vec![("pump-1".to_owned(), 6)]),
+            matches!(&n[1], UplinkNotice::Refused { count: 1, messages, .. } if messages == &vec![(DeviceId::parse("pump-1").unwrap(), 6)]),
             "{n:?}"
         );
     }
@@ -308,7 +309,7 @@ async fn full_outbox_drop_oldest_drops_only_non_critical_and_records_it() {
             "{n:?}"
         );
         assert!(
-            matches!(&n[1], UplinkNotice::Dropped { count: 1, messages } if messages == &vec![("mon-1".to_owned(), 2)]),
+            matches!(&n[1], UplinkNotice::Dropped { count: 1, messages } if messages == &vec![(DeviceId::parse("mon-1").unwrap(), 2)]),
             "{n:?}"
         );
     }

@@ -13,6 +13,7 @@ use std::process::{Command, Stdio};
 use chrono::{DateTime, Utc};
 use gateway::render::{self, Format};
 use gateway::uplink::PendingMessage;
+use wardgate_protocol::DeviceId;
 
 fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/uplink_support/golden")
@@ -26,7 +27,7 @@ fn at(s: &str) -> DateTime<Utc> {
 fn cases() -> Vec<(&'static str, PendingMessage)> {
     let msg = |device: &str, seq: u64, payload: &str| PendingMessage {
         id: 1,
-        device_id: device.to_owned(),
+        device_id: DeviceId::parse(device).unwrap(),
         seq,
         topic: format!("wardgate/v1/devices/{device}/telemetry"),
         received_at: at("2026-11-29T04:00:01.125Z"),
@@ -74,7 +75,7 @@ fn check_golden(name: &str, actual: &str) {
 }
 
 fn fhir_array(message: &PendingMessage) -> Vec<serde_json::Value> {
-    render::render(Format::Fhir, message)
+    render::render(Format::Fhir, &message.message())
         .unwrap()
         .iter()
         .map(|b| serde_json::from_slice(b).unwrap())
@@ -84,7 +85,7 @@ fn fhir_array(message: &PendingMessage) -> Vec<serde_json::Value> {
 #[test]
 fn json_renderer_matches_golden_files_and_is_the_payload_as_received() {
     for (name, message) in cases() {
-        let out = render::render(Format::Json, &message).unwrap();
+        let out = render::render(Format::Json, &message.message()).unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(
             out[0], message.payload,
@@ -107,12 +108,13 @@ fn fhir_renderer_matches_golden_files() {
 
 #[test]
 fn upstream_topics_per_format() {
+    let pump_07 = DeviceId::parse("pump-07").unwrap();
     assert_eq!(
-        render::upstream_topic("wardgate/ward-7", Format::Json, "pump-07"),
+        render::upstream_topic("wardgate/ward-7", Format::Json, &pump_07),
         "wardgate/ward-7/devices/pump-07/telemetry"
     );
     assert_eq!(
-        render::upstream_topic("wardgate/ward-7", Format::Fhir, "pump-07"),
+        render::upstream_topic("wardgate/ward-7", Format::Fhir, &pump_07),
         "wardgate/ward-7/devices/pump-07/fhir/Observation"
     );
 }
@@ -197,7 +199,7 @@ fn fhir_output_validates_with_fhir_resources_r4b() {
 
 fn device_info() -> render::fhir::DeviceInfo {
     render::fhir::DeviceInfo {
-        id: "monitor-12".into(),
+        id: DeviceId::parse("monitor-12").unwrap(),
         manufacturer: "Acme Medical".into(),
         model: "PM-100".into(),
         hardware_id: "pm-100-rev-b".into(),

@@ -2,32 +2,49 @@
 //! front of the embedded broker.
 //!
 //! [`start`] binds the device listener (TLS only; there is no plaintext
-//! device port) and runs one session per connection ([`session`]):
+//! device port) and runs one [`session`] per connection:
 //!
 //! 1. TLS handshake within `edge.handshake_timeout`, client certificate
 //!    verified against the ward device CA ([`tls`]); the device id is read
 //!    from the certificate.
-//! 2. The first packet must be an MQTT 3.1.1 or 5 CONNECT within
-//!    `edge.connect_timeout`, framed by [`frame`] and decoded by `rumqttd`'s
-//!    codecs; [`policy::check_connect`] compares the client id with the
-//!    certificate and consults the registry.
+//! 2. [`admission`]: the first packet must be an MQTT 3.1.1 or 5 CONNECT
+//!    within `edge.connect_timeout`, framed by [`frame`] and decoded by
+//!    `rumqttd`'s codecs; [`admission::check_connect`] compares the client
+//!    id with the certificate, consults the registry, checks the pinned
+//!    certificate and refuses a last will. Refusals are answered with a
+//!    refusing CONNACK in the device's protocol version.
 //! 3. The session opens its own connection to the loopback broker with the
-//!    per-boot credential and relays: every device packet passes
-//!    [`policy::DevicePolicy`], the replay and rate limits, and (telemetry)
-//!    the [`crate::sink::TelemetrySink`] before it is forwarded; broker
-//!    packets are relayed back through a bounded queue.
+//!    per-boot credential and relays: every device packet passes the
+//!    controls in the order of its inspection ([`rate_limit`], [`acl`],
+//!    [`payload`], [`replay`]; [`policy`] joins them and re-exports their
+//!    types) and (telemetry) the [`crate::sink::TelemetrySink`] before it is
+//!    forwarded; broker packets are relayed back through a bounded queue.
 //!
-//! A violation ends the session at once: the broker connection is dropped
-//! before anything after the offending packet is forwarded, an audit row is
-//! written and `wardgate_edge_violations_total{reason}` counted. Registry
-//! changes reach live sessions through [`crate::registry::Registry::subscribe`].
-//! Connection count, packet size, queues and timeouts are all bounded, and
-//! each session is its own task, so one device cannot stall the others.
+//! A [`violation::Violation`] ends the session at once: the broker
+//! connection is dropped before anything after the offending packet is
+//! forwarded, an audit row is written and `wardgate_edge_violations_total{reason}`
+//! counted. Registry changes reach live sessions through
+//! [`crate::registry::Registry::subscribe`]. Connection count, packet size,
+//! queues and timeouts are all bounded, and each session is its own task,
+//! so one device cannot stall the others.
 
+pub mod acl;
+pub mod admission;
+mod broker_link;
+mod codec;
+mod connack;
 pub mod frame;
+mod inspect;
+pub mod payload;
 pub mod policy;
+pub mod rate_limit;
+mod relay;
+pub mod replay;
+mod report;
 pub mod session;
+mod shared;
 pub mod tls;
+pub mod violation;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,6 +57,7 @@ use crate::audit::{AuditEvent, Outcome};
 use crate::broker::BrokerHandle;
 use crate::context::GatewayContext;
 use crate::sink::TelemetrySink;
+use shared::Shared;
 
 /// What went wrong starting the edge.
 #[derive(Debug, thiserror::Error)]
@@ -55,15 +73,6 @@ pub enum EdgeError {
         /// The I/O error.
         source: std::io::Error,
     },
-}
-
-/// State shared by the accept loop and all sessions.
-pub(crate) struct Shared {
-    pub(crate) ctx: Arc<GatewayContext>,
-    pub(crate) broker: BrokerHandle,
-    pub(crate) acceptor: TlsAcceptor,
-    pub(crate) sink: Option<Arc<dyn TelemetrySink>>,
-    pub(crate) seqs: policy::SeqTracker,
 }
 
 /// A running edge listener.
@@ -101,51 +110,61 @@ pub async fn start(
         broker,
         acceptor: TlsAcceptor::from(tls_config),
         sink,
-        seqs: policy::SeqTracker::default(),
+        seqs: replay::SeqTracker::default(),
     });
     tracing::info!(%addr, "edge listening for devices (mutual TLS)");
-    let tasks = ctx.tasks.clone();
-    ctx.tasks.spawn(async move {
-        loop {
-            let accepted = tokio::select! {
-                () = shared.ctx.shutdown.cancelled() => break,
-                r = listener.accept() => r,
-            };
-            let (stream, peer) = match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and similar: back off briefly.
-                    tracing::warn!(error = %e, "edge accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let Ok(permit) = limit.clone().try_acquire_owned() else {
-                shared.ctx.metrics.edge.connection("refused_capacity");
-                tracing::warn!(%peer, "edge at edge.max_connections; connection refused");
-                let audit = shared.ctx.audit.clone();
-                let event = AuditEvent::new(
-                    format!("peer:{peer}"),
-                    "edge.connect",
-                    peer.ip().to_string(),
-                    Outcome::Refused,
-                )
-                .with_detail(serde_json::json!({"reason": "capacity"}));
-                drop(stream);
-                tasks.spawn(async move {
-                    if let Err(e) = audit.append_async(event).await {
-                        tracing::error!(error = %e, "cannot write audit row");
-                    }
-                });
-                continue;
-            };
-            let shared = shared.clone();
-            tasks.spawn(async move {
-                session::run(shared, stream, peer).await;
-                drop(permit);
-            });
-        }
-        tracing::info!("edge listener stopped");
-    });
+    ctx.tasks.spawn(accept_loop(listener, shared, limit));
     Ok(EdgeHandle { addr })
+}
+
+/// Accept connections until shutdown; one session task per connection, at
+/// most `edge.max_connections` at once.
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, limit: Arc<Semaphore>) {
+    let tasks = shared.ctx.tasks.clone();
+    loop {
+        let accepted = tokio::select! {
+            () = shared.ctx.shutdown.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and similar: back off briefly.
+                tracing::warn!(error = %e, "edge accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            drop(stream);
+            refuse_at_capacity(&shared, peer);
+            continue;
+        };
+        let shared = shared.clone();
+        tasks.spawn(async move {
+            session::run(shared, stream, peer).await;
+            drop(permit);
+        });
+    }
+    tracing::info!("edge listener stopped");
+}
+
+/// Count, log and (in its own task, so accepting goes on) audit a
+/// connection refused at `edge.max_connections`.
+fn refuse_at_capacity(shared: &Shared, peer: SocketAddr) {
+    shared.ctx.metrics.edge.connection("refused_capacity");
+    tracing::warn!(%peer, "edge at edge.max_connections; connection refused");
+    let audit = shared.ctx.audit.clone();
+    let event = AuditEvent::new(
+        format!("peer:{peer}"),
+        "edge.connect",
+        peer.ip().to_string(),
+        Outcome::Refused,
+    )
+    .with_detail(serde_json::json!({"reason": "capacity"}));
+    shared.ctx.tasks.spawn(async move {
+        if let Err(e) = audit.append_async(event).await {
+            tracing::error!(error = %e, "cannot write audit row");
+        }
+    });
 }

@@ -10,17 +10,23 @@
 //! reason the resources do not claim the vital-signs profile in
 //! `meta.profile` (it requires `subject`), although they follow it otherwise.
 //!
-//! Resource ids are stable (`<device>-<seq>-<vital>`), so a message the QoS 1
-//! uplink delivers twice updates, rather than duplicates, the resource.
-//! Infusion rate is not a FHIR vital sign and is sent only in the JSON
-//! rendering.
+//! The renderer reads [`VitalRecord`]s and groups them first
+//! ([`measurements`]): the systolic and diastolic readings of one message
+//! become one blood-pressure panel, and infusion rate, which is not a FHIR
+//! vital sign, is left out (it is sent only in the JSON rendering).
+//!
+//! Resource ids are stable and distinct per (device, seq, vital) (see
+//! [`FhirId`]), so a message the QoS 1 uplink delivers twice updates,
+//! rather than duplicates, the resource, and two devices never share one.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
-
-use super::vital::{self, Code, Vital, VitalRecord, BP_PANEL_LOINC, BP_PANEL_MDC};
-use super::RenderError;
 use wardgate_protocol::vitals::VitalKind;
+use wardgate_protocol::DeviceId;
+
+use super::error::RenderError;
+use super::fhir_id::FhirId;
+use super::vital::{self, Code, VitalRecord, BP_PANEL_LOINC, BP_PANEL_MDC};
 
 /// LOINC code system URI.
 pub const LOINC: &str = "http://loinc.org";
@@ -33,11 +39,113 @@ pub const OBSERVATION_CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/ob
 /// Identifier system of Wardgate device ids.
 pub const DEVICE_ID_SYSTEM: &str = "urn:wardgate:device";
 
+/// What one `Observation` holds: a single vital sign, or the
+/// blood-pressure panel of one message.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Vital {
+    /// A single quantity (heart rate, SpO2, respiratory rate, temperature).
+    Single {
+        /// What was measured.
+        kind: VitalKind,
+        /// Value in the kind's UCUM unit.
+        value: f64,
+    },
+    /// Non-invasive blood pressure: systolic and diastolic from one message.
+    BloodPressure {
+        /// Systolic, mmHg.
+        systolic: Option<f64>,
+        /// Diastolic, mmHg.
+        diastolic: Option<f64>,
+    },
+}
+
+impl Vital {
+    /// Short stable name, used in resource ids and identifiers.
+    #[must_use]
+    pub fn slug(&self) -> &'static str {
+        match self {
+            Self::Single { kind, .. } => match kind {
+                VitalKind::HeartRate => "hr",
+                VitalKind::Spo2 => "spo2",
+                VitalKind::RespiratoryRate => "rr",
+                VitalKind::Temperature => "temp",
+                VitalKind::SystolicBp => "sys",
+                VitalKind::DiastolicBp => "dia",
+                VitalKind::InfusionRate => "inf",
+            },
+            Self::BloodPressure { .. } => "bp",
+        }
+    }
+}
+
+/// The input of one `Observation`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measurement {
+    /// The device.
+    pub device_id: DeviceId,
+    /// The device's sequence number of the message it came in.
+    pub seq: u64,
+    /// Measurement time as the device reported it.
+    pub time: DateTime<Utc>,
+    /// The measurement.
+    pub vital: Vital,
+}
+
+/// Group `records` into `Observation` inputs, in reading order: the
+/// systolic and diastolic readings of one message (same device and `seq`)
+/// join one blood-pressure panel at the place of the first of them;
+/// infusion rate is left out.
+#[must_use]
+pub fn measurements(records: &[VitalRecord]) -> Vec<Measurement> {
+    let mut out: Vec<Measurement> = Vec::with_capacity(records.len());
+    for r in records {
+        let measurement = |vital| Measurement {
+            device_id: r.device_id.clone(),
+            seq: r.seq,
+            time: r.time,
+            vital,
+        };
+        match r.kind {
+            VitalKind::SystolicBp | VitalKind::DiastolicBp => {
+                let panel = out.iter().position(|m| {
+                    matches!(m.vital, Vital::BloodPressure { .. })
+                        && m.seq == r.seq
+                        && m.device_id == r.device_id
+                });
+                let index = panel.unwrap_or_else(|| {
+                    out.push(measurement(Vital::BloodPressure {
+                        systolic: None,
+                        diastolic: None,
+                    }));
+                    out.len() - 1
+                });
+                if let Vital::BloodPressure {
+                    systolic,
+                    diastolic,
+                } = &mut out[index].vital
+                {
+                    if r.kind == VitalKind::SystolicBp {
+                        *systolic = Some(r.value);
+                    } else {
+                        *diastolic = Some(r.value);
+                    }
+                }
+            }
+            VitalKind::InfusionRate => {}
+            kind => out.push(measurement(Vital::Single {
+                kind,
+                value: r.value,
+            })),
+        }
+    }
+    out
+}
+
 /// What the FHIR `Device` resource says about a device (from the registry).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceInfo {
     /// Wardgate device id.
-    pub id: String,
+    pub id: DeviceId,
     /// Manufacturer.
     pub manufacturer: String,
     /// Model name.
@@ -57,7 +165,7 @@ pub struct DeviceInfo {
 pub fn device(info: &DeviceInfo) -> Value {
     json!({
         "resourceType": "Device",
-        "id": fhir_id(&info.id, ""),
+        "id": FhirId::device(&info.id),
         "identifier": [
             {"system": DEVICE_ID_SYSTEM, "value": info.id},
             {"system": "urn:wardgate:hardware-id", "value": info.hardware_id},
@@ -70,7 +178,8 @@ pub fn device(info: &DeviceInfo) -> Value {
     })
 }
 
-/// Render `records` as FHIR R4 `Observation` resources.
+/// Render `records` as FHIR R4 `Observation` resources, grouped by
+/// [`measurements`].
 ///
 /// # Errors
 /// Never at present; the `Result` keeps the renderer signature uniform.
@@ -78,18 +187,19 @@ pub fn observations(
     records: &[VitalRecord],
     received_at: DateTime<Utc>,
 ) -> Result<Vec<Value>, RenderError> {
-    Ok(records
+    Ok(measurements(records)
         .iter()
-        .map(|r| observation(r, received_at))
+        .map(|m| observation(m, received_at))
         .collect())
 }
 
 /// One `Observation` for `record`.
 #[must_use]
-pub fn observation(record: &VitalRecord, received_at: DateTime<Utc>) -> Value {
+pub fn observation(record: &Measurement, received_at: DateTime<Utc>) -> Value {
+    let id = FhirId::observation(&record.device_id, record.seq, record.vital.slug());
     let mut obs = json!({
         "resourceType": "Observation",
-        "id": resource_id(record),
+        "id": id,
         "identifier": [{
             "system": "urn:wardgate:observation",
             "value": format!("{}/{}/{}", record.device_id, record.seq, record.vital.slug()),
@@ -102,7 +212,7 @@ pub fn observation(record: &VitalRecord, received_at: DateTime<Utc>) -> Value {
         "effectiveDateTime": record.time.to_rfc3339_opts(SecondsFormat::Millis, true),
         "issued": received_at.to_rfc3339_opts(SecondsFormat::Millis, true),
         "device": {
-            "reference": format!("Device/{}", record.device_id),
+            "reference": format!("Device/{}", FhirId::device(&record.device_id)),
             "identifier": {"system": DEVICE_ID_SYSTEM, "value": record.device_id},
         },
     });
@@ -129,31 +239,6 @@ pub fn observation(record: &VitalRecord, received_at: DateTime<Utc>) -> Value {
         }
     }
     obs
-}
-
-/// FHIR ids allow `[A-Za-z0-9\-\.]{1,64}`; device ids are mapped into that.
-fn resource_id(record: &VitalRecord) -> String {
-    fhir_id(
-        &record.device_id,
-        &format!("-{}-{}", record.seq, record.vital.slug()),
-    )
-}
-
-/// `<device><suffix>` mapped into FHIR's id alphabet and length.
-fn fhir_id(device_id: &str, suffix: &str) -> String {
-    let device: String = device_id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let keep = 64usize.saturating_sub(suffix.len());
-    let device: String = device.chars().take(keep).collect();
-    format!("{device}{suffix}")
 }
 
 fn kind_concept(kind: VitalKind) -> Value {
@@ -183,10 +268,16 @@ fn quantity(value: f64, kind: VitalKind) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::render::fhir_id;
+    use crate::render::vital::records;
 
-    fn rec(vital: Vital) -> VitalRecord {
-        VitalRecord {
-            device_id: "monitor-01".into(),
+    fn id(s: &str) -> DeviceId {
+        DeviceId::parse(s).unwrap()
+    }
+
+    fn rec(vital: Vital) -> Measurement {
+        Measurement {
+            device_id: id("monitor-01"),
             seq: 9,
             time: DateTime::parse_from_rfc3339("2026-11-29T04:00:00.250Z")
                 .unwrap()
@@ -253,11 +344,90 @@ mod tests {
             kind: VitalKind::HeartRate,
             value: 60.0,
         });
-        r.device_id = "a_very/long:device id".repeat(5);
-        let id = resource_id(&r);
+        // The longest device id there is, full of characters FHIR ids lack.
+        r.device_id = id(&"a_very_long-device_id".repeat(5)[..64]);
+        r.seq = u64::MAX;
+        let o = observation(&r, Utc::now());
+        let id = o["id"].as_str().unwrap();
         assert!(id.len() <= 64);
         assert!(id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'));
+        let device = o["device"]["reference"].as_str().unwrap();
+        let device = device.strip_prefix("Device/").unwrap();
+        assert!(fhir_id::is_valid(device), "{device}");
+    }
+
+    #[test]
+    fn device_reference_is_the_device_resource_id() {
+        let mut r = rec(Vital::Single {
+            kind: VitalKind::HeartRate,
+            value: 60.0,
+        });
+        r.device_id = id("pump_01");
+        let o = observation(&r, Utc::now());
+        let info = DeviceInfo {
+            id: id("pump_01"),
+            manufacturer: "m".into(),
+            model: "x".into(),
+            hardware_id: "h".into(),
+            firmware_version: "1.0.0".into(),
+            active: true,
+        };
+        let d = device(&info);
+        assert_eq!(
+            o["device"]["reference"],
+            format!("Device/{}", d["id"].as_str().unwrap())
+        );
+        assert_eq!(o["device"]["identifier"]["value"], "pump_01");
+        assert_eq!(d["identifier"][0]["value"], "pump_01");
+    }
+
+    #[test]
+    fn joins_blood_pressure_and_skips_infusion() {
+        let payload = br#"{"schema":1,"seq":5,"ts":"2026-11-29T04:00:00Z","readings":[
+            {"kind":"heart_rate","value":72},{"kind":"systolic_bp","value":120},
+            {"kind":"infusion_rate","value":20},{"kind":"diastolic_bp","value":80}]}"#;
+        let r = measurements(&records(&id("mon-1"), payload).unwrap());
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            r[0].vital,
+            Vital::Single {
+                kind: VitalKind::HeartRate,
+                value: 72.0
+            }
+        );
+        assert_eq!(
+            r[1].vital,
+            Vital::BloodPressure {
+                systolic: Some(120.0),
+                diastolic: Some(80.0)
+            }
+        );
+        assert_eq!(r[1].seq, 5);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_valid_reading_is_rendered_once(hr in 20.0f64..300.0, sys in 40.0f64..300.0, dia in 20.0f64..200.0, seq in 0u64..u64::MAX / 2) {
+            let payload = format!(
+                r#"{{"schema":1,"seq":{seq},"ts":"2026-11-29T04:00:00Z","readings":[{{"kind":"diastolic_bp","value":{dia}}},{{"kind":"heart_rate","value":{hr}}},{{"kind":"systolic_bp","value":{sys}}}]}}"#
+            );
+            let r = measurements(&records(&id("d"), payload.as_bytes()).unwrap());
+            proptest::prop_assert_eq!(r.len(), 2);
+            // serde_json's float parsing may differ from the shortest
+            // representation in the last ulp; compare with a tolerance.
+            let close = |a: f64, b: f64| (a - b).abs() <= b.abs() * 1e-12;
+            match r[0].vital {
+                Vital::BloodPressure { systolic: Some(s), diastolic: Some(d) } => {
+                    proptest::prop_assert!(close(s, sys) && close(d, dia));
+                }
+                other => proptest::prop_assert!(false, "{other:?}"),
+            }
+            match r[1].vital {
+                Vital::Single { kind: VitalKind::HeartRate, value } => proptest::prop_assert!(close(value, hr)),
+                other => proptest::prop_assert!(false, "{other:?}"),
+            }
+        }
     }
 }

@@ -19,16 +19,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng as _;
-use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS, Transport};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, Transport};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use wardgate_protocol::DeviceId;
 use wardgate_tls::describe::{self, Context, Side};
 use wardgate_tls::{ClientTls, Credentials, TrustAnchors};
 
+use crate::config::UplinkConfig;
+use super::error::UplinkError;
 use super::outbox::{NoticeHook, Outbox, OutboxDepth, PendingMessage, UplinkNotice};
-use super::{UplinkConfig, UplinkError};
 use crate::render::{self, Format};
 
 /// Row marker of publishes that belong to no outbox row (FHIR `Device`).
@@ -44,7 +46,7 @@ struct Upstream {
 
 /// Looks up what the FHIR `Device` resource says about a device (the
 /// registry, in a gateway). Called from a blocking thread.
-pub type DeviceDirectory = Arc<dyn Fn(&str) -> Option<render::fhir::DeviceInfo> + Send + Sync>;
+pub type DeviceDirectory = Arc<dyn Fn(&DeviceId) -> Option<render::fhir::DeviceInfo> + Send + Sync>;
 
 /// Largest MQTT packet the bridge sends or accepts.
 const MAX_PACKET: usize = 256 * 1024;
@@ -245,6 +247,75 @@ enum SessionEnd {
     Failed { was_connected: bool, error: String },
 }
 
+fn failed(was_connected: bool, error: String) -> SessionEnd {
+    SessionEnd::Failed {
+        was_connected,
+        error,
+    }
+}
+
+/// What one upstream session has read, rendered, queued and in flight.
+#[derive(Default)]
+struct Flight {
+    /// Highest outbox row id read in this session.
+    cursor: i64,
+    /// Whether the last page was the end of the outbox.
+    caught_up: bool,
+    /// Row per publish handed to `rumqttc`, awaiting its packet id.
+    queued: VecDeque<i64>,
+    /// Packet id -> row.
+    inflight: HashMap<u16, i64>,
+    /// Row -> publishes not yet acknowledged.
+    outstanding: HashMap<i64, usize>,
+    /// Rendered, not yet queued.
+    backlog: VecDeque<Upstream>,
+    /// Devices whose FHIR `Device` went out this session.
+    described: HashSet<DeviceId>,
+}
+
+/// What a PUBACK acknowledged.
+enum Acked {
+    /// No publish of ours has that packet id.
+    NotOurs,
+    /// One publish, with more of its row (or a `Device` description) left.
+    Partly,
+    /// The last publish of this row: it may leave the outbox.
+    Row(i64),
+}
+
+impl Flight {
+    /// Queue backlog publishes while fewer than `window` are unacknowledged.
+    fn send(&mut self, client: &AsyncClient, window: usize) -> Result<(), rumqttc::ClientError> {
+        while self.queued.len() + self.inflight.len() < window {
+            let Some(up) = self.backlog.pop_front() else {
+                break;
+            };
+            client.try_publish(up.topic, QoS::AtLeastOnce, up.retain, up.payload)?;
+            self.queued.push_back(up.row);
+        }
+        Ok(())
+    }
+
+    fn puback(&mut self, pkid: u16) -> Acked {
+        let Some(row) = self.inflight.remove(&pkid) else {
+            return Acked::NotOurs;
+        };
+        if row == DESCRIPTION_ROW {
+            return Acked::Partly;
+        }
+        match self.outstanding.get_mut(&row) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                Acked::Partly
+            }
+            _ => {
+                self.outstanding.remove(&row);
+                Acked::Row(row)
+            }
+        }
+    }
+}
+
 impl Bridge {
     async fn run(self) {
         // Acks to the outbox run beside the session so PUBACK handling never
@@ -335,31 +406,66 @@ impl Bridge {
         options
     }
 
-    #[allow(clippy::too_many_lines)]
+    /// One session with the upstream broker: connect, then send from the
+    /// oldest row still in the outbox until the session fails or the bridge
+    /// is cancelled.
     async fn session(&self, ack_tx: &mpsc::Sender<i64>) -> SessionEnd {
         let window = usize::from(self.settings.max_inflight);
         let (client, mut eventloop) = AsyncClient::new(self.options(), window + 16);
-        let failed = |was_connected, error: String| SessionEnd::Failed {
-            was_connected,
-            error,
-        };
-
-        // Connect.
+        if let Err(end) = self.connect(&mut eventloop).await {
+            return end;
+        }
+        self.link_up().await;
+        let mut flight = Flight::default();
         loop {
+            if flight.backlog.is_empty() && !flight.caught_up {
+                if let Err(end) = self.refill(&mut flight, window, ack_tx).await {
+                    return end;
+                }
+            }
+            // Keep at most `window` publishes between us and the broker's PUBACK.
+            if let Err(e) = flight.send(&client, window) {
+                return failed(true, format!("queueing publish failed: {e}"));
+            }
             tokio::select! {
-                () = self.cancel.cancelled() => return SessionEnd::Shutdown,
-                ev = eventloop.poll() => match ev {
-                    Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                        if ack.code == rumqttc::ConnectReturnCode::Success {
-                            break;
-                        }
-                        return failed(false, format!("broker refused the connection: {:?}", ack.code));
+                biased;
+                () = self.cancel.cancelled() => {
+                    let _ = client.try_disconnect();
+                    return SessionEnd::Shutdown;
+                }
+                ev = eventloop.poll() => {
+                    if let Err(end) = self.on_event(ev, &mut flight, ack_tx).await {
+                        return end;
                     }
-                    Ok(_) => {}
-                    Err(e) => return failed(false, describe::error_chain(&e, &HANDSHAKE)),
+                }
+                () = self.outbox.changed(), if flight.caught_up && flight.backlog.is_empty() => {
+                    flight.caught_up = false;
                 }
             }
         }
+    }
+
+    /// Wait for the broker's CONNACK.
+    async fn connect(&self, eventloop: &mut EventLoop) -> Result<(), SessionEnd> {
+        loop {
+            tokio::select! {
+                () = self.cancel.cancelled() => return Err(SessionEnd::Shutdown),
+                ev = eventloop.poll() => match ev {
+                    Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                        if ack.code == rumqttc::ConnectReturnCode::Success {
+                            return Ok(());
+                        }
+                        return Err(failed(false, format!("broker refused the connection: {:?}", ack.code)));
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Err(failed(false, describe::error_chain(&e, &HANDSHAKE))),
+                }
+            }
+        }
+    }
+
+    /// Record that a session is up: status, gauge, notice, log.
+    async fn link_up(&self) {
         self.set_state(true, None);
         self.outbox.metrics().connected.set(1);
         self.notice(UplinkNotice::LinkUp {
@@ -371,130 +477,115 @@ impl Bridge {
             depth = self.outbox.depth().rows,
             "connected to the upstream broker"
         );
+    }
 
-        // Send from the oldest row still in the outbox.
-        let mut cursor: i64 = 0;
-        let mut caught_up = false;
-        let mut queued: VecDeque<i64> = VecDeque::new(); // row per publish, awaiting its packet id
-        let mut inflight: HashMap<u16, i64> = HashMap::new(); // packet id -> row
-        let mut outstanding: HashMap<i64, usize> = HashMap::new(); // row -> publishes not yet acked
-
-        let mut backlog: VecDeque<Upstream> = VecDeque::new(); // rendered, not yet queued
-        let mut described: HashSet<String> = HashSet::new(); // devices whose FHIR Device went out this session
-
-        loop {
-            if backlog.is_empty() && !caught_up {
-                let page = match self.outbox.fetch(cursor, window).await {
-                    Ok(p) => p,
-                    Err(e) => return failed(true, format!("outbox read failed: {e}")),
-                };
-                caught_up = page.scanned < window;
-                if let Some(last) = page.last_id {
-                    cursor = cursor.max(last);
-                }
-                let skip: HashSet<i64> = self
-                    .acked_pending
-                    .lock()
-                    .map(|s| {
-                        page.messages
-                            .iter()
-                            .map(|m| m.id)
-                            .filter(|id| s.contains(id))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                for message in page.messages {
-                    if skip.contains(&message.id) {
-                        continue;
-                    }
-                    let publishes = self.render(&message);
-                    if publishes.is_empty() {
-                        // Nothing to send in the configured formats.
-                        if ack_tx.send(message.id).await.is_err() {
-                            return SessionEnd::Shutdown;
-                        }
-                        continue;
-                    }
-                    if let Some(device) = self.describe(&message.device_id, &mut described).await {
-                        backlog.push_back(device);
-                    }
-                    outstanding.insert(message.id, publishes.len());
-                    backlog.extend(publishes.into_iter().map(|(topic, payload)| Upstream {
-                        row: message.id,
-                        topic,
-                        payload,
-                        retain: false,
-                    }));
-                }
-            }
-            // Keep at most `window` publishes between us and the broker's PUBACK.
-            while queued.len() + inflight.len() < window {
-                let Some(up) = backlog.pop_front() else {
-                    break;
-                };
-                if let Err(e) =
-                    client.try_publish(up.topic, QoS::AtLeastOnce, up.retain, up.payload)
-                {
-                    return failed(true, format!("queueing publish failed: {e}"));
-                }
-                queued.push_back(up.row);
-            }
-
-            tokio::select! {
-                biased;
-                () = self.cancel.cancelled() => {
-                    let _ = client.try_disconnect();
-                    return SessionEnd::Shutdown;
-                }
-                ev = eventloop.poll() => match ev {
-                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
-                        if let Some(row) = queued.pop_front() {
-                            inflight.insert(pkid, row);
-                        }
-                    }
-                    Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                        if let Some(row) = inflight.remove(&ack.pkid) {
-                            self.outbox.metrics().published.inc();
-                            if row == DESCRIPTION_ROW {
-                                continue;
-                            }
-                            let done = match outstanding.get_mut(&row) {
-                                Some(n) if *n > 1 => { *n -= 1; false }
-                                _ => true,
-                            };
-                            if done {
-                                outstanding.remove(&row);
-                                if let Ok(mut s) = self.acked_pending.lock() {
-                                    s.insert(row);
-                                }
-                                if ack_tx.send(row).await.is_err() {
-                                    return SessionEnd::Shutdown;
-                                }
-                            }
-                        }
-                    }
-                    Ok(Event::Incoming(Packet::Disconnect)) => {
-                        return failed(true, "broker sent DISCONNECT".into());
-                    }
-                    Ok(_) => {}
-                    Err(e) => return failed(true, e.to_string()),
-                },
-                () = self.outbox.changed(), if caught_up && backlog.is_empty() => {
-                    caught_up = false;
-                }
-            }
+    /// Read the next page of the outbox and render it into the backlog.
+    async fn refill(
+        &self,
+        flight: &mut Flight,
+        window: usize,
+        ack_tx: &mpsc::Sender<i64>,
+    ) -> Result<(), SessionEnd> {
+        let page = self
+            .outbox
+            .fetch(flight.cursor, window)
+            .await
+            .map_err(|e| failed(true, format!("outbox read failed: {e}")))?;
+        flight.caught_up = page.scanned < window;
+        if let Some(last) = page.last_id {
+            flight.cursor = flight.cursor.max(last);
         }
+        let skip: HashSet<i64> = self
+            .acked_pending
+            .lock()
+            .map(|s| {
+                page.messages
+                    .iter()
+                    .map(|m| m.id)
+                    .filter(|id| s.contains(id))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for message in page.messages {
+            if skip.contains(&message.id) {
+                continue;
+            }
+            let publishes = self.render(&message);
+            if publishes.is_empty() {
+                // Nothing to send in the configured formats.
+                ack_tx
+                    .send(message.id)
+                    .await
+                    .map_err(|_| SessionEnd::Shutdown)?;
+                continue;
+            }
+            if let Some(device) = self
+                .describe(&message.device_id, &mut flight.described)
+                .await
+            {
+                flight.backlog.push_back(device);
+            }
+            flight.outstanding.insert(message.id, publishes.len());
+            flight
+                .backlog
+                .extend(publishes.into_iter().map(|(topic, payload)| Upstream {
+                    row: message.id,
+                    topic,
+                    payload,
+                    retain: false,
+                }));
+        }
+        Ok(())
+    }
+
+    /// Handle one event of the MQTT event loop.
+    async fn on_event(
+        &self,
+        ev: Result<Event, rumqttc::ConnectionError>,
+        flight: &mut Flight,
+        ack_tx: &mpsc::Sender<i64>,
+    ) -> Result<(), SessionEnd> {
+        match ev {
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                if let Some(row) = flight.queued.pop_front() {
+                    flight.inflight.insert(pkid, row);
+                }
+            }
+            Ok(Event::Incoming(Packet::PubAck(ack))) => match flight.puback(ack.pkid) {
+                Acked::NotOurs => {}
+                Acked::Partly => {
+                    self.outbox.metrics().published.inc();
+                }
+                Acked::Row(row) => {
+                    self.outbox.metrics().published.inc();
+                    if let Ok(mut s) = self.acked_pending.lock() {
+                        s.insert(row);
+                    }
+                    ack_tx.send(row).await.map_err(|_| SessionEnd::Shutdown)?;
+                }
+            },
+            Ok(Event::Incoming(Packet::Disconnect)) => {
+                return Err(failed(true, "broker sent DISCONNECT".into()));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(failed(true, e.to_string())),
+        }
+        Ok(())
     }
 
     /// The FHIR `Device` resource of `device_id`, once per session, when
     /// FHIR is configured and the registry knows the device.
-    async fn describe(&self, device_id: &str, described: &mut HashSet<String>) -> Option<Upstream> {
+    async fn describe(
+        &self,
+        device_id: &DeviceId,
+        described: &mut HashSet<DeviceId>,
+    ) -> Option<Upstream> {
         if !self.settings.formats.contains(&Format::Fhir) || described.contains(device_id) {
             return None;
         }
         let directory = self.settings.devices.clone()?;
-        described.insert(device_id.to_owned());
-        let id = device_id.to_owned();
+        described.insert(device_id.clone());
+        let id = device_id.clone();
         let info = tokio::task::spawn_blocking(move || directory(&id))
             .await
             .ok()??;
@@ -509,8 +600,9 @@ impl Bridge {
 
     fn render(&self, message: &PendingMessage) -> Vec<(String, Vec<u8>)> {
         let mut out = Vec::with_capacity(self.settings.formats.len());
+        let rendered = message.message();
         for format in &self.settings.formats {
-            match render::render(*format, message) {
+            match render::render(*format, &rendered) {
                 Ok(payloads) => {
                     let topic = render::upstream_topic(
                         &self.settings.topic_prefix,

@@ -13,10 +13,15 @@
 //!   backoff and jitter.
 //! - [`metrics`]: the `wardgate_uplink_*` families; [`UplinkStatus`] is what
 //!   the admin API shows.
+//! - [`notice`]: outbox and link alerts into the audit log.
+//! - [`error`]: [`UplinkError`]. The `[uplink]` section ([`UplinkConfig`])
+//!   is a plain struct in the gateway's leaf config module, validated once
+//!   with the rest of the configuration.
 //!
 //! [`Uplink::start`] wires these together from an [`UplinkConfig`].
 
 pub mod bridge;
+pub mod error;
 pub mod metrics;
 pub mod notice;
 pub mod outbox;
@@ -26,64 +31,17 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
+use wardgate_protocol::DeviceId;
 
 pub use bridge::{BridgeSettings, UplinkStatus};
+pub use crate::config::UplinkConfig;
+pub use error::UplinkError;
 pub use metrics::UplinkMetrics;
 pub use outbox::{
     FetchPage, FullPolicy, NoticeHook, Outbox, OutboxDepth, OutboxLimits, PendingMessage,
     UplinkNotice,
 };
 pub use seal::OutboxKey;
-
-pub use crate::config::UplinkConfig;
-
-/// Everything that can go wrong in the uplink.
-#[derive(Debug, thiserror::Error)]
-pub enum UplinkError {
-    /// The gateway database could not be opened or migrated.
-    #[error(transparent)]
-    Db(#[from] crate::db::DbError),
-    /// An SQL statement on the outbox failed.
-    #[error("outbox database error: {0}; check disk space and the database file")]
-    Sql(String),
-    /// The outbox key is missing, malformed or unprotected.
-    #[error("outbox key: {0}")]
-    Key(#[source] wardgate_tls::SealError),
-    /// Sealing a payload failed.
-    #[error("cannot seal outbox row {id}")]
-    Seal {
-        /// The row id.
-        id: i64,
-        /// The cipher's refusal.
-        #[source]
-        source: wardgate_tls::SealError,
-    },
-    /// A row did not decrypt: wrong key or tampered row.
-    #[error("outbox row {id} does not decrypt with the current key (wrong key file, or the row was altered)")]
-    Open {
-        /// The row id.
-        id: i64,
-        /// The cipher's refusal.
-        #[source]
-        source: wardgate_tls::SealError,
-    },
-    /// The outbox thread could not start.
-    #[error("cannot start the outbox thread: {0}")]
-    Thread(String),
-    /// The outbox was shut down.
-    #[error("outbox is shut down")]
-    Closed,
-    /// A TLS file for the upstream connection is unusable (the error names
-    /// the `uplink.*` field).
-    #[error("uplink TLS: {0}")]
-    Tls(#[from] wardgate_tls::TlsError),
-}
-
-impl From<rusqlite::Error> for UplinkError {
-    fn from(e: rusqlite::Error) -> Self {
-        Self::Sql(e.to_string())
-    }
-}
 
 impl UplinkConfig {
     /// The outbox limits of this configuration.
@@ -195,11 +153,10 @@ impl Uplink {
     pub fn start_in(ctx: &crate::context::GatewayContext) -> Result<Self, UplinkError> {
         let hook = notice::audit_hook(ctx.audit.clone());
         let registry = ctx.registry.clone();
-        let devices: bridge::DeviceDirectory = Arc::new(move |id: &str| {
-            let id = wardgate_protocol::DeviceId::parse(id).ok()?;
-            let record = registry.get(&id).ok()??;
+        let devices: bridge::DeviceDirectory = Arc::new(move |id: &DeviceId| {
+            let record = registry.get(id).ok()??;
             Some(crate::render::fhir::DeviceInfo {
-                id: record.id.to_string(),
+                id: record.id,
                 manufacturer: record.manufacturer,
                 model: record.model,
                 hardware_id: record.hardware_id,

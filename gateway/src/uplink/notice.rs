@@ -6,6 +6,7 @@
 //! refused, e.g. a TLS failure) are on record; never the vitals.
 
 use serde_json::json;
+use wardgate_protocol::DeviceId;
 
 use super::outbox::{NoticeHook, UplinkNotice};
 use crate::audit::{AuditEvent, AuditLog, Outcome};
@@ -16,14 +17,14 @@ const MAX_LISTED: usize = 200;
 /// The audit event for `notice`.
 #[must_use]
 pub fn audit_event(notice: &UplinkNotice) -> AuditEvent {
-    let listed = |m: &[(String, u64)]| {
+    let listed = |m: &[(DeviceId, u64)]| {
         m.iter()
             .take(MAX_LISTED)
             .map(|(d, s)| json!({"device": d, "seq": s}))
             .collect::<Vec<_>>()
     };
-    let subject = |m: &[(String, u64)]| match m.first() {
-        Some((d, _)) if m.iter().all(|(x, _)| x == d) => d.clone(),
+    let subject = |m: &[(DeviceId, u64)]| match m.first() {
+        Some((d, _)) if m.iter().all(|(x, _)| x == d) => d.to_string(),
         _ => "outbox".to_owned(),
     };
     match notice {
@@ -89,11 +90,15 @@ mod tests {
     use super::*;
     use crate::uplink::FullPolicy;
 
+    fn id(s: &str) -> DeviceId {
+        DeviceId::parse(s).unwrap()
+    }
+
     #[test]
     fn notices_map_to_audit_events_without_vitals() {
         let refused = audit_event(&UplinkNotice::Refused {
             count: 2,
-            messages: vec![("pump-1".into(), 7), ("pump-1".into(), 8)],
+            messages: vec![(id("pump-1"), 7), (id("pump-1"), 8)],
             detail: "20 rows waiting, limit uplink.outbox_max_rows = 20".into(),
         });
         assert_eq!(refused.action, "uplink.telemetry_refused");
@@ -102,7 +107,7 @@ mod tests {
         assert_eq!(refused.detail["messages"][1]["seq"], 8);
         let mixed = audit_event(&UplinkNotice::Dropped {
             count: 2,
-            messages: vec![("a".into(), 1), ("b".into(), 1)],
+            messages: vec![(id("a"), 1), (id("b"), 1)],
         });
         assert_eq!(mixed.subject, "outbox");
         let full = audit_event(&UplinkNotice::Full {
@@ -120,7 +125,7 @@ mod tests {
             ("uplink.connect", Outcome::Refused)
         );
         // Long lists are capped, the count stays exact.
-        let many: Vec<(String, u64)> = (0..1000).map(|i| ("d".to_owned(), i)).collect();
+        let many: Vec<(DeviceId, u64)> = (0..1000).map(|i| (id("d"), i)).collect();
         let big = audit_event(&UplinkNotice::Dropped {
             count: 1000,
             messages: many,

@@ -19,25 +19,25 @@
 //! the [`NoticeHook`] that the gateway turns into an audit row: never a
 //! silent loss.
 
+mod worker;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension as _};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use wardgate_protocol::message::Telemetry;
 use wardgate_protocol::vitals::VitalKind;
+use wardgate_protocol::DeviceId;
 
+use super::error::UplinkError;
 use super::metrics::UplinkMetrics;
 use super::seal::OutboxKey;
-use super::UplinkError;
 use crate::sink::{AcceptFuture, AcceptedTelemetry, SinkError, TelemetrySink};
 
-/// Most commands applied in one transaction.
-const MAX_BATCH: usize = 1024;
 /// Capacity of the command channel; senders wait (async) when it is full.
 const CHANNEL_CAPACITY: usize = 4096;
 
@@ -75,15 +75,17 @@ pub enum UplinkNotice {
     Dropped {
         /// How many rows.
         count: u64,
-        /// Devices whose messages were dropped, with the sequence numbers.
-        messages: Vec<(String, u64)>,
+        /// Devices whose messages were dropped, with the sequence numbers
+        /// (a row whose stored device id is not valid is counted, not
+        /// listed).
+        messages: Vec<(DeviceId, u64)>,
     },
     /// Messages were refused in one commit.
     Refused {
         /// How many.
         count: u64,
         /// Devices whose messages were refused, with the sequence numbers.
-        messages: Vec<(String, u64)>,
+        messages: Vec<(DeviceId, u64)>,
         /// Which bound was hit.
         detail: String,
     },
@@ -121,8 +123,8 @@ pub type NoticeHook = Arc<dyn Fn(UplinkNotice) + Send + Sync>;
 pub struct PendingMessage {
     /// Outbox row id (monotonic).
     pub id: i64,
-    /// The device it came from.
-    pub device_id: String,
+    /// The device it came from (parsed when the row was read back).
+    pub device_id: DeviceId,
     /// The device's sequence number.
     pub seq: u64,
     /// The device topic it was published on.
@@ -131,6 +133,18 @@ pub struct PendingMessage {
     pub received_at: DateTime<Utc>,
     /// The payload as received (decrypted).
     pub payload: Vec<u8>,
+}
+
+impl PendingMessage {
+    /// The message as the renderers read it.
+    #[must_use]
+    pub fn message(&self) -> crate::render::Message<'_> {
+        crate::render::Message {
+            device_id: &self.device_id,
+            received_at: self.received_at,
+            payload: &self.payload,
+        }
+    }
 }
 
 /// A page of waiting messages from [`Outbox::fetch`].
@@ -229,7 +243,7 @@ impl Outbox {
         });
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let critical_kinds = limits.critical_kinds.clone();
-        let mut worker = Worker {
+        let mut worker = worker::Worker {
             conn,
             key,
             limits,
@@ -249,7 +263,7 @@ impl Outbox {
         std::thread::Builder::new()
             .name("wardgate-outbox".into())
             .spawn(move || worker.run(rx))
-            .map_err(|e| UplinkError::Thread(e.to_string()))?;
+            .map_err(UplinkError::Thread)?;
         Ok(Self {
             tx,
             critical_kinds: Arc::new(critical_kinds),
@@ -372,361 +386,70 @@ fn bound_detail(limits: &OutboxLimits, rows: u64, bytes: u64, size: u64) -> Stri
     }
 }
 
-struct Worker {
-    conn: Connection,
-    key: OutboxKey,
-    limits: OutboxLimits,
-    shared: Arc<Shared>,
-    notices: Option<NoticeHook>,
-    full: AtomicBool,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-type PendingAppend = (
-    AcceptedTelemetry,
-    bool,
-    oneshot::Sender<Result<i64, SinkError>>,
-);
-type PendingAck = (Vec<i64>, oneshot::Sender<Result<u64, UplinkError>>);
-
-struct AppendOutcome {
-    result: Result<i64, SinkError>,
-}
-
-impl Worker {
-    fn run(mut self, mut rx: mpsc::Receiver<Command>) {
-        while let Some(first) = rx.blocking_recv() {
-            let mut batch = Vec::with_capacity(64);
-            batch.push(first);
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(c) => batch.push(c),
-                    Err(_) => break,
-                }
-            }
-            self.apply(batch);
-        }
-        tracing::debug!("outbox thread ending: all handles dropped");
-    }
-
-    fn apply(&mut self, batch: Vec<Command>) {
-        let mut appends = Vec::new();
-        let mut acks = Vec::new();
-        let mut fetches = Vec::new();
-        for c in batch {
-            match c {
-                Command::Append {
-                    message,
-                    critical,
-                    reply,
-                } => appends.push((message, critical, reply)),
-                Command::Ack { ids, reply } => acks.push((ids, reply)),
-                Command::Fetch {
-                    after_id,
-                    limit,
-                    reply,
-                } => fetches.push((after_id, limit, reply)),
-            }
-        }
-        if !appends.is_empty() || !acks.is_empty() {
-            self.write(appends, acks);
-        }
-        for (after_id, limit, reply) in fetches {
-            let _ = reply.send(self.fetch(after_id, limit));
-        }
-    }
-
-    /// One transaction for every append and ack waiting now.
-    fn write(&mut self, appends: Vec<PendingAppend>, acks: Vec<PendingAck>) {
-        let before = (
-            self.shared.rows.load(Ordering::Relaxed),
-            self.shared.bytes.load(Ordering::Relaxed),
+    fn telemetry(device: &str, seq: u64) -> AcceptedTelemetry {
+        let payload = format!(
+            r#"{{"schema":1,"seq":{seq},"ts":"2026-11-29T04:00:00Z","readings":[{{"kind":"heart_rate","value":70}}]}}"#
         );
-        let mut outcomes = Vec::with_capacity(appends.len());
-        // Replies are kept outside the transaction closure so that every
-        // caller gets an answer even if the transaction fails half-way.
-        let (appends, replies): (Vec<_>, Vec<_>) = appends
-            .into_iter()
-            .map(|(message, critical, reply)| ((message, critical), reply))
-            .unzip();
-        let mut ack_counts = Vec::with_capacity(acks.len());
-        let mut dropped = Vec::new();
-        let mut refused = Vec::new();
-        let mut refuse_detail = String::new();
-        let mut rows = before.0;
-        let mut bytes = before.1;
-
-        let limits = &self.limits;
-        let key = &self.key;
-        let conn = &mut self.conn;
-        let result: Result<(), rusqlite::Error> = (|| {
-            // IMMEDIATE: take the write lock up front, so a concurrent writer
-            // (audit, registry) makes us wait (busy_timeout) instead of
-            // failing the upgrade from a read snapshot with SQLITE_BUSY.
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            {
-                // Acks first: they make room for this batch's appends.
-                let mut size_of =
-                    tx.prepare_cached("SELECT length(sealed) FROM outbox WHERE id = ?1")?;
-                let mut delete = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
-                for (ids, _) in &acks {
-                    let mut n = 0u64;
-                    for id in ids {
-                        let len: Option<i64> = size_of.query_row([id], |r| r.get(0)).optional()?;
-                        if let Some(len) = len {
-                            delete.execute([id])?;
-                            n += 1;
-                            rows = rows.saturating_sub(1);
-                            bytes = bytes.saturating_sub(u64::try_from(len).unwrap_or(0));
-                        }
-                    }
-                    ack_counts.push(n);
-                }
-
-                let mut next_id: i64 = tx
-                    .query_row(
-                        "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'",
-                        [],
-                        |r| r.get(0),
-                    )
-                    .optional()?
-                    .unwrap_or(0)
-                    + 1;
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO outbox (id, device_id, seq, topic, received_ms, critical, nonce, sealed)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )?;
-                let mut oldest_droppable = tx.prepare_cached(
-                    "SELECT id, device_id, seq, length(sealed) FROM outbox
-                     WHERE critical = 0 ORDER BY id LIMIT 64",
-                )?;
-                for (message, critical) in appends {
-                    let id = next_id;
-                    let (nonce, sealed) = match key.seal(id, &message.device_id, &message.payload) {
-                        Ok(s) => s,
-                        Err(e) => {
-                            outcomes.push(AppendOutcome {
-                                result: Err(SinkError::Storage(e.to_string())),
-                            });
-                            continue;
-                        }
-                    };
-                    let size = sealed.len() as u64;
-                    if !fits(limits, rows, bytes, size)
-                        && limits.full_policy == FullPolicy::DropOldest
-                    {
-                        // Make room from the oldest non-critical rows.
-                        'room: while !fits(limits, rows, bytes, size) {
-                            let victims: Vec<(i64, String, i64, i64)> = oldest_droppable
-                                .query_map([], |r| {
-                                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                                })?
-                                .collect::<Result<_, _>>()?;
-                            if victims.is_empty() {
-                                break 'room;
-                            }
-                            for (vid, vdev, vseq, vlen) in victims {
-                                delete.execute([vid])?;
-                                rows = rows.saturating_sub(1);
-                                bytes = bytes.saturating_sub(u64::try_from(vlen).unwrap_or(0));
-                                dropped.push((vdev, u64::try_from(vseq).unwrap_or(0)));
-                                if fits(limits, rows, bytes, size) {
-                                    break 'room;
-                                }
-                            }
-                        }
-                    }
-                    if !fits(limits, rows, bytes, size) {
-                        refuse_detail = bound_detail(limits, rows, bytes, size);
-                        refused.push((message.device_id.clone(), message.seq));
-                        outcomes.push(AppendOutcome {
-                            result: Err(SinkError::Full {
-                                detail: refuse_detail.clone(),
-                            }),
-                        });
-                        continue;
-                    }
-                    insert.execute(params![
-                        id,
-                        message.device_id,
-                        i64::try_from(message.seq).unwrap_or(i64::MAX),
-                        message.topic,
-                        message.received_at.timestamp_millis(),
-                        critical,
-                        &nonce[..],
-                        sealed,
-                    ])?;
-                    next_id += 1;
-                    rows += 1;
-                    bytes += size;
-                    outcomes.push(AppendOutcome { result: Ok(id) });
-                }
-            }
-            tx.commit()
-        })();
-
-        match result {
-            Ok(()) => {
-                let m = &self.shared.metrics;
-                m.commits.inc();
-                let accepted = outcomes.iter().filter(|o| o.result.is_ok()).count() as u64;
-                m.accepted.inc_by(accepted);
-                m.delivered.inc_by(ack_counts.iter().sum());
-                self.shared.rows.store(rows, Ordering::Relaxed);
-                self.shared.bytes.store(bytes, Ordering::Relaxed);
-                if let Err(e) = self.refresh_oldest() {
-                    tracing::warn!(error = %e, "cannot read oldest outbox row for status");
-                }
-                self.publish_gauges();
-                self.report_full(&dropped, &refused, &refuse_detail, rows);
-                for (o, reply) in outcomes.into_iter().zip(replies) {
-                    let _ = reply.send(o.result);
-                }
-                for ((_, reply), n) in acks.into_iter().zip(ack_counts) {
-                    let _ = reply.send(Ok(n));
-                }
-                if accepted > 0 {
-                    self.shared.notify.notify_one();
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "outbox commit failed; telemetry in this batch was not acknowledged to devices; check disk space and the database file");
-                for reply in replies {
-                    let _ = reply.send(Err(SinkError::Storage(format!(
-                        "outbox commit failed: {e}"
-                    ))));
-                }
-                for (_, reply) in acks {
-                    let _ = reply.send(Err(UplinkError::Sql(e.to_string())));
-                }
-            }
+        AcceptedTelemetry {
+            device_id: DeviceId::parse(device).unwrap(),
+            seq,
+            topic: format!("wardgate/v1/devices/{device}/telemetry"),
+            payload: payload.into_bytes().into(),
+            received_at: Utc::now(),
         }
     }
 
-    fn report_full(
-        &self,
-        dropped: &[(String, u64)],
-        refused: &[(String, u64)],
-        refuse_detail: &str,
-        rows: u64,
-    ) {
-        let m = &self.shared.metrics;
-        let hit = !dropped.is_empty() || !refused.is_empty();
-        let was_full = self.full.load(Ordering::Relaxed);
-        if hit && !was_full {
-            self.full.store(true, Ordering::Relaxed);
-            m.full_events.inc();
-            let detail = if refuse_detail.is_empty() {
-                format!(
-                    "limits: {} rows, {} bytes",
-                    self.limits.max_rows, self.limits.max_bytes
-                )
-            } else {
-                refuse_detail.to_owned()
-            };
-            tracing::error!(
-                policy = %self.limits.full_policy,
-                rows,
-                detail = %detail,
-                "uplink outbox is full; the hospital broker is not draining it. Check the uplink connection, or raise uplink.outbox_max_rows / outbox_max_bytes"
-            );
-            self.notice(UplinkNotice::Full {
-                policy: self.limits.full_policy,
-                detail,
-            });
-        }
-        if !dropped.is_empty() {
-            m.dropped.inc_by(dropped.len() as u64);
-            tracing::error!(
-                count = dropped.len(),
-                "dropped oldest non-critical telemetry from the full outbox (policy drop_oldest)"
-            );
-            self.notice(UplinkNotice::Dropped {
-                count: dropped.len() as u64,
-                messages: dropped.to_vec(),
-            });
-        }
-        if !refused.is_empty() {
-            m.refused.inc_by(refused.len() as u64);
-            tracing::warn!(count = refused.len(), detail = %refuse_detail, "refused telemetry: outbox full");
-            self.notice(UplinkNotice::Refused {
-                count: refused.len() as u64,
-                messages: refused.to_vec(),
-                detail: refuse_detail.to_owned(),
-            });
-        }
-        if !hit && was_full && rows < self.limits.max_rows {
-            self.full.store(false, Ordering::Relaxed);
-            tracing::info!(rows, "uplink outbox has room again");
-            self.notice(UplinkNotice::Recovered { rows });
-        }
-    }
+    /// A row whose stored device id does not parse is not handed out: it
+    /// is counted as unreadable, left in the outbox, and the next row still
+    /// goes; the error names the row.
+    #[tokio::test]
+    async fn a_row_with_an_invalid_device_id_is_refused_by_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("gateway.db");
+        let metrics = UplinkMetrics::default();
+        let limits = OutboxLimits {
+            max_rows: 100,
+            max_bytes: 1 << 20,
+            full_policy: FullPolicy::Refuse,
+            critical_kinds: vec![],
+        };
+        let outbox = Outbox::open(
+            &db,
+            OutboxKey::from_bytes(&[7; 32]),
+            limits,
+            metrics.clone(),
+            None,
+        )
+        .unwrap();
+        let first = outbox.append(telemetry("pump_01", 1)).await.unwrap();
+        let second = outbox.append(telemetry("pump-01", 2)).await.unwrap();
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute(
+                "UPDATE outbox SET device_id = 'pump/01' WHERE id = ?1",
+                [first],
+            )
+            .unwrap();
 
-    fn notice(&self, n: UplinkNotice) {
-        if let Some(hook) = &self.notices {
-            hook(n);
-        }
-    }
+        let page = outbox.fetch(0, 10).await.unwrap();
+        assert_eq!((page.scanned, page.last_id), (2, Some(second)));
+        assert_eq!(page.messages.len(), 1);
+        assert_eq!(page.messages[0].device_id.as_str(), "pump-01");
+        assert_eq!(metrics.unreadable.get(), 1);
+        assert_eq!(outbox.depth().rows, 2, "the bad row stays");
 
-    fn refresh_oldest(&mut self) -> Result<(), rusqlite::Error> {
-        let oldest: Option<i64> = self
-            .conn
-            .prepare_cached("SELECT received_ms FROM outbox ORDER BY id LIMIT 1")?
-            .query_row([], |r| r.get(0))
-            .optional()?;
-        self.shared
-            .oldest_ms
-            .store(oldest.unwrap_or(i64::MIN), Ordering::Relaxed);
-        Ok(())
-    }
-
-    fn publish_gauges(&self) {
-        let m = &self.shared.metrics;
-        m.outbox_rows
-            .set(i64::try_from(self.shared.rows.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
-        m.outbox_bytes
-            .set(i64::try_from(self.shared.bytes.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
-    }
-
-    fn fetch(&mut self, after_id: i64, limit: usize) -> Result<FetchPage, UplinkError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, device_id, seq, topic, received_ms, nonce, sealed FROM outbox
-             WHERE id > ?1 ORDER BY id LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(
-            params![after_id, i64::try_from(limit).unwrap_or(i64::MAX)],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, Vec<u8>>(5)?,
-                    r.get::<_, Vec<u8>>(6)?,
-                ))
-            },
-        )?;
-        let mut out = FetchPage::default();
-        for row in rows {
-            let (id, device_id, seq, topic, received_ms, nonce, sealed) = row?;
-            out.last_id = Some(id);
-            out.scanned += 1;
-            match self.key.open(id, &device_id, &nonce, &sealed) {
-                Ok(payload) => out.messages.push(PendingMessage {
-                    id,
-                    device_id,
-                    seq: u64::try_from(seq).unwrap_or(0),
-                    topic,
-                    received_at: DateTime::from_timestamp_millis(received_ms).unwrap_or_default(),
-                    payload,
-                }),
-                Err(e) => {
-                    self.shared.metrics.unreadable.inc();
-                    tracing::error!(row_id = id, device_id = %device_id, error = %e,
-                        "outbox row cannot be opened with the current key; it stays in the outbox. Restore the key file the gateway used when it stored it");
-                }
-            }
-        }
-        Ok(out)
+        let e = UplinkError::RowDeviceId {
+            id: first,
+            source: DeviceId::parse("pump/01").unwrap_err(),
+        };
+        assert!(
+            e.to_string().starts_with(&format!("outbox row {first} ")),
+            "{e}"
+        );
+        assert!(std::error::Error::source(&e).is_some());
     }
 }
