@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::{truncate, ProtocolError};
 
 /// Longest device id accepted.
-pub const MAX_DEVICE_ID_LEN: usize = 64;
+pub const MAX_DEVICE_ID_LEN: usize = crate::ident::MAX_LEN;
 
 /// A device identifier, checked once at construction.
 ///
@@ -25,25 +25,10 @@ impl DeviceId {
     /// # Errors
     /// [`ProtocolError::DeviceId`] naming the rule that was broken.
     pub fn parse(input: &str) -> Result<Self, ProtocolError> {
-        let fail = |reason| ProtocolError::DeviceId {
+        crate::ident::check(input).map_err(|reason| ProtocolError::DeviceId {
             input: truncate(input, 80),
             reason,
-        };
-        if input.is_empty() {
-            return Err(fail("empty"));
-        }
-        if input.len() > MAX_DEVICE_ID_LEN {
-            return Err(fail("longer than 64 characters"));
-        }
-        if !input
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(fail("contains a character outside A-Z a-z 0-9 - _"));
-        }
-        if !input.as_bytes()[0].is_ascii_alphanumeric() {
-            return Err(fail("does not start with a letter or digit"));
-        }
+        })?;
         Ok(Self(input.to_owned()))
     }
 
