@@ -10,7 +10,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::Config;
-use crate::names::{GatewayId, ManufacturerName};
+use tuf_repo::ManufacturerName;
+use wardgate_protocol::GatewayId;
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,13 +99,13 @@ pub fn gateway_from_cert(der: &[u8]) -> Option<GatewayId> {
         for name in &san.value.general_names {
             if let x509_parser::extensions::GeneralName::URI(uri) = name {
                 if let Some(id) = uri.strip_prefix("urn:wardgate:gateway:") {
-                    return GatewayId::new(id).ok();
+                    return GatewayId::parse(id).ok();
                 }
             }
         }
     }
     let cn = cert.subject().iter_common_name().next()?.as_str().ok()?;
-    GatewayId::new(cn).ok()
+    GatewayId::parse(cn).ok()
 }
 
 #[cfg(test)]

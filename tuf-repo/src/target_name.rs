@@ -12,6 +12,9 @@
 //! it instead), and it matches the delegation pattern `<manufacturer>/*` in
 //! both tough (globset) and python-tuf (per-segment fnmatch), because the file
 //! segment can never contain `/`.
+//!
+//! Both (de)serialize as plain strings and run the same check when they are
+//! read, so a config file or a JSON body cannot smuggle an unchecked name in.
 
 use std::fmt;
 use std::str::FromStr;
@@ -199,6 +202,32 @@ impl FromStr for TargetPath {
     }
 }
 
+impl serde::Serialize for ManufacturerName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ManufacturerName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        Self::new(s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl serde::Serialize for TargetPath {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TargetPath {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        Self::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,6 +263,17 @@ mod tests {
         ] {
             assert!(TargetPath::new(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn serde_checks_on_the_way_in() {
+        let t: TargetPath = serde_json::from_str("\"acme/pump-2.0.0.bin\"").unwrap();
+        assert_eq!(serde_json::to_string(&t).unwrap(), "\"acme/pump-2.0.0.bin\"");
+        let m: ManufacturerName = serde_json::from_str("\"acme\"").unwrap();
+        assert_eq!(serde_json::to_string(&m).unwrap(), "\"acme\"");
+        let e = serde_json::from_str::<TargetPath>("\"acme/../x.bin\"").unwrap_err();
+        assert!(e.to_string().contains("acme/../x.bin"), "{e}");
+        assert!(serde_json::from_str::<ManufacturerName>("\"Acme\"").is_err());
     }
 
     proptest! {
