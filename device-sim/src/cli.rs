@@ -129,8 +129,19 @@ mod tests {
     #[test]
     fn arguments_parse_into_fleet_options() {
         let a = Args::try_parse_from([
-            "device-sim", "--ca", "ca.pem", "--cert-dir", "certs", "--interval", "200ms",
-            "--prefix", "Pump", "--devices", "2", "--count", "5",
+            "device-sim",
+            "--ca",
+            "ca.pem",
+            "--cert-dir",
+            "certs",
+            "--interval",
+            "200ms",
+            "--prefix",
+            "Pump",
+            "--devices",
+            "2",
+            "--count",
+            "5",
         ])
         .unwrap();
         let o = FleetOptions::from(a);

@@ -44,7 +44,9 @@ pub enum ConfigError {
     },
     /// A `WARDGATE_OTA_*` environment variable names no field or does not
     /// fit the field it names.
-    #[error("environment variable {var}: {reason}; see docs/ota-server.md, \"Environment overrides\"")]
+    #[error(
+        "environment variable {var}: {reason}; see docs/ota-server.md, \"Environment overrides\""
+    )]
     Env {
         /// The variable.
         var: String,
@@ -599,7 +601,10 @@ mod tests {
             ("WARDGATE_OTA_TUF__TIMESTAMP_REFRESH", "\"2h\""),
             (
                 "WARDGATE_OTA_ADMINS",
-                &format!("[{{ name = \"ops\", token_sha256 = \"{}\" }}]", "a".repeat(64)),
+                &format!(
+                    "[{{ name = \"ops\", token_sha256 = \"{}\" }}]",
+                    "a".repeat(64)
+                ),
             ),
             ("RUST_LOG", "ignored"),
             ("WARDGATE_LOG", "ignored"),
@@ -609,14 +614,19 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/srv/ota"));
         assert_eq!(c.log_format, "json");
         assert_eq!(c.tls.cert, PathBuf::from("/etc/ota/server.pem"));
-        assert_eq!(c.tls.key, PathBuf::from("/from/file.key"), "other fields of the section stay");
+        assert_eq!(
+            c.tls.key,
+            PathBuf::from("/from/file.key"),
+            "other fields of the section stay"
+        );
         assert_eq!(c.limits.max_upload_bytes, 1_048_576);
         assert_eq!(c.tuf.timestamp_refresh, Duration::from_secs(2 * 3600));
         assert_eq!(c.admins.len(), 1);
         assert_eq!(c.admins[0].name, "ops");
         // A value that parses as TOML but does not fit a text field is taken
         // as the plain string.
-        c.apply_env(env(&[("WARDGATE_OTA_DATA_DIR", "2024")])).unwrap();
+        c.apply_env(env(&[("WARDGATE_OTA_DATA_DIR", "2024")]))
+            .unwrap();
         assert_eq!(c.data_dir, PathBuf::from("2024"));
     }
 
@@ -624,16 +634,20 @@ mod tests {
     fn unknown_env_variables_are_refused_by_name() {
         for (var, hint) in [
             ("WARDGATE_OTA_TLS_CERT", "WARDGATE_OTA_TLS__CERT"),
-            ("WARDGATE_OTA_MAX_UPLOAD_BYTES", "WARDGATE_OTA_LIMITS__MAX_UPLOAD_BYTES"),
-            ("WARDGATE_OTA_LISTEN_ADDR", "WARDGATE_OTA_<SECTION>__<FIELD>"),
+            (
+                "WARDGATE_OTA_MAX_UPLOAD_BYTES",
+                "WARDGATE_OTA_LIMITS__MAX_UPLOAD_BYTES",
+            ),
+            (
+                "WARDGATE_OTA_LISTEN_ADDR",
+                "WARDGATE_OTA_<SECTION>__<FIELD>",
+            ),
             ("WARDGATE_OTA_TLS__NOPE", "WARDGATE_OTA_<SECTION>__<FIELD>"),
             ("WARDGATE_OTA_TLS", "WARDGATE_OTA_TLS__"),
             ("WARDGATE_OTA_LISTEN__PORT", "WARDGATE_OTA_"),
             ("WARDGATE_OTA_", "WARDGATE_OTA_"),
         ] {
-            let e = Config::default()
-                .apply_env(env(&[(var, "x")]))
-                .unwrap_err();
+            let e = Config::default().apply_env(env(&[(var, "x")])).unwrap_err();
             let msg = e.to_string();
             assert!(matches!(e, ConfigError::Env { .. }), "{msg}");
             assert!(msg.contains(&format!("{var}:")), "{msg}");

@@ -1,9 +1,9 @@
-//! Device and gateway ids follow wardgate-protocol's one rule (`A-Z a-z 0-9
-//! - _`, case kept): a gateway whose certificate names `Ward-3A` reports
-//! `Pump-07` over the real HTTPS API, and the server assigns, records and
-//! returns exactly those names, also after a restart. `Pump-07` and
-//! `pump-07` are two devices. An id outside the rule is refused, recorded,
-//! and the gateway keeps working.
+//! Device and gateway ids follow wardgate-protocol's one rule (letters of
+//! either case, digits, `-` and `_`; case kept): a gateway whose certificate
+//! names `Ward-3A` reports `Pump-07` over the real HTTPS API, and the server
+//! assigns, records and returns exactly those names, also after a restart.
+//! `Pump-07` and `pump-07` are two devices. An id outside the rule is
+//! refused, recorded, and the gateway keeps working.
 
 mod support;
 
@@ -11,7 +11,11 @@ use std::time::Duration;
 
 use support::{Harness, Opts};
 
-async fn post(c: &reqwest::Client, url: String, body: serde_json::Value) -> (u16, serde_json::Value) {
+async fn post(
+    c: &reqwest::Client,
+    url: String,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
     let r = c.post(url).json(&body).send().await.unwrap();
     let s = r.status().as_u16();
     (s, r.json().await.unwrap_or_default())
@@ -100,7 +104,10 @@ async fn mixed_case_device_ids_are_accepted_end_to_end() {
     assert_eq!(s, 409, "{e}");
     assert_eq!(e["error"]["code"], "not_assigned");
     assert!(
-        e["error"]["message"].as_str().unwrap_or_default().contains("PUMP-07"),
+        e["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("PUMP-07"),
         "{e}"
     );
     let st = h.admin_get(&format!("/api/v1/campaigns/{id}")).await;
@@ -123,6 +130,10 @@ async fn mixed_case_device_ids_are_accepted_end_to_end() {
     )
     .await;
     assert_eq!(s, 200, "{a}");
-    assert_eq!(a, serde_json::json!([]), "a completed campaign assigns nothing");
+    assert_eq!(
+        a,
+        serde_json::json!([]),
+        "a completed campaign assigns nothing"
+    );
     h.stop().await;
 }

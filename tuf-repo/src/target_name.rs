@@ -203,26 +203,36 @@ impl FromStr for TargetPath {
 }
 
 impl serde::Serialize for ManufacturerName {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.0)
     }
 }
 
 impl<'de> serde::Deserialize<'de> for ManufacturerName {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
         let s = String::deserialize(deserializer)?;
         Self::new(s).map_err(serde::de::Error::custom)
     }
 }
 
 impl serde::Serialize for TargetPath {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
         serializer.collect_str(self)
     }
 }
 
 impl<'de> serde::Deserialize<'de> for TargetPath {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
         let s = String::deserialize(deserializer)?;
         Self::new(&s).map_err(serde::de::Error::custom)
     }
@@ -268,7 +278,10 @@ mod tests {
     #[test]
     fn serde_checks_on_the_way_in() {
         let t: TargetPath = serde_json::from_str("\"acme/pump-2.0.0.bin\"").unwrap();
-        assert_eq!(serde_json::to_string(&t).unwrap(), "\"acme/pump-2.0.0.bin\"");
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            "\"acme/pump-2.0.0.bin\""
+        );
         let m: ManufacturerName = serde_json::from_str("\"acme\"").unwrap();
         assert_eq!(serde_json::to_string(&m).unwrap(), "\"acme\"");
         let e = serde_json::from_str::<TargetPath>("\"acme/../x.bin\"").unwrap_err();

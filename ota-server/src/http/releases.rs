@@ -28,9 +28,9 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use super::{Admin, ApiError, AppState, Manufacturer};
-use tuf_repo::{ManufacturerName, TargetPath};
 use crate::repo::release::{Candidate, StagedImage};
 use crate::repo::RepoError;
+use tuf_repo::{ManufacturerName, TargetPath};
 
 /// Header carrying the metadata length.
 pub const METADATA_LENGTH_HEADER: &str = "x-wardgate-metadata-length";
