@@ -397,7 +397,12 @@ impl Config {
         }
         let mut table = match toml::Value::try_from(&*self) {
             Ok(toml::Value::Table(t)) => t,
-            Ok(_) => return Err(env_err("(all)", "the configuration is not a table")),
+            Ok(_) => {
+                return Err(env_err(
+                    "WARDGATE_OTA_*",
+                    "the configuration is not a table",
+                ))
+            }
             Err(e) => {
                 return Err(env_err(
                     "(all)",
@@ -431,7 +436,7 @@ impl Config {
             }
         }
         *self = Config::deserialize(toml::Value::Table(table))
-            .map_err(|e| env_err("(all)", e.message().to_owned()))?;
+            .map_err(|e| env_err("WARDGATE_OTA_*", e.message().to_owned()))?;
         Ok(())
     }
 
