@@ -11,28 +11,60 @@ use std::time::Duration;
 
 use support::{Harness, Opts};
 
-async fn post(
-    c: &reqwest::Client,
-    url: String,
-    body: serde_json::Value,
-) -> (u16, serde_json::Value) {
-    let r = c.post(url).json(&body).send().await.unwrap();
-    let s = r.status().as_u16();
-    (s, r.json().await.unwrap_or_default())
+/// A ward gateway on the API, authenticated by its client certificate.
+struct Ward {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Ward {
+    fn of(h: &Harness, id: &str) -> Self {
+        Self {
+            http: h.gateway_client(&h.ca, id),
+            base: h.base_url(),
+        }
+    }
+
+    /// POSTs `body` to `/api/v1/gateway/<route>`: (status, JSON reply).
+    async fn send(&self, route: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let url = format!("{}/api/v1/gateway/{route}", self.base);
+        let reply = self.http.post(url).json(&body).send().await.unwrap();
+        (
+            reply.status().as_u16(),
+            reply.json().await.unwrap_or_default(),
+        )
+    }
+
+    async fn inventory(&self, devices: &[&str]) -> (u16, serde_json::Value) {
+        self.send("assignments", serde_json::json!({ "devices": devices }))
+            .await
+    }
+
+    async fn successes(&self, campaign: &str, devices: &[&str]) -> (u16, serde_json::Value) {
+        let results: Vec<_> = devices
+            .iter()
+            .map(|d| serde_json::json!({"device_id": d, "outcome": "success"}))
+            .collect();
+        self.send(
+            "results",
+            serde_json::json!({"campaign_id": campaign, "results": results}),
+        )
+        .await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_case_device_ids_are_accepted_end_to_end() {
     let mut h = Harness::new(Opts::default()).await;
     h.start().await;
-    let b = h
+    let release = h
         .release("acme", &h.keys.acme, "pump-5.0.0.bin", "5.0.0", b"fw5")
         .await;
-    assert_eq!(h.upload_bundle(&h.acme_token, &b).await.status(), 201);
-    let base = h.base_url();
+    let uploaded = h.upload_bundle(&h.acme_token, &release).await;
+    assert_eq!(uploaded.status(), 201);
     let r = h
         .client()
-        .post(format!("{base}/api/v1/campaigns"))
+        .post(format!("{}/api/v1/campaigns", h.base_url()))
         .bearer_auth(&h.admin_token)
         .json(&serde_json::json!({
             "name": "pump 5.0.0", "target": "acme/pump-5.0.0.bin",
@@ -46,15 +78,10 @@ async fn mixed_case_device_ids_are_accepted_end_to_end() {
         .as_str()
         .unwrap()
         .to_owned();
-    let gw = h.gateway_client(&h.ca, "Ward-3A");
+    let ward = Ward::of(&h, "Ward-3A");
 
     // Outside the rule: refused with the rule named, and recorded.
-    let (s, e) = post(
-        &gw,
-        format!("{base}/api/v1/gateway/assignments"),
-        serde_json::json!({"devices": ["Pump-07", "Pump/07"]}),
-    )
-    .await;
+    let (s, e) = ward.inventory(&["Pump-07", "Pump/07"]).await;
     assert_eq!(s, 422, "{e}");
     assert_eq!(e["error"]["code"], "malformed_json");
     let msg = e["error"]["message"].as_str().unwrap_or_default();
@@ -68,12 +95,7 @@ async fn mixed_case_device_ids_are_accepted_end_to_end() {
 
     // Within the rule: case is kept, and Pump-07 is not pump-07.
     let inventory = ["Pump-07", "pump-07", "Monitor_3"];
-    let (s, a) = post(
-        &gw,
-        format!("{base}/api/v1/gateway/assignments"),
-        serde_json::json!({ "devices": inventory }),
-    )
-    .await;
+    let (s, a) = ward.inventory(&inventory).await;
     assert_eq!(s, 200, "{a}");
     assert_eq!(a[0]["campaign_id"], id.as_str());
     assert_eq!(
@@ -86,21 +108,10 @@ async fn mixed_case_device_ids_are_accepted_end_to_end() {
     assert_eq!(st["devices_total"], 3);
     assert_eq!(st["per_gateway"]["Ward-3A"]["assigned"], 3);
 
-    let report = |devices: &[&str]| {
-        let results: Vec<_> = devices
-            .iter()
-            .map(|d| serde_json::json!({"device_id": d, "outcome": "success"}))
-            .collect();
-        post(
-            &gw,
-            format!("{base}/api/v1/gateway/results"),
-            serde_json::json!({"campaign_id": id, "results": results}),
-        )
-    };
-    let (s, r) = report(&["Pump-07", "Monitor_3"]).await;
+    let (s, r) = ward.successes(&id, &["Pump-07", "Monitor_3"]).await;
     assert_eq!(s, 200, "{r}");
     // A name differing only in case is another device, never assigned.
-    let (s, e) = report(&["PUMP-07"]).await;
+    let (s, e) = ward.successes(&id, &["PUMP-07"]).await;
     assert_eq!(s, 409, "{e}");
     assert_eq!(e["error"]["code"], "not_assigned");
     assert!(
@@ -113,7 +124,7 @@ async fn mixed_case_device_ids_are_accepted_end_to_end() {
     let st = h.admin_get(&format!("/api/v1/campaigns/{id}")).await;
     assert_eq!(st["totals"]["success"], 2, "{st}");
     assert_eq!(st["totals"]["pending"], 1, "{st}");
-    let (s, r) = report(&["pump-07"]).await;
+    let (s, r) = ward.successes(&id, &["pump-07"]).await;
     assert_eq!(s, 200, "{r}");
 
     // Stored: the same names come back after a restart.
@@ -123,12 +134,7 @@ async fn mixed_case_device_ids_are_accepted_end_to_end() {
     assert_eq!(st["state"], "completed", "{st}");
     assert_eq!(st["totals"]["success"], 3);
     assert_eq!(st["per_gateway"]["Ward-3A"]["success"], 3);
-    let (s, a) = post(
-        &h.gateway_client(&h.ca, "Ward-3A"),
-        format!("{}/api/v1/gateway/assignments", h.base_url()),
-        serde_json::json!({ "devices": inventory }),
-    )
-    .await;
+    let (s, a) = Ward::of(&h, "Ward-3A").inventory(&inventory).await;
     assert_eq!(s, 200, "{a}");
     assert_eq!(
         a,

@@ -26,3 +26,69 @@ pub(crate) fn check(input: &str) -> Result<(), &'static str> {
     }
     Ok(())
 }
+
+/// Defines a checked identifier type: a `String` newtype that only
+/// [`check`] can build, with `parse`, `as_str`, `Display`, `FromStr`,
+/// `AsRef<str>` and serde as a plain string (checked again when read).
+/// `$variant` is the [`crate::ProtocolError`] variant its refusals use.
+macro_rules! checked_id {
+    ($(#[$doc:meta])* $name:ident, $variant:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            #[doc = concat!("Parse `input` as a ", $what, ".")]
+            ///
+            /// # Errors
+            #[doc = concat!("[`crate::ProtocolError::", stringify!($variant), "`] naming the rule that was broken.")]
+            pub fn parse(input: &str) -> Result<Self, crate::error::ProtocolError> {
+                crate::ident::check(input).map_err(|reason| crate::error::ProtocolError::$variant {
+                    input: crate::error::truncate(input, 80),
+                    reason,
+                })?;
+                Ok(Self(input.to_owned()))
+            }
+
+            /// The id as text.
+            #[must_use]
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = crate::error::ProtocolError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::parse(s)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let s = <String as serde::Deserialize>::deserialize(deserializer)?;
+                Self::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+pub(crate) use checked_id;

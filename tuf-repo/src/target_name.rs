@@ -269,6 +269,10 @@ mod tests {
             "acme/.hidden",
             "acme/x\u{0}.bin",
             "targets/x.bin",
+            "root/x.bin",
+            "ac_me/x.bin",
+            "acme/x y",
+            "acme/x%2f",
             "",
         ] {
             assert!(TargetPath::new(bad).is_err(), "{bad:?} was accepted");
@@ -312,6 +316,15 @@ mod tests {
             };
             if rewritten {
                 prop_assert!(TargetPath::new(&s).is_err());
+            }
+        }
+
+        /// A manufacturer name never holds more than `a-z 0-9 -`, so it is
+        /// safe as a URL and directory segment.
+        #[test]
+        fn manufacturer_names_hold_only_safe_chars(s in "\\PC{0,80}") {
+            if let Ok(m) = ManufacturerName::new(s.as_str()) {
+                prop_assert!(m.as_str().bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'));
             }
         }
 

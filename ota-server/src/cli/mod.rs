@@ -6,8 +6,9 @@
 //! [`run`] and maps an error to exit code 2.
 //!
 //! Logging is the same in every Wardgate binary: the filter comes from
-//! `WARDGATE_LOG` (`tracing` `EnvFilter` syntax, default `info`), the format
-//! from `--log-format` or else the config's `log_format`.
+//! `WARDGATE_LOG` (`tracing` `EnvFilter` syntax, default `info`); `serve`,
+//! the subcommand that logs, takes the format from `--log-format` or else
+//! the config's `log_format`.
 
 pub mod export;
 pub mod init;
@@ -28,9 +29,6 @@ pub const LOG_FILTER_ENV: &str = "WARDGATE_LOG";
 #[derive(Debug, Parser)]
 #[command(name = "ota-server", version, about = "Wardgate central OTA server")]
 pub struct Cli {
-    /// Log format (overrides `log_format` of the config).
-    #[arg(long, global = true, value_parser = ["text", "json"])]
-    pub log_format: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -55,9 +53,8 @@ pub enum Command {
 /// [`Error`] from the subcommand; its message names the cause and the
 /// config field or argument at fault.
 pub fn run(cli: Cli) -> Result<(), Error> {
-    let log_format = cli.log_format;
     match cli.command {
-        Command::Serve(a) => serve::execute(a, log_format.as_deref()),
+        Command::Serve(a) => serve::execute(&a),
         Command::Init(a) => init::execute(&a),
         Command::Export(a) => export::execute(&a),
         Command::Token => {

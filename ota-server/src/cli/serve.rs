@@ -13,6 +13,9 @@ pub struct Args {
     /// Configuration file (TOML).
     #[arg(long)]
     pub config: PathBuf,
+    /// Log format (overrides `log_format` of the config).
+    #[arg(long, value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
 }
 
 /// Runs `serve` from the command line: loads and checks the configuration,
@@ -21,9 +24,9 @@ pub struct Args {
 ///
 /// # Errors
 /// [`Error`] when the configuration is refused or the server cannot start.
-pub fn execute(args: Args, log_format: Option<&str>) -> Result<(), Error> {
+pub fn execute(args: &Args) -> Result<(), Error> {
     let cfg = super::load_config(&args.config)?;
-    super::init_tracing(log_format.unwrap_or(&cfg.log_format));
+    super::init_tracing(args.log_format.as_deref().unwrap_or(&cfg.log_format));
     super::runtime()?.block_on(run(cfg))
 }
 
