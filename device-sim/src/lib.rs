@@ -3,9 +3,13 @@
 //! [`SimDevice`] is a real MQTT device client (`rumqttc`) over mutual TLS
 //! that publishes valid telemetry with an increasing `seq` at QoS 1 and
 //! reports what the gateway sends back ([`DeviceEvent`]). [`VitalsGenerator`]
-//! produces realistic, slowly drifting vitals per device. The
-//! `device-sim` binary streams them for N devices; the gateway's tests and
-//! benchmarks drive the library directly.
+//! produces realistic, slowly drifting vitals per device. [`fleet`] streams
+//! them for N devices (what the `device-sim` binary runs, with its arguments
+//! in [`cli`]); the gateway's tests and benchmarks drive the library
+//! directly. The architecture is described in `docs/architecture.md`.
+
+pub mod cli;
+pub mod fleet;
 
 pub mod ota;
 

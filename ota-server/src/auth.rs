@@ -10,7 +10,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::Config;
-use crate::names::{GatewayId, ManufacturerName};
+use tuf_repo::ManufacturerName;
+use wardgate_protocol::GatewayId;
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,7 +98,7 @@ pub fn new_token() -> (String, String) {
 #[must_use]
 pub fn gateway_from_cert(der: &[u8]) -> Option<GatewayId> {
     match wardgate_tls::identity_from_cert(der, wardgate_tls::GATEWAY_URN_PREFIX) {
-        Ok(found) => GatewayId::new(&found.name).ok(),
+        Ok(found) => GatewayId::parse(&found.name).ok(),
         Err(e) => {
             tracing::warn!(error = %e, "client certificate names no gateway");
             None

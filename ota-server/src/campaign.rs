@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::db::{now_rfc3339, DbError};
-use crate::names::{DeviceId, GatewayId, TargetPath};
+use tuf_repo::TargetPath;
+use wardgate_protocol::{DeviceId, GatewayId};
 
 /// Campaign-level refusals.
 #[derive(Debug, thiserror::Error)]
@@ -271,7 +272,7 @@ pub fn create(tx: &Transaction<'_>, spec: &CampaignSpec) -> Result<String, Campa
     let known: Option<String> = tx
         .query_row(
             "SELECT target FROM releases WHERE target = ?1",
-            [spec.target.as_str()],
+            [spec.target.to_string()],
             |r| r.get(0),
         )
         .optional()?;
@@ -293,7 +294,7 @@ pub fn create(tx: &Transaction<'_>, spec: &CampaignSpec) -> Result<String, Campa
         params![
             id,
             spec.name,
-            spec.target.as_str(),
+            spec.target.to_string(),
             serde_json::to_string(&waves).unwrap_or_default(),
             spec.threshold,
             spec.window.map(|w| w.to_string()),
@@ -796,8 +797,8 @@ mod tests {
             name: "t".into(),
             target: TargetPath::new("acme/fw-2.bin").unwrap(),
             gateways: vec![
-                GatewayId::new("ward-a").unwrap(),
-                GatewayId::new("ward-b").unwrap(),
+                GatewayId::parse("ward-a").unwrap(),
+                GatewayId::parse("ward-b").unwrap(),
             ],
             waves: waves.iter().map(|s| (*s).to_owned()).collect(),
             failure_threshold_percent: threshold,
@@ -809,7 +810,7 @@ mod tests {
 
     fn devs(prefix: &str, n: usize) -> Vec<DeviceId> {
         (0..n)
-            .map(|i| DeviceId::new(&format!("{prefix}-{i:02}")).unwrap())
+            .map(|i| DeviceId::parse(&format!("{prefix}-{i:02}")).unwrap())
             .collect()
     }
 
@@ -817,7 +818,7 @@ mod tests {
         let rs: Vec<DeviceResult> = devices
             .iter()
             .map(|d| DeviceResult {
-                device_id: DeviceId::new(d).unwrap(),
+                device_id: DeviceId::parse(d).unwrap(),
                 outcome,
                 detail: String::new(),
             })
@@ -831,8 +832,8 @@ mod tests {
         let tx = c.transaction().unwrap();
         let id = create(&tx, &spec(10.0, &["1", "50%", "100%"])).unwrap();
         let (a, b) = (
-            GatewayId::new("ward-a").unwrap(),
-            GatewayId::new("ward-b").unwrap(),
+            GatewayId::parse("ward-a").unwrap(),
+            GatewayId::parse("ward-b").unwrap(),
         );
         let mut got_a = assignments_for(&tx, &a, &devs("pa", 10), 600).unwrap();
         let mut got_b = assignments_for(&tx, &b, &devs("pb", 10), 600).unwrap();
@@ -863,7 +864,7 @@ mod tests {
         let mut c = db();
         let tx = c.transaction().unwrap();
         let id = create(&tx, &spec(10.0, &["1", "100%"])).unwrap();
-        let a = GatewayId::new("ward-a").unwrap();
+        let a = GatewayId::parse("ward-a").unwrap();
         let got = assignments_for(&tx, &a, &devs("pa", 5), 0).unwrap();
         assert_eq!(got[0].devices.len(), 1);
         ok(&tx, &id, &a, &got[0].devices, Outcome::Failure);

@@ -1,10 +1,18 @@
-//! Server configuration: one TOML file, safe defaults, `WARDGATE_*`
+//! Server configuration: one TOML file, safe defaults, `WARDGATE_OTA_*`
 //! environment overrides, and a check that refuses invalid or insecure
 //! settings by naming the field.
 //!
 //! [`Config::load`] reads the file and applies the overrides; the result is
 //! only usable after [`Config::validate`] returns a [`ValidConfig`], so the
 //! server cannot start on a configuration nobody checked.
+//!
+//! Overrides follow the convention of every Wardgate binary: prefix
+//! ([`ENV_PREFIX`], `WARDGATE_OTA_` here), then the field, with `__` between
+//! a section and its field: `WARDGATE_OTA_LISTEN`, `WARDGATE_OTA_TLS__CERT`,
+//! `WARDGATE_OTA_LIMITS__MAX_UPLOAD_BYTES`. The value is TOML when it parses
+//! as TOML that fits the field, else a plain string. A `WARDGATE_OTA_*`
+//! variable that names no field is refused by name, with the right spelling
+//! when it resembles one, since it is almost always a typo.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -13,7 +21,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::names::ManufacturerName;
+use tuf_repo::ManufacturerName;
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +42,17 @@ pub enum ConfigError {
         /// The parser's message (names the line and field).
         source: toml::de::Error,
     },
+    /// A `WARDGATE_OTA_*` environment variable names no field or does not
+    /// fit the field it names.
+    #[error(
+        "environment variable {var}: {reason}; see docs/ota-server.md, \"Environment overrides\""
+    )]
+    Env {
+        /// The variable.
+        var: String,
+        /// What is wrong and what to do.
+        reason: String,
+    },
     /// A field has an unacceptable value.
     #[error("config field `{field}` is invalid: {reason}")]
     Field {
@@ -49,6 +68,126 @@ fn field(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
         field: field.into(),
         reason: reason.into(),
     }
+}
+
+fn env_err(var: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Env {
+        var: var.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Prefix of every environment override of this server's configuration.
+pub const ENV_PREFIX: &str = "WARDGATE_OTA_";
+
+/// Separator between a section and a field in an override's name.
+const ENV_SECTION_SEP: &str = "__";
+
+/// The config field path (`["tls", "cert"]`) a `WARDGATE_OTA_*` variable
+/// names in `table`, or an error naming the variable (with the right
+/// spelling when the variable looks like a known field).
+fn env_field_path(var: &str, table: &toml::Table) -> Result<Vec<String>, ConfigError> {
+    let rest = var.strip_prefix(ENV_PREFIX).unwrap_or(var);
+    let path: Vec<String> = rest
+        .split(ENV_SECTION_SEP)
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let mut here = table;
+    for (i, key) in path.iter().enumerate() {
+        let found = if key.is_empty() { None } else { here.get(key) };
+        match found {
+            Some(toml::Value::Table(t)) if i + 1 < path.len() => here = t,
+            Some(toml::Value::Table(_)) => {
+                return Err(env_err(
+                    var,
+                    format!(
+                        "names the whole section [{}]; set its fields one by one, e.g. {}",
+                        path.join("."),
+                        first_field_var(&path, table)
+                    ),
+                ))
+            }
+            Some(_) if i + 1 == path.len() => return Ok(path),
+            _ => {
+                let hint = suggest(rest, table).map_or_else(
+                    || format!("write {ENV_PREFIX}<FIELD> for a top-level field and {ENV_PREFIX}<SECTION>__<FIELD> for a field of a section"),
+                    |(field, var)| format!("the variable for `{field}` is {var}"),
+                );
+                return Err(env_err(var, format!("names no config field; {hint}")));
+            }
+        }
+    }
+    Err(env_err(var, "names no config field"))
+}
+
+/// Every leaf field of `table` as (dotted path, variable name).
+fn env_names(table: &toml::Table, prefix: &[&str], out: &mut Vec<(Vec<String>, String)>) {
+    for (k, v) in table {
+        let mut path: Vec<&str> = prefix.to_vec();
+        path.push(k);
+        if let toml::Value::Table(t) = v {
+            env_names(t, &path, out);
+        } else {
+            let name = format!(
+                "{ENV_PREFIX}{}",
+                path.join(ENV_SECTION_SEP).to_ascii_uppercase()
+            );
+            out.push((path.iter().map(|s| (*s).to_owned()).collect(), name));
+        }
+    }
+}
+
+/// The correct spelling of a mistyped variable: the old
+/// `WARDGATE_OTA_TLS_CERT` form, or a field name given without its section.
+/// Returns (dotted field, variable name).
+fn suggest(rest: &str, table: &toml::Table) -> Option<(String, String)> {
+    let mut names = Vec::new();
+    env_names(table, &[], &mut names);
+    let flat = rest.replace(ENV_SECTION_SEP, "_").to_ascii_lowercase();
+    names
+        .iter()
+        .find(|(path, _)| path.join("_") == flat)
+        .or_else(|| names.iter().find(|(path, _)| path.last() == Some(&flat)))
+        .map(|(path, name)| (path.join("."), name.clone()))
+}
+
+/// The variable of the first field of the section at `path`, for examples.
+fn first_field_var(path: &[String], table: &toml::Table) -> String {
+    let mut names = Vec::new();
+    env_names(table, &[], &mut names);
+    names
+        .into_iter()
+        .find(|(p, _)| p.starts_with(path))
+        .map_or_else(|| format!("{ENV_PREFIX}<SECTION>__<FIELD>"), |(_, n)| n)
+}
+
+/// The readings of an override's value to try, in order: as a TOML value
+/// when it parses as one, then as the plain string.
+fn env_values(value: &str) -> Vec<toml::Value> {
+    let plain = toml::Value::String(value.to_owned());
+    match format!("v = {value}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+    {
+        Some(v) if v != plain => vec![v, plain],
+        _ => vec![plain],
+    }
+}
+
+/// Sets the field at `path` (which [`env_field_path`] found) to `value`.
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut here = table;
+    for key in parents {
+        match here.get_mut(key) {
+            Some(toml::Value::Table(t)) => here = t,
+            _ => return,
+        }
+    }
+    here.insert(last.clone(), value);
 }
 
 /// The whole configuration file.
@@ -231,54 +370,73 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Applies `WARDGATE_OTA_*` overrides: `LISTEN`, `DATA_DIR`, `LOG_FORMAT`,
-    /// `TLS_CERT`, `TLS_KEY`, `TLS_CLIENT_CA`, `TUF_SNAPSHOT_KEY`,
-    /// `TUF_TIMESTAMP_KEY`, `TUF_TIMESTAMP_EXPIRY`, `TUF_TIMESTAMP_REFRESH`,
-    /// `TUF_SNAPSHOT_EXPIRY`, `MAX_UPLOAD_BYTES`.
+    /// Applies `WARDGATE_OTA_*` overrides from `env` (other variables are
+    /// ignored).
+    ///
+    /// The variable names a field: `WARDGATE_OTA_<FIELD>` for a top-level
+    /// field (`WARDGATE_OTA_LISTEN`), `WARDGATE_OTA_<SECTION>__<FIELD>` for a
+    /// field of a section (`WARDGATE_OTA_TLS__CERT`,
+    /// `WARDGATE_OTA_TUF__TIMESTAMP_EXPIRY`). The value is read as a TOML
+    /// value when it parses as one that fits the field (numbers, booleans,
+    /// quoted strings, arrays such as `[{name = "ops", token_sha256 = "..."}]`)
+    /// and as a plain string otherwise (`0.0.0.0:8443`, `/srv/ota`, `6h`).
     ///
     /// # Errors
-    /// [`ConfigError::Field`] naming the variable whose value does not parse.
+    /// [`ConfigError::Env`] naming the variable that names no field, names a
+    /// whole section, or whose value does not fit its field.
     pub fn apply_env(
         &mut self,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<(), ConfigError> {
         let vars: BTreeMap<String, String> = env
             .into_iter()
-            .filter(|(k, _)| k.starts_with("WARDGATE_OTA_"))
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
             .collect();
-        let dur = |k: &str, v: &str| {
-            humantime::parse_duration(v).map_err(|e| field(k, format!("{e}; use e.g. `30s`, `6h`")))
+        if vars.is_empty() {
+            return Ok(());
+        }
+        let mut table = match toml::Value::try_from(&*self) {
+            Ok(toml::Value::Table(t)) => t,
+            Ok(_) => {
+                return Err(env_err(
+                    "WARDGATE_OTA_*",
+                    "the configuration is not a table",
+                ))
+            }
+            Err(e) => {
+                return Err(env_err(
+                    "(all)",
+                    format!("cannot merge environment overrides into the configuration: {e}"),
+                ))
+            }
         };
-        for (k, v) in &vars {
-            match k.trim_start_matches("WARDGATE_OTA_") {
-                "LISTEN" => {
-                    self.listen = v
-                        .parse()
-                        .map_err(|e| field(k, format!("{e}; use e.g. 0.0.0.0:8443")))?;
-                }
-                "DATA_DIR" => self.data_dir = v.into(),
-                "LOG_FORMAT" => v.clone_into(&mut self.log_format),
-                "TLS_CERT" => self.tls.cert = v.into(),
-                "TLS_KEY" => self.tls.key = v.into(),
-                "TLS_CLIENT_CA" => self.tls.client_ca = v.into(),
-                "TUF_SNAPSHOT_KEY" => self.tuf.snapshot_key = v.into(),
-                "TUF_TIMESTAMP_KEY" => self.tuf.timestamp_key = v.into(),
-                "TUF_TIMESTAMP_EXPIRY" => self.tuf.timestamp_expiry = dur(k, v)?,
-                "TUF_TIMESTAMP_REFRESH" => self.tuf.timestamp_refresh = dur(k, v)?,
-                "TUF_SNAPSHOT_EXPIRY" => self.tuf.snapshot_expiry = dur(k, v)?,
-                "MAX_UPLOAD_BYTES" => {
-                    self.limits.max_upload_bytes = v
-                        .parse()
-                        .map_err(|e| field(k, format!("{e}; give a byte count")))?;
-                }
-                _ => {
-                    return Err(field(
-                        k,
-                        "unknown WARDGATE_OTA_ variable; see docs/ota-server.md",
-                    ))
+        for (var, value) in &vars {
+            let path = env_field_path(var, &table)?;
+            let mut last = None;
+            for candidate in env_values(value) {
+                set_path(&mut table, &path, candidate);
+                match Config::deserialize(toml::Value::Table(table.clone())) {
+                    Ok(_) => {
+                        last = None;
+                        break;
+                    }
+                    Err(e) => last = Some(e),
                 }
             }
+            if let Some(e) = last {
+                let shown: String = value.chars().take(80).collect();
+                return Err(env_err(
+                    var,
+                    format!(
+                        "value {shown:?} does not fit config field `{}`: {}",
+                        path.join("."),
+                        e.message()
+                    ),
+                ));
+            }
         }
+        *self = Config::deserialize(toml::Value::Table(table))
+            .map_err(|e| env_err("WARDGATE_OTA_*", e.message().to_owned()))?;
         Ok(())
     }
 
@@ -417,7 +575,7 @@ mod tests {
     #[test]
     fn env_overrides_and_field_names() {
         let mut c = Config::default();
-        c.apply_env([("WARDGATE_OTA_TUF_TIMESTAMP_EXPIRY".into(), "10s".into())])
+        c.apply_env([("WARDGATE_OTA_TUF__TIMESTAMP_EXPIRY".into(), "10s".into())])
             .unwrap();
         assert_eq!(c.tuf.timestamp_expiry, Duration::from_secs(10));
         let e = c
@@ -426,6 +584,86 @@ mod tests {
         assert!(e.to_string().contains("WARDGATE_OTA_LISTEN"), "{e}");
         let e = Config::default().validate().unwrap_err();
         assert!(e.to_string().contains("tls.cert"), "{e}");
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn env_overrides_follow_the_section_convention() {
+        let mut c = Config::default();
+        c.tls.key = "/from/file.key".into();
+        c.apply_env(env(&[
+            ("WARDGATE_OTA_LISTEN", "0.0.0.0:9443"),
+            ("WARDGATE_OTA_DATA_DIR", "/srv/ota"),
+            ("WARDGATE_OTA_LOG_FORMAT", "json"),
+            ("WARDGATE_OTA_TLS__CERT", "/etc/ota/server.pem"),
+            ("WARDGATE_OTA_LIMITS__MAX_UPLOAD_BYTES", "1048576"),
+            ("WARDGATE_OTA_TUF__TIMESTAMP_REFRESH", "\"2h\""),
+            (
+                "WARDGATE_OTA_ADMINS",
+                &format!(
+                    "[{{ name = \"ops\", token_sha256 = \"{}\" }}]",
+                    "a".repeat(64)
+                ),
+            ),
+            ("RUST_LOG", "ignored"),
+            ("WARDGATE_LOG", "ignored"),
+        ]))
+        .unwrap();
+        assert_eq!(c.listen, SocketAddr::from(([0, 0, 0, 0], 9443)));
+        assert_eq!(c.data_dir, PathBuf::from("/srv/ota"));
+        assert_eq!(c.log_format, "json");
+        assert_eq!(c.tls.cert, PathBuf::from("/etc/ota/server.pem"));
+        assert_eq!(
+            c.tls.key,
+            PathBuf::from("/from/file.key"),
+            "other fields of the section stay"
+        );
+        assert_eq!(c.limits.max_upload_bytes, 1_048_576);
+        assert_eq!(c.tuf.timestamp_refresh, Duration::from_secs(2 * 3600));
+        assert_eq!(c.admins.len(), 1);
+        assert_eq!(c.admins[0].name, "ops");
+        // A value that parses as TOML but does not fit a text field is taken
+        // as the plain string.
+        c.apply_env(env(&[("WARDGATE_OTA_DATA_DIR", "2024")]))
+            .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("2024"));
+    }
+
+    #[test]
+    fn unknown_env_variables_are_refused_by_name() {
+        for (var, hint) in [
+            ("WARDGATE_OTA_TLS_CERT", "WARDGATE_OTA_TLS__CERT"),
+            (
+                "WARDGATE_OTA_MAX_UPLOAD_BYTES",
+                "WARDGATE_OTA_LIMITS__MAX_UPLOAD_BYTES",
+            ),
+            (
+                "WARDGATE_OTA_LISTEN_ADDR",
+                "WARDGATE_OTA_<SECTION>__<FIELD>",
+            ),
+            ("WARDGATE_OTA_TLS__NOPE", "WARDGATE_OTA_<SECTION>__<FIELD>"),
+            ("WARDGATE_OTA_TLS", "WARDGATE_OTA_TLS__"),
+            ("WARDGATE_OTA_LISTEN__PORT", "WARDGATE_OTA_"),
+            ("WARDGATE_OTA_", "WARDGATE_OTA_"),
+        ] {
+            let e = Config::default().apply_env(env(&[(var, "x")])).unwrap_err();
+            let msg = e.to_string();
+            assert!(matches!(e, ConfigError::Env { .. }), "{msg}");
+            assert!(msg.contains(&format!("{var}:")), "{msg}");
+            assert!(msg.contains(hint), "{var}: {msg}");
+        }
+        let e = Config::default()
+            .apply_env(env(&[("WARDGATE_OTA_LIMITS__MAX_CONNECTIONS", "many")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("WARDGATE_OTA_LIMITS__MAX_CONNECTIONS"), "{e}");
+        assert!(e.contains("limits.max_connections"), "{e}");
     }
 
     #[test]

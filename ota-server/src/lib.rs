@@ -6,7 +6,7 @@
 //! the timestamp fresh with its online key, and runs update campaigns whose
 //! state lives in SQLite. Manufacturer keys never reach this server.
 //!
-//! Components, and where DESIGN.md's controls live:
+//! Components, and where the controls of `docs/architecture.md` live:
 //!
 //! - [`config`]: one TOML file, `WARDGATE_OTA_*` overrides, refusal of
 //!   invalid or insecure settings by field name.
@@ -28,7 +28,11 @@
 //! - [`campaign`]: waves, failure threshold, maintenance window, gateway
 //!   assignments and results; [`db`]: SQLite (WAL, `user_version`
 //!   migrations) on a dedicated thread.
-//! - [`names`]: parse-don't-validate types for every name from the network.
+//! - Names from the network are parsed once into the workspace's shared
+//!   types: [`wardgate_protocol::DeviceId`] and [`wardgate_protocol::GatewayId`]
+//!   (one charset rule with the gateway), [`tuf_repo::ManufacturerName`] and
+//!   [`tuf_repo::TargetPath`] (the rule every upload and `tough` agree on);
+//!   [`repo::TargetRequest`] resolves a `targets/` URL to one of them.
 //! - [`metrics`]: Prometheus `wardgate_ota_*` metrics.
 //! - [`cli`]: the binary's subcommands (`serve`, `init`, `export`, `token`).
 
@@ -40,7 +44,6 @@ pub mod db;
 pub mod error;
 pub mod http;
 pub mod metrics;
-pub mod names;
 pub mod refresher;
 pub mod repo;
 pub mod server;

@@ -103,7 +103,7 @@ async fn reconcile_releases(db: &Db, repo: &Repository) -> Result<(), Error> {
         .iter()
         .map(|(p, t)| {
             (
-                p.as_str().to_owned(),
+                p.to_string(),
                 p.manufacturer().to_string(),
                 t.length,
                 t.sha256.clone(),

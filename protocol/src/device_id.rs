@@ -1,90 +1,21 @@
 //! [`DeviceId`]: the one checked form of a device's identity.
 
-use std::fmt;
-use std::str::FromStr;
-
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-use crate::error::{truncate, ProtocolError};
+use crate::ident::checked_id;
 
 /// Longest device id accepted.
-pub const MAX_DEVICE_ID_LEN: usize = 64;
+pub const MAX_DEVICE_ID_LEN: usize = crate::ident::MAX_LEN;
 
-/// A device identifier, checked once at construction.
-///
-/// 1 to 64 ASCII characters from `A-Z a-z 0-9 - _`, starting with a letter or
-/// digit. That excludes every character with a meaning in MQTT topics (`/`,
-/// `+`, `#`), `$`, whitespace, dots and control characters, so a `DeviceId`
-/// can be placed into a topic or a path without further escaping.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DeviceId(String);
-
-impl DeviceId {
-    /// Parse `input` as a device id.
+checked_id!(
+    /// A device identifier, checked once at construction.
     ///
-    /// # Errors
-    /// [`ProtocolError::DeviceId`] naming the rule that was broken.
-    pub fn parse(input: &str) -> Result<Self, ProtocolError> {
-        let fail = |reason| ProtocolError::DeviceId {
-            input: truncate(input, 80),
-            reason,
-        };
-        if input.is_empty() {
-            return Err(fail("empty"));
-        }
-        if input.len() > MAX_DEVICE_ID_LEN {
-            return Err(fail("longer than 64 characters"));
-        }
-        if !input
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(fail("contains a character outside A-Z a-z 0-9 - _"));
-        }
-        if !input.as_bytes()[0].is_ascii_alphanumeric() {
-            return Err(fail("does not start with a letter or digit"));
-        }
-        Ok(Self(input.to_owned()))
-    }
-
-    /// The id as text.
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for DeviceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl FromStr for DeviceId {
-    type Err = ProtocolError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s)
-    }
-}
-
-impl AsRef<str> for DeviceId {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Serialize for DeviceId {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for DeviceId {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(deserializer)?;
-        Self::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
+    /// 1 to 64 ASCII characters from `A-Z a-z 0-9 - _`, starting with a letter or
+    /// digit. That excludes every character with a meaning in MQTT topics (`/`,
+    /// `+`, `#`), `$`, whitespace, dots and control characters, so a `DeviceId`
+    /// can be placed into a topic or a path without further escaping.
+    DeviceId,
+    DeviceId,
+    "device id"
+);
 
 #[cfg(test)]
 mod tests {

@@ -11,6 +11,14 @@ pub enum ProtocolError {
         /// Which rule it broke.
         reason: &'static str,
     },
+    /// A gateway id broke the charset or length rules.
+    #[error("invalid gateway id {input:?}: {reason}; ids are 1-64 characters of A-Z a-z 0-9 '-' '_' starting with a letter or digit")]
+    GatewayId {
+        /// The refused input (truncated to 80 characters).
+        input: String,
+        /// Which rule it broke.
+        reason: &'static str,
+    },
     /// A topic is not one of the device topics of the v1 contract.
     #[error("topic {topic:?} is not a wardgate/v1 device topic: {reason}")]
     Topic {

@@ -1,5 +1,5 @@
 //! The device-side check of a firmware offer (Uptane-style partial
-//! verification, DESIGN.md "Devices verify too").
+//! verification; `docs/architecture.md`, "Devices verify too").
 //!
 //! An [`OtaOffer`] carries the manufacturer's signed delegated targets
 //! metadata (TUF JSON). [`verify_offer`] checks, without trusting the

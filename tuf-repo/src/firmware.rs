@@ -10,7 +10,7 @@
 //! ```
 //!
 //! `version` and `min_version` are semver. Gateways and devices read the same
-//! fields (DESIGN.md, "Devices verify too").
+//! fields (`docs/architecture.md`, "Devices verify too").
 
 use std::collections::HashMap;
 

@@ -52,7 +52,7 @@
 //! - Errors: every function returns [`Error`]; variants carry role names,
 //!   paths, versions and expiry times, and their messages say what to do next.
 //!
-//! # Where DESIGN.md's controls live
+//! # Where the controls of `docs/architecture.md` live
 //!
 //! - "targets only delegates; one role per manufacturer, `<manufacturer>/*`":
 //!   [`repo::delegate`], [`policy::check_scope`].

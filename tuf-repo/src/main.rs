@@ -2,6 +2,11 @@
 //!
 //! Wiring only: parse arguments, set up logging, run, map errors to exit
 //! code 1 with the error's message.
+//!
+//! Logging follows the convention of every Wardgate binary: the filter comes
+//! from `WARDGATE_LOG` (`tracing` `EnvFilter` syntax, e.g.
+//! `WARDGATE_LOG=tuf_repo=debug`), default `warn` for this command-line tool;
+//! it has no config file, so always logs text to stderr.
 
 use clap::Parser;
 

@@ -12,6 +12,9 @@
 //! it instead), and it matches the delegation pattern `<manufacturer>/*` in
 //! both tough (globset) and python-tuf (per-segment fnmatch), because the file
 //! segment can never contain `/`.
+//!
+//! Both (de)serialize as plain strings and run the same check when they are
+//! read, so a config file or a JSON body cannot smuggle an unchecked name in.
 
 use std::fmt;
 use std::str::FromStr;
@@ -199,6 +202,42 @@ impl FromStr for TargetPath {
     }
 }
 
+impl serde::Serialize for ManufacturerName {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ManufacturerName {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        Self::new(s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl serde::Serialize for TargetPath {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TargetPath {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        Self::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,10 +269,28 @@ mod tests {
             "acme/.hidden",
             "acme/x\u{0}.bin",
             "targets/x.bin",
+            "root/x.bin",
+            "ac_me/x.bin",
+            "acme/x y",
+            "acme/x%2f",
             "",
         ] {
             assert!(TargetPath::new(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn serde_checks_on_the_way_in() {
+        let t: TargetPath = serde_json::from_str("\"acme/pump-2.0.0.bin\"").unwrap();
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            "\"acme/pump-2.0.0.bin\""
+        );
+        let m: ManufacturerName = serde_json::from_str("\"acme\"").unwrap();
+        assert_eq!(serde_json::to_string(&m).unwrap(), "\"acme\"");
+        let e = serde_json::from_str::<TargetPath>("\"acme/../x.bin\"").unwrap_err();
+        assert!(e.to_string().contains("acme/../x.bin"), "{e}");
+        assert!(serde_json::from_str::<ManufacturerName>("\"Acme\"").is_err());
     }
 
     proptest! {
@@ -259,6 +316,15 @@ mod tests {
             };
             if rewritten {
                 prop_assert!(TargetPath::new(&s).is_err());
+            }
+        }
+
+        /// A manufacturer name never holds more than `a-z 0-9 -`, so it is
+        /// safe as a URL and directory segment.
+        #[test]
+        fn manufacturer_names_hold_only_safe_chars(s in "\\PC{0,80}") {
+            if let Ok(m) = ManufacturerName::new(s.as_str()) {
+                prop_assert!(m.as_str().bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'));
             }
         }
 

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::{Admin, ApiError, ApiJson, AppState, Gateway};
 use crate::campaign::{self, Assignment, CampaignError, DeviceResult, NewCampaign, Status};
 use crate::db::DbError;
-use crate::names::DeviceId;
+use wardgate_protocol::DeviceId;
 
 fn campaign_error(e: CampaignError) -> ApiError {
     let (status, code) = match &e {

@@ -27,12 +27,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
+use tuf_repo::ManufacturerName;
+use wardgate_protocol::GatewayId;
 
 use crate::auth::{PeerIdentity, Principal, Tokens};
 use crate::config::LimitsConfig;
 use crate::db::{AuditEntry, Db};
 use crate::metrics::{Metrics, RouteLabels};
-use crate::names::{GatewayId, ManufacturerName};
 use crate::repo::Repository;
 
 /// Everything a handler needs.

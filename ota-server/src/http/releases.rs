@@ -28,9 +28,9 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use super::{Admin, ApiError, AppState, Manufacturer};
-use crate::names::TargetPath;
 use crate::repo::release::{Candidate, StagedImage};
 use crate::repo::RepoError;
+use tuf_repo::{ManufacturerName, TargetPath};
 
 /// Header carrying the metadata length.
 pub const METADATA_LENGTH_HEADER: &str = "x-wardgate-metadata-length";
@@ -140,7 +140,7 @@ pub async fn upload(
 
 async fn upload_task(
     state: Arc<AppState>,
-    manufacturer: crate::names::ManufacturerName,
+    manufacturer: ManufacturerName,
     target: String,
     headers: HeaderMap,
     body: Body,
@@ -174,7 +174,7 @@ async fn upload_task(
 
 async fn upload_inner(
     state: &Arc<AppState>,
-    manufacturer: &crate::names::ManufacturerName,
+    manufacturer: &ManufacturerName,
     target: &str,
     headers: &HeaderMap,
     body: Body,
@@ -222,7 +222,7 @@ async fn upload_inner(
     tokio::fs::create_dir_all(&staging)
         .await
         .map_err(|e| ApiError::internal(&format!("creating {}: {e}", staging.display())))?;
-    let tmp = staging.join(target.file_name());
+    let tmp = staging.join(target.file());
     let received = tokio::time::timeout(
         state.limits.upload_timeout,
         receive(state, meta_len, body, &tmp),
@@ -267,7 +267,7 @@ async fn upload_inner(
                 "INSERT OR REPLACE INTO releases (target, manufacturer, length, sha256, role_version, snapshot_version, published_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 rusqlite::params![
-                    p.target.as_str(),
+                    p.target.to_string(),
                     m,
                     i64::try_from(p.length).unwrap_or(i64::MAX),
                     p.sha256,

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::{ApiError, AppState};
-use crate::names::TargetRequest;
+use crate::repo::TargetRequest;
 
 fn not_found(what: &str) -> ApiError {
     ApiError::new(

@@ -33,6 +33,7 @@
 pub mod export;
 pub mod import;
 pub mod release;
+pub mod request;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -43,8 +44,10 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tough::schema::{Metafile, Root, Signed, Snapshot, Targets, Timestamp};
 
-use crate::names::{NameError, TargetPath, TargetRequest};
+use tuf_repo::TargetPath;
+
 pub use release::{ReleaseError, StagedImage};
+pub use request::{TargetRequest, TargetRequestError};
 pub use tuf_repo::SigningKey;
 
 /// Failures of the repository store.
@@ -90,9 +93,9 @@ pub enum RepoError {
     /// A release was refused.
     #[error(transparent)]
     Release(#[from] ReleaseError),
-    /// A name was refused.
-    #[error(transparent)]
-    Name(#[from] NameError),
+    /// A published target's name is not a valid target name.
+    #[error("published target name refused: {0}")]
+    Name(#[source] tuf_repo::Error),
     /// A blocking task panicked or was cancelled.
     #[error("background task failed: {0}")]
     Join(String),
@@ -273,11 +276,11 @@ impl RepoState {
                     return Err(meta_err(&name, "version differs from snapshot"));
                 }
                 for (tname, t) in &signed.signed.targets {
-                    let path = TargetPath::new(tname.raw())?;
+                    let path = TargetPath::new(tname.raw()).map_err(RepoError::Name)?;
                     let sha256 = hex::encode(&t.hashes.sha256);
                     let file = gen_dir
                         .join("targets")
-                        .join(path.consistent_basename_form(&sha256));
+                        .join(path.consistent_file_spec(&sha256));
                     published.insert(
                         path,
                         PublishedTarget {
@@ -434,7 +437,7 @@ impl Repository {
                 .len();
             if len != t.length {
                 return Err(meta_err(
-                    path.as_str(),
+                    &path.to_string(),
                     format!(
                         "image {} has {len} bytes, metadata says {}",
                         t.file.display(),

@@ -10,7 +10,7 @@
 
 use std::path::PathBuf;
 
-use crate::names::{ManufacturerName, TargetPath};
+use tuf_repo::{ManufacturerName, TargetPath};
 
 /// An image streamed to disk and fsynced, not yet published. Its file name
 /// is the target's file name (that is how `tuf-repo` matches images).
@@ -151,10 +151,8 @@ pub async fn check(
         ))
         .into());
     }
-    let manufacturer =
-        tuf_repo::ManufacturerName::new(role).map_err(|e| ReleaseError::Scope(e.to_string()))?;
     let upload = tuf_repo::Upload {
-        manufacturer,
+        manufacturer: c.manufacturer.clone(),
         role_metadata: c.role_bytes.clone(),
         images: vec![c.image.path.clone()],
     };
@@ -170,7 +168,7 @@ pub async fn check(
     if !checked
         .new_targets
         .iter()
-        .any(|t| t.name.to_string() == c.target.as_str())
+        .any(|t| t.name.to_string() == c.target.to_string())
     {
         return Err(ReleaseError::NotListed(c.target.to_string()).into());
     }

@@ -321,7 +321,7 @@ token_sha256 = "{globex_hash}"
         let mut child = Command::new(env!("CARGO_BIN_EXE_ota-server"))
             .args(["serve", "--config"])
             .arg(&self.config_path)
-            .env("RUST_LOG", "info")
+            .env("WARDGATE_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -1,0 +1,240 @@
+//! A fleet of simulated devices streaming vitals to one gateway: what the
+//! `device-sim` binary runs, here so that tests can drive it.
+//!
+//! Device `i` is `<prefix>-<i>` (two digits) and uses `<cert_dir>/<id>.pem`
+//! and `<id>.key`, as `gateway pki device` writes them. Each device connects
+//! over mutual TLS, publishes its status, then one telemetry message per
+//! interval at QoS 1 and waits for the gateway's PUBACK before the next. A
+//! device that fails is reported and the others keep streaming.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use wardgate_protocol::{DeviceActivity, DeviceId, ProtocolError};
+
+use crate::{DeviceOptions, DeviceTls, SimDevice, SimError, VitalsGenerator};
+
+/// How long a device waits for the PUBACK of one reading.
+const PUBACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// MQTT keep-alive of every simulated device.
+const KEEP_ALIVE: Duration = Duration::from_secs(30);
+/// Firmware version the simulated devices report in their status.
+const FIRMWARE_VERSION: &str = "1.0.0";
+
+/// Why one device of the fleet stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    /// A certificate, key or CA file could not be read.
+    #[error("cannot read {path}: {source}; check --ca and --cert-dir (files as written by `gateway pki device`)")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `<prefix>-<i>` is not a valid device id.
+    #[error("device id from --prefix: {0}")]
+    DeviceId(#[source] ProtocolError),
+    /// The device failed at one step.
+    #[error("{device}: {step}: {source}")]
+    Device {
+        /// The device.
+        device: DeviceId,
+        /// What it was doing (`connect`, `status`, `seq 42`, ...).
+        step: String,
+        /// The simulator's error.
+        #[source]
+        source: SimError,
+    },
+    /// A device task panicked.
+    #[error("device task failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+/// What the fleet does.
+#[derive(Debug, Clone)]
+pub struct FleetOptions {
+    /// Gateway host name as in its server certificate.
+    pub host: String,
+    /// Gateway edge port.
+    pub port: u16,
+    /// Ward device CA (also signs the gateway's server certificate).
+    pub ca: PathBuf,
+    /// Directory with `<id>.pem` / `<id>.key`.
+    pub cert_dir: PathBuf,
+    /// Number of devices.
+    pub devices: usize,
+    /// Device id prefix.
+    pub prefix: String,
+    /// Interval between readings per device (non-zero).
+    pub interval: Duration,
+    /// Stop after this many messages per device (0 = until shut down).
+    pub count: u64,
+}
+
+impl FleetOptions {
+    /// The id of device `i`: `<prefix>-<i>`, two digits.
+    ///
+    /// # Errors
+    /// [`FleetError::DeviceId`] when the prefix makes an invalid id.
+    pub fn device_id(&self, i: usize) -> Result<DeviceId, FleetError> {
+        DeviceId::parse(&format!("{}-{i:02}", self.prefix)).map_err(FleetError::DeviceId)
+    }
+}
+
+fn read(path: &Path) -> Result<String, FleetError> {
+    std::fs::read_to_string(path).map_err(|source| FleetError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Streams device `i` until it has sent `count` readings (or forever when
+/// `count` is 0).
+///
+/// # Errors
+/// [`FleetError`] naming the device and the step that failed.
+pub async fn stream_device(opts: &FleetOptions, i: usize) -> Result<(), FleetError> {
+    let id = opts.device_id(i)?;
+    let tls = DeviceTls {
+        ca_pem: read(&opts.ca)?,
+        cert_pem: read(&opts.cert_dir.join(format!("{id}.pem")))?,
+        key_pem: read(&opts.cert_dir.join(format!("{id}.key")))?,
+    };
+    let step = |step: String| {
+        let device = id.clone();
+        move |source| FleetError::Device {
+            device,
+            step,
+            source,
+        }
+    };
+    let device_opts = DeviceOptions {
+        id: id.clone(),
+        client_id: None,
+        host: opts.host.clone(),
+        port: opts.port,
+        tls,
+        keep_alive: KEEP_ALIVE,
+    };
+    let mut dev = SimDevice::connect(&device_opts)
+        .await
+        .map_err(step("connect".into()))?;
+    // A real device keeps its `seq` in non-volatile memory; the gateway
+    // refuses any seq it has seen before, across restarts. The simulator
+    // keeps no state, so it starts from the wall clock in milliseconds,
+    // which grows between runs.
+    let seq_start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 2));
+    dev.set_seq(seq_start);
+    dev.publish_status(DeviceActivity::Idle, FIRMWARE_VERSION)
+        .await
+        .map_err(step("status".into()))?;
+    let mut vitals = VitalsGenerator::new(i as u64);
+    let mut sent = 0;
+    let mut tick = tokio::time::interval(opts.interval);
+    loop {
+        tick.tick().await;
+        let seq = dev
+            .publish_telemetry(vitals.next_readings())
+            .await
+            .map_err(step("telemetry".into()))?;
+        dev.wait_puback(PUBACK_TIMEOUT)
+            .await
+            .map_err(step(format!("seq {seq}")))?;
+        tracing::info!(device_id = %id, seq, "telemetry acknowledged");
+        sent += 1;
+        if opts.count > 0 && sent >= opts.count {
+            dev.disconnect().await.map_err(step("disconnect".into()))?;
+            return Ok(());
+        }
+    }
+}
+
+/// Runs every device of the fleet until each has finished or `shutdown` is
+/// cancelled (then the remaining devices are dropped, which closes their
+/// connections). Each failure is handed to `on_failure` as it happens, while
+/// the other devices keep streaming. Returns the number of failed devices.
+pub async fn run(
+    opts: FleetOptions,
+    shutdown: CancellationToken,
+    mut on_failure: impl FnMut(&FleetError),
+) -> usize {
+    let opts = Arc::new(opts);
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..opts.devices {
+        let o = opts.clone();
+        set.spawn(async move { stream_device(&o, i).await });
+    }
+    let mut failed = 0;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            r = set.join_next() => match r {
+                None => break,
+                Some(Ok(Ok(()))) => {}
+                Some(Ok(Err(e))) => { on_failure(&e); failed += 1; }
+                Some(Err(e)) => { on_failure(&FleetError::Task(e)); failed += 1; }
+            }
+        }
+    }
+    failed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(dir: &Path, prefix: &str) -> FleetOptions {
+        FleetOptions {
+            host: "localhost".into(),
+            port: 1,
+            ca: dir.join("ca.pem"),
+            cert_dir: dir.to_owned(),
+            devices: 2,
+            prefix: prefix.into(),
+            interval: Duration::from_millis(10),
+            count: 1,
+        }
+    }
+
+    #[test]
+    fn device_ids_are_prefix_and_two_digits() {
+        let o = opts(Path::new("/nonexistent"), "Pump");
+        assert_eq!(o.device_id(7).unwrap().as_str(), "Pump-07");
+        assert_eq!(o.device_id(123).unwrap().as_str(), "Pump-123");
+        let bad = opts(Path::new("/nonexistent"), "bed/1");
+        assert!(matches!(bad.device_id(0), Err(FleetError::DeviceId(_))));
+    }
+
+    #[tokio::test]
+    async fn each_failing_device_is_reported_with_the_file_at_fault() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), "not used").unwrap();
+        let mut seen = Vec::new();
+        let failed = run(opts(dir.path(), "monitor"), CancellationToken::new(), |e| {
+            seen.push(e.to_string());
+        })
+        .await;
+        assert_eq!(failed, 2);
+        seen.sort();
+        for (msg, id) in seen.iter().zip(["monitor-00", "monitor-01"]) {
+            assert!(msg.contains(&format!("{id}.pem")), "{msg}");
+            assert!(msg.contains("--cert-dir"), "{msg}");
+        }
+    }
+
+    #[tokio::test]
+    async fn shutdown_stops_the_fleet() {
+        let dir = tempfile::tempdir().unwrap();
+        let shutdown = CancellationToken::new();
+        shutdown.cancel();
+        let mut o = opts(dir.path(), "monitor");
+        o.devices = 0;
+        assert_eq!(run(o, shutdown, |_| {}).await, 0);
+    }
+}
