@@ -28,9 +28,9 @@ use wardgate_protocol::DeviceId;
 use wardgate_tls::describe::{self, Context, Side};
 use wardgate_tls::{ClientTls, Credentials, TrustAnchors};
 
-use crate::config::UplinkConfig;
 use super::error::UplinkError;
 use super::outbox::{NoticeHook, Outbox, OutboxDepth, PendingMessage, UplinkNotice};
+use crate::config::UplinkConfig;
 use crate::render::{self, Format};
 
 /// Row marker of publishes that belong to no outbox row (FHIR `Device`).

@@ -33,8 +33,8 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use wardgate_protocol::DeviceId;
 
-pub use bridge::{BridgeSettings, UplinkStatus};
 pub use crate::config::UplinkConfig;
+pub use bridge::{BridgeSettings, UplinkStatus};
 pub use error::UplinkError;
 pub use metrics::UplinkMetrics;
 pub use outbox::{
