@@ -45,9 +45,9 @@ pub enum FleetError {
         device: DeviceId,
         /// What it was doing (`connect`, `status`, `seq 42`, ...).
         step: String,
-        /// The simulator's error.
+        /// The simulator's error (boxed: it carries TLS detail).
         #[source]
-        source: SimError,
+        source: Box<SimError>,
     },
     /// A device task panicked.
     #[error("device task failed: {0}")]
@@ -106,10 +106,10 @@ pub async fn stream_device(opts: &FleetOptions, i: usize) -> Result<(), FleetErr
     };
     let step = |step: String| {
         let device = id.clone();
-        move |source| FleetError::Device {
+        move |source: SimError| FleetError::Device {
             device,
             step,
-            source,
+            source: Box::new(source),
         }
     };
     let device_opts = DeviceOptions {
