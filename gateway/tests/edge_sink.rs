@@ -11,6 +11,7 @@ use gateway::broker::BrokerHandle;
 use gateway::context::GatewayContext;
 use gateway::sink::{AcceptFuture, AcceptedTelemetry, SinkError, TelemetrySink};
 use support::{test_config, TestPki};
+use wardgate_tests::wait::wait_for;
 
 /// Records what it is given; refuses once `refuse` is set.
 #[derive(Default)]
@@ -99,7 +100,7 @@ async fn telemetry_is_committed_to_the_sink_before_puback_and_refusal_withholds_
     dev.publish_telemetry(v.next_readings()).await.unwrap();
     let err = dev.wait_puback(Duration::from_secs(10)).await.unwrap_err();
     assert!(err.to_string().contains("connection ended"), "{err}");
-    let row = support::wait_for(Duration::from_secs(10), || {
+    let row = wait_for(Duration::from_secs(10), || {
         ctx.audit
             .find("sink-01", Some("edge.violation"))
             .unwrap()

@@ -2,8 +2,6 @@
 //! directly), group commit, and both full-outbox policies with their alert,
 //! metric and notice.
 
-mod uplink_support;
-
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
