@@ -423,7 +423,12 @@ mod tests {
                 s.value
                     .general_names
                     .iter()
-                    .map(|n| format!("{n}"))
+                    .map(|n| match n {
+                        GeneralName::URI(u) => format!("URI:{u}"),
+                        GeneralName::DNSName(d) => format!("DNS:{d}"),
+                        GeneralName::IPAddress(ip) => format!("IP:{ip:?}"),
+                        other => format!("{other:?}"),
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -453,8 +458,8 @@ mod tests {
         assert_eq!(
             sans,
             vec![
-                "IPAddress:127.0.0.1".to_owned(),
-                "DNSName:localhost".to_owned()
+                "IP:[127, 0, 0, 1]".to_owned(),
+                "DNS:localhost".to_owned()
             ]
         );
     }
