@@ -20,13 +20,15 @@ use wardgate_protocol::{
     topic, DeviceActivity, DeviceId, Reading, Status, Telemetry, TopicKind, VitalKind,
     SCHEMA_VERSION,
 };
+use wardgate_tls::{ClientTls, Credentials, TrustAnchors};
 
 /// What went wrong in the simulator.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
-    /// TLS material could not be loaded.
+    /// TLS material could not be loaded (the error names the
+    /// [`DeviceTls`] field).
     #[error("TLS setup: {0}")]
-    Tls(String),
+    Tls(#[from] wardgate_tls::TlsError),
     /// The MQTT client refused a request.
     #[error("MQTT client: {0}")]
     Client(#[from] rumqttc::ClientError),
@@ -62,25 +64,16 @@ impl std::fmt::Debug for DeviceTls {
 /// and presents the device certificate.
 ///
 /// # Errors
-/// [`SimError::Tls`] if the PEM does not parse.
+/// [`SimError::Tls`] naming the [`DeviceTls`] field whose PEM is unusable.
 pub fn client_config(tls: &DeviceTls) -> Result<rustls::ClientConfig, SimError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut tls.ca_pem.as_bytes()) {
-        let c = c.map_err(|e| SimError::Tls(e.to_string()))?;
-        roots.add(c).map_err(|e| SimError::Tls(e.to_string()))?;
-    }
-    let certs = rustls_pemfile::certs(&mut tls.cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| SimError::Tls(e.to_string()))?;
-    let key = rustls_pemfile::private_key(&mut tls.key_pem.as_bytes())
-        .map_err(|e| SimError::Tls(e.to_string()))?
-        .ok_or_else(|| SimError::Tls("no private key".into()))?;
-    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| SimError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(certs, key)
-        .map_err(|e| SimError::Tls(e.to_string()))
+    let roots = TrustAnchors::from_pem("DeviceTls.ca_pem", tls.ca_pem.as_bytes())?;
+    let identity = Credentials::from_pem(
+        "DeviceTls.cert_pem",
+        tls.cert_pem.as_bytes(),
+        "DeviceTls.key_pem",
+        tls.key_pem.as_bytes(),
+    )?;
+    Ok(ClientTls::new(roots).identity(identity).build()?)
 }
 
 /// Something the device saw.

@@ -410,25 +410,8 @@ fn require_file(field: &str, path: &Path, what: &str) -> Result<(), ConfigError>
 /// # Errors
 /// [`ConfigError::Invalid`] with the mode and the `chmod` to run.
 pub fn check_private(field: &str, path: &Path) -> Result<(), ConfigError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(path).map_err(|e| {
-            ConfigError::invalid(field, format!("{} cannot be read: {e}", path.display()))
-        })?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(ConfigError::invalid(
-                field,
-                format!(
-                    "{} has mode {mode:o} and is readable by other users; run `chmod 600 {}`",
-                    path.display(),
-                    path.display()
-                ),
-            ));
-        }
-    }
-    Ok(())
+    wardgate_tls::keyfile::check_private(path)
+        .map_err(|e| ConfigError::invalid(field, e.to_string()))
 }
 
 #[cfg(test)]

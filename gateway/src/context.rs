@@ -89,11 +89,5 @@ pub fn create_private_dir(path: &std::path::Path) -> Result<(), ContextError> {
         path: path.to_path_buf(),
         source,
     };
-    std::fs::create_dir_all(path).map_err(err)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
-    }
-    Ok(())
+    wardgate_tls::keyfile::create_private_dir(path).map_err(err)
 }

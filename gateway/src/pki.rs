@@ -14,11 +14,10 @@ use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
 };
-use sha2::{Digest, Sha256};
 use wardgate_protocol::DeviceId;
 
-/// URI prefix of the device identity SAN.
-pub const DEVICE_URI_PREFIX: &str = "urn:wardgate:device:";
+/// URI prefix of the device identity SAN (one definition, in `wardgate-tls`).
+pub use wardgate_tls::DEVICE_URN_PREFIX as DEVICE_URI_PREFIX;
 
 /// What went wrong in the PKI helper.
 #[derive(Debug, thiserror::Error)]
@@ -86,34 +85,26 @@ impl Issued {
     }
 }
 
-/// SHA-256 of a DER certificate, lowercase hex.
-#[must_use]
-pub fn fingerprint(der: &[u8]) -> String {
-    hex::encode(Sha256::digest(der))
-}
+/// SHA-256 of a DER certificate, lowercase hex (from `wardgate-tls`).
+pub use wardgate_tls::fingerprint;
 
+/// Create `path` with `mode`, atomically, never replacing a file
+/// (`wardgate-tls`' key-file writer).
 fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<(), PkiError> {
-    use std::io::Write;
-    if path.exists() {
-        return Err(PkiError::Exists(path.to_path_buf()));
-    }
-    let io = |source| PkiError::Io {
-        action: "write",
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(mode);
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    let mut f = opts.open(path).map_err(io)?;
-    f.write_all(data).map_err(io)?;
-    f.sync_all().map_err(io)
+    use wardgate_tls::KeyFileError;
+    wardgate_tls::keyfile::write_new(path, data, mode).map_err(|e| match e {
+        KeyFileError::Exists { path } => PkiError::Exists(path),
+        KeyFileError::Write { path, source } => PkiError::Io {
+            action: "write",
+            path,
+            source,
+        },
+        other => PkiError::Io {
+            action: "write",
+            path: path.to_path_buf(),
+            source: std::io::Error::other(other),
+        },
+    })
 }
 
 fn read(path: &Path) -> Result<String, PkiError> {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gateway::admin::{NewToken, Role, SystemClock, TokenName, TokenStore};
-use gateway::registry::{DeviceState, NewDevice};
+use gateway::registry::DeviceState;
 use gateway::{Config, Gateway};
 use rumqttc::{
     AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
@@ -75,14 +75,7 @@ async fn revoking_a_device_through_the_api_cuts_its_live_connection() {
         gw.context
             .registry
             .enroll(
-                &NewDevice {
-                    id: DeviceId::parse(id).unwrap(),
-                    model: "Infusomat".into(),
-                    hardware_id: "pump-hw-1".into(),
-                    manufacturer: "acme".into(),
-                    firmware_version: "1.0.0".into(),
-                    cert_fingerprint: None,
-                },
+                &support::new_device(&DeviceId::parse(id).unwrap(), "Infusomat", "pump-hw-1"),
                 "test",
             )
             .unwrap();

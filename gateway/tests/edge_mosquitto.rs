@@ -6,8 +6,9 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{telemetry_json, TestGateway};
+use support::TestGateway;
 use wardgate_protocol::DeviceId;
+use wardgate_tests::telemetry::telemetry_json;
 use wardgate_tests::wait::wait_for;
 
 const PUB: &str = "/usr/bin/mosquitto_pub";

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use device_sim::{SimDevice, VitalsGenerator};
 use gateway::registry::DeviceState;
-use support::{telemetry_json, TestGateway};
+use support::TestGateway;
 use tokio::io::AsyncWriteExt;
 use wardgate_protocol::DeviceId;
 use wardgate_tests::mqtt::{connect_v4, publish_v4, read_until_closed};
 use wardgate_tests::pki::Ca;
+use wardgate_tests::telemetry::telemetry_json;
 use wardgate_tests::tls::raw_tls;
 use wardgate_tests::wait::wait_for;
 
@@ -536,17 +537,7 @@ async fn replayed_seq_is_refused_after_a_gateway_restart() {
     first
         .context
         .registry
-        .enroll(
-            &gateway::registry::NewDevice {
-                id: id.clone(),
-                model: "m".into(),
-                hardware_id: "h".into(),
-                manufacturer: "acme".into(),
-                firmware_version: "1.0.0".into(),
-                cert_fingerprint: None,
-            },
-            "test",
-        )
+        .enroll(&support::new_device(&id, "m", "h"), "test")
         .unwrap();
     let mut dev = SimDevice::connect(&opts(first.edge_addr().port()))
         .await

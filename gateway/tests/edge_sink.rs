@@ -52,17 +52,7 @@ async fn telemetry_is_committed_to_the_sink_before_puback_and_refusal_withholds_
 
     let id = wardgate_protocol::DeviceId::parse("sink-01").unwrap();
     ctx.registry
-        .enroll(
-            &gateway::registry::NewDevice {
-                id: id.clone(),
-                model: "m".into(),
-                hardware_id: "h".into(),
-                manufacturer: "acme".into(),
-                firmware_version: "1.0.0".into(),
-                cert_fingerprint: None,
-            },
-            "test",
-        )
+        .enroll(&support::new_device(&id, "m", "h"), "test")
         .unwrap();
     let tls = pki.device_tls(&pki.ca.issue_device(&id, 5).unwrap());
     let opts = device_sim::DeviceOptions {

@@ -90,21 +90,19 @@ pub fn new_token() -> (String, String) {
     (token, hash)
 }
 
-/// Reads the gateway id from a verified client certificate (DER).
+/// Reads the gateway id from a verified client certificate (DER): the one
+/// SAN URI `urn:wardgate:gateway:<id>`, else the CN
+/// ([`wardgate_tls::identity_from_cert`]). `None` if it names no single
+/// valid gateway id.
 #[must_use]
 pub fn gateway_from_cert(der: &[u8]) -> Option<GatewayId> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    if let Ok(Some(san)) = cert.subject_alternative_name() {
-        for name in &san.value.general_names {
-            if let x509_parser::extensions::GeneralName::URI(uri) = name {
-                if let Some(id) = uri.strip_prefix("urn:wardgate:gateway:") {
-                    return GatewayId::new(id).ok();
-                }
-            }
+    match wardgate_tls::identity_from_cert(der, wardgate_tls::GATEWAY_URN_PREFIX) {
+        Ok(found) => GatewayId::new(&found.name).ok(),
+        Err(e) => {
+            tracing::warn!(error = %e, "client certificate names no gateway");
+            None
         }
     }
-    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?;
-    GatewayId::new(cn).ok()
 }
 
 #[cfg(test)]

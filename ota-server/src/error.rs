@@ -1,7 +1,5 @@
 //! The crate-level error: what can stop the server from starting or running.
 
-use std::path::PathBuf;
-
 /// Start-up and run-time failures of the server.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -14,16 +12,10 @@ pub enum Error {
     /// The repository failed.
     #[error(transparent)]
     Repo(#[from] crate::repo::RepoError),
-    /// TLS material could not be loaded.
-    #[error("TLS {field} ({path}): {reason}")]
-    Tls {
-        /// Config field.
-        field: &'static str,
-        /// File.
-        path: PathBuf,
-        /// What is wrong and what to do.
-        reason: String,
-    },
+    /// TLS material could not be loaded (the error names the `tls.*` field,
+    /// the file and what to do).
+    #[error("TLS {0}")]
+    Tls(#[from] wardgate_tls::TlsError),
     /// Socket or file failure.
     #[error("{action}: {source}")]
     Io {

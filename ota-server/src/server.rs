@@ -249,7 +249,8 @@ async fn accept_loop(
                 Ok(Ok(t)) => t,
                 Ok(Err(e)) => {
                     metrics.tls_handshake_failures.inc();
-                    tracing::warn!(%peer, error = %e, "TLS handshake refused");
+                    let error = wardgate_tls::describe::handshake_error(&e, &crate::tls::HANDSHAKE);
+                    tracing::warn!(%peer, %error, "TLS handshake refused");
                     return;
                 }
                 Err(_) => {

@@ -26,6 +26,8 @@
 //!   polling a port or waiting for a line.
 //! - [`port`]: free loopback ports and waiting until one accepts.
 //! - [`wait`]: polling a condition until it holds, never a fixed sleep.
+//! - [`telemetry`]: device telemetry with chosen readings, and its raw
+//!   JSON.
 //! - [`python`]: the Python interpreter with the independent checkers
 //!   (python-tuf, fhir.resources).
 //! - [`hash`]: SHA-256 in hex.
@@ -42,6 +44,7 @@ pub mod pki;
 pub mod port;
 pub mod process;
 pub mod python;
+pub mod telemetry;
 pub mod tls;
 pub mod wait;
 

@@ -457,10 +457,7 @@ mod tests {
         assert_eq!(cn, "127.0.0.1");
         assert_eq!(
             sans,
-            vec![
-                "IP:[127, 0, 0, 1]".to_owned(),
-                "DNS:localhost".to_owned()
-            ]
+            vec!["IP:[127, 0, 0, 1]".to_owned(), "DNS:localhost".to_owned()]
         );
     }
 

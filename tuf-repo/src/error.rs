@@ -219,6 +219,9 @@ pub enum Error {
     Transport {
         /// What failed.
         reason: String,
+        /// The TLS material's problem, when that was the cause.
+        #[source]
+        source: Option<Box<wardgate_tls::TlsError>>,
     },
 
     /// The target does not exist in the repository.

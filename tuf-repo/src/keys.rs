@@ -13,14 +13,10 @@
 //! for the editor's `&[Box<dyn KeySource>]` arguments.
 
 use std::collections::HashMap;
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use aws_lc_rs::rand::SecureRandom;
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use ed25519_dalek::Signer;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -29,6 +25,7 @@ use tough::key_source::KeySource;
 use tough::schema::decoded::{Decoded, Hex};
 use tough::schema::key::{Ed25519Key, Ed25519Scheme, Key};
 use tough::sign::Sign;
+use wardgate_tls::{KeyFileError, SealingKey};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::{Error, Result};
@@ -184,23 +181,17 @@ impl SigningKey {
             },
             Some(p) => {
                 let mut salt = [0u8; 16];
-                let mut nonce = [0u8; 12];
                 rand::rngs::OsRng.fill_bytes(&mut salt);
-                rand::rngs::OsRng.fill_bytes(&mut nonce);
                 let aead_key = derive_key(p, &salt, kdf, path)?;
-                let cipher = ChaCha20Poly1305::new((&*aead_key).into());
-                let ciphertext = cipher
-                    .encrypt(
-                        Nonce::from_slice(&nonce),
-                        Payload {
-                            msg: self.inner.as_bytes(),
-                            aad: public.as_bytes(),
-                        },
-                    )
-                    .map_err(|_| Error::KeyFile {
-                        path: path.to_owned(),
-                        reason: "encryption failed".into(),
-                    })?;
+                // ChaCha20-Poly1305 under the derived key, the public key as
+                // associated data, a fresh random nonce.
+                let (nonce, ciphertext) =
+                    SealingKey::from_bytes(&aead_key, path.display().to_string())
+                        .seal(public.as_bytes(), self.inner.as_bytes())
+                        .map_err(|_| Error::KeyFile {
+                            path: path.to_owned(),
+                            reason: "encryption failed".into(),
+                        })?;
                 Protection::Argon2idChacha20poly1305 {
                     kdf,
                     salt: hex::encode(salt),
@@ -280,16 +271,9 @@ impl SigningKey {
                     return Err(bad("nonce is not 12 bytes"));
                 }
                 let aead_key = derive_key(p, &salt, *kdf, path)?;
-                let cipher = ChaCha20Poly1305::new((&*aead_key).into());
                 let plain = Zeroizing::new(
-                    cipher
-                        .decrypt(
-                            Nonce::from_slice(&nonce),
-                            Payload {
-                                msg: &ciphertext,
-                                aad: file.public.as_bytes(),
-                            },
-                        )
+                    SealingKey::from_bytes(&aead_key, path.display().to_string())
+                        .open(file.public.as_bytes(), &nonce, &ciphertext)
                         .map_err(|_| Error::WrongPassphrase {
                             path: path.to_owned(),
                         })?,
@@ -334,19 +318,20 @@ fn derive_key(
 /// Creates `path` (which must not exist) readable and writable by its owner
 /// only, and writes `bytes` to it.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut opts = OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
+    match wardgate_tls::keyfile::write_private_new(path, bytes) {
+        Ok(()) => Ok(()),
+        Err(KeyFileError::Exists { .. }) => Err(Error::io(
+            "creating key file (it must not exist yet)",
+            path,
+            std::io::ErrorKind::AlreadyExists.into(),
+        )),
+        Err(KeyFileError::Write { source, .. }) => Err(Error::io("writing key file", path, source)),
+        Err(other) => Err(Error::io(
+            "writing key file",
+            path,
+            std::io::Error::other(other),
+        )),
     }
-    let mut f = opts
-        .open(path)
-        .map_err(|e| Error::io("creating key file (it must not exist yet)", path, e))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| Error::io("writing key file", path, e))
 }
 
 /// The TUF form of an Ed25519 public key.

@@ -2,14 +2,14 @@
 //! present a client certificate.
 //!
 //! tough's own `HttpTransport` trusts only the platform store and offers no
-//! client certificate (DESIGN.md, "Known pitfalls"). Wardgate's OTA server is
-//! behind the ward's private CA and wants mutual TLS, so [`HttpsTransport`]
-//! builds its own rustls configuration (ring provider, only the given CA as
-//! root, optional client identity) and hands it to reqwest. `file://` URLs
+//! client certificate. Wardgate's OTA server is behind the ward's private CA
+//! and wants mutual TLS, so [`HttpsTransport`] takes a rustls configuration
+//! built with `wardgate-tls` (ring provider, only the given CA as root,
+//! optional client identity) and hands it to reqwest; a refused handshake is
+//! reported in words that name the field at fault. `file://` URLs
 //! are served by tough's [`FilesystemTransport`] so the same transport works
 //! for local mirrors.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::TryStreamExt;
@@ -18,6 +18,8 @@ use tough::{
     TransportStream,
 };
 use url::Url;
+use wardgate_tls::describe;
+use wardgate_tls::{ClientTls, Credentials, TrustAnchors};
 
 use crate::error::{Error, Result};
 
@@ -25,6 +27,7 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone)]
 pub struct HttpsTransport {
     client: reqwest::Client,
+    fields: Fields,
 }
 
 /// Settings for [`HttpsTransport`].
@@ -39,58 +42,105 @@ pub struct HttpsTransportConfig {
     pub timeout: Option<Duration>,
 }
 
-fn terr(reason: impl Into<String>) -> Error {
+/// The connection fields named in fetch errors, for a transport built from
+/// [`HttpsTransportConfig`].
+const DEFAULT_FIELDS: Fields = Fields {
+    ca: "ca_pem",
+    cert: Some("client_identity"),
+};
+
+/// Which configuration fields hold the CA and this client's certificate, so
+/// that a refused connection blames the right one.
+#[derive(Debug, Clone, Copy)]
+struct Fields {
+    ca: &'static str,
+    cert: Option<&'static str>,
+}
+
+fn terr(source: wardgate_tls::TlsError) -> Error {
     Error::Transport {
-        reason: reason.into(),
+        reason: source.to_string(),
+        source: Some(Box::new(source)),
     }
 }
 
 impl HttpsTransport {
     /// Builds the transport. Fails if the CA or the identity does not parse.
     pub fn new(cfg: &HttpsTransportConfig) -> Result<Self> {
-        let mut roots = rustls::RootCertStore::empty();
-        let mut n = 0;
-        for cert in rustls_pemfile::certs(&mut cfg.ca_pem.as_slice()) {
-            let cert = cert.map_err(|e| terr(format!("CA PEM: {e}")))?;
-            roots
-                .add(cert)
-                .map_err(|e| terr(format!("CA certificate: {e}")))?;
-            n += 1;
+        let roots = TrustAnchors::from_pem(DEFAULT_FIELDS.ca, &cfg.ca_pem).map_err(terr)?;
+        let mut tls = ClientTls::new(roots);
+        if let Some((cert_pem, key_pem)) = &cfg.client_identity {
+            let identity = Credentials::from_pem(
+                "client certificate (client_identity)",
+                cert_pem,
+                "client key (client_identity)",
+                key_pem,
+            )
+            .map_err(terr)?;
+            tls = tls.identity(identity);
         }
-        if n == 0 {
-            return Err(terr(
-                "no CA certificate in the CA PEM; give the ward's CA (ca.pem)",
-            ));
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| terr(format!("TLS versions: {e}")))?
-            .with_root_certificates(roots);
-        let tls = match &cfg.client_identity {
-            None => builder.with_no_client_auth(),
-            Some((cert_pem, key_pem)) => {
-                let chain = rustls_pemfile::certs(&mut cert_pem.as_slice())
-                    .collect::<std::result::Result<Vec<_>, _>>()
-                    .map_err(|e| terr(format!("client certificate PEM: {e}")))?;
-                if chain.is_empty() {
-                    return Err(terr("no certificate in the client certificate PEM"));
-                }
-                let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
-                    .map_err(|e| terr(format!("client key PEM: {e}")))?
-                    .ok_or_else(|| terr("no private key in the client key PEM"))?;
-                builder
-                    .with_client_auth_cert(chain, key)
-                    .map_err(|e| terr(format!("client identity: {e}")))?
-            }
-        };
+        let tls = tls.build().map_err(terr)?;
+        Self::build(tls, cfg.timeout, DEFAULT_FIELDS)
+    }
+
+    /// A transport over a client configuration built by the caller with
+    /// `wardgate-tls` (e.g. the gateway's OTA agent from its own config
+    /// fields); `ca_field` and `cert_field` name those fields when the
+    /// server's certificate, or ours, is refused.
+    pub fn with_client_config(
+        tls: rustls::ClientConfig,
+        timeout: Option<Duration>,
+        ca_field: &'static str,
+        cert_field: Option<&'static str>,
+    ) -> Result<Self> {
+        Self::build(
+            tls,
+            timeout,
+            Fields {
+                ca: ca_field,
+                cert: cert_field,
+            },
+        )
+    }
+
+    fn build(tls: rustls::ClientConfig, timeout: Option<Duration>, fields: Fields) -> Result<Self> {
         let client = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
-            .timeout(cfg.timeout.unwrap_or(Duration::from_secs(60)))
+            .timeout(timeout.unwrap_or(Duration::from_secs(60)))
             .build()
-            .map_err(|e| terr(format!("HTTP client: {e}")))?;
-        Ok(Self { client })
+            .map_err(|e| Error::Transport {
+                reason: format!("HTTP client: {e}"),
+                source: None,
+            })?;
+        Ok(Self { client, fields })
     }
+
+    /// The cause of a failed request, in words when TLS refused it.
+    fn cause(&self, e: reqwest::Error) -> Box<dyn std::error::Error + Send + Sync> {
+        let cx = describe::Context {
+            side: describe::Side::Client,
+            peer: "OTA server",
+            trust_field: self.fields.ca,
+            own_cert_field: self.fields.cert,
+            reissue: "ask the OTA server's operator for a certificate issued by that CA",
+        };
+        match describe::find_tls_error(&e) {
+            Some(tls) => Box::new(TlsRefusal {
+                words: describe::tls_error(tls, &cx),
+                source: e,
+            }),
+            None => Box::new(e),
+        }
+    }
+}
+
+/// A request TLS refused, described for an operator; keeps reqwest's error.
+#[derive(Debug, thiserror::Error)]
+#[error("{words}")]
+struct TlsRefusal {
+    words: String,
+    #[source]
+    source: reqwest::Error,
 }
 
 #[async_trait]
@@ -107,7 +157,7 @@ impl Transport for HttpsTransport {
             }
         }
         let resp = self.client.get(url.clone()).send().await.map_err(|e| {
-            TransportError::new_with_cause(TransportErrorKind::Other, url.clone(), e)
+            TransportError::new_with_cause(TransportErrorKind::Other, url.clone(), self.cause(e))
         })?;
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::FORBIDDEN {

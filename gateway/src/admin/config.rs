@@ -82,15 +82,9 @@ impl AdminConfig {
                 if !key.is_file() {
                     return bad("admin.tls_key", format!("{} is not a readable file; point it at the PEM private key of admin.tls_cert", key.display()));
                 }
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::PermissionsExt;
-                    let mode = std::fs::metadata(key)
-                        .map(|m| m.permissions().mode())
-                        .unwrap_or(0);
-                    if mode & 0o077 != 0 {
-                        return bad("admin.tls_key", format!("{} is readable by group or others (mode {:o}); run `chmod 600` on it", key.display(), mode & 0o777));
-                    }
+                // Fails closed: permissions that cannot be read are refused.
+                if let Err(e) = wardgate_tls::keyfile::check_private(key) {
+                    return bad("admin.tls_key", e.to_string());
                 }
             }
         }

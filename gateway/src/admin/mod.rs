@@ -105,14 +105,9 @@ pub enum AdminError {
         /// Allowed maximum.
         max_minutes: u32,
     },
-    /// The TLS certificate or key cannot be used.
-    #[error("admin TLS file {path}: {problem}; check admin.tls_cert / admin.tls_key (PEM)")]
-    Tls {
-        /// The file.
-        path: std::path::PathBuf,
-        /// What is wrong.
-        problem: String,
-    },
+    /// The TLS certificate or key cannot be used (the error names the field).
+    #[error("admin TLS: {0}")]
+    Tls(#[from] wardgate_tls::TlsError),
     /// The listen address cannot be bound.
     #[error("cannot listen on {addr} (admin.bind): {source}; pick a free port or stop the other process")]
     Bind {
@@ -125,12 +120,13 @@ pub enum AdminError {
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
     /// The TOTP sealing key is missing, malformed or does not fit.
-    #[error("admin TOTP key {origin}: {problem}")]
+    #[error("admin TOTP key: {source}{advice}")]
     TotpKey {
-        /// Where the key came from (file or variable).
-        origin: String,
-        /// What is wrong and what to do.
-        problem: String,
+        /// What is wrong with the key or the sealed secret.
+        #[source]
+        source: wardgate_tls::SealError,
+        /// What to do, beyond what `source` says (may be empty).
+        advice: String,
     },
     /// A stored TOTP secret is unusable.
     #[error(transparent)]

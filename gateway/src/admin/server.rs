@@ -24,6 +24,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use wardgate_tls::{Credentials, ServerTls, ALPN_HTTP};
 
 use super::api;
 use super::auth;
@@ -139,43 +140,25 @@ impl AdminState {
 }
 
 /// Load a PEM certificate chain and private key into a TLS 1.2/1.3 server
-/// configuration (ring provider, ALPN h2 and http/1.1).
+/// configuration (ring provider, ALPN h2 and http/1.1, no client
+/// certificates: callers authenticate with tokens).
 ///
 /// # Errors
-/// [`AdminError::Tls`] naming the file and what to fix.
+/// [`AdminError::Tls`] naming `admin.tls_cert` / `admin.tls_key` and what to fix.
 pub fn load_tls(
     cert_path: &Path,
     key_path: &Path,
 ) -> Result<Arc<rustls::ServerConfig>, AdminError> {
-    let tls_err = |path: &Path, problem: String| AdminError::Tls {
-        path: path.to_path_buf(),
-        problem,
-    };
-    let cert_pem = std::fs::read(cert_path).map_err(|e| tls_err(cert_path, e.to_string()))?;
-    let key_pem = std::fs::read(key_path).map_err(|e| tls_err(key_path, e.to_string()))?;
-    let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| tls_err(cert_path, format!("not a PEM certificate chain: {e}")))?;
-    if certs.is_empty() {
-        return Err(tls_err(cert_path, "no CERTIFICATE block found".into()));
-    }
-    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
-        .map_err(|e| tls_err(key_path, format!("not a PEM private key: {e}")))?
-        .ok_or_else(|| tls_err(key_path, "no PRIVATE KEY block found".into()))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| tls_err(cert_path, e.to_string()))?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .map_err(|e| {
-        tls_err(
-            cert_path,
-            format!("certificate and key do not form a usable pair: {e}"),
-        )
-    })?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    server_tls(("admin.tls_cert", cert_path), ("admin.tls_key", key_path))
+}
+
+/// As [`load_tls`], naming the fields the files came from.
+fn server_tls(
+    (cert_field, cert_path): (&'static str, &Path),
+    (key_field, key_path): (&'static str, &Path),
+) -> Result<Arc<rustls::ServerConfig>, AdminError> {
+    let credentials = Credentials::load(cert_field, cert_path, key_field, key_path)?;
+    let config = ServerTls::new(credentials).alpn(ALPN_HTTP).build()?;
     Ok(Arc::new(config))
 }
 
@@ -384,14 +367,13 @@ pub fn start(
         return Ok(None);
     }
     config.validate()?;
-    let (cert, key) = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => (cert.clone(), key.clone()),
-        _ => (
-            ctx.config.edge.server_cert.clone(),
-            ctx.config.edge.server_key.clone(),
-        ),
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => load_tls(cert, key)?,
+        _ => server_tls(
+            ("edge.server_cert", &ctx.config.edge.server_cert),
+            ("edge.server_key", &ctx.config.edge.server_key),
+        )?,
     };
-    let tls = load_tls(&cert, &key)?;
     let clock: Arc<dyn super::Clock> = Arc::new(super::SystemClock);
     let tokens = Arc::new(TokenStore::open(
         &ctx.db_path,

@@ -107,8 +107,8 @@ pub fn run(args: &DeviceArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         } => {
             let fingerprint = match cert {
                 Some(path) => {
-                    let certs = crate::edge::tls::load_certs(path)?;
-                    Some(crate::pki::fingerprint(certs[0].as_ref()))
+                    let certs = wardgate_tls::pem::load_certs("--cert", path)?;
+                    certs.first().map(|c| wardgate_tls::fingerprint(c))
                 }
                 None => None,
             };

@@ -44,11 +44,9 @@ use crate::sink::TelemetrySink;
 /// What went wrong starting the edge.
 #[derive(Debug, thiserror::Error)]
 pub enum EdgeError {
-    /// TLS material is missing or invalid.
-    #[error(
-        "edge TLS setup failed: {0}; check edge.ca_cert, edge.server_cert and edge.server_key"
-    )]
-    Tls(String),
+    /// TLS material is missing or invalid (the error names the field).
+    #[error("edge TLS setup failed: {0}")]
+    Tls(#[from] wardgate_tls::TlsError),
     /// The listener could not bind.
     #[error("cannot listen for devices on {addr}: {source}; check edge.listen")]
     Bind {

@@ -104,7 +104,13 @@ pub(crate) async fn run(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     let tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
-            refuse_peer(&shared, peer, "tls_handshake", &e.to_string()).await;
+            refuse_peer(
+                &shared,
+                peer,
+                "tls_handshake",
+                &wardgate_tls::describe::handshake_error(&e, &crate::edge::tls::HANDSHAKE),
+            )
+            .await;
             return;
         }
         Err(_) => {

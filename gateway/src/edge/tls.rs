@@ -1,25 +1,36 @@
 //! Mutual TLS for the device listener and the device identity taken from the
 //! verified client certificate.
 //!
-//! Client certificates are checked by `rustls`' `WebPkiClientVerifier`
-//! against the ward device CA only (no system roots); a connection without a
-//! certificate, with one from another CA or an expired one fails the
-//! handshake. The device id comes from the SAN URI
-//! `urn:wardgate:device:<id>`, else from the subject CN, and is parsed into a
-//! [`DeviceId`]; never from the MQTT client id or a payload.
+//! The configuration comes from `wardgate-tls`: client certificates are
+//! required and verified against the ward device CA (`edge.ca_cert`) only
+//! (no system roots); a connection without a certificate, with one from
+//! another CA or an expired one fails the handshake, and the refusal is
+//! recorded in the words of [`wardgate_tls::describe`] ([`HANDSHAKE`]). The
+//! device id comes from the SAN URI `urn:wardgate:device:<id>`, else from
+//! the subject CN ([`wardgate_tls::identity_from_cert`]), and is parsed into
+//! a [`DeviceId`]; never from the MQTT client id or a payload.
 
-use std::io::BufReader;
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::ServerConfig;
 use wardgate_protocol::DeviceId;
-use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+use wardgate_tls::describe::{Context, Side};
+use wardgate_tls::{ClientAuth, Credentials, ServerTls, TrustAnchors, DEVICE_URN_PREFIX};
 
 use crate::edge::EdgeError;
-use crate::pki::{fingerprint, DEVICE_URI_PREFIX};
+
+/// The `rustls` provider the gateway uses (ring).
+pub use wardgate_tls::provider;
+
+/// How the edge words a refused device handshake.
+pub const HANDSHAKE: Context<'static> = Context {
+    side: Side::Server,
+    peer: "device",
+    trust_field: "edge.ca_cert",
+    own_cert_field: Some("edge.server_cert"),
+    reissue: "issue the device a new one with `gateway pki device`",
+};
 
 /// Who is on the other end of a verified TLS session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,16 +42,16 @@ pub struct PeerIdentity {
 }
 
 /// Why no device id could be read from a (verified) certificate.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum IdentityError {
-    /// The DER did not parse.
-    #[error("client certificate does not parse: {0}")]
-    Parse(String),
-    /// Neither SAN URI nor CN holds a valid device id.
+    /// The certificate does not parse or names no single identity.
+    #[error("client certificate: {0}")]
+    Certificate(#[from] wardgate_tls::IdentityError),
+    /// The name it carries is not a valid device id.
     #[error(
         "client certificate names no valid device id (SAN URI urn:wardgate:device:<id> or CN): {0}"
     )]
-    NoId(String),
+    NoId(#[source] wardgate_protocol::ProtocolError),
 }
 
 /// Read the device identity from a client certificate.
@@ -48,115 +59,31 @@ pub enum IdentityError {
 /// # Errors
 /// [`IdentityError`] if the certificate does not parse or names no id.
 pub fn peer_identity(der: &[u8]) -> Result<PeerIdentity, IdentityError> {
-    let (_, cert) =
-        X509Certificate::from_der(der).map_err(|e| IdentityError::Parse(e.to_string()))?;
-    let mut candidate: Option<String> = None;
-    if let Ok(Some(san)) = cert.subject_alternative_name() {
-        for name in &san.value.general_names {
-            if let GeneralName::URI(uri) = name {
-                if let Some(id) = uri.strip_prefix(DEVICE_URI_PREFIX) {
-                    if candidate.is_some() {
-                        return Err(IdentityError::NoId("more than one device URI".into()));
-                    }
-                    candidate = Some(id.to_owned());
-                }
-            }
-        }
-    }
-    if candidate.is_none() {
-        candidate = cert
-            .subject()
-            .iter_common_name()
-            .next()
-            .and_then(|cn| cn.as_str().ok())
-            .map(str::to_owned);
-    }
-    let raw = candidate.ok_or_else(|| IdentityError::NoId("no SAN URI and no CN".into()))?;
-    let device_id = DeviceId::parse(&raw).map_err(|e| IdentityError::NoId(e.to_string()))?;
+    let found = wardgate_tls::identity_from_cert(der, DEVICE_URN_PREFIX)?;
+    let device_id = DeviceId::parse(&found.name).map_err(IdentityError::NoId)?;
     Ok(PeerIdentity {
         device_id,
-        fingerprint: fingerprint(der),
+        fingerprint: found.fingerprint,
     })
-}
-
-fn tls_err(what: &str, path: &Path, detail: impl std::fmt::Display) -> EdgeError {
-    EdgeError::Tls(format!("{what} {}: {detail}", path.display()))
-}
-
-/// Load PEM certificates from `path`.
-///
-/// # Errors
-/// [`EdgeError::Tls`] if the file is unreadable or holds no certificate.
-pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, EdgeError> {
-    let file = std::fs::File::open(path).map_err(|e| tls_err("cannot open", path, e))?;
-    let certs: Vec<_> = rustls_pemfile::certs(&mut BufReader::new(file))
-        .collect::<Result<_, _>>()
-        .map_err(|e| tls_err("cannot parse certificates in", path, e))?;
-    if certs.is_empty() {
-        return Err(tls_err(
-            "no certificate in",
-            path,
-            "expected PEM CERTIFICATE blocks",
-        ));
-    }
-    Ok(certs)
-}
-
-/// Load a PEM private key from `path`.
-///
-/// # Errors
-/// [`EdgeError::Tls`] if the file is unreadable or holds no key.
-pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, EdgeError> {
-    let file = std::fs::File::open(path).map_err(|e| tls_err("cannot open", path, e))?;
-    rustls_pemfile::private_key(&mut BufReader::new(file))
-        .map_err(|e| tls_err("cannot parse key in", path, e))?
-        .ok_or_else(|| {
-            tls_err(
-                "no private key in",
-                path,
-                "expected a PEM PRIVATE KEY block",
-            )
-        })
-}
-
-/// The `rustls` provider the gateway uses (ring).
-#[must_use]
-pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// Build the device listener's TLS configuration: TLS 1.2/1.3, client
 /// certificates required and verified against `ca_path` only.
 ///
 /// # Errors
-/// [`EdgeError::Tls`] naming the file at fault.
+/// [`EdgeError::Tls`] naming the field (`edge.ca_cert`, `edge.server_cert`,
+/// `edge.server_key`) at fault.
 pub fn server_config(
     ca_path: &Path,
     cert_path: &Path,
     key_path: &Path,
 ) -> Result<Arc<ServerConfig>, EdgeError> {
-    let mut roots = RootCertStore::empty();
-    for ca in load_certs(ca_path)? {
-        roots
-            .add(ca)
-            .map_err(|e| tls_err("invalid CA certificate in", ca_path, e))?;
-    }
-    let provider = provider();
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(|e| tls_err("cannot build client verifier from", ca_path, e))?;
-    let config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| EdgeError::Tls(e.to_string()))?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(load_certs(cert_path)?, load_key(key_path)?)
-        .map_err(|e| {
-            tls_err(
-                "server certificate and key do not match or are invalid:",
-                cert_path,
-                e,
-            )
-        })?;
+    let credentials =
+        Credentials::load("edge.server_cert", cert_path, "edge.server_key", key_path)?;
+    let devices = TrustAnchors::load("edge.ca_cert", ca_path)?;
+    let config = ServerTls::new(credentials)
+        .client_auth(ClientAuth::Required(devices))
+        .build()?;
     Ok(Arc::new(config))
 }
 
@@ -184,5 +111,83 @@ mod tests {
             Err(IdentityError::NoId(_))
         ));
         assert!(peer_identity(b"garbage").is_err());
+    }
+
+    /// A device certificate from another CA, refused by a real listener:
+    /// the refusal the edge records is in words, naming `edge.ca_cert`.
+    #[tokio::test]
+    async fn refused_handshake_is_recorded_in_words() {
+        use tokio::io::AsyncReadExt;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::generate("ward", 5).unwrap();
+        let (ca_pem, _) = ca.write(dir.path()).unwrap();
+        let server = ca.issue_server(&["localhost".into()], 5).unwrap();
+        let (cert, key) = (dir.path().join("s.pem"), dir.path().join("s.key"));
+        server.write(&cert, &key).unwrap();
+        let acceptor =
+            tokio_rustls::TlsAcceptor::from(server_config(&ca_pem, &cert, &key).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            acceptor.accept(tcp).await.err()
+        });
+
+        let rogue = Ca::generate("rogue", 5).unwrap();
+        let device = rogue
+            .issue_device(&DeviceId::parse("pump-07").unwrap(), 5)
+            .unwrap();
+        let client = wardgate_tls::ClientTls::new(
+            TrustAnchors::from_pem("ca", ca.cert_pem.as_bytes()).unwrap(),
+        )
+        .identity(
+            Credentials::from_pem(
+                "cert",
+                device.cert_pem.as_bytes(),
+                "key",
+                device.key_pem.as_bytes(),
+            )
+            .unwrap(),
+        )
+        .build()
+        .unwrap();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        if let Ok(mut tls) = connector.connect(name, tcp).await {
+            let _ = tls.read(&mut [0u8; 1]).await;
+        }
+        let err = accepted
+            .await
+            .unwrap()
+            .expect("the edge refuses the device");
+        let words = wardgate_tls::describe::handshake_error(&err, &HANDSHAKE);
+        assert!(
+            words.starts_with(
+                "the client certificate of the device was not issued by the CA in edge.ca_cert; issue the device a new one with `gateway pki device`"
+            ),
+            "{words}"
+        );
+    }
+
+    #[test]
+    fn tls_errors_name_the_edge_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::generate("t", 5).unwrap();
+        let (ca_pem, ca_key) = ca.write(dir.path()).unwrap();
+        let server = ca.issue_server(&["localhost".into()], 5).unwrap();
+        let (cert, key) = (dir.path().join("s.pem"), dir.path().join("s.key"));
+        server.write(&cert, &key).unwrap();
+        server_config(&ca_pem, &cert, &key).unwrap();
+        // The CA's key where the server key belongs: named by field.
+        let err = server_config(&ca_pem, &cert, &ca_key)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("edge.server_key") && err.contains("edge.server_cert"),
+            "{err}"
+        );
+        let err = server_config(&key, &cert, &key).unwrap_err().to_string();
+        assert!(err.contains("edge.ca_cert"), "{err}");
     }
 }

@@ -14,7 +14,6 @@
 //! upper half, so a ward of gateways does not reconnect in lockstep.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::BufReader;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,6 +24,8 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use wardgate_tls::describe::{self, Context, Side};
+use wardgate_tls::{ClientTls, Credentials, TrustAnchors};
 
 use super::outbox::{NoticeHook, Outbox, OutboxDepth, PendingMessage, UplinkNotice};
 use super::{UplinkConfig, UplinkError};
@@ -112,69 +113,30 @@ impl BridgeSettings {
     }
 }
 
+/// How the uplink words a refused connection to the hospital broker: its
+/// certificate is checked against `uplink.ca_file`, ours is `uplink.cert_file`.
+pub const HANDSHAKE: Context<'static> = Context {
+    side: Side::Client,
+    peer: "upstream broker",
+    trust_field: "uplink.ca_file",
+    own_cert_field: Some("uplink.cert_file"),
+    reissue: "ask the broker's operator for a certificate issued by the CA in uplink.ca_file, valid for uplink.broker_host",
+};
+
 /// Build the rustls client configuration: trust only `ca_file`, present
 /// `cert_file`/`key_file`.
 ///
 /// # Errors
-/// [`UplinkError::Tls`] naming the unusable file.
+/// [`UplinkError::Tls`] naming the field (`uplink.ca_file`,
+/// `uplink.cert_file` or `uplink.key_file`) really at fault.
 pub fn client_tls(
     ca_file: &Path,
     cert_file: &Path,
     key_file: &Path,
 ) -> Result<Arc<rustls::ClientConfig>, UplinkError> {
-    let tls_err = |what, path: &Path, reason: String| UplinkError::Tls {
-        what,
-        path: path.to_path_buf(),
-        reason,
-    };
-    let read = |what, path: &Path| {
-        std::fs::read(path).map_err(|e| tls_err(what, path, format!("cannot read: {e}")))
-    };
-    let ca_pem = read("uplink.ca_file", ca_file)?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut BufReader::new(ca_pem.as_slice())) {
-        let cert = cert.map_err(|e| tls_err("uplink.ca_file", ca_file, e.to_string()))?;
-        roots
-            .add(cert)
-            .map_err(|e| tls_err("uplink.ca_file", ca_file, e.to_string()))?;
-    }
-    if roots.is_empty() {
-        return Err(tls_err(
-            "uplink.ca_file",
-            ca_file,
-            "no PEM certificate in it".into(),
-        ));
-    }
-    let cert_pem = read("uplink.cert_file", cert_file)?;
-    let chain = rustls_pemfile::certs(&mut BufReader::new(cert_pem.as_slice()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| tls_err("uplink.cert_file", cert_file, e.to_string()))?;
-    if chain.is_empty() {
-        return Err(tls_err(
-            "uplink.cert_file",
-            cert_file,
-            "no PEM certificate in it".into(),
-        ));
-    }
-    let key_pem = read("uplink.key_file", key_file)?;
-    let key = rustls_pemfile::private_key(&mut BufReader::new(key_pem.as_slice()))
-        .map_err(|e| tls_err("uplink.key_file", key_file, e.to_string()))?
-        .ok_or_else(|| {
-            tls_err(
-                "uplink.key_file",
-                key_file,
-                "no PEM private key in it".into(),
-            )
-        })?;
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| tls_err("uplink.ca_file", ca_file, e.to_string()))?
-    .with_root_certificates(roots)
-    .with_client_auth_cert(chain, key)
-    .map_err(|e| tls_err("uplink.key_file", key_file, e.to_string()))?;
-    Ok(Arc::new(config))
+    let roots = TrustAnchors::load("uplink.ca_file", ca_file)?;
+    let identity = Credentials::load("uplink.cert_file", cert_file, "uplink.key_file", key_file)?;
+    Ok(Arc::new(ClientTls::new(roots).identity(identity).build()?))
 }
 
 /// What the admin API shows about the uplink.
@@ -394,7 +356,7 @@ impl Bridge {
                         return failed(false, format!("broker refused the connection: {:?}", ack.code));
                     }
                     Ok(_) => {}
-                    Err(e) => return failed(false, e.to_string()),
+                    Err(e) => return failed(false, describe::error_chain(&e, &HANDSHAKE)),
                 }
             }
         }
@@ -621,6 +583,47 @@ pub fn backoff(initial: Duration, max: Duration, failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each TLS file problem is attributed to its own field (a certificate
+    /// problem used to be blamed on `uplink.key_file`).
+    #[test]
+    fn client_tls_blames_the_field_at_fault() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = crate::pki::Ca::generate("ward", 5).unwrap();
+        let (ca_pem, ca_key) = ca.write(dir.path()).unwrap();
+        let id = wardgate_protocol::DeviceId::parse("gw-1").unwrap();
+        let me = ca.issue_device(&id, 5).unwrap();
+        let (cert, key) = (dir.path().join("gw.pem"), dir.path().join("gw.key"));
+        me.write(&cert, &key).unwrap();
+        client_tls(&ca_pem, &cert, &key).unwrap();
+        let err =
+            |ca: &Path, cert: &Path, key: &Path| client_tls(ca, cert, key).unwrap_err().to_string();
+        let e = err(&key, &cert, &key);
+        assert!(
+            e.contains("uplink.ca_file") && !e.contains("uplink.key_file"),
+            "{e}"
+        );
+        let e = err(&ca_pem, &key, &key);
+        assert!(
+            e.contains("uplink.cert_file:") || e.contains("uplink.cert_file ("),
+            "{e}"
+        );
+        assert!(!e.contains("uplink.key_file"), "{e}");
+        let garbled = dir.path().join("garbled.pem");
+        std::fs::write(
+            &garbled,
+            "-----BEGIN CERTIFICATE-----\nMAMCAQA=\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let e = err(&ca_pem, &garbled, &key);
+        assert!(e.starts_with("uplink TLS: uplink.cert_file ("), "{e}");
+        let e = err(&ca_pem, &cert, &ca_key);
+        assert!(
+            e.starts_with("uplink TLS: uplink.key_file (")
+                && e.contains("does not belong to the certificate in uplink.cert_file"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn backoff_grows_is_capped_and_jittered() {

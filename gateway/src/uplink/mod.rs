@@ -51,24 +51,25 @@ pub enum UplinkError {
     #[error("outbox database error: {0}; check disk space and the database file")]
     Sql(String),
     /// The outbox key is missing, malformed or unprotected.
-    #[error("outbox key from {source_name}: {reason}")]
-    Key {
-        /// The file or variable it came from.
-        source_name: String,
-        /// What is wrong and what to do.
-        reason: String,
-    },
+    #[error("outbox key: {0}")]
+    Key(#[source] wardgate_tls::SealError),
     /// Sealing a payload failed.
     #[error("cannot seal outbox row {id}")]
     Seal {
         /// The row id.
         id: i64,
+        /// The cipher's refusal.
+        #[source]
+        source: wardgate_tls::SealError,
     },
     /// A row did not decrypt: wrong key or tampered row.
     #[error("outbox row {id} does not decrypt with the current key (wrong key file, or the row was altered)")]
     Open {
         /// The row id.
         id: i64,
+        /// The cipher's refusal.
+        #[source]
+        source: wardgate_tls::SealError,
     },
     /// The outbox thread could not start.
     #[error("cannot start the outbox thread: {0}")]
@@ -76,16 +77,10 @@ pub enum UplinkError {
     /// The outbox was shut down.
     #[error("outbox is shut down")]
     Closed,
-    /// A TLS file for the upstream connection is unusable.
-    #[error("uplink TLS: {what} {path}: {reason}")]
-    Tls {
-        /// Which file (`uplink.ca_file`, ...).
-        what: &'static str,
-        /// Its path.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
+    /// A TLS file for the upstream connection is unusable (the error names
+    /// the `uplink.*` field).
+    #[error("uplink TLS: {0}")]
+    Tls(#[from] wardgate_tls::TlsError),
     /// An invalid setting in the `[uplink]` section.
     #[error("invalid setting uplink.{field}: {reason}")]
     Config {

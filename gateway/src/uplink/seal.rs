@@ -1,21 +1,16 @@
 //! Encryption at rest for the outbox.
 //!
-//! Every payload in the outbox is sealed with ChaCha20-Poly1305 under an
-//! [`OutboxKey`] that never enters the database: it lives in a key file
+//! Every payload in the outbox is sealed with ChaCha20-Poly1305 (through
+//! `wardgate-tls`' [`SealingKey`]) under an [`OutboxKey`] that never enters
+//! the database: it lives in a key file
 //! (created with mode 0600 on first start) or comes from the environment
 //! variable [`KEY_ENV`]. The row id and the device id are the associated
 //! data, so a sealed payload cannot be replayed under another row or device,
 //! and a copied database file alone reveals no vital sign.
 
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::Path;
 
-use base64::Engine as _;
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
-use rand::RngCore;
-use zeroize::Zeroizing;
+use wardgate_tls::SealingKey;
 
 use super::UplinkError;
 
@@ -24,11 +19,11 @@ use super::UplinkError;
 pub const KEY_ENV: &str = "WARDGATE_OUTBOX_KEY";
 
 /// Length of a nonce stored beside each sealed payload.
-pub const NONCE_LEN: usize = 12;
+pub const NONCE_LEN: usize = wardgate_tls::sealed::NONCE_LEN;
 
 /// The 256-bit outbox key. Zeroed on drop, never logged.
 pub struct OutboxKey {
-    cipher: ChaCha20Poly1305,
+    key: SealingKey,
 }
 
 impl std::fmt::Debug for OutboxKey {
@@ -42,7 +37,7 @@ impl OutboxKey {
     #[must_use]
     pub fn from_bytes(bytes: &[u8; 32]) -> Self {
         Self {
-            cipher: ChaCha20Poly1305::new(Key::from_slice(bytes)),
+            key: SealingKey::from_bytes(bytes, "the given bytes"),
         }
     }
 
@@ -51,22 +46,8 @@ impl OutboxKey {
     /// # Errors
     /// [`UplinkError::Key`] naming `source` if it is not base64 of 32 bytes.
     pub fn from_base64(text: &str, source: &str) -> Result<Self, UplinkError> {
-        let raw = Zeroizing::new(
-            base64::engine::general_purpose::STANDARD
-                .decode(text.trim())
-                .map_err(|e| UplinkError::Key {
-                    source_name: source.to_owned(),
-                    reason: format!(
-                        "not base64 ({e}); generate one with `head -c32 /dev/urandom | base64`"
-                    ),
-                })?,
-        );
-        let bytes: [u8; 32] = raw.as_slice().try_into().map_err(|_| UplinkError::Key {
-            source_name: source.to_owned(),
-            reason: format!("decodes to {} bytes, 32 needed", raw.len()),
-        })?;
-        let bytes = Zeroizing::new(bytes);
-        Ok(Self::from_bytes(&bytes))
+        let key = SealingKey::from_base64(text, source).map_err(UplinkError::Key)?;
+        Ok(Self { key })
     }
 
     /// The key from [`KEY_ENV`] if set, otherwise from `path`, creating the
@@ -76,10 +57,8 @@ impl OutboxKey {
     /// [`UplinkError::Key`] if the variable or file is malformed, the file is
     /// readable by group or others, or it cannot be created.
     pub fn load_or_create(path: &Path) -> Result<Self, UplinkError> {
-        if let Ok(text) = std::env::var(KEY_ENV) {
-            return Self::from_base64(&text, KEY_ENV);
-        }
-        Self::load_or_create_file(path)
+        let key = SealingKey::load_or_create(KEY_ENV, path).map_err(UplinkError::Key)?;
+        Ok(Self { key })
     }
 
     /// Like [`Self::load_or_create`] but ignoring the environment.
@@ -87,41 +66,8 @@ impl OutboxKey {
     /// # Errors
     /// As [`Self::load_or_create`].
     pub fn load_or_create_file(path: &Path) -> Result<Self, UplinkError> {
-        let name = path.display().to_string();
-        let key_err = |reason: String| UplinkError::Key {
-            source_name: name.clone(),
-            reason,
-        };
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                check_private(path).map_err(key_err)?;
-                Self::from_base64(&text, &name)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut bytes = Zeroizing::new([0u8; 32]);
-                rand::rngs::OsRng.fill_bytes(bytes.as_mut());
-                let text = Zeroizing::new(
-                    base64::engine::general_purpose::STANDARD.encode(bytes.as_ref()),
-                );
-                let mut options = OpenOptions::new();
-                options.write(true).create_new(true);
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::OpenOptionsExt;
-                    options.mode(0o600);
-                }
-                let mut file = options
-                    .open(path)
-                    .map_err(|e| key_err(format!("cannot create key file: {e}")))?;
-                file.write_all(text.as_bytes())
-                    .and_then(|()| file.write_all(b"\n"))
-                    .and_then(|()| file.sync_all())
-                    .map_err(|e| key_err(format!("cannot write key file: {e}")))?;
-                tracing::info!(path = %path.display(), "created new outbox encryption key");
-                Ok(Self::from_bytes(&bytes))
-            }
-            Err(e) => Err(key_err(format!("cannot read key file: {e}"))),
-        }
+        let key = SealingKey::load_or_create_file(path).map_err(UplinkError::Key)?;
+        Ok(Self { key })
     }
 
     /// Seal `plaintext` for row `id` of `device_id` under a fresh random
@@ -135,20 +81,9 @@ impl OutboxKey {
         device_id: &str,
         plaintext: &[u8],
     ) -> Result<([u8; NONCE_LEN], Vec<u8>), UplinkError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let aad = associated_data(id, device_id);
-        let sealed = self
-            .cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| UplinkError::Seal { id })?;
-        Ok((nonce, sealed))
+        self.key
+            .seal(&associated_data(id, device_id), plaintext)
+            .map_err(|source| UplinkError::Seal { id, source })
     }
 
     /// Open a payload sealed by [`Self::seal`] for the same row and device.
@@ -162,50 +97,20 @@ impl OutboxKey {
         nonce: &[u8],
         sealed: &[u8],
     ) -> Result<Vec<u8>, UplinkError> {
-        if nonce.len() != NONCE_LEN {
-            return Err(UplinkError::Open { id });
-        }
-        let aad = associated_data(id, device_id);
-        self.cipher
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: sealed,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| UplinkError::Open { id })
+        self.key
+            .open(&associated_data(id, device_id), nonce, sealed)
+            .map_err(|source| UplinkError::Open { id, source })
     }
 }
 
+/// The associated data of row `id` of `device_id`; the layout of existing
+/// outbox databases, unchanged.
 fn associated_data(id: i64, device_id: &str) -> Vec<u8> {
     let mut aad = Vec::with_capacity(8 + device_id.len() + 16);
     aad.extend_from_slice(b"wardgate-outbox-v1");
     aad.extend_from_slice(&id.to_be_bytes());
     aad.extend_from_slice(device_id.as_bytes());
     aad
-}
-
-#[cfg(unix)]
-fn check_private(path: &Path) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path)
-        .map_err(|e| format!("cannot stat key file: {e}"))?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "key file has mode {:o}; it must be readable by the gateway user only (`chmod 600 {}`)",
-            mode & 0o777,
-            path.display()
-        ));
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn check_private(_path: &Path) -> Result<(), String> {
-    Ok(())
 }
 
 #[cfg(test)]
@@ -260,6 +165,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("chmod 600"), "{err}");
+    }
+
+    /// A row sealed by the gateway before the shared crate (layout: nonce
+    /// apart, ciphertext||tag; AAD "wardgate-outbox-v1" || id (i64 BE) ||
+    /// device id), computed with Python `cryptography`'s ChaCha20Poly1305.
+    #[test]
+    fn opens_rows_sealed_in_the_existing_format() {
+        let key =
+            OutboxKey::from_base64("AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=", "test").unwrap();
+        let nonce = hex::decode("0a0b0c0d0e0f101112131415").unwrap();
+        let sealed = hex::decode("3f5cb1b60ff739c7f7b47c670c12ae26487cb27e908581c3f8").unwrap();
+        assert_eq!(
+            key.open(42, "pump-07", &nonce, &sealed).unwrap(),
+            b"{\"hr\":72}"
+        );
+        assert!(key.open(42, "pump-08", &nonce, &sealed).is_err());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use gateway::admin::{
 };
 use gateway::audit::{AuditLog, AuditRecord};
 use gateway::metrics::Metrics;
-use gateway::registry::{NewDevice, Registry};
+use gateway::registry::Registry;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -187,17 +187,7 @@ impl AdminHarness {
     pub fn enroll(&self, id: &str) -> DeviceId {
         let id = DeviceId::parse(id).expect("device id");
         self.registry
-            .enroll(
-                &NewDevice {
-                    id: id.clone(),
-                    model: "Infusomat".into(),
-                    hardware_id: "pump-hw-1".into(),
-                    manufacturer: "acme".into(),
-                    firmware_version: "1.0.0".into(),
-                    cert_fingerprint: None,
-                },
-                "test",
-            )
+            .enroll(&super::new_device(&id, "Infusomat", "pump-hw-1"), "test")
             .expect("enroll");
         id
     }

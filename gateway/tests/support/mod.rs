@@ -62,6 +62,20 @@ impl TestPki {
     }
 }
 
+/// The registry record of an active device `id` from manufacturer `acme`
+/// on firmware 1.0.0, with the model and hardware id given (no
+/// certificate pin).
+pub fn new_device(id: &DeviceId, model: &str, hardware_id: &str) -> NewDevice {
+    NewDevice {
+        id: id.clone(),
+        model: model.into(),
+        hardware_id: hardware_id.into(),
+        manufacturer: "acme".into(),
+        firmware_version: "1.0.0".into(),
+        cert_fingerprint: None,
+    }
+}
+
 /// A gateway running in this process, with its PKI and data dir.
 pub struct TestGateway {
     pub pki: TestPki,
@@ -117,17 +131,7 @@ impl TestGateway {
         self.handle()
             .context
             .registry
-            .enroll(
-                &NewDevice {
-                    id: id.clone(),
-                    model: "SimMonitor 1".into(),
-                    hardware_id: "sim-hw-1".into(),
-                    manufacturer: "acme".into(),
-                    firmware_version: "1.0.0".into(),
-                    cert_fingerprint: None,
-                },
-                "test",
-            )
+            .enroll(&new_device(&id, "SimMonitor 1", "sim-hw-1"), "test")
             .unwrap();
         let issued = self.pki.ca.issue_device(&id, 10).unwrap();
         self.pki.device_tls(&issued)
@@ -262,12 +266,4 @@ impl Subscriber {
         }
         out
     }
-}
-
-/// Valid telemetry JSON with `seq`.
-pub fn telemetry_json(seq: u64, heart_rate: f64) -> Vec<u8> {
-    format!(
-        r#"{{"schema":1,"seq":{seq},"ts":"2026-01-01T00:00:00Z","readings":[{{"kind":"heart_rate","value":{heart_rate}}}]}}"#
-    )
-    .into_bytes()
 }

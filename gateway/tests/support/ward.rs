@@ -11,16 +11,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Result;
-use chrono::Utc;
-use gateway::registry::{NewDevice, Registry};
+use gateway::registry::Registry;
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS, Transport};
-use wardgate_protocol::message::{Reading, Telemetry, SCHEMA_VERSION};
 use wardgate_protocol::vitals::VitalKind;
 use wardgate_protocol::DeviceId;
 use wardgate_tests::mosquitto::Mosquitto;
 use wardgate_tests::pki::{ClientIdentity, PkiDir};
 use wardgate_tests::port::free_port;
 use wardgate_tests::process::{read_log, ChildGuard};
+use wardgate_tests::telemetry::telemetry;
 
 /// Files and settings of one test gateway.
 pub struct Ward {
@@ -31,11 +30,10 @@ pub struct Ward {
     pki: PkiDir,
 }
 
-/// A device's certificate files.
+/// A device's id and certificate files.
 pub struct DeviceIdentity {
     pub id: String,
-    pub cert: PathBuf,
-    pub key: PathBuf,
+    pub files: ClientIdentity,
 }
 
 impl Ward {
@@ -113,21 +111,12 @@ backoff_max = "500ms"
         let device = DeviceId::parse(id)?;
         let registry = Registry::open(&self.db_path())?;
         registry.enroll(
-            &NewDevice {
-                id: device.clone(),
-                model: "PM-100".into(),
-                hardware_id: "pm-100-rev-b".into(),
-                manufacturer: "acme".into(),
-                firmware_version: "1.0.0".into(),
-                cert_fingerprint: None,
-            },
+            &super::new_device(&device, "PM-100", "pm-100-rev-b"),
             "test",
         )?;
-        let files = self.pki.device(&device)?;
         Ok(DeviceIdentity {
             id: id.to_owned(),
-            cert: files.cert,
-            key: files.key,
+            files: self.pki.device(&device)?,
         })
     }
 
@@ -155,44 +144,21 @@ backoff_max = "500ms"
 
     /// A device MQTT client over mutual TLS to this gateway's edge.
     pub fn device(&self, ident: &DeviceIdentity) -> Result<Device> {
-        let files = ClientIdentity {
-            cert: ident.cert.clone(),
-            key: ident.key.clone(),
-        };
-        let tls = wardgate_tests::tls::client_config_files(&self.pki.ca_path, &files)?;
-        let mut options = MqttOptions::new(ident.id.clone(), "127.0.0.1", self.edge_port);
-        options
-            .set_keep_alive(Duration::from_secs(30))
-            .set_clean_session(true)
-            .set_inflight(32)
-            .set_transport(Transport::tls_with_config(
-                rumqttc::TlsConfiguration::Rustls(tls),
-            ));
-        Ok(Device {
-            id: ident.id.clone(),
-            topic: format!("wardgate/v1/devices/{}/telemetry", ident.id),
-            options,
-        })
+        let topic = format!("wardgate/v1/devices/{}/telemetry", ident.id);
+        let to = (self.edge_port, self.pki.ca_path.as_path());
+        Device::over_tls(&ident.id, to, &ident.files, topic)
     }
 }
 
 /// A telemetry payload for `seq` whose device time is now.
 pub fn telemetry_payload(seq: u64) -> Vec<u8> {
-    let t = Telemetry {
-        schema: SCHEMA_VERSION,
+    let t = telemetry(
         seq,
-        ts: Utc::now(),
-        readings: vec![
-            Reading {
-                kind: VitalKind::HeartRate,
-                value: 60.0 + (seq % 60) as f64,
-            },
-            Reading {
-                kind: VitalKind::Spo2,
-                value: 95.0 + (seq % 5) as f64,
-            },
+        &[
+            (VitalKind::HeartRate, 60.0 + (seq % 60) as f64),
+            (VitalKind::Spo2, 95.0 + (seq % 5) as f64),
         ],
-    };
+    );
     serde_json::to_vec(&t).unwrap_or_default()
 }
 
@@ -222,8 +188,19 @@ impl Device {
         ident: &ClientIdentity,
         topic: String,
     ) -> Result<Self> {
-        let tls = wardgate_tests::tls::client_config_files(&pki.ca_path, ident)?;
-        let mut options = MqttOptions::new(id.to_owned(), "127.0.0.1", broker.port);
+        Self::over_tls(id, (broker.port, &pki.ca_path), ident, topic)
+    }
+
+    /// A client `id` for `127.0.0.1:<port>` trusting the CA file, with its
+    /// client certificate files, publishing telemetry on `topic`.
+    fn over_tls(
+        id: &str,
+        (port, ca): (u16, &Path),
+        files: &ClientIdentity,
+        topic: String,
+    ) -> Result<Self> {
+        let tls = wardgate_tests::tls::client_config_files(ca, files)?;
+        let mut options = MqttOptions::new(id.to_owned(), "127.0.0.1", port);
         options
             .set_keep_alive(Duration::from_secs(30))
             .set_clean_session(true)
