@@ -571,17 +571,8 @@ async fn replayed_seq_is_refused_after_a_gateway_restart() {
         .wait_disconnected(T)
         .await
         .expect("replay after restart is refused");
-    let row = wait_for(T, || {
-        second
-            .context
-            .audit
-            .find("pump-20", Some("edge.violation"))
-            .unwrap()
-            .into_iter()
-            .find(|r| r.detail_json()["reason"] == "replay")
-    })
-    .await
-    .expect("audit row");
+    let row =
+        support::wait_audit_in(&second.context.audit, "pump-20", "edge.violation", "replay").await;
     assert!(row.detail_json()["error"]
         .as_str()
         .unwrap()

@@ -11,7 +11,6 @@ use gateway::broker::BrokerHandle;
 use gateway::context::GatewayContext;
 use gateway::sink::{AcceptFuture, AcceptedTelemetry, SinkError, TelemetrySink};
 use support::{test_config, TestPki};
-use wardgate_tests::wait::wait_for;
 
 /// Records what it is given; refuses once `refuse` is set.
 #[derive(Default)]
@@ -90,15 +89,7 @@ async fn telemetry_is_committed_to_the_sink_before_puback_and_refusal_withholds_
     dev.publish_telemetry(v.next_readings()).await.unwrap();
     let err = dev.wait_puback(Duration::from_secs(10)).await.unwrap_err();
     assert!(err.to_string().contains("connection ended"), "{err}");
-    let row = wait_for(Duration::from_secs(10), || {
-        ctx.audit
-            .find("sink-01", Some("edge.violation"))
-            .unwrap()
-            .into_iter()
-            .find(|r| r.detail_json()["reason"] == "not_stored")
-    })
-    .await
-    .expect("audit row");
+    let row = support::wait_audit_in(&ctx.audit, "sink-01", "edge.violation", "not_stored").await;
     assert!(row.detail_json()["error"]
         .as_str()
         .unwrap()

@@ -14,7 +14,7 @@ use gateway::uplink::{Uplink, UplinkConfig, UplinkNotice};
 use prometheus_client::registry::Registry;
 use support::ward::tally;
 use tokio_util::sync::CancellationToken;
-use wardgate_protocol::message::{Reading, Telemetry, SCHEMA_VERSION};
+use wardgate_protocol::message::Telemetry;
 use wardgate_protocol::vitals::VitalKind;
 use wardgate_tests::mosquitto::{Mosquitto, Received, Subscriber};
 use wardgate_tests::pki::{ClientIdentity, PkiDir};
@@ -23,25 +23,14 @@ use wardgate_tests::wait::wait_for;
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn telemetry(device: &str, seq: u64) -> AcceptedTelemetry {
-    let t = Telemetry {
-        schema: SCHEMA_VERSION,
+    let t = wardgate_tests::telemetry::telemetry(
         seq,
-        ts: Utc::now(),
-        readings: vec![
-            Reading {
-                kind: VitalKind::HeartRate,
-                value: 60.0 + (seq % 40) as f64,
-            },
-            Reading {
-                kind: VitalKind::SystolicBp,
-                value: 120.0,
-            },
-            Reading {
-                kind: VitalKind::DiastolicBp,
-                value: 80.0,
-            },
+        &[
+            (VitalKind::HeartRate, 60.0 + (seq % 40) as f64),
+            (VitalKind::SystolicBp, 120.0),
+            (VitalKind::DiastolicBp, 80.0),
         ],
-    };
+    );
     AcceptedTelemetry {
         device_id: device.to_owned(),
         seq,

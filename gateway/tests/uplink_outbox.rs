@@ -7,19 +7,10 @@ use std::sync::{Arc, Mutex};
 use chrono::Utc;
 use gateway::sink::{AcceptedTelemetry, SinkError, TelemetrySink};
 use gateway::uplink::{FullPolicy, Outbox, OutboxKey, OutboxLimits, UplinkMetrics, UplinkNotice};
-use wardgate_protocol::message::{Reading, Telemetry, SCHEMA_VERSION};
 use wardgate_protocol::vitals::VitalKind;
 
 fn telemetry(device: &str, seq: u64, readings: &[(VitalKind, f64)]) -> AcceptedTelemetry {
-    let t = Telemetry {
-        schema: SCHEMA_VERSION,
-        seq,
-        ts: Utc::now(),
-        readings: readings
-            .iter()
-            .map(|&(kind, value)| Reading { kind, value })
-            .collect(),
-    };
+    let t = wardgate_tests::telemetry::telemetry(seq, readings);
     AcceptedTelemetry {
         device_id: device.to_owned(),
         seq,

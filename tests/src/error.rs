@@ -41,29 +41,19 @@ pub enum HarnessError {
         #[source]
         source: rcgen::Error,
     },
-    /// PEM text held no usable certificate or key.
-    #[error("no {expected} in the PEM given for {what}")]
-    Pem {
-        /// Whose PEM it was.
-        what: &'static str,
-        /// What was looked for (`CERTIFICATE block`, `PRIVATE KEY block`).
-        expected: &'static str,
-    },
-    /// rustls refused a test TLS configuration or handshake.
-    #[error("cannot build the test TLS configuration ({what}): {source}")]
+    /// `wardgate-tls` refused the test TLS material.
+    #[error("test TLS: {source}")]
     Tls {
-        /// Which part.
-        what: &'static str,
-        /// rustls's error.
+        /// Its error, naming which part of the test material.
         #[source]
-        source: rustls::Error,
+        source: wardgate_tls::TlsError,
     },
-    /// A test server could not be told to require client certificates.
-    #[error("cannot require client certificates from the test CA: {source}")]
-    ClientVerifier {
-        /// rustls's error.
+    /// A test certificate or key file could not be written.
+    #[error("test key file: {source}")]
+    KeyFile {
+        /// `wardgate-tls`' error, with the path.
         #[source]
-        source: rustls::server::VerifierBuilderError,
+        source: wardgate_tls::KeyFileError,
     },
     /// A program the tests need is not installed.
     #[error("{} is missing; run scripts/setup-test-deps", program.display())]
@@ -110,22 +100,25 @@ pub enum HarnessError {
 }
 
 impl HarnessError {
-    /// An [`HarnessError::Io`] for `action` on `path`.
-    pub(crate) fn io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-    ) -> impl FnOnce(std::io::Error) -> Self {
-        let path = path.into();
-        move |source| Self::Io {
-            action,
-            path,
-            source,
-        }
-    }
-
     /// An [`HarnessError::Certificate`] for `what`.
     pub(crate) fn cert(what: impl Into<String>) -> impl FnOnce(rcgen::Error) -> Self {
         let what = what.into();
         move |source| Self::Certificate { what, source }
+    }
+}
+
+/// Names the file behind an I/O error: `fs::write(p, x).on("write", p)?`.
+pub(crate) trait OnPath<T> {
+    /// Turn the error into [`HarnessError::Io`] for `action` on `path`.
+    fn on(self, action: &'static str, path: &std::path::Path) -> Result<T, HarnessError>;
+}
+
+impl<T> OnPath<T> for std::io::Result<T> {
+    fn on(self, action: &'static str, path: &std::path::Path) -> Result<T, HarnessError> {
+        self.map_err(|source| HarnessError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        })
     }
 }

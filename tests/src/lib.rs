@@ -7,7 +7,8 @@
 //! with `tuf-repo`) stays in that crate's `tests/support`, built on these
 //! parts. This library therefore depends on none of those crates (a normal
 //! dependency back would build a second copy of the crate under test), only
-//! on `wardgate-protocol` and external crates.
+//! on the leaf crates `wardgate-protocol` and `wardgate-tls` and on external
+//! crates.
 //!
 //! One module per concept:
 //! - [`pki`]: the one way to make a test PKI (rcgen): a CA, device
@@ -15,8 +16,9 @@
 //!   certificates (`urn:wardgate:gateway:<id>`), server certificates for
 //!   `127.0.0.1` / `localhost`, CN-only, expired and other-CA certificates;
 //!   private keys written 0600.
-//! - [`tls`]: rustls client and server configs over that PKI, and a raw TLS
-//!   client socket for tests that speak bytes.
+//! - [`tls`]: client and server configs over that PKI (built with
+//!   `wardgate-tls`, like every Wardgate endpoint), and a raw TLS client
+//!   socket for tests that speak bytes.
 //! - [`https`]: a `reqwest` client that trusts only the test CA.
 //! - [`mqtt`]: raw MQTT 3.1.1 packet builders for attack tests, and reading
 //!   a socket until the peer closes it.

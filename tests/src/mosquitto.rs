@@ -18,6 +18,7 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 use tokio_util::sync::CancellationToken;
 
+use crate::error::OnPath as _;
 use crate::pki::{ClientIdentity, PkiDir};
 use crate::process::{read_log, ChildGuard};
 use crate::{HarnessError, Result};
@@ -60,8 +61,7 @@ impl Mosquitto {
             });
         }
         let persistence = dir.join("persist");
-        std::fs::create_dir_all(&persistence)
-            .map_err(HarnessError::io("create directory", &persistence))?;
+        std::fs::create_dir_all(&persistence).on("create directory", &persistence)?;
         let port = crate::port::free_port()?;
         let mut text = format!(
             "per_listener_settings false\n\
@@ -94,7 +94,7 @@ impl Mosquitto {
             text.push_str("user root\n");
         }
         let config = dir.join("mosquitto.conf");
-        std::fs::write(&config, text).map_err(HarnessError::io("write", &config))?;
+        std::fs::write(&config, text).on("write", &config)?;
         let mut broker = Self {
             port,
             dir: dir.to_path_buf(),

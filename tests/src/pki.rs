@@ -24,7 +24,6 @@
 //! this module is independent of them, so a fault there cannot hide in the
 //! fixtures.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Datelike, Duration, Utc};
@@ -33,50 +32,37 @@ use rcgen::{
     ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
 };
 use wardgate_protocol::DeviceId;
+use wardgate_tls::{DEVICE_URN_PREFIX, GATEWAY_URN_PREFIX};
 
+use crate::error::OnPath as _;
 use crate::{HarnessError, Result};
 
-/// SAN URI prefix of a device identity.
-pub const DEVICE_URN_PREFIX: &str = "urn:wardgate:device:";
-
-/// SAN URI prefix of a gateway identity (client of the OTA server).
-pub const GATEWAY_URN_PREFIX: &str = "urn:wardgate:gateway:";
-
-/// A certificate and its private key, in PEM (and the certificate in DER).
+/// What the harness issued: the certificate (PEM and DER) and its
+/// private key (PEM, PKCS#8). Not `Debug`, so a test cannot print the key.
 #[derive(Clone)]
 pub struct Issued {
     /// Certificate, PEM.
     pub cert_pem: String,
-    /// Private key, PEM (PKCS#8).
+    /// Private key, PEM.
     pub key_pem: String,
     /// Certificate, DER.
     pub cert_der: Vec<u8>,
 }
 
-impl std::fmt::Debug for Issued {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Issued")
-            .field("fingerprint", &self.fingerprint())
-            .finish_non_exhaustive()
-    }
-}
-
 impl Issued {
-    /// SHA-256 of the DER certificate, lowercase hex (what the gateway's
-    /// registry pins).
+    /// The certificate's SHA-256 fingerprint, as a registry pin holds it.
     #[must_use]
     pub fn fingerprint(&self) -> String {
-        crate::hash::sha256_hex(&self.cert_der)
+        wardgate_tls::fingerprint(&self.cert_der)
     }
 
-    /// Write the certificate (0644) and the key (0600); refuses to
-    /// overwrite either.
+    /// Write the certificate (0644) and the key (0600) as new files.
     ///
     /// # Errors
-    /// [`HarnessError::Io`].
+    /// [`HarnessError::KeyFile`], also if either file exists.
     pub fn write(&self, cert: &Path, key: &Path) -> Result<()> {
-        write_new(cert, self.cert_pem.as_bytes(), 0o644)?;
-        write_new(key, self.key_pem.as_bytes(), 0o600)
+        write_new(cert, &self.cert_pem, 0o644)?;
+        write_new(key, &self.key_pem, 0o600)
     }
 }
 
@@ -90,25 +76,11 @@ pub struct ClientIdentity {
     pub key: PathBuf,
 }
 
-/// Create `path` with `data` and `mode`; an existing file is an error.
-///
-/// # Errors
-/// [`HarnessError::Io`].
-pub fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(mode);
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    let mut file = options
-        .open(path)
-        .map_err(HarnessError::io("create", path))?;
-    file.write_all(data)
-        .map_err(HarnessError::io("write", path))
+/// Create `path` holding `text` with `mode` (`wardgate-tls`' writer: never
+/// over an existing file).
+fn write_new(path: &Path, text: &str, mode: u32) -> Result<()> {
+    wardgate_tls::keyfile::write_new(path, text.as_bytes(), mode)
+        .map_err(|source| HarnessError::KeyFile { source })
 }
 
 /// Set `params`' validity to `from`..`to`, at day precision.
@@ -141,18 +113,12 @@ struct Profile<'a> {
     valid: (DateTime<Utc>, DateTime<Utc>),
 }
 
-/// A test certificate authority.
+/// A test certificate authority. Not `Debug`: it holds the CA key.
 pub struct Ca {
-    cert: Certificate,
-    key: KeyPair,
     /// The CA certificate, PEM: what peers are told to trust.
     pub cert_pem: String,
-}
-
-impl std::fmt::Debug for Ca {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ca").finish_non_exhaustive()
-    }
+    cert: Certificate,
+    key: KeyPair,
 }
 
 impl Ca {
@@ -182,11 +148,11 @@ impl Ca {
     /// Write `ca.pem` (0644) and `ca.key` (0600) into `dir`.
     ///
     /// # Errors
-    /// [`HarnessError::Io`], also if either file exists.
+    /// [`HarnessError::KeyFile`], also if either file exists.
     pub fn write(&self, dir: &Path) -> Result<(PathBuf, PathBuf)> {
         let (cert, key) = (dir.join("ca.pem"), dir.join("ca.key"));
-        write_new(&cert, self.cert_pem.as_bytes(), 0o644)?;
-        write_new(&key, self.key.serialize_pem().as_bytes(), 0o600)?;
+        write_new(&cert, &self.cert_pem, 0o644)?;
+        write_new(&key, &self.key.serialize_pem(), 0o600)?;
         Ok((cert, key))
     }
 
@@ -305,7 +271,6 @@ pub const DAYS: i64 = 30;
 
 /// A CA and a server certificate for `localhost` / `127.0.0.1` written
 /// into a directory: `ca.pem`, `ca.key`, `server.pem`, `server.key`.
-#[derive(Debug)]
 pub struct PkiDir {
     /// The directory holding the files.
     pub dir: PathBuf,
@@ -326,7 +291,7 @@ impl PkiDir {
     /// # Errors
     /// [`HarnessError::Io`] or [`HarnessError::Certificate`].
     pub fn generate(dir: &Path, ca_name: &str) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(HarnessError::io("create directory", dir))?;
+        std::fs::create_dir_all(dir).on("create directory", dir)?;
         let ca = Ca::generate(ca_name, DAYS)?;
         let (ca_path, _) = ca.write(dir)?;
         let server = ca.issue_server(&["localhost".to_owned(), "127.0.0.1".to_owned()], DAYS)?;
@@ -392,13 +357,8 @@ mod tests {
         let id = DeviceId::parse("pump-01").unwrap();
         let files = pki.device(&id).unwrap();
         assert!(pki.device(&id).is_err(), "second write refused");
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            for key in [&files.key, &pki.server_key, &dir.path().join("ca.key")] {
-                let mode = std::fs::metadata(key).unwrap().permissions().mode();
-                assert_eq!(mode & 0o777, 0o600, "{}", key.display());
-            }
+        for key in [&files.key, &pki.server_key, &dir.path().join("ca.key")] {
+            wardgate_tls::keyfile::check_private(key).unwrap();
         }
         assert_eq!(
             std::fs::read_to_string(&pki.ca_path).unwrap(),

@@ -15,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use crate::error::OnPath as _;
 use crate::port::accepts;
 use crate::wait::wait_blocking;
 use crate::{HarnessError, Result};
@@ -59,10 +60,8 @@ impl ChildGuard {
             .create(true)
             .append(true)
             .open(log)
-            .map_err(HarnessError::io("open the log", log))?;
-        let err = file
-            .try_clone()
-            .map_err(HarnessError::io("open the log", log))?;
+            .on("open the log", log)?;
+        let err = file.try_clone().on("open the log", log)?;
         cmd.stdin(Stdio::null()).stdout(file).stderr(err);
         Self::spawn(cmd)
     }

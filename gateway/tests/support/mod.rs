@@ -21,7 +21,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use device_sim::{DeviceOptions, DeviceTls, SimDevice};
-use gateway::audit::AuditRecord;
+use gateway::audit::{AuditLog, AuditRecord};
 use gateway::config::Config;
 use gateway::registry::NewDevice;
 use gateway::{Gateway, GatewayHandle};
@@ -74,6 +74,25 @@ pub fn new_device(id: &DeviceId, model: &str, hardware_id: &str) -> NewDevice {
         firmware_version: "1.0.0".into(),
         cert_fingerprint: None,
     }
+}
+
+/// Wait until `audit` holds a row for `subject` with `action` whose detail
+/// reason is `reason`; returns it.
+pub async fn wait_audit_in(
+    audit: &AuditLog,
+    subject: &str,
+    action: &str,
+    reason: &str,
+) -> AuditRecord {
+    wait_for(Duration::from_secs(10), || {
+        audit
+            .find(subject, Some(action))
+            .unwrap()
+            .into_iter()
+            .find(|r| r.detail_json()["reason"] == reason)
+    })
+    .await
+    .unwrap_or_else(|| panic!("no audit row {action} for {subject} with reason {reason}"))
 }
 
 /// A gateway running in this process, with its PKI and data dir.
@@ -162,19 +181,7 @@ impl TestGateway {
     /// Wait until an audit row for `subject` with `action` has detail
     /// `reason`; returns it.
     pub async fn wait_audit(&self, subject: &str, action: &str, reason: &str) -> AuditRecord {
-        let audit = self.handle().context.audit.clone();
-        let subject = subject.to_owned();
-        let action = action.to_owned();
-        let reason = reason.to_owned();
-        wait_for(Duration::from_secs(10), || {
-            audit
-                .find(&subject, Some(&action))
-                .unwrap()
-                .into_iter()
-                .find(|r| r.detail_json()["reason"] == reason.as_str())
-        })
-        .await
-        .unwrap_or_else(|| panic!("no audit row {action} for {subject} with reason {reason}"))
+        wait_audit_in(&self.handle().context.audit, subject, action, reason).await
     }
 
     /// Any audit row with `action` and detail reason `reason` (whatever the subject).
