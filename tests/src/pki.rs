@@ -101,6 +101,16 @@ fn valid_for(days: i64) -> (DateTime<Utc>, DateTime<Utc>) {
     (now - Duration::days(1), now + Duration::days(days))
 }
 
+/// The subject name: the CN, and an organization if given.
+fn subject(common_name: &str, organization: Option<&str>) -> DistinguishedName {
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, common_name);
+    if let Some(org) = organization {
+        name.push(DnType::OrganizationName, org);
+    }
+    name
+}
+
 /// What distinguishes one kind of end-entity certificate from another.
 struct Profile<'a> {
     what: &'a str,
@@ -130,10 +140,7 @@ impl Ca {
         let failed = || HarnessError::cert(format!("CA {common_name}"));
         let key = KeyPair::generate().map_err(failed())?;
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(failed())?;
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, common_name);
-        dn.push(DnType::OrganizationName, "Wardgate test PKI");
-        params.distinguished_name = dn;
+        params.distinguished_name = subject(common_name, Some("Wardgate test PKI"));
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         set_validity(&mut params, valid_for(days));
@@ -160,12 +167,7 @@ impl Ca {
         let failed = || HarnessError::cert(p.what.to_owned());
         let key = KeyPair::generate().map_err(failed())?;
         let mut params = CertificateParams::new(p.names.to_vec()).map_err(failed())?;
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, p.common_name);
-        if let Some(org) = p.organization {
-            dn.push(DnType::OrganizationName, org);
-        }
-        params.distinguished_name = dn;
+        params.distinguished_name = subject(p.common_name, p.organization);
         if let Some(uri) = p.uri {
             let uri = uri.as_str().try_into().map_err(failed())?;
             params.subject_alt_names.push(SanType::URI(uri));
