@@ -119,7 +119,7 @@ struct Profile<'a> {
     /// DNS names and IP addresses (rcgen tells them apart).
     names: &'a [String],
     uri: Option<String>,
-    usage: Option<ExtendedKeyUsagePurpose>,
+    usage: ExtendedKeyUsagePurpose,
     valid: (DateTime<Utc>, DateTime<Utc>),
 }
 
@@ -172,7 +172,7 @@ impl Ca {
             let uri = uri.as_str().try_into().map_err(failed())?;
             params.subject_alt_names.push(SanType::URI(uri));
         }
-        params.extended_key_usages = p.usage.into_iter().collect();
+        params.extended_key_usages = vec![p.usage];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         set_validity(&mut params, p.valid);
         let cert = params
@@ -197,7 +197,7 @@ impl Ca {
             organization: None,
             names,
             uri: None,
-            usage: Some(ExtendedKeyUsagePurpose::ServerAuth),
+            usage: ExtendedKeyUsagePurpose::ServerAuth,
             valid: valid_for(days),
         })
     }
@@ -220,7 +220,7 @@ impl Ca {
             organization: Some("Wardgate ward devices"),
             names: &[],
             uri: Some(format!("{DEVICE_URN_PREFIX}{id}")),
-            usage: Some(ExtendedKeyUsagePurpose::ClientAuth),
+            usage: ExtendedKeyUsagePurpose::ClientAuth,
             valid: (not_before, not_after),
         })
     }
@@ -246,7 +246,7 @@ impl Ca {
             organization: None,
             names: &[],
             uri: Some(format!("{GATEWAY_URN_PREFIX}{id}")),
-            usage: Some(ExtendedKeyUsagePurpose::ClientAuth),
+            usage: ExtendedKeyUsagePurpose::ClientAuth,
             valid: valid_for(days),
         })
     }
@@ -262,7 +262,7 @@ impl Ca {
             organization: None,
             names: &[],
             uri: None,
-            usage: Some(ExtendedKeyUsagePurpose::ClientAuth),
+            usage: ExtendedKeyUsagePurpose::ClientAuth,
             valid: valid_for(days),
         })
     }
