@@ -17,17 +17,18 @@
 
 #![allow(missing_docs, clippy::cast_precision_loss)]
 
-#[path = "../tests/uplink_support/mod.rs"]
-mod uplink_support;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Result};
 use chrono::{DateTime, Utc};
-use uplink_support::ward::{Device, Ward};
-use uplink_support::{tally, Mosquitto, Received, Subscriber, UpstreamPki};
+use support::ward::{tally, Device, Ward};
 use wardgate_protocol::message::Telemetry;
+use wardgate_tests::mosquitto::{Mosquitto, Received, Subscriber};
+use wardgate_tests::pki::PkiDir;
 
 const WINDOW: usize = 16;
 
@@ -141,7 +142,10 @@ async fn run() -> Result<()> {
     let n_devices = env_or("WARDGATE_BENCH_DEVICES", 8);
     let messages = env_or("WARDGATE_BENCH_MESSAGES", 500) as u64;
     let dir = tempfile::tempdir()?;
-    let pki = UpstreamPki::generate(&dir.path().join("upstream-pki"))?;
+    let pki = PkiDir::generate(
+        &dir.path().join("upstream-pki"),
+        "Hospital upstream test CA",
+    )?;
     let broker = Mosquitto::start_new(&pki, &dir.path().join("mosquitto"))?;
     let consumer = pki.client("bench-consumer")?;
     let sub = Subscriber::start(&broker, &pki, &consumer, "bench-consumer", "#").await?;

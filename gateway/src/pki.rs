@@ -4,8 +4,9 @@
 //! Device certificates carry the SAN URI `urn:wardgate:device:<id>` (and
 //! the id as CN) and the client-auth extended key usage; the edge reads the
 //! id back with [`crate::edge::tls::peer_identity`]. Private keys are
-//! written with mode 0600. `gateway pki ...` and the test fixtures both use
-//! this module.
+//! written with mode 0600. `gateway pki ...` uses this module; tests make
+//! their certificates with the `wardgate-tests` harness instead, so the two
+//! check each other.
 
 use std::path::{Path, PathBuf};
 

@@ -3,10 +3,10 @@
 //! test checks that the peer was refused, that the reason was recorded (audit
 //! row and metric) and that nothing changed while others kept working.
 
-mod admin_support;
+mod support;
 
-use admin_support::{AdminHarness, NowSecs};
 use std::sync::Arc;
+use support::admin::{AdminHarness, NowSecs};
 
 use chrono::Duration;
 use gateway::admin::access::issue_break_glass;
@@ -612,21 +612,10 @@ async fn slow_or_non_tls_clients_are_cut_off_and_others_keep_working() {
     })
     .await;
     // A TLS client that never finishes its request headers.
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut h.ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(h.addr).await.unwrap();
-    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let mut tls = connector.connect(name, tcp).await.unwrap();
+    let config = wardgate_tests::tls::client_config(&h.ca_pem, None).unwrap();
+    let mut tls = wardgate_tests::tls::connect(h.addr, "127.0.0.1", config)
+        .await
+        .unwrap();
     tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         .await
         .unwrap();

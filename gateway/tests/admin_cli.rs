@@ -4,12 +4,14 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::cli::{gw, ok, ChildGuard, BIN};
+use support::cli::{gw, ok, BIN};
+use wardgate_tests::port::free_port;
+use wardgate_tests::process::{ChildGuard, Stream};
+use wardgate_tests::wait::wait_for_async;
 
 fn field(out: &str, name: &str) -> String {
     out.lines()
@@ -17,15 +19,6 @@ fn field(out: &str, name: &str) -> String {
         .unwrap_or_else(|| panic!("no `{name}` in\n{out}"))
         .trim()
         .to_owned()
-}
-
-/// A loopback port that was free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn write_config(dir: &Path, admin_port: u16) -> std::path::PathBuf {
@@ -58,7 +51,7 @@ async fn access_cli_tokens_work_against_the_running_gateway() {
         "--name",
         "localhost",
     ]);
-    let admin_port = free_port();
+    let admin_port = free_port().unwrap();
     let config = write_config(dir.path(), admin_port);
     let c = config.to_str().unwrap();
 
@@ -116,43 +109,29 @@ async fn access_cli_tokens_work_against_the_running_gateway() {
         assert!(!list.contains(&s[21..]));
     }
 
-    let mut child = ChildGuard(
+    let mut child = ChildGuard::spawn(
         Command::new(BIN)
             .args(["run", "--config", c])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let stdout = child.0.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        line
-    })
-    .await
+            .stderr(Stdio::null()),
+    )
     .unwrap();
+    let line = child
+        .wait_for_line(Stream::Stdout, Duration::from_secs(60), |l| {
+            Some(l.to_owned())
+        })
+        .unwrap();
     assert!(line.contains("listening"), "{line}");
 
-    let ca = std::fs::read(pki.join("ca.pem")).unwrap();
-    let http = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-        .build()
-        .unwrap();
+    let ca = std::fs::read_to_string(pki.join("ca.pem")).unwrap();
+    let http = wardgate_tests::https::client(&ca).unwrap();
     let base = format!("https://127.0.0.1:{admin_port}");
     // The admin server uses the edge's server certificate (admin.tls_* unset).
-    let mut ready = false;
-    for _ in 0..300 {
-        if let Ok(r) = http.get(format!("{base}/healthz")).send().await {
-            ready = r.status().is_success();
-            if ready {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let ready = wait_for_async(Duration::from_secs(30), || async {
+        let reply = http.get(format!("{base}/healthz")).send().await;
+        reply.is_ok_and(|r| r.status().is_success())
+    })
+    .await;
     assert!(ready, "admin API did not come up on {base}");
 
     let status = http

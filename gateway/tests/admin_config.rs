@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use gateway::config::ConfigError;
-use gateway::pki::Ca;
 use gateway::Config;
+use wardgate_tests::pki::Ca;
 
 #[test]
 fn admin_section_parses_with_env_overrides() {

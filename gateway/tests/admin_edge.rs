@@ -10,43 +10,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gateway::admin::{NewToken, Role, SystemClock, TokenName, TokenStore};
-use gateway::pki::{Ca, Issued};
-use gateway::registry::{DeviceState, NewDevice};
+use gateway::registry::DeviceState;
 use gateway::{Config, Gateway};
 use rumqttc::{
     AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
 };
 use wardgate_protocol::DeviceId;
-
-fn client_tls(ca_pem: &str, device: &Issued) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let chain = rustls_pemfile::certs(&mut device.cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = rustls_pemfile::private_key(&mut device.key_pem.as_bytes())
-        .unwrap()
-        .unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_client_auth_cert(chain, key)
-    .unwrap();
-    Arc::new(config)
-}
+use wardgate_tests::pki::Ca;
+use wardgate_tests::tls::client_config;
 
 fn device(ca: &Ca, id: &str, addr: std::net::SocketAddr) -> (AsyncClient, EventLoop) {
     let issued = ca.issue_device(&DeviceId::parse(id).unwrap(), 30).unwrap();
+    let tls = client_config(&ca.cert_pem, Some((&issued.cert_pem, &issued.key_pem))).unwrap();
     let mut opts = MqttOptions::new(id, "127.0.0.1", addr.port());
     opts.set_keep_alive(Duration::from_secs(30));
-    opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-        client_tls(&ca.cert_pem, &issued),
-    )));
+    opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
     AsyncClient::new(opts, 16)
 }
 
@@ -97,14 +75,7 @@ async fn revoking_a_device_through_the_api_cuts_its_live_connection() {
         gw.context
             .registry
             .enroll(
-                &NewDevice {
-                    id: DeviceId::parse(id).unwrap(),
-                    model: "Infusomat".into(),
-                    hardware_id: "pump-hw-1".into(),
-                    manufacturer: "acme".into(),
-                    firmware_version: "1.0.0".into(),
-                    cert_fingerprint: None,
-                },
+                &support::new_device(&DeviceId::parse(id).unwrap(), "Infusomat", "pump-hw-1"),
                 "test",
             )
             .unwrap();
@@ -136,12 +107,7 @@ async fn revoking_a_device_through_the_api_cuts_its_live_connection() {
         .await
         .unwrap();
 
-    let http = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(ca.cert_pem.as_bytes()).unwrap())
-        .build()
-        .unwrap();
+    let http = wardgate_tests::https::client(&ca.cert_pem).unwrap();
     let url = |path: &str| format!("https://{admin_addr}{path}");
 
     // A viewer may not revoke: 403, the device stays connected and active.
@@ -234,14 +200,7 @@ async fn quarantine_over_the_api_with_totp_confines_the_live_session() {
         })
         .unwrap();
     let secret = op.totp.unwrap();
-    let http = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(gw.pki.ca.cert_pem.as_bytes()).unwrap(),
-        )
-        .build()
-        .unwrap();
+    let http = wardgate_tests::https::client(&gw.pki.ca.cert_pem).unwrap();
     let url = format!("https://{admin_addr}/api/v1/devices/mon-01/quarantine");
 
     // Without the code: refused, and the device keeps working.

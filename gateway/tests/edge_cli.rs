@@ -3,15 +3,16 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use device_sim::{DeviceOptions, DeviceTls, SimDevice, VitalsGenerator};
 use wardgate_protocol::DeviceId;
+use wardgate_tests::process::{ChildGuard, Stream};
+use wardgate_tests::wait::wait_for;
 
-use support::cli::{gw, ok, ChildGuard, BIN};
+use support::cli::{gw, ok, BIN};
 
 fn write_config(dir: &Path) -> std::path::PathBuf {
     let pki = dir.join("pki");
@@ -111,22 +112,18 @@ async fn cli_pki_enroll_run_revoke_and_audit_verify_detects_tampering() {
         .unwrap();
     }
 
-    let mut child = ChildGuard(
+    let mut child = ChildGuard::spawn(
         Command::new(BIN)
             .args(["run", "--config", c])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let stdout = child.0.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        line
-    })
-    .await
+            .stderr(Stdio::null()),
+    )
     .unwrap();
+    let line = child
+        .wait_for_line(Stream::Stdout, Duration::from_secs(60), |l| {
+            Some(l.to_owned())
+        })
+        .unwrap();
     let port: u16 = line
         .trim()
         .rsplit(':')
@@ -161,7 +158,7 @@ async fn cli_pki_enroll_run_revoke_and_audit_verify_detects_tampering() {
     dev.wait_disconnected(Duration::from_secs(10))
         .await
         .expect("revoked device cut off");
-    let recorded = support::wait_for(Duration::from_secs(10), || {
+    let recorded = wait_for(Duration::from_secs(10), || {
         let export = ok(&["audit", "--config", c, "export"]);
         export
             .lines()

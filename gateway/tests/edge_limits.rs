@@ -8,6 +8,9 @@ use std::time::Duration;
 use support::TestGateway;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use wardgate_tests::mqtt::{connect_v4, read_until_closed};
+use wardgate_tests::tls::raw_tls;
+use wardgate_tests::wait::wait_for_async;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_and_garbage_sockets_do_not_stall_devices() {
@@ -72,7 +75,7 @@ async fn connection_cap_refuses_extra_peers_and_frees_slots() {
     gw.wait_audit_any("edge.tls", "tls_timeout").await;
     let tls = gw.enroll("cap-2");
     let opts = gw.options("cap-2", tls);
-    let connected = support::wait_for_async(Duration::from_secs(15), || async {
+    let connected = wait_for_async(Duration::from_secs(15), || async {
         device_sim::SimDevice::connect(&opts).await.ok()
     })
     .await;
@@ -94,17 +97,15 @@ async fn silent_device_is_dropped_at_its_keep_alive() {
         .issue_device(&wardgate_protocol::DeviceId::parse("quiet").unwrap(), 5)
         .unwrap();
     gw.enroll("quiet");
-    let mut s = support::raw_tls(
+    let mut s = raw_tls(
         gw.port(),
         &gw.pki.ca.cert_pem,
         Some((&cert.cert_pem, &cert.key_pem)),
     )
     .await
     .unwrap();
-    s.write_all(&support::connect_v4("quiet", None))
-        .await
-        .unwrap();
-    support::read_until_closed(&mut s, Duration::from_secs(10))
+    s.write_all(&connect_v4("quiet", None)).await.unwrap();
+    read_until_closed(&mut s, Duration::from_secs(10))
         .await
         .expect("dropped when idle");
     gw.wait_audit("quiet", "edge.disconnect", "idle timeout")

@@ -6,8 +6,10 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{telemetry_json, TestGateway};
+use support::TestGateway;
 use wardgate_protocol::DeviceId;
+use wardgate_tests::telemetry::telemetry_json;
+use wardgate_tests::wait::wait_for;
 
 const PUB: &str = "/usr/bin/mosquitto_pub";
 const SUB: &str = "/usr/bin/mosquitto_sub";
@@ -25,11 +27,11 @@ fn files(gw: &TestGateway, id: &str) -> Files {
         .ca
         .issue_device(&DeviceId::parse(id).unwrap(), 5)
         .unwrap();
-    let (c, k) = gw.pki.write_files(id, &issued);
+    let written = gw.pki.write_files(id, &issued).unwrap();
     Files {
         ca: gw.pki.ca_path.display().to_string(),
-        cert: c.display().to_string(),
-        key: k.display().to_string(),
+        cert: written.cert.display().to_string(),
+        key: written.key.display().to_string(),
     }
 }
 
@@ -137,7 +139,7 @@ async fn mosquitto_sub_gets_its_commands_and_is_cut_off_on_wildcards() {
     let link = gw.handle().broker.clone();
     let (mut tx, _rx) = link.link("gateway.cmd").unwrap();
     let cmd = r#"{"schema":1,"seq":1,"ts":"2026-01-01T00:00:00Z","command":"identify"}"#;
-    support::wait_for(Duration::from_secs(10), || {
+    wait_for(Duration::from_secs(10), || {
         gw.audit("mosq-sub", Some("edge.connect")).first().cloned()
     })
     .await

@@ -7,11 +7,15 @@ mod support;
 use std::time::Duration;
 
 use device_sim::{SimDevice, VitalsGenerator};
-use gateway::pki::Ca;
 use gateway::registry::DeviceState;
-use support::{connect_v4, publish_v4, raw_tls, read_until_closed, telemetry_json, TestGateway};
+use support::TestGateway;
 use tokio::io::AsyncWriteExt;
 use wardgate_protocol::DeviceId;
+use wardgate_tests::mqtt::{connect_v4, publish_v4, read_until_closed};
+use wardgate_tests::pki::Ca;
+use wardgate_tests::telemetry::telemetry_json;
+use wardgate_tests::tls::raw_tls;
+use wardgate_tests::wait::wait_for;
 
 const T: Duration = Duration::from_secs(10);
 
@@ -155,7 +159,7 @@ async fn replayed_seq() {
     again.publish_telemetry(v.next_readings()).await.unwrap();
     again.wait_disconnected(T).await.unwrap();
     let metrics = gw.handle().context.metrics.edge.clone();
-    support::wait_for(T, || (metrics.violation_count("replay") == 2).then_some(()))
+    wait_for(T, || (metrics.violation_count("replay") == 2).then_some(()))
         .await
         .expect("both replays counted");
     by.still_works(&gw).await;
@@ -290,7 +294,7 @@ async fn quarantined_device_is_confined_live() {
         .await
         .unwrap();
     // Status is still allowed once the change has reached the session.
-    let reached = support::wait_for(T, || {
+    let reached = wait_for(T, || {
         gw.handle()
             .context
             .registry
@@ -533,17 +537,7 @@ async fn replayed_seq_is_refused_after_a_gateway_restart() {
     first
         .context
         .registry
-        .enroll(
-            &gateway::registry::NewDevice {
-                id: id.clone(),
-                model: "m".into(),
-                hardware_id: "h".into(),
-                manufacturer: "acme".into(),
-                firmware_version: "1.0.0".into(),
-                cert_fingerprint: None,
-            },
-            "test",
-        )
+        .enroll(&support::new_device(&id, "m", "h"), "test")
         .unwrap();
     let mut dev = SimDevice::connect(&opts(first.edge_addr().port()))
         .await
@@ -556,7 +550,7 @@ async fn replayed_seq_is_refused_after_a_gateway_restart() {
     dev.disconnect().await.unwrap();
     dev.wait_disconnected(T).await.unwrap();
     let registry = first.context.registry.clone();
-    support::wait_for(T, || {
+    wait_for(T, || {
         registry
             .get(&id)
             .unwrap()
@@ -577,17 +571,8 @@ async fn replayed_seq_is_refused_after_a_gateway_restart() {
         .wait_disconnected(T)
         .await
         .expect("replay after restart is refused");
-    let row = support::wait_for(T, || {
-        second
-            .context
-            .audit
-            .find("pump-20", Some("edge.violation"))
-            .unwrap()
-            .into_iter()
-            .find(|r| r.detail_json()["reason"] == "replay")
-    })
-    .await
-    .expect("audit row");
+    let row =
+        support::wait_audit_in(&second.context.audit, "pump-20", "edge.violation", "replay").await;
     assert!(row.detail_json()["error"]
         .as_str()
         .unwrap()

@@ -51,17 +51,7 @@ async fn telemetry_is_committed_to_the_sink_before_puback_and_refusal_withholds_
 
     let id = wardgate_protocol::DeviceId::parse("sink-01").unwrap();
     ctx.registry
-        .enroll(
-            &gateway::registry::NewDevice {
-                id: id.clone(),
-                model: "m".into(),
-                hardware_id: "h".into(),
-                manufacturer: "acme".into(),
-                firmware_version: "1.0.0".into(),
-                cert_fingerprint: None,
-            },
-            "test",
-        )
+        .enroll(&support::new_device(&id, "m", "h"), "test")
         .unwrap();
     let tls = pki.device_tls(&pki.ca.issue_device(&id, 5).unwrap());
     let opts = device_sim::DeviceOptions {
@@ -99,15 +89,7 @@ async fn telemetry_is_committed_to_the_sink_before_puback_and_refusal_withholds_
     dev.publish_telemetry(v.next_readings()).await.unwrap();
     let err = dev.wait_puback(Duration::from_secs(10)).await.unwrap_err();
     assert!(err.to_string().contains("connection ended"), "{err}");
-    let row = support::wait_for(Duration::from_secs(10), || {
-        ctx.audit
-            .find("sink-01", Some("edge.violation"))
-            .unwrap()
-            .into_iter()
-            .find(|r| r.detail_json()["reason"] == "not_stored")
-    })
-    .await
-    .expect("audit row");
+    let row = support::wait_audit_in(&ctx.audit, "sink-01", "edge.violation", "not_stored").await;
     assert!(row.detail_json()["error"]
         .as_str()
         .unwrap()

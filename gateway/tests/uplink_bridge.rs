@@ -2,7 +2,7 @@
 //! true`) on an ephemeral loopback port: delivery in both formats, an
 //! upstream outage with nothing missing, and refusal of an untrusted peer.
 
-mod uplink_support;
+mod support;
 
 use std::path::Path;
 use std::time::Duration;
@@ -12,34 +12,26 @@ use gateway::render::Format;
 use gateway::sink::AcceptedTelemetry;
 use gateway::uplink::{Uplink, UplinkConfig, UplinkNotice};
 use prometheus_client::registry::Registry;
+use support::ward::tally;
 use tokio_util::sync::CancellationToken;
-use uplink_support::{tally, ClientIdentity, Mosquitto, Subscriber, UpstreamPki};
-use wardgate_protocol::message::{Reading, Telemetry, SCHEMA_VERSION};
+use wardgate_protocol::message::Telemetry;
 use wardgate_protocol::vitals::VitalKind;
 use wardgate_protocol::DeviceId;
+use wardgate_tests::mosquitto::{Mosquitto, Received, Subscriber};
+use wardgate_tests::pki::{ClientIdentity, PkiDir};
+use wardgate_tests::wait::wait_for;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn telemetry(device: &str, seq: u64) -> AcceptedTelemetry {
-    let t = Telemetry {
-        schema: SCHEMA_VERSION,
+    let t = wardgate_tests::telemetry::telemetry(
         seq,
-        ts: Utc::now(),
-        readings: vec![
-            Reading {
-                kind: VitalKind::HeartRate,
-                value: 60.0 + (seq % 40) as f64,
-            },
-            Reading {
-                kind: VitalKind::SystolicBp,
-                value: 120.0,
-            },
-            Reading {
-                kind: VitalKind::DiastolicBp,
-                value: 80.0,
-            },
+        &[
+            (VitalKind::HeartRate, 60.0 + (seq % 40) as f64),
+            (VitalKind::SystolicBp, 120.0),
+            (VitalKind::DiastolicBp, 80.0),
         ],
-    };
+    );
     AcceptedTelemetry {
         device_id: DeviceId::parse(device).unwrap(),
         seq,
@@ -51,7 +43,7 @@ fn telemetry(device: &str, seq: u64) -> AcceptedTelemetry {
 
 fn config(
     broker: &Mosquitto,
-    pki: &UpstreamPki,
+    pki: &PkiDir,
     id: &ClientIdentity,
     formats: Vec<Format>,
 ) -> UplinkConfig {
@@ -60,7 +52,7 @@ fn config(
         broker_host: "127.0.0.1".into(),
         broker_port: broker.port,
         client_id: "ward-7-gateway".into(),
-        ca_file: pki.ca_pem.clone(),
+        ca_file: pki.ca_path.clone(),
         cert_file: id.cert.clone(),
         key_file: id.key.clone(),
         formats,
@@ -114,19 +106,8 @@ fn start_with_notices(
     (uplink, registry, notices)
 }
 
-async fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    done()
-}
-
 /// (device, seq) of every JSON message that arrived.
-fn arrived_json(r: &uplink_support::Received) -> Vec<(String, u64)> {
+fn arrived_json(r: &Received) -> Vec<(String, u64)> {
     r.by_topic
         .iter()
         .filter(|(t, _)| t.ends_with("/telemetry"))
@@ -143,7 +124,7 @@ fn arrived_json(r: &uplink_support::Received) -> Vec<(String, u64)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivers_json_and_fhir_in_order_and_empties_the_outbox() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = UpstreamPki::generate(&dir.path().join("pki")).unwrap();
+    let pki = PkiDir::generate(&dir.path().join("pki"), "Hospital upstream test CA").unwrap();
     let broker = Mosquitto::start_new(&pki, &dir.path().join("mosquitto")).unwrap();
     let sub_id = pki.client("hospital-consumer").unwrap();
     let sub = Subscriber::start(&broker, &pki, &sub_id, "consumer-1", "wardgate/ward/#")
@@ -224,7 +205,7 @@ async fn delivers_json_and_fhir_in_order_and_empties_the_outbox() {
 async fn upstream_outage_then_restart_delivers_everything() {
     const N: u64 = 400;
     let dir = tempfile::tempdir().unwrap();
-    let pki = UpstreamPki::generate(&dir.path().join("pki")).unwrap();
+    let pki = PkiDir::generate(&dir.path().join("pki"), "Hospital upstream test CA").unwrap();
     let mut broker = Mosquitto::start_new(&pki, &dir.path().join("mosquitto")).unwrap();
     let sub_id = pki.client("hospital-consumer").unwrap();
     // Persistent session: the broker queues for it while it is away.
@@ -310,7 +291,7 @@ async fn upstream_outage_then_restart_delivers_everything() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_with_untrusted_certificate_is_refused_and_keeps_its_outbox() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = UpstreamPki::generate(&dir.path().join("pki")).unwrap();
+    let pki = PkiDir::generate(&dir.path().join("pki"), "Hospital upstream test CA").unwrap();
     let broker = Mosquitto::start_new(&pki, &dir.path().join("mosquitto")).unwrap();
     let sub_id = pki.client("hospital-consumer").unwrap();
     let sub = Subscriber::start(&broker, &pki, &sub_id, "consumer-3", "wardgate/ward/#")

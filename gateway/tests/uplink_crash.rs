@@ -3,14 +3,16 @@
 //! Two crashes: one while the upstream is draining, one while it is down
 //! (so the outbox certainly holds acknowledged messages at the kill).
 
-mod uplink_support;
+mod support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use uplink_support::ward::{DeviceIdentity, Ward};
-use uplink_support::{tally, Mosquitto, Received, Subscriber, UpstreamPki};
+use support::ward::{tally, DeviceIdentity, Ward};
 use wardgate_protocol::message::Telemetry;
+use wardgate_tests::mosquitto::{Mosquitto, Received, Subscriber};
+use wardgate_tests::pki::PkiDir;
+use wardgate_tests::process::ChildGuard;
 
 const GATEWAY: &str = env!("CARGO_BIN_EXE_gateway");
 
@@ -37,7 +39,7 @@ async fn stream_and_kill(
     devices: &[DeviceIdentity],
     next_seq: &mut [u64],
     kill_after: usize,
-    gateway: &mut uplink_support::ward::GatewayProcess,
+    gateway: &mut ChildGuard,
 ) -> Vec<(String, u64)> {
     let mut counters = Vec::new();
     let mut tasks = Vec::new();
@@ -85,7 +87,11 @@ async fn stream_and_kill(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_stream_loses_nothing_a_device_saw_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = UpstreamPki::generate(&dir.path().join("upstream-pki")).unwrap();
+    let pki = PkiDir::generate(
+        &dir.path().join("upstream-pki"),
+        "Hospital upstream test CA",
+    )
+    .unwrap();
     let mut broker = Mosquitto::start_new(&pki, &dir.path().join("mosquitto")).unwrap();
     let sub_id = pki.client("hospital-consumer").unwrap();
     let sub = Subscriber::start(&broker, &pki, &sub_id, "consumer", "wardgate/ward/#")

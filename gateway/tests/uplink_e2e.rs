@@ -2,16 +2,18 @@
 //! an upstream outage with nothing missing, and a full outbox under both
 //! policies with the alert (metric) and the audit rows.
 
-mod uplink_support;
+mod support;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gateway::app::{Gateway, GatewayHandle};
-use uplink_support::ward::{DeviceIdentity, Ward};
-use uplink_support::{tally, Mosquitto, Received, Subscriber, UpstreamPki};
+use support::ward::{tally, DeviceIdentity, Ward};
 use wardgate_protocol::message::Telemetry;
+use wardgate_tests::mosquitto::{Mosquitto, Received, Subscriber};
+use wardgate_tests::pki::PkiDir;
+use wardgate_tests::wait::wait_for;
 
 const LIMIT: Duration = Duration::from_secs(90);
 
@@ -24,11 +26,15 @@ struct Setup {
 
 async fn setup(uplink_extra: &str) -> Setup {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(std::env::var("WARDGATE_LOG").unwrap_or_else(|_| "warn".into()))
         .with_test_writer()
         .try_init();
     let dir = tempfile::tempdir().unwrap();
-    let pki = UpstreamPki::generate(&dir.path().join("upstream-pki")).unwrap();
+    let pki = PkiDir::generate(
+        &dir.path().join("upstream-pki"),
+        "Hospital upstream test CA",
+    )
+    .unwrap();
     let broker = Mosquitto::start_new(&pki, &dir.path().join("mosquitto")).unwrap();
     let sub_id = pki.client("hospital-consumer").unwrap();
     let sub = Subscriber::start(&broker, &pki, &sub_id, "consumer", "wardgate/ward/#")
@@ -51,17 +57,6 @@ fn metric(handle: &GatewayHandle, name: &str) -> Option<f64> {
         .encode()
         .lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
-async fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    done()
 }
 
 fn arrived(r: &Received) -> Vec<(String, u64)> {
@@ -380,13 +375,8 @@ async fn admin_status_shows_uplink_connection_and_outbox_depth() {
             bind_totp: false,
         })
         .unwrap();
-    let ca = std::fs::read(s.ward.dir.join("ward-pki").join("ca.pem")).unwrap();
-    let client = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-        .build()
-        .unwrap();
+    let ca = std::fs::read_to_string(s.ward.dir.join("ward-pki").join("ca.pem")).unwrap();
+    let client = wardgate_tests::https::client(&ca).unwrap();
     let status = || {
         let req = client
             .get(format!("https://{admin}/api/v1/status"))

@@ -2,27 +2,16 @@
 //! directly), group commit, and both full-outbox policies with their alert,
 //! metric and notice.
 
-mod uplink_support;
-
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use gateway::sink::{AcceptedTelemetry, SinkError, TelemetrySink};
 use gateway::uplink::{FullPolicy, Outbox, OutboxKey, OutboxLimits, UplinkMetrics, UplinkNotice};
-use wardgate_protocol::message::{Reading, Telemetry, SCHEMA_VERSION};
 use wardgate_protocol::vitals::VitalKind;
 use wardgate_protocol::DeviceId;
 
 fn telemetry(device: &str, seq: u64, readings: &[(VitalKind, f64)]) -> AcceptedTelemetry {
-    let t = Telemetry {
-        schema: SCHEMA_VERSION,
-        seq,
-        ts: Utc::now(),
-        readings: readings
-            .iter()
-            .map(|&(kind, value)| Reading { kind, value })
-            .collect(),
-    };
+    let t = wardgate_tests::telemetry::telemetry(seq, readings);
     AcceptedTelemetry {
         device_id: DeviceId::parse(device).unwrap(),
         seq,

@@ -4,8 +4,6 @@
 //! Set `WARDGATE_UPDATE_GOLDEN=1` to rewrite the golden files after an
 //! intended change, then review the diff.
 
-mod uplink_support;
-
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -16,7 +14,7 @@ use gateway::uplink::PendingMessage;
 use wardgate_protocol::DeviceId;
 
 fn golden_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/uplink_support/golden")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
 }
 
 fn at(s: &str) -> DateTime<Utc> {
@@ -151,7 +149,7 @@ print("ok", len(resources))
 "#;
 
 fn run_checker(resources: &[serde_json::Value]) -> (bool, String) {
-    let python = uplink_support::python().unwrap();
+    let python = wardgate_tests::python::python().unwrap_or_else(|e| panic!("{e}"));
     let mut child = Command::new(&python)
         .args(["-c", CHECKER])
         .stdin(Stdio::piped())

@@ -7,6 +7,7 @@ mod support;
 use std::time::Duration;
 
 use support::{Harness, Opts};
+use wardgate_tests::wait::wait_for_async;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_upload_leaves_the_repository_intact() {
@@ -42,7 +43,7 @@ async fn kill_9_during_upload_leaves_the_repository_intact() {
             .send(),
     );
     let tmp = h.data_dir.join("repo/tmp");
-    let receiving = support::wait_until(Duration::from_secs(30), || {
+    let receiving = wait_for_async(Duration::from_secs(30), || {
         let tmp = tmp.clone();
         async move { staged_bytes(&tmp) > 256 * 1024 }
     })

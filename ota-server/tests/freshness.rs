@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use support::{Harness, Opts};
 use tuf_repo::RepoLocation;
+use wardgate_tests::wait::wait_for_async;
 
 async fn verify_dir(h: &Harness, dir: &std::path::Path) -> Result<(), String> {
     tuf_repo::verify::verify(
@@ -65,7 +66,7 @@ async fn stopped_refresh_is_detected_while_the_server_stays_fresh() {
 
     // Now stop the server's own refresher: its clients detect the freeze.
     h.server().stop_timestamp_refresh();
-    let stale = support::wait_until(Duration::from_secs(60), || async {
+    let stale = wait_for_async(Duration::from_secs(60), || async {
         verify_server(&h).await.is_err()
     })
     .await;

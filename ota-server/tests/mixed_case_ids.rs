@@ -86,7 +86,7 @@ async fn mixed_case_device_ids_are_accepted_end_to_end() {
     assert_eq!(e["error"]["code"], "malformed_json");
     let msg = e["error"]["message"].as_str().unwrap_or_default();
     assert!(msg.contains("invalid device id \"Pump/07\""), "{msg}");
-    let recorded = support::wait_until(Duration::from_secs(10), || async {
+    let recorded = wardgate_tests::wait::wait_for_async(Duration::from_secs(10), || async {
         let a = h.last_audit().await;
         a["code"] == "malformed_json" && a["actor"] == "gateway:Ward-3A"
     })

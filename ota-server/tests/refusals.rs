@@ -8,6 +8,8 @@ mod support;
 use std::time::Duration;
 
 use support::{Bundle, Harness, Opts};
+use wardgate_tests::pki::Ca;
+use wardgate_tests::wait::wait_for_async;
 
 async fn started() -> Harness {
     let mut h = Harness::new(Opts::default()).await;
@@ -41,7 +43,7 @@ async fn recorded_and_unchanged(
     before: &std::collections::BTreeMap<String, Vec<u8>>,
     code: &str,
 ) {
-    let ok = support::wait_until(Duration::from_secs(10), || async {
+    let ok = wait_for_async(Duration::from_secs(10), || async {
         h.last_audit().await["code"] == code
     })
     .await;
@@ -322,7 +324,7 @@ async fn unauthenticated_or_wrongly_authenticated_requests_are_refused() {
     // A gateway certificate from a CA the server does not trust: the TLS
     // handshake is refused and counted.
     let before = h.metadata_files();
-    let rogue = support::Ca::new("Rogue CA");
+    let rogue = Ca::generate("Rogue CA", 30).unwrap();
     let failures = h.metric("wardgate_ota_tls_handshake_failures_total").await;
     let r = h
         .gateway_client(&rogue, "ward-x")

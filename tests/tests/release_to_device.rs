@@ -10,7 +10,6 @@
 use std::path::Path;
 
 use chrono::Utc;
-use sha2::{Digest, Sha256};
 use tuf_repo::firmware::FirmwareMeta;
 use tuf_repo::repo::delegate::{delegate, enrol};
 use tuf_repo::repo::init::{init, InitConfig, InitSigners, RoleSpec};
@@ -18,6 +17,7 @@ use tuf_repo::repo::release::{release, ReleaseRequest};
 use tuf_repo::{Expiries, ManufacturerName, RepoDir, SigningKey};
 use wardgate_protocol::message::OtaOffer;
 use wardgate_protocol::verify_offer;
+use wardgate_tests::hash::sha256_hex;
 
 const HW: &str = "acme-pump-p7";
 
@@ -114,7 +114,7 @@ async fn signed_release(dir: &Path) -> Release {
         target_name: "acme-medical/pump-fw-2.1.0.bin".into(),
         version: "2.1.0".into(),
         length: image.len() as u64,
-        sha256: hex::encode(Sha256::digest(&image)),
+        sha256: sha256_hex(&image),
         hardware_id: HW.into(),
         download_url: "https://127.0.0.1:8443/ota/acme-medical/pump-fw-2.1.0.bin".into(),
         targets_metadata: std::fs::read_to_string(&bundle.role_metadata).expect("role metadata"),
@@ -167,7 +167,7 @@ async fn device_accepts_the_manufacturers_release_and_refuses_every_tampering() 
 
     // The gateway edits the offer fields around the signed metadata.
     let mut o = r.offer.clone();
-    o.sha256 = hex::encode(Sha256::digest(b"foreign firmware"));
+    o.sha256 = sha256_hex(b"foreign firmware");
     assert!(refused(&o, &key, HW, "2.0.3").contains("SHA-256"));
     let mut o = r.offer.clone();
     o.length += 1;

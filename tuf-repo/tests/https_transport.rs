@@ -14,46 +14,28 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 use support::*;
 use tuf_repo::{Error, HttpsTransport, HttpsTransportConfig, RepoLocation};
+use wardgate_tests::pki::{Ca, Issued};
 
+/// The ward's private CA, the server's certificate and a gateway's client
+/// certificate (CN only) from the harness.
 struct Pki {
     ca_pem: String,
-    server_chain: Vec<rustls::pki_types::CertificateDer<'static>>,
-    server_key: rustls::pki_types::PrivateKeyDer<'static>,
+    server: Issued,
     client_cert_pem: String,
     client_key_pem: String,
 }
 
-fn ca() -> (rcgen::Certificate, KeyPair) {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name
-        .push(rcgen::DnType::CommonName, "test ward CA");
-    let k = KeyPair::generate().unwrap();
-    (p.self_signed(&k).unwrap(), k)
-}
-
 fn pki() -> Pki {
-    let (ca, ca_key) = ca();
-    let sk = KeyPair::generate().unwrap();
-    let mut sp =
-        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
-    sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let server = sp.signed_by(&sk, &ca, &ca_key).unwrap();
-    let ck = KeyPair::generate().unwrap();
-    let mut cp = CertificateParams::new(Vec::<String>::new()).unwrap();
-    cp.distinguished_name
-        .push(rcgen::DnType::CommonName, "gateway-ward-7");
-    cp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let client = cp.signed_by(&ck, &ca, &ca_key).unwrap();
+    let ca = Ca::generate("test ward CA", 30).unwrap();
+    let names = ["127.0.0.1".to_owned(), "localhost".to_owned()];
+    let client = ca.issue_cn_only("gateway-ward-7", 30).unwrap();
     Pki {
-        ca_pem: ca.pem(),
-        server_chain: vec![server.der().clone()],
-        server_key: rustls::pki_types::PrivateKeyDer::Pkcs8(sk.serialize_der().into()),
-        client_cert_pem: client.pem(),
-        client_key_pem: ck.serialize_pem(),
+        server: ca.issue_server(&names, 30).unwrap(),
+        ca_pem: ca.cert_pem,
+        client_cert_pem: client.cert_pem,
+        client_key_pem: client.key_pem,
     }
 }
 
@@ -88,23 +70,12 @@ impl Drop for Server {
 }
 
 fn serve(root: PathBuf, pki: &Pki) -> Server {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut pki.ca_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
+    let cfg = wardgate_tests::tls::server_config(
+        &pki.server.cert_pem,
+        &pki.server.key_pem,
+        Some(&pki.ca_pem),
     )
-    .build()
     .unwrap();
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(pki.server_chain.clone(), pki.server_key.clone_key())
-        .unwrap();
     let hits = Arc::new(AtomicU64::new(0));
     let app = Router::new()
         .route("/{*path}", get(file))
@@ -118,7 +89,7 @@ fn serve(root: PathBuf, pki: &Pki) -> Server {
     let handle = axum_server::Handle::new();
     let server = axum_server::from_tcp_rustls(
         listener,
-        axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(cfg)),
+        axum_server::tls_rustls::RustlsConfig::from_config(cfg),
     )
     .handle(handle.clone());
     tokio::spawn(async move { server.serve(app.into_make_service()).await });
@@ -182,9 +153,9 @@ async fn tough_loads_over_mutual_tls_with_a_private_ca() {
     );
 
     // Trusting another CA: our client refuses the server.
-    let (other_ca, _) = ca();
+    let other_ca = Ca::generate("another CA", 30).unwrap();
     let wrong_ca = HttpsTransport::new(&HttpsTransportConfig {
-        ca_pem: other_ca.pem().into_bytes(),
+        ca_pem: other_ca.cert_pem.into_bytes(),
         client_identity: Some((
             pki.client_cert_pem.clone().into_bytes(),
             pki.client_key_pem.clone().into_bytes(),

@@ -1,19 +1,10 @@
-//! Running the real `gateway` binary from tests.
+//! Running the real `gateway` binary from tests (a long-running one goes
+//! in the harness's `ChildGuard`, which kills it on drop).
 
-use std::process::{Child, Command, Output};
+use std::process::{Command, Output};
 
 /// The `gateway` binary Cargo built for this test run.
 pub const BIN: &str = env!("CARGO_BIN_EXE_gateway");
-
-/// Kills the child on drop, so no test leaves a gateway running.
-pub struct ChildGuard(pub Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Runs `gateway <args>` (without any inherited `WARDGATE_CONFIG`).
 pub fn gw(args: &[&str]) -> Output {

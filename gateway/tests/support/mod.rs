@@ -1,56 +1,55 @@
-//! Shared integration-test harness for the gateway: PKI fixtures, a gateway
-//! started in-process on 127.0.0.1 with real TLS, device clients (the
-//! `device-sim` library and a raw TLS socket for attacks), a broker-side
-//! subscriber through a `rumqttd` local link, and polling helpers (no fixed
-//! sleeps).
+//! Gateway-local test support, built on the `wardgate-tests` harness (PKI,
+//! waiting, raw MQTT and TLS, Mosquitto, processes come from there): what
+//! only the gateway's tests need.
+//!
+//! - this module: a gateway started in-process from a `gateway::Config` on
+//!   127.0.0.1 with real TLS ([`TestGateway`]), its device clients (the
+//!   `device-sim` library), a broker-side subscriber through a `rumqttd`
+//!   local link, and audit-row waits;
+//! - [`cli`]: the real `gateway` binary;
+//! - [`admin`]: the admin API server in-process with a manual clock;
+//! - [`ward`]: a whole gateway configured by file against an upstream
+//!   Mosquitto, for the uplink tests.
 #![allow(dead_code, missing_docs, clippy::missing_panics_doc)]
 
+pub mod admin;
 pub mod cli;
+pub mod ward;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::ops::Deref;
+use std::path::Path;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use device_sim::{DeviceOptions, DeviceTls, SimDevice};
-use gateway::audit::AuditRecord;
+use gateway::audit::{AuditLog, AuditRecord};
 use gateway::config::Config;
-use gateway::pki::{Ca, Issued};
 use gateway::registry::NewDevice;
 use gateway::{Gateway, GatewayHandle};
-use rumqttd::protocol::{v4::V4, Connect, Login, Packet, Protocol};
-use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
 use wardgate_protocol::DeviceId;
+use wardgate_tests::pki::{Issued, PkiDir};
+use wardgate_tests::wait::wait_for;
 
-/// A ward PKI in a temp dir: CA, gateway server certificate for
-/// `localhost` / `127.0.0.1`, keys 0600.
+/// The ward PKI of one test gateway, in its own temp dir: the device CA
+/// and the edge's server certificate for `localhost` / `127.0.0.1`
+/// (the harness's [`PkiDir`], which it derefs to).
 pub struct TestPki {
     pub dir: tempfile::TempDir,
-    pub ca: Ca,
-    pub ca_path: PathBuf,
-    pub server_cert: PathBuf,
-    pub server_key: PathBuf,
+    files: PkiDir,
+}
+
+impl Deref for TestPki {
+    type Target = PkiDir;
+
+    fn deref(&self) -> &PkiDir {
+        &self.files
+    }
 }
 
 impl TestPki {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let ca = Ca::generate("Test ward device CA", 30).unwrap();
-        let (ca_path, _) = ca.write(dir.path()).unwrap();
-        let server = ca
-            .issue_server(&["localhost".to_owned(), "127.0.0.1".to_owned()], 30)
-            .unwrap();
-        let server_cert = dir.path().join("server.pem");
-        let server_key = dir.path().join("server.key");
-        server.write(&server_cert, &server_key).unwrap();
-        Self {
-            dir,
-            ca,
-            ca_path,
-            server_cert,
-            server_key,
-        }
+        let files = PkiDir::generate(dir.path(), "Test ward device CA").unwrap();
+        Self { dir, files }
     }
 
     /// TLS material for a device certificate `issued` by any CA.
@@ -61,14 +60,39 @@ impl TestPki {
             key_pem: issued.key_pem.clone(),
         }
     }
+}
 
-    /// Write `issued` into the temp dir as `<name>.pem` / `<name>.key`.
-    pub fn write_files(&self, name: &str, issued: &Issued) -> (PathBuf, PathBuf) {
-        let c = self.dir.path().join(format!("{name}.pem"));
-        let k = self.dir.path().join(format!("{name}.key"));
-        issued.write(&c, &k).unwrap();
-        (c, k)
+/// The registry record of an active device `id` from manufacturer `acme`
+/// on firmware 1.0.0, with the model and hardware id given (no
+/// certificate pin).
+pub fn new_device(id: &DeviceId, model: &str, hardware_id: &str) -> NewDevice {
+    NewDevice {
+        id: id.clone(),
+        model: model.into(),
+        hardware_id: hardware_id.into(),
+        manufacturer: "acme".into(),
+        firmware_version: "1.0.0".into(),
+        cert_fingerprint: None,
     }
+}
+
+/// Wait until `audit` holds a row for `subject` with `action` whose detail
+/// reason is `reason`; returns it.
+pub async fn wait_audit_in(
+    audit: &AuditLog,
+    subject: &str,
+    action: &str,
+    reason: &str,
+) -> AuditRecord {
+    wait_for(Duration::from_secs(10), || {
+        audit
+            .find(subject, Some(action))
+            .unwrap()
+            .into_iter()
+            .find(|r| r.detail_json()["reason"] == reason)
+    })
+    .await
+    .unwrap_or_else(|| panic!("no audit row {action} for {subject} with reason {reason}"))
 }
 
 /// A gateway running in this process, with its PKI and data dir.
@@ -126,17 +150,7 @@ impl TestGateway {
         self.handle()
             .context
             .registry
-            .enroll(
-                &NewDevice {
-                    id: id.clone(),
-                    model: "SimMonitor 1".into(),
-                    hardware_id: "sim-hw-1".into(),
-                    manufacturer: "acme".into(),
-                    firmware_version: "1.0.0".into(),
-                    cert_fingerprint: None,
-                },
-                "test",
-            )
+            .enroll(&new_device(&id, "SimMonitor 1", "sim-hw-1"), "test")
             .unwrap();
         let issued = self.pki.ca.issue_device(&id, 10).unwrap();
         self.pki.device_tls(&issued)
@@ -167,19 +181,7 @@ impl TestGateway {
     /// Wait until an audit row for `subject` with `action` has detail
     /// `reason`; returns it.
     pub async fn wait_audit(&self, subject: &str, action: &str, reason: &str) -> AuditRecord {
-        let audit = self.handle().context.audit.clone();
-        let subject = subject.to_owned();
-        let action = action.to_owned();
-        let reason = reason.to_owned();
-        wait_for(Duration::from_secs(10), || {
-            audit
-                .find(&subject, Some(&action))
-                .unwrap()
-                .into_iter()
-                .find(|r| r.detail_json()["reason"] == reason.as_str())
-        })
-        .await
-        .unwrap_or_else(|| panic!("no audit row {action} for {subject} with reason {reason}"))
+        wait_audit_in(&self.handle().context.audit, subject, action, reason).await
     }
 
     /// Any audit row with `action` and detail reason `reason` (whatever the subject).
@@ -271,140 +273,4 @@ impl Subscriber {
         }
         out
     }
-}
-
-/// Poll `f` until it returns `Some` or `timeout` passes.
-pub async fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Poll the async `f` until it returns `Some` or `timeout` passes.
-pub async fn wait_for_async<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return Some(v);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// A raw TLS connection to the edge, with an optional client certificate.
-pub async fn raw_tls(
-    port: u16,
-    ca_pem: &str,
-    client: Option<(&str, &str)>,
-) -> std::io::Result<TlsStream<TcpStream>> {
-    use rustls::pki_types::ServerName;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
-        roots.add(c?).map_err(std::io::Error::other)?;
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(gateway::edge::tls::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(std::io::Error::other)?
-        .with_root_certificates(roots);
-    let config = match client {
-        Some((cert, key)) => {
-            let certs =
-                rustls_pemfile::certs(&mut cert.as_bytes()).collect::<Result<Vec<_>, _>>()?;
-            let key = rustls_pemfile::private_key(&mut key.as_bytes())?
-                .ok_or_else(|| std::io::Error::other("no key"))?;
-            builder
-                .with_client_auth_cert(certs, key)
-                .map_err(std::io::Error::other)?
-        }
-        None => builder.with_no_client_auth(),
-    };
-    let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let mut tls = connector
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await?;
-    // TLS 1.3: a refused client certificate surfaces on the first read.
-    use tokio::io::AsyncWriteExt;
-    tls.flush().await?;
-    Ok(tls)
-}
-
-/// An MQTT 3.1.1 CONNECT for `client_id`.
-pub fn connect_v4(client_id: &str, login: Option<(&str, &str)>) -> Vec<u8> {
-    let mut out = BytesMut::new();
-    V4.write(
-        Packet::Connect(
-            Connect {
-                keep_alive: 30,
-                client_id: client_id.to_owned(),
-                clean_session: true,
-            },
-            None,
-            None,
-            None,
-            login.map(|(u, p)| Login {
-                username: u.into(),
-                password: p.into(),
-            }),
-        ),
-        &mut out,
-    )
-    .unwrap();
-    out.to_vec()
-}
-
-/// An MQTT 3.1.1 QoS 1 PUBLISH.
-pub fn publish_v4(topic: &str, payload: &[u8], pkid: u16) -> Vec<u8> {
-    let mut body = Vec::new();
-    body.extend((topic.len() as u16).to_be_bytes());
-    body.extend(topic.as_bytes());
-    body.extend(pkid.to_be_bytes());
-    body.extend(payload);
-    let mut out = vec![0x32];
-    out.extend(gateway::edge::frame::encode_remaining_length(body.len()));
-    out.extend(body);
-    out
-}
-
-/// Valid telemetry JSON with `seq`.
-pub fn telemetry_json(seq: u64, heart_rate: f64) -> Vec<u8> {
-    format!(
-        r#"{{"schema":1,"seq":{seq},"ts":"2026-01-01T00:00:00Z","readings":[{{"kind":"heart_rate","value":{heart_rate}}}]}}"#
-    )
-    .into_bytes()
-}
-
-/// Read from a raw stream until EOF or error; returns the bytes read
-/// (bounded by `timeout`).
-pub async fn read_until_closed<S: tokio::io::AsyncRead + Unpin>(
-    s: &mut S,
-    timeout: Duration,
-) -> Option<Vec<u8>> {
-    use tokio::io::AsyncReadExt;
-    let mut all = Vec::new();
-    let fut = async {
-        let mut buf = [0u8; 1024];
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => all.extend_from_slice(&buf[..n]),
-            }
-        }
-    };
-    tokio::time::timeout(timeout, fut).await.ok()?;
-    Some(all)
 }

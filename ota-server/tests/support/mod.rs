@@ -1,69 +1,27 @@
-//! Shared harness for the ota-server integration tests: a PKI made with
-//! rcgen, a TUF repository authored with `tuf-repo` (root, targets, a
-//! delegation per manufacturer), a server on 127.0.0.1:0 (in-process or the
-//! real binary), and clients (reqwest, tough, python-tuf).
+//! ota-server-local test support, built on the `wardgate-tests` harness
+//! (PKI, HTTPS clients, processes, Python, hashing and waiting come from
+//! there): a TUF repository authored with `tuf-repo` (root, targets, a
+//! delegation per manufacturer), a server configured for it on 127.0.0.1:0
+//! (in-process or the real binary), and clients (reqwest, tough,
+//! python-tuf).
 #![allow(dead_code, clippy::missing_panics_doc, missing_docs)]
 
 use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType,
-};
 use tokio_util::sync::CancellationToken;
 use tuf_repo::firmware::FirmwareMeta;
 use tuf_repo::repo::init::{InitConfig, InitSigners, RoleSpec};
 use tuf_repo::repo::release::ReleaseRequest;
 use tuf_repo::{ManufacturerName, RepoDir, SigningKey};
-
-/// A CA and what it issued.
-pub struct Ca {
-    pub cert: rcgen::Certificate,
-    pub key: KeyPair,
-}
-
-impl Ca {
-    pub fn new(name: &str) -> Self {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name.push(DnType::CommonName, name);
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let cert = p.self_signed(&key).unwrap();
-        Self { cert, key }
-    }
-
-    pub fn pem(&self) -> String {
-        self.cert.pem()
-    }
-
-    /// (cert PEM, key PEM) for the server: localhost and 127.0.0.1.
-    pub fn server(&self) -> (String, String) {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-        p.subject_alt_names
-            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let c = p.signed_by(&key, &self.cert, &self.key).unwrap();
-        (c.pem(), key.serialize_pem())
-    }
-
-    /// (cert PEM, key PEM) for gateway `id` (SAN URI urn:wardgate:gateway:<id>).
-    pub fn gateway(&self, id: &str) -> (String, String) {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name.push(DnType::CommonName, id);
-        p.subject_alt_names.push(SanType::URI(
-            format!("urn:wardgate:gateway:{id}").try_into().unwrap(),
-        ));
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let c = p.signed_by(&key, &self.cert, &self.key).unwrap();
-        (c.pem(), key.serialize_pem())
-    }
-}
+// Re-exported for the tests that compare digests as `support::sha256_hex`.
+#[allow(unused_imports)]
+pub use wardgate_tests::hash::sha256_hex;
+use wardgate_tests::pki::Ca;
+use wardgate_tests::process::{ChildGuard, Stream};
 
 /// The offline and online TUF keys of a test repository.
 pub struct TufKeys {
@@ -189,17 +147,7 @@ pub struct Harness {
     pub root_json: Vec<u8>,
     pub addr: Option<SocketAddr>,
     server: Option<ota_server::server::RunningServer>,
-    process: Option<ProcessGuard>,
-}
-
-/// Kills the child process on drop.
-pub struct ProcessGuard(pub Child);
-
-impl Drop for ProcessGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    process: Option<ChildGuard>,
 }
 
 fn write(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
@@ -214,11 +162,13 @@ impl Harness {
     pub async fn new(opts: Opts) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let ca = Ca::new("Test Ward CA");
-        let (scert, skey) = ca.server();
-        let ca_path = write(d, "ca.pem", ca.pem());
-        let cert_path = write(d, "server.pem", scert);
-        let key_path = write(d, "server.key", skey);
+        let ca = Ca::generate("Test Ward CA", 30).unwrap();
+        let (ca_path, _) = ca.write(d).unwrap();
+        let (cert_path, key_path) = (d.join("server.pem"), d.join("server.key"));
+        ca.issue_server(&["localhost".to_owned(), "127.0.0.1".to_owned()], 30)
+            .unwrap()
+            .write(&cert_path, &key_path)
+            .unwrap();
         let authoring = d.join("authoring");
         let keys = author_repo(&authoring).await;
         let snap_key = d.join("snapshot.key");
@@ -318,47 +268,30 @@ token_sha256 = "{globex_hash}"
     /// Starts the real binary and waits (by reading its log) until it
     /// listens.
     pub fn start_process(&mut self) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ota-server"))
-            .args(["serve", "--config"])
-            .arg(&self.config_path)
-            .env("WARDGATE_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let guard = ProcessGuard(child);
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if let Some(pos) = line.find("addr=") {
-                    let a: String = line[pos + 5..]
-                        .chars()
-                        .take_while(|c| !c.is_whitespace())
-                        .collect();
-                    if let Some(t) = tx.take() {
-                        let _ = t.send(a);
-                    }
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(60))
+        let mut child = ChildGuard::spawn(
+            Command::new(env!("CARGO_BIN_EXE_ota-server"))
+                .args(["serve", "--config"])
+                .arg(&self.config_path)
+                .env("WARDGATE_LOG", "info")
+                .env("NO_COLOR", "1")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped()),
+        )
+        .unwrap();
+        let addr = child
+            .wait_for_line(Stream::Stderr, Duration::from_secs(60), |line| {
+                let (_, rest) = line.split_once("addr=")?;
+                rest.split_whitespace().next()?.parse::<SocketAddr>().ok()
+            })
             .expect("ota-server did not report its address");
-        self.addr = Some(addr.parse().unwrap());
-        self.process = Some(guard);
+        self.addr = Some(addr);
+        self.process = Some(child);
     }
 
     /// SIGKILL the binary.
     pub fn kill9(&mut self) {
-        if let Some(mut g) = self.process.take() {
-            g.0.kill().unwrap();
-            let _ = g.0.wait();
+        if let Some(mut child) = self.process.take() {
+            child.kill9();
         }
     }
 
@@ -366,24 +299,15 @@ token_sha256 = "{globex_hash}"
         format!("https://{}", self.addr.unwrap())
     }
 
-    fn client_builder(&self) -> reqwest::ClientBuilder {
-        reqwest::Client::builder()
-            .use_rustls_tls()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(self.ca.pem().as_bytes()).unwrap())
-            .no_proxy()
-    }
-
     /// An HTTPS client trusting the test CA, without a client certificate.
     pub fn client(&self) -> reqwest::Client {
-        self.client_builder().build().unwrap()
+        wardgate_tests::https::client(&self.ca.cert_pem).unwrap()
     }
 
     /// A client presenting gateway `id`'s certificate from `ca`.
     pub fn gateway_client(&self, ca: &Ca, id: &str) -> reqwest::Client {
-        let (c, k) = ca.gateway(id);
-        let ident = reqwest::Identity::from_pem(format!("{c}{k}").as_bytes()).unwrap();
-        self.client_builder().identity(ident).build().unwrap()
+        let identity = ca.issue_gateway(id, 30).unwrap();
+        wardgate_tests::https::client_with_identity(&self.ca.cert_pem, &identity).unwrap()
     }
 
     /// The manufacturer signs a release of `image` with `key` against the
@@ -529,7 +453,7 @@ token_sha256 = "{globex_hash}"
     /// A tough-backed HTTPS transport trusting the test CA.
     pub fn transport(&self) -> tuf_repo::HttpsTransport {
         tuf_repo::HttpsTransport::new(&tuf_repo::HttpsTransportConfig {
-            ca_pem: self.ca.pem().into_bytes(),
+            ca_pem: self.ca.cert_pem.clone().into_bytes(),
             client_identity: None,
             timeout: Some(Duration::from_secs(30)),
         })
@@ -548,14 +472,14 @@ token_sha256 = "{globex_hash}"
     /// Runs python-tuf's ngclient against the server; returns its stdout
     /// (the SHA-256 of the downloaded target) or stderr on failure.
     pub fn python_fetch(&self, target: &str) -> Result<String, String> {
-        let py = python();
+        let py = wardgate_tests::python::python().unwrap_or_else(|e| panic!("{e}"));
         let work = tempfile::tempdir_in(self.dir.path()).unwrap();
         let meta = work.path().join("meta");
         let dl = work.path().join("dl");
         std::fs::create_dir_all(&meta).unwrap();
         std::fs::create_dir_all(&dl).unwrap();
         std::fs::write(meta.join("root.json"), &self.root_json).unwrap();
-        let ca = write(work.path(), "ca.pem", self.ca.pem());
+        let ca = write(work.path(), "ca.pem", &self.ca.cert_pem);
         let script = r#"
 import hashlib, os, sys
 from tuf.ngclient import Updater, Urllib3Fetcher
@@ -613,42 +537,4 @@ pub fn assert_same_metadata(
         differ.is_empty(),
         "repository metadata changed after {what}: {differ:?}"
     );
-}
-
-/// The python with python-tuf: `WARDGATE_PYTHON`, else the workspace venv.
-pub fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("WARDGATE_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .join(".venv/bin/python");
-    assert!(
-        p.exists(),
-        "{} is missing; run scripts/setup-test-deps",
-        p.display()
-    );
-    p
-}
-
-pub fn sha256_hex(b: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(b))
-}
-
-/// Polls `f` until it returns true (at most `limit`).
-pub async fn wait_until<F, Fut>(limit: Duration, mut f: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < deadline {
-        if f().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
 }

@@ -1,5 +1,6 @@
-//! Shared harness for tuf-repo's integration tests: a repository fixture
-//! built through the library, the CLI binary, the python-tuf client and
+//! tuf-repo-local test support, built on the `wardgate-tests` harness
+//! (which finds the Python with python-tuf): a repository fixture built
+//! through the library, the CLI binary, the python-tuf client script and
 //! crafted (hostile) metadata signed with tough's editor.
 
 #![allow(dead_code)]
@@ -7,7 +8,6 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::Duration;
 
 use aws_lc_rs::rand::SystemRandom;
 use tough::editor::signed::SignedRole;
@@ -20,23 +20,6 @@ use tuf_repo::{
     accept_upload, Expiries, ManufacturerName, OnlineKeys, PublishedVersion, RepoDir, RepoLocation,
     SigningKey, Upload, VerifyReport,
 };
-
-/// The python with python-tuf 7: `$WARDGATE_PYTHON`, else `<workspace>/.venv/bin/python`.
-pub fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("WARDGATE_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("crate dir has a parent");
-    let p = root.join(".venv/bin/python");
-    assert!(
-        p.exists(),
-        "python-tuf is missing: {} does not exist; run scripts/setup-test-deps",
-        p.display()
-    );
-    p
-}
 
 /// The `tuf-repo` binary built for this test run.
 pub fn bin() -> PathBuf {
@@ -358,7 +341,8 @@ pub fn python_fetch(
 ) -> Result<serde_json::Value, String> {
     std::fs::create_dir_all(out).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tuf_client.py");
-    let o = Command::new(python())
+    let python = wardgate_tests::python::python().unwrap_or_else(|e| panic!("{e}"));
+    let o = Command::new(python)
         .arg(script)
         .arg(repo)
         .arg(trusted_root)
@@ -372,6 +356,3 @@ pub fn python_fetch(
         Err(String::from_utf8_lossy(&o.stderr).into_owned())
     }
 }
-
-/// A short pause is never used for readiness; this only bounds waits.
-pub const WAIT: Duration = Duration::from_secs(10);

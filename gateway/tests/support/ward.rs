@@ -1,23 +1,25 @@
 //! A whole gateway for uplink tests: ward device CA, edge server
-//! certificate, a config file whose `[uplink]` points at a test Mosquitto,
-//! enrolled devices, and an MQTT device client (rumqttc over mutual TLS)
-//! that records which telemetry the gateway acknowledged.
+//! certificate, a config file whose `[uplink]` points at a test Mosquitto
+//! (from the harness), enrolled devices, an MQTT device client (rumqttc
+//! over mutual TLS) that records which telemetry the gateway acknowledged,
+//! and [`tally`] to check upstream that nothing went missing.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context as _, Result};
-use chrono::Utc;
-use gateway::pki::Ca;
-use gateway::registry::{NewDevice, Registry};
+use anyhow::Result;
+use gateway::registry::Registry;
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS, Transport};
-use wardgate_protocol::message::{Reading, Telemetry, SCHEMA_VERSION};
 use wardgate_protocol::vitals::VitalKind;
 use wardgate_protocol::DeviceId;
-
-use super::{free_port, ClientIdentity, Mosquitto, UpstreamPki};
+use wardgate_tests::mosquitto::Mosquitto;
+use wardgate_tests::pki::{ClientIdentity, PkiDir};
+use wardgate_tests::port::free_port;
+use wardgate_tests::process::{read_log, ChildGuard};
+use wardgate_tests::telemetry::telemetry;
 
 /// Files and settings of one test gateway.
 pub struct Ward {
@@ -25,15 +27,13 @@ pub struct Ward {
     pub data_dir: PathBuf,
     pub config_path: PathBuf,
     pub edge_port: u16,
-    ca: Ca,
-    ca_pem: PathBuf,
+    pki: PkiDir,
 }
 
-/// A device's certificate files.
+/// A device's id and certificate files.
 pub struct DeviceIdentity {
     pub id: String,
-    pub cert: PathBuf,
-    pub key: PathBuf,
+    pub files: ClientIdentity,
 }
 
 impl Ward {
@@ -42,19 +42,13 @@ impl Ward {
     pub fn new(
         dir: &Path,
         upstream: &Mosquitto,
-        upstream_pki: &UpstreamPki,
+        upstream_pki: &PkiDir,
         gateway_id: &ClientIdentity,
         uplink_extra: &str,
     ) -> Result<Self> {
-        let pki_dir = dir.join("ward-pki");
         let data_dir = dir.join("data");
-        std::fs::create_dir_all(&pki_dir)?;
         std::fs::create_dir_all(&data_dir)?;
-        let ca = Ca::generate("Ward 7 device CA", 30)?;
-        let (ca_pem, _) = ca.write(&pki_dir)?;
-        let server = ca.issue_server(&["localhost".to_owned(), "127.0.0.1".to_owned()], 30)?;
-        let (server_cert, server_key) = (pki_dir.join("server.pem"), pki_dir.join("server.key"));
-        server.write(&server_cert, &server_key)?;
+        let pki = PkiDir::generate(&dir.join("ward-pki"), "Ward 7 device CA")?;
         let edge_port = free_port()?;
         let config_path = dir.join("gateway.toml");
         let toml = format!(
@@ -90,11 +84,11 @@ backoff_max = "500ms"
 {uplink_extra}
 "#,
             data = data_dir.display(),
-            ca = ca_pem.display(),
-            server_cert = server_cert.display(),
-            server_key = server_key.display(),
+            ca = pki.ca_path.display(),
+            server_cert = pki.server_cert.display(),
+            server_key = pki.server_key.display(),
             port = upstream.port,
-            up_ca = upstream_pki.ca_pem.display(),
+            up_ca = upstream_pki.ca_path.display(),
             up_cert = gateway_id.cert.display(),
             up_key = gateway_id.key.display(),
         );
@@ -104,8 +98,7 @@ backoff_max = "500ms"
             data_dir,
             config_path,
             edge_port,
-            ca,
-            ca_pem,
+            pki,
         })
     }
 
@@ -118,24 +111,13 @@ backoff_max = "500ms"
         let device = DeviceId::parse(id)?;
         let registry = Registry::open(&self.db_path())?;
         registry.enroll(
-            &NewDevice {
-                id: device.clone(),
-                model: "PM-100".into(),
-                hardware_id: "pm-100-rev-b".into(),
-                manufacturer: "acme".into(),
-                firmware_version: "1.0.0".into(),
-                cert_fingerprint: None,
-            },
+            &super::new_device(&device, "PM-100", "pm-100-rev-b"),
             "test",
         )?;
-        let issued = self.ca.issue_device(&device, 30)?;
-        let ident = DeviceIdentity {
+        Ok(DeviceIdentity {
             id: id.to_owned(),
-            cert: self.dir.join(format!("{id}.pem")),
-            key: self.dir.join(format!("{id}.key")),
-        };
-        issued.write(&ident.cert, &ident.key)?;
-        Ok(ident)
+            files: self.pki.device(&device)?,
+        })
     }
 
     /// The parsed, validated configuration (for an in-process gateway).
@@ -144,99 +126,39 @@ backoff_max = "500ms"
     }
 
     /// Start `gateway run --config <file>` from `binary` and wait until its
-    /// edge accepts TCP connections.
-    pub fn spawn_process(&self, binary: &str) -> Result<GatewayProcess> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("gateway.log"))?;
-        let child = Command::new(binary)
-            .arg("run")
-            .arg("--config")
-            .arg(&self.config_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("spawn {binary}"))?;
-        let mut p = GatewayProcess { child: Some(child) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if std::net::TcpStream::connect(("127.0.0.1", self.edge_port)).is_ok() {
-                return Ok(p);
-            }
-            if let Some(c) = p.child.as_mut() {
-                if let Some(status) = c.try_wait()? {
-                    bail!(
-                        "gateway exited with {status} before listening; log:\n{}",
-                        std::fs::read_to_string(self.dir.join("gateway.log")).unwrap_or_default()
-                    );
-                }
-            }
-            if Instant::now() > deadline {
-                bail!("gateway edge did not listen within 30 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    /// edge accepts TCP connections; the process is killed on drop.
+    pub fn spawn_process(&self, binary: &str) -> Result<ChildGuard> {
+        let log = self.dir.join("gateway.log");
+        let mut child = ChildGuard::spawn_logged(
+            Command::new(binary)
+                .arg("run")
+                .arg("--config")
+                .arg(&self.config_path),
+            &log,
+        )?;
+        child.wait_for_port(self.edge_port, Duration::from_secs(30), "gateway", || {
+            read_log(&log)
+        })?;
+        Ok(child)
     }
 
     /// A device MQTT client over mutual TLS to this gateway's edge.
     pub fn device(&self, ident: &DeviceIdentity) -> Result<Device> {
-        let tls = gateway::uplink::bridge::client_tls(&self.ca_pem, &ident.cert, &ident.key)?;
-        let mut options = MqttOptions::new(ident.id.clone(), "127.0.0.1", self.edge_port);
-        options
-            .set_keep_alive(Duration::from_secs(30))
-            .set_clean_session(true)
-            .set_inflight(32)
-            .set_transport(Transport::tls_with_config(
-                rumqttc::TlsConfiguration::Rustls(tls),
-            ));
-        Ok(Device {
-            id: ident.id.clone(),
-            topic: format!("wardgate/v1/devices/{}/telemetry", ident.id),
-            options,
-        })
-    }
-}
-
-/// A `gateway run` process, killed (SIGKILL) on drop.
-pub struct GatewayProcess {
-    child: Option<Child>,
-}
-
-impl GatewayProcess {
-    /// `kill -9`: no shutdown path runs.
-    pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        self.kill9();
+        let topic = format!("wardgate/v1/devices/{}/telemetry", ident.id);
+        let to = (self.edge_port, self.pki.ca_path.as_path());
+        Device::over_tls(&ident.id, to, &ident.files, topic)
     }
 }
 
 /// A telemetry payload for `seq` whose device time is now.
 pub fn telemetry_payload(seq: u64) -> Vec<u8> {
-    let t = Telemetry {
-        schema: SCHEMA_VERSION,
+    let t = telemetry(
         seq,
-        ts: Utc::now(),
-        readings: vec![
-            Reading {
-                kind: VitalKind::HeartRate,
-                value: 60.0 + (seq % 60) as f64,
-            },
-            Reading {
-                kind: VitalKind::Spo2,
-                value: 95.0 + (seq % 5) as f64,
-            },
+        &[
+            (VitalKind::HeartRate, 60.0 + (seq % 60) as f64),
+            (VitalKind::Spo2, 95.0 + (seq % 5) as f64),
         ],
-    };
+    );
     serde_json::to_vec(&t).unwrap_or_default()
 }
 
@@ -262,12 +184,23 @@ impl Device {
     pub fn direct(
         id: &str,
         broker: &Mosquitto,
-        pki: &UpstreamPki,
+        pki: &PkiDir,
         ident: &ClientIdentity,
         topic: String,
     ) -> Result<Self> {
-        let tls = gateway::uplink::bridge::client_tls(&pki.ca_pem, &ident.cert, &ident.key)?;
-        let mut options = MqttOptions::new(id.to_owned(), "127.0.0.1", broker.port);
+        Self::over_tls(id, (broker.port, &pki.ca_path), ident, topic)
+    }
+
+    /// A client `id` for `127.0.0.1:<port>` trusting the CA file, with its
+    /// client certificate files, publishing telemetry on `topic`.
+    fn over_tls(
+        id: &str,
+        (port, ca): (u16, &Path),
+        files: &ClientIdentity,
+        topic: String,
+    ) -> Result<Self> {
+        let tls = wardgate_tests::tls::client_config_files(ca, files)?;
+        let mut options = MqttOptions::new(id.to_owned(), "127.0.0.1", port);
         options
             .set_keep_alive(Duration::from_secs(30))
             .set_clean_session(true)
@@ -360,4 +293,20 @@ impl Device {
             }
         }
     }
+}
+
+/// Count, per (device, seq), how many times it arrived; returns
+/// (missing, duplicates) against `expected`.
+pub fn tally(expected: &[(String, u64)], arrived: &[(String, u64)]) -> (Vec<(String, u64)>, usize) {
+    let mut counts: BTreeMap<(String, u64), usize> = BTreeMap::new();
+    for a in arrived {
+        *counts.entry(a.clone()).or_default() += 1;
+    }
+    let missing = expected
+        .iter()
+        .filter(|e| !counts.contains_key(*e))
+        .cloned()
+        .collect();
+    let duplicates = counts.values().map(|c| c.saturating_sub(1)).sum();
+    (missing, duplicates)
 }

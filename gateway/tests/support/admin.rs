@@ -1,13 +1,12 @@
-//! Harness for the admin API integration tests: a throwaway PKI (rcgen), the
-//! admin server started in-process over real TLS on 127.0.0.1:0 with a
-//! manual clock, and a `reqwest` client that trusts only the test CA.
+//! The admin API server started in-process over real TLS on 127.0.0.1:0
+//! with a manual clock, its PKI from the harness, and a `reqwest` client
+//! that trusts only the test CA.
 //!
 //! The server and its temp dir go away when the [`AdminHarness`] is dropped.
 
-#![allow(dead_code)]
-
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use gateway::admin::totp::TotpSecret;
@@ -17,58 +16,17 @@ use gateway::admin::{
 };
 use gateway::audit::{AuditLog, AuditRecord};
 use gateway::metrics::Metrics;
-use gateway::registry::{NewDevice, Registry};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use gateway::registry::Registry;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use wardgate_protocol::DeviceId;
+use wardgate_tests::pki::PkiDir;
+use wardgate_tests::wait::wait_for_async;
 
 /// Start of the manual clock used by every harness.
 pub fn epoch() -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000, 0).expect("valid timestamp")
-}
-
-/// PEM files of a test CA and a server certificate for 127.0.0.1.
-pub struct TestPki {
-    pub ca_pem: String,
-    pub cert_path: PathBuf,
-    pub key_path: PathBuf,
-}
-
-impl TestPki {
-    pub fn generate(dir: &std::path::Path) -> Self {
-        let ca_key = KeyPair::generate().expect("ca key");
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "wardgate admin test CA");
-        let ca = ca_params.self_signed(&ca_key).expect("ca cert");
-        let key = KeyPair::generate().expect("server key");
-        let mut params =
-            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-                .expect("server params");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "wardgate admin");
-        let cert = params.signed_by(&key, &ca, &ca_key).expect("server cert");
-        let cert_path = dir.join("admin.crt");
-        let key_path = dir.join("admin.key");
-        std::fs::write(&cert_path, cert.pem()).expect("write cert");
-        std::fs::write(&key_path, key.serialize_pem()).expect("write key");
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))
-                .expect("chmod key");
-        }
-        Self {
-            ca_pem: ca.pem(),
-            cert_path,
-            key_path,
-        }
-    }
 }
 
 /// A response: status and JSON body (`Value::Null` if not JSON).
@@ -110,10 +68,10 @@ impl AdminHarness {
 
     pub async fn start_with(mut config: AdminConfig) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let pki = TestPki::generate(dir.path());
+        let pki = PkiDir::generate(dir.path(), "wardgate admin test CA").expect("test PKI");
         config.bind = "127.0.0.1:0".parse().expect("addr");
-        config.tls_cert = Some(pki.cert_path.clone());
-        config.tls_key = Some(pki.key_path.clone());
+        config.tls_cert = Some(pki.server_cert.clone());
+        config.tls_key = Some(pki.server_key.clone());
         config.validate().expect("valid admin config");
         let db_path = dir.path().join("gateway.db");
         let clock = Arc::new(ManualClock::new(epoch()));
@@ -123,7 +81,7 @@ impl AdminHarness {
         let registry = Registry::open(&db_path).expect("registry");
         let audit = AuditLog::open(&db_path).expect("audit");
         let metrics = Metrics::new();
-        let tls = load_tls(&pki.cert_path, &pki.key_path).expect("tls");
+        let tls = load_tls(&pki.server_cert, &pki.server_key).expect("tls");
         let state = Arc::new(AdminState::new(
             config,
             tokens.clone(),
@@ -135,14 +93,7 @@ impl AdminHarness {
         let server = AdminServer::start(state.clone(), tls, cancel.clone()).expect("admin server");
         let addr = server.local_addr();
         let base = format!("https://{addr}");
-        let client = reqwest::Client::builder()
-            .use_rustls_tls()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(
-                reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).expect("ca pem"),
-            )
-            .build()
-            .expect("client");
+        let client = wardgate_tests::https::client(&pki.ca.cert_pem).expect("client");
         let this = Self {
             dir,
             db_path,
@@ -154,7 +105,7 @@ impl AdminHarness {
             metrics,
             base,
             addr,
-            ca_pem: pki.ca_pem.clone(),
+            ca_pem: pki.ca.cert_pem.clone(),
             client,
             cancel,
             server: Some(server),
@@ -165,21 +116,13 @@ impl AdminHarness {
 
     /// Poll `/healthz` until the server answers (no fixed sleeps).
     async fn wait_ready(&self) {
-        for _ in 0..200 {
-            if let Ok(r) = self
-                .client
-                .get(format!("{}/healthz", self.base))
-                .send()
-                .await
-            {
-                if r.status() == StatusCode::OK {
-                    return;
-                }
-            }
-            tokio::task::yield_now().await;
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        panic!("admin server did not become ready");
+        let url = format!("{}/healthz", self.base);
+        let up = wait_for_async(Duration::from_secs(10), || async {
+            let reply = self.client.get(&url).send().await;
+            reply.is_ok_and(|r| r.status() == StatusCode::OK)
+        })
+        .await;
+        assert!(up, "admin server did not become ready at {url}");
     }
 
     /// Issue a token straight through the store; returns (bearer, TOTP secret).
@@ -244,17 +187,7 @@ impl AdminHarness {
     pub fn enroll(&self, id: &str) -> DeviceId {
         let id = DeviceId::parse(id).expect("device id");
         self.registry
-            .enroll(
-                &NewDevice {
-                    id: id.clone(),
-                    model: "Infusomat".into(),
-                    hardware_id: "pump-hw-1".into(),
-                    manufacturer: "acme".into(),
-                    firmware_version: "1.0.0".into(),
-                    cert_fingerprint: None,
-                },
-                "test",
-            )
+            .enroll(&super::new_device(&id, "Infusomat", "pump-hw-1"), "test")
             .expect("enroll");
         id
     }
