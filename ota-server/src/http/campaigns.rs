@@ -248,9 +248,14 @@ pub async fn assignments(
                 format!("at most {MAX_DEVICES_PER_GATEWAY} devices per gateway"),
             ));
         }
+        let devices: Vec<InventoryDevice> = req.devices.into_iter().map(Into::into).collect();
+        for d in &devices {
+            d.check().map_err(|e| {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_inventory", e.to_string())
+            })?;
+        }
         let g = gw.clone();
         let m = minute_of_day();
-        let devices: Vec<InventoryDevice> = req.devices.into_iter().map(Into::into).collect();
         in_tx(&state, move |tx| campaign::assignments_for(tx, &g, &devices, m))
         .await
     }
