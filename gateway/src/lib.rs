@@ -37,6 +37,7 @@ pub mod context;
 pub mod db;
 pub mod edge;
 pub mod metrics;
+pub mod ota;
 pub mod pki;
 pub mod registry;
 pub mod render;
