@@ -201,6 +201,23 @@ impl TotpVault {
 mod tests {
     use super::*;
 
+    /// A TOTP secret sealed before the shared crate (layout: nonce ||
+    /// ciphertext || tag; AAD "wardgate/admin/totp/v1:" || token id),
+    /// computed with Python `cryptography`'s ChaCha20Poly1305.
+    #[test]
+    fn opens_secrets_sealed_in_the_existing_format() {
+        let bytes: [u8; 32] = std::array::from_fn(|i| u8::try_from(i + 1).unwrap());
+        let vault = TotpVault::from_bytes(&bytes, "test");
+        let blob = hex::decode(
+            "a1a2a3a4a5a6a7a8a9aaabace41f455192c6ff710f271d333096730c27614a361300e1679a5a41d2b5ad20c695150b1d",
+        )
+        .unwrap();
+        let id = TokenId::parse("0123456789abcdef").unwrap();
+        assert_eq!(vault.open(&id, &blob).unwrap().as_bytes(), b"12345678901234567890");
+        let other = TokenId::parse("fedcba9876543210").unwrap();
+        assert!(vault.open(&other, &blob).is_err());
+    }
+
     #[test]
     fn seals_per_token_and_key() {
         let dir = tempfile::tempdir().unwrap();
