@@ -25,6 +25,7 @@
 //! | durable outbox, store-and-forward uplink | [`uplink`] |
 //! | upstream renderings (device JSON, FHIR R4) | [`render`] |
 //! | hand-off of accepted telemetry from edge to outbox | [`sink`] |
+//! | OTA agent: TUF client, image cache | [`ota`] |
 //! | command-line subcommands | [`cli`] |
 
 pub mod admin;

@@ -91,6 +91,19 @@ impl HttpsTransport {
             .map_err(|e| terr(format!("HTTP client: {e}")))?;
         Ok(Self { client })
     }
+
+    /// Wraps an already configured HTTP client (for example one without any
+    /// TLS roots, for a plain-HTTP test repository).
+    pub fn from_client(client: reqwest::Client) -> Self {
+        Self { client }
+    }
+
+    /// The underlying HTTP client (same CA and client identity), for requests
+    /// tough's [`Transport`] cannot express, such as a resumed `Range`
+    /// download of a target.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
 }
 
 #[async_trait]

@@ -6,6 +6,7 @@
 pub mod access;
 pub mod audit;
 pub mod device;
+pub mod ota;
 pub mod pki;
 pub mod run;
 pub mod token;
@@ -42,6 +43,8 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Admin API access: tokens, break-glass, access review.
     Access(AccessCli),
+    /// OTA agent tools (a TUF client following the conformance protocol).
+    Ota(ota::OtaArgs),
 }
 
 impl Cli {
@@ -109,6 +112,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let (config, db) = config.load_with_db()?;
             access::run(args, &db, &config.admin, &mut out).map(|()| ExitCode::SUCCESS)
         }
+        Command::Ota(args) => ota::run(&args, &mut out),
     }
 }
 

@@ -93,7 +93,7 @@ pub enum DeviceStateError {
 }
 
 /// A device's update state in one campaign.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UpdateState {
     /// Assigned; waiting for the device to be seen idle.
@@ -310,6 +310,12 @@ pub enum Input {
         /// Who asked.
         actor: String,
     },
+    /// The device can no longer take part (revoked, no longer enrolled,
+    /// or hardware the target is not built for).
+    Withdrawn {
+        /// Why, in operator words.
+        reason: String,
+    },
 }
 
 /// What the gateway knows and may do for one device right now.
@@ -422,6 +428,7 @@ pub fn next_step(row: &DeviceUpdate, input: &Input, ctx: &StepContext<'_>) -> Op
             _ => None,
         },
         Input::Tick => on_tick(row, ctx),
+        Input::Withdrawn { reason } => Some(Step::to(S::Failed, reason.clone())),
         Input::Retry { .. } => None,
     }
 }
@@ -1339,6 +1346,11 @@ mod tests {
             assert!(s.detail.contains("tok-1"));
         }
         assert_eq!(next_step(&row(S::Offered, 0), &retry, &c), None);
+        let gone = Input::Withdrawn {
+            reason: "device revoked".into(),
+        };
+        assert_eq!(next_step(&row(S::Downloading, 0), &gone, &c).unwrap().state, S::Failed);
+        assert_eq!(next_step(&row(S::Healthy, 0), &gone, &c), None);
     }
 
     #[test]
