@@ -13,6 +13,11 @@
 //!     --target-base-url T --target-dir O download
 //! ```
 //!
+//! `gateway ota status --config <file>` prints the rollout's progress from
+//! the gateway database: each campaign (target, version, wave, whether the
+//! OTA server still hands it out) and each device's update state
+//! ([`crate::ota::api::status`]; `--json` for the admin API's form).
+//!
 //! Exit code 0 on success, 1 on any failure (the reason goes to stderr).
 //! Metadata is kept in `D` under unversioned names (`root.json`,
 //! `timestamp.json`, ...). `download` refreshes first, then fetches the
@@ -48,6 +53,31 @@ pub struct OtaArgs {
 pub enum OtaCommand {
     /// A TUF client following the TUF conformance suite's client protocol.
     TufClient(TufClientArgs),
+    /// Rollout progress: campaigns, waves and each device's update state.
+    Status(StatusArgs),
+}
+
+/// `gateway ota status --config <file> [--json]`
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Configuration (database location).
+    #[command(flatten)]
+    pub config: super::ConfigArg,
+    /// Print JSON (as `GET /api/v1/ota/status`) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn status(a: &StatusArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let (_, db) = a.config.load_with_db()?;
+    let states = crate::ota::DeviceStates::open(&db)?;
+    let s = crate::ota::api::status(&states)?;
+    if a.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&s)?)?;
+    } else {
+        write!(out, "{}", crate::ota::api::render_text(&s))?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `gateway ota tuf-client [options] <init ROOT | refresh | download>`
@@ -105,6 +135,7 @@ pub enum TufStep {
 /// Only when writing to `out` fails.
 pub fn run(args: &OtaArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     match &args.command {
+        OtaCommand::Status(a) => status(a, out),
         OtaCommand::TufClient(a) => {
             let result = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

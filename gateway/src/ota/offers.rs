@@ -2,10 +2,13 @@
 //! local link `gateway.ota`.
 //!
 //! The rollout never talks MQTT to a device directly: it publishes
-//! [`OtaOffer`]s on `wardgate/v1/devices/<id>/ota/offer` (QoS 1, not
-//! retained: an offer is re-sent when the device reconnects, never replayed
-//! by the broker) and subscribes to every device's `status` and
-//! `ota/report`. Those arrive only through the edge, which has already
+//! [`OtaOffer`]s on `wardgate/v1/devices/<id>/ota/offer` and subscribes to
+//! every device's `status` and `ota/report`. `rumqttd` 0.20 lets a local
+//! link publish at QoS 0 only, so an offer is delivered at most once and
+//! not retained; the rollout makes up for it by offering again when the
+//! device reconnects (its new `status`) and when an offer times out
+//! ([`crate::ota::device_state::Timeouts`]), and devices treat a repeated
+//! offer of what they are already doing as a no-op. Those arrive only through the edge, which has already
 //! checked the sender's certificate, topic, schema and `seq`; they are
 //! parsed again here into [`DeviceEvent`]s. The subscription also delivers
 //! each device's retained status, so a rollout that starts after its
@@ -21,7 +24,6 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use rumqttd::local::{LinkRx, LinkTx};
-use rumqttd::protocol::{Packet, Publish, QoS};
 use rumqttd::Notification;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -93,7 +95,7 @@ impl std::fmt::Debug for OfferSender {
 }
 
 impl OfferSender {
-    /// Publish `offer` to `device` (QoS 1, not retained).
+    /// Publish `offer` to `device` (QoS 0, not retained; see the module doc).
     ///
     /// # Errors
     /// [`OffersError`] if it cannot be encoded or the broker refuses it.
@@ -106,19 +108,10 @@ impl OfferSender {
         let tx = Arc::clone(&self.tx);
         let t = topic.clone();
         let sent = tokio::task::spawn_blocking(move || {
-            let publish = Publish {
-                dup: false,
-                qos: QoS::AtLeastOnce,
-                retain: false,
-                topic: Bytes::from(t.into_bytes()),
-                pkid: 1,
-                payload: Bytes::from(payload),
-            };
             let mut tx = tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            // `send` only queues the packet and signals the router; it
-            // blocks (hence the blocking pool) only while the router's
-            // queue is full.
-            futures::executor::block_on(tx.send(Packet::Publish(publish, None)))
+            // Queues the packet and signals the router; blocks (hence the
+            // blocking pool) only while the router's queue is full.
+            tx.publish(Bytes::from(t.into_bytes()), Bytes::from(payload))
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         })
