@@ -192,6 +192,17 @@ fn role_word(role: RoleType) -> &'static str {
     }
 }
 
+/// The delegated role a fetched file name belongs to (`3.acme.json` ->
+/// `acme`), `None` for the top-level roles.
+fn delegated_role_name(file: &str) -> Option<String> {
+    let stem = file.strip_suffix(".json")?;
+    let name = match stem.split_once('.') {
+        Some((v, rest)) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => rest,
+        _ => stem,
+    };
+    (!["root", "timestamp", "snapshot", "targets"].contains(&name)).then(|| name.to_owned())
+}
+
 /// The first tough error in `err`'s source chain that says more than
 /// "transport failed" (a hash or size mismatch detected while streaming).
 fn inner_tough(err: &ToughError) -> Option<&ToughError> {
@@ -271,13 +282,18 @@ fn classify(err: ToughError, url: &Url, log: &FetchLog, trusted_root: &[u8]) -> 
             F::Rollback,
             format!("the new snapshot no longer lists {role}, which the trusted one did (rollback); {keep}"),
         ),
-        ToughError::VerifyMetadata { role, source, .. } => (
-            F::BadSignature,
-            format!(
-                "{file} ({} role) is not signed as its trusted keys require ({source}): for a manufacturer's role this means a key that is not delegated to it; {keep}",
-                role_word(*role)
-            ),
-        ),
+        ToughError::VerifyMetadata { role, source, .. } => {
+            let message = match delegated_role_name(&file) {
+                Some(name) if *role == RoleType::Targets => format!(
+                    "{file} (the role delegated to manufacturer {name}) is not signed by the keys delegated to it ({source}): a key that is not delegated, or metadata changed after signing; {keep}"
+                ),
+                _ => format!(
+                    "{file} ({} role) is not signed by the keys the trusted root names for it ({source}): a forged file, or `ota.trusted_root` is not this repository's root; {keep}",
+                    role_word(*role)
+                ),
+            };
+            (F::BadSignature, message)
+        }
         ToughError::VerifyRoleMetadata { role, source, .. } => (
             F::BadSignature,
             format!("{file} (role {role}) is not signed as its delegation requires ({source}); {keep}"),
@@ -381,5 +397,29 @@ fn classify(err: ToughError, url: &Url, log: &FetchLog, trusted_root: &[u8]) -> 
         failure,
         message,
         source: Some(Box::new(err)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_the_delegated_role_of_a_file() {
+        assert_eq!(delegated_role_name("3.acme.json").as_deref(), Some("acme"));
+        assert_eq!(delegated_role_name("acme.json").as_deref(), Some("acme"));
+        assert_eq!(delegated_role_name("7.targets.json"), None);
+        assert_eq!(delegated_role_name("timestamp.json"), None);
+        assert_eq!(delegated_role_name("metadata"), None);
+    }
+
+    #[test]
+    fn directory_urls_end_with_a_slash() {
+        let u = RepoUrls::new(
+            &Url::parse("https://h/m").unwrap(),
+            &Url::parse("https://h/t/").unwrap(),
+        );
+        assert_eq!(u.metadata.as_str(), "https://h/m/");
+        assert_eq!(u.targets.as_str(), "https://h/t/");
     }
 }
