@@ -7,6 +7,8 @@
 //! `device-sim` binary streams them for N devices; the gateway's tests and
 //! benchmarks drive the library directly.
 
+pub mod ota;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -29,6 +29,6 @@ pub use message::{
     Command, CommandKind, DeviceActivity, DeviceMessage, OtaOffer, OtaOutcome, OtaReport, Reading,
     Status, Telemetry, SCHEMA_VERSION,
 };
-pub use offer::{verify_offer, VerifiedOffer};
+pub use offer::{verify_offer, ImageCheck, VerifiedOffer};
 pub use topic::{topic, DeviceTopic, Direction, TopicKind, TOPIC_PREFIX};
 pub use vitals::VitalKind;

@@ -9,7 +9,8 @@
 //! SHA-256, that the target is built for this hardware id, and that its
 //! version is newer than the installed one (and the installed one is at
 //! least the target's `min_version`). [`VerifiedOffer::check_image`] then
-//! checks the downloaded bytes.
+//! checks the downloaded bytes, or [`VerifiedOffer::image_check`] the same
+//! piece by piece for an image too large to hold in memory.
 
 use chrono::{DateTime, Utc};
 use ed25519_dalek::{Signature, VerifyingKey};
@@ -170,14 +171,61 @@ impl VerifiedOffer {
     /// # Errors
     /// [`ProtocolError::Offer`] on a length or hash mismatch.
     pub fn check_image(&self, image: &[u8]) -> Result<(), ProtocolError> {
-        if image.len() as u64 != self.length {
+        let mut check = self.image_check();
+        check.update(image);
+        check.finish()
+    }
+
+    /// The same check as [`VerifiedOffer::check_image`], fed piece by piece,
+    /// so a device can check an image in its flash slot without holding it
+    /// in memory.
+    #[must_use]
+    pub fn image_check(&self) -> ImageCheck {
+        ImageCheck {
+            length: self.length,
+            sha256: self.sha256.clone(),
+            seen: 0,
+            hasher: Sha256::new(),
+        }
+    }
+}
+
+/// An image check in progress (see [`VerifiedOffer::image_check`]): feed the
+/// image's bytes in order with [`ImageCheck::update`], then
+/// [`ImageCheck::finish`].
+#[derive(Debug, Clone)]
+pub struct ImageCheck {
+    length: u64,
+    sha256: String,
+    seen: u64,
+    hasher: Sha256,
+}
+
+impl ImageCheck {
+    /// Feed the next bytes of the image.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.seen = self.seen.saturating_add(bytes.len() as u64);
+        self.hasher.update(bytes);
+    }
+
+    /// Bytes fed so far.
+    #[must_use]
+    pub fn bytes_seen(&self) -> u64 {
+        self.seen
+    }
+
+    /// Compare what was fed with the signed length and SHA-256.
+    ///
+    /// # Errors
+    /// [`ProtocolError::Offer`] on a length or hash mismatch.
+    pub fn finish(self) -> Result<(), ProtocolError> {
+        if self.seen != self.length {
             return Err(refuse(format!(
                 "image is {} bytes, signed length is {}",
-                image.len(),
-                self.length
+                self.seen, self.length
             )));
         }
-        if hex::encode(Sha256::digest(image)) != self.sha256 {
+        if hex::encode(self.hasher.finalize()) != self.sha256 {
             return Err(refuse("image SHA-256 does not match the signed hash"));
         }
         Ok(())
@@ -254,6 +302,46 @@ mod tests {
         v.check_image(&image).unwrap();
         assert!(v.check_image(b"firmware image v3").is_err());
         assert!(v.check_image(b"short").is_err());
+    }
+
+    #[test]
+    fn image_check_in_pieces_agrees_with_the_whole_image_check() {
+        let k = key(1);
+        let image: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
+        let o = offer(
+            metadata(&k, &image, "2.0.0", "2099-01-01T00:00:00Z"),
+            &image,
+            "2.0.0",
+        );
+        let v = verify_offer(
+            &o,
+            &k.verifying_key(),
+            HW,
+            &Version::new(1, 5, 0),
+            Utc::now(),
+        )
+        .unwrap();
+        let mut c = v.image_check();
+        for piece in image.chunks(777) {
+            c.update(piece);
+        }
+        assert_eq!(c.bytes_seen(), image.len() as u64);
+        c.finish().unwrap();
+
+        let mut flipped = image.clone();
+        flipped[5000] ^= 0x80;
+        let mut c = v.image_check();
+        for piece in flipped.chunks(1024) {
+            c.update(piece);
+        }
+        assert_eq!(
+            c.finish().unwrap_err().to_string(),
+            v.check_image(&flipped).unwrap_err().to_string()
+        );
+
+        let mut c = v.image_check();
+        c.update(&image[..image.len() - 1]);
+        assert!(c.finish().unwrap_err().to_string().contains("signed length"));
     }
 
     #[test]

@@ -1,0 +1,367 @@
+//! The device's update client against a real HTTPS image server with
+//! mutual TLS, with releases signed by the manufacturer with `tuf-repo`:
+//! install into the idle slot, reboot, self-test and `healthy`; every
+//! refusal (tampered image, older version, other hardware id, therapy in
+//! progress) reported and leaving the running slot untouched; rollback on
+//! a failed self-test, a self-test that misses the health window, and a
+//! device that died during its trial boot.
+
+mod support;
+
+use std::time::Duration;
+
+use device_sim::ota::{OfferResult, OtaClient, Slot, UpdateReport};
+use support::*;
+use wardgate_protocol::OtaOutcome;
+
+#[tokio::test]
+async fn installs_into_the_idle_slot_reboots_and_reports_healthy() {
+    let b = Bench::new().await;
+    let rel = b
+        .maker
+        .release("pump-fw-2.1.0.bin", "2.1.0", HW, image(300_000, 1))
+        .await;
+    let url = b
+        .server
+        .put("pump-fw-2.1.0.bin", rel.image.clone(), Some("\"v1\""));
+    let mut dev = OtaClient::open(&b.config("pump-01", "1.0.0")).unwrap();
+    assert_eq!(dev.boot().await.unwrap().firmware_version.to_string(), "1.0.0");
+
+    let mut reports: Vec<UpdateReport> = Vec::new();
+    let r = dev
+        .handle_offer(&rel.offer("c-1", &url), &mut reports)
+        .await
+        .unwrap();
+    assert_eq!(r, OfferResult::Installed { slot: Slot::B });
+    assert_eq!(
+        outcomes(&reports),
+        [OtaOutcome::Downloading, OtaOutcome::Installed]
+    );
+    assert!(reports.iter().all(|r| r.campaign_id == "c-1" && r.version == "2.1.0"));
+    assert!(last_detail(&reports).contains("slot b"), "{reports:?}");
+    // Installed, not yet booted: slot A is still the active one.
+    let s = dev.nvram().state();
+    assert_eq!(s.active, Slot::A);
+    assert_eq!(s.trial.as_ref().map(|t| t.slot), Some(Slot::B));
+    assert_eq!(
+        std::fs::read(dev.nvram().slot_path(Slot::B)).unwrap(),
+        rel.image
+    );
+    // One full download, over mutual TLS.
+    let reqs = b.server.requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!((reqs[0].status, reqs[0].range.as_deref()), (200, None));
+
+    // "Reboot": the process state is gone, only the NVRAM stays.
+    drop(dev);
+    let mut dev = OtaClient::open(&b.config("pump-01", "1.0.0")).unwrap();
+    let boot = dev.boot().await.unwrap();
+    assert_eq!(boot.slot, Slot::B);
+    assert_eq!(boot.firmware_version.to_string(), "2.1.0");
+    assert_eq!(outcomes(&boot.reports), [OtaOutcome::Healthy]);
+    assert!(
+        last_detail(&boot.reports).contains("slot a keeps 1.0.0"),
+        "{:?}",
+        boot.reports
+    );
+    let s = dev.nvram().state();
+    assert_eq!(s.active, Slot::B);
+    assert!(s.trial.is_none() && s.pending.is_none());
+    assert_eq!(s.slot_a.as_ref().unwrap().version.to_string(), "1.0.0");
+
+    // The same offer again (a gateway resuming its campaign): nothing is
+    // installed twice, the device says it is already healthy.
+    let mut again = Vec::new();
+    let r = dev
+        .handle_offer(&rel.offer("c-1", &url), &mut again)
+        .await
+        .unwrap();
+    assert_eq!(r, OfferResult::AlreadyRunning);
+    assert_eq!(outcomes(&again), [OtaOutcome::Healthy]);
+    assert_eq!(b.server.requests().len(), 1, "no second download");
+
+    // The next release goes into slot A, the now idle one.
+    let next = b
+        .maker
+        .release("pump-fw-2.2.0.bin", "2.2.0", HW, image(50_000, 2))
+        .await;
+    let url2 = b.server.put("pump-fw-2.2.0.bin", next.image.clone(), None);
+    let mut reports = Vec::new();
+    let r = dev
+        .handle_offer(&next.offer("c-2", &url2), &mut reports)
+        .await
+        .unwrap();
+    assert_eq!(r, OfferResult::Installed { slot: Slot::A });
+    let boot = dev.boot().await.unwrap();
+    assert_eq!(
+        (boot.slot, boot.firmware_version.to_string()),
+        (Slot::A, "2.2.0".into())
+    );
+}
+
+#[tokio::test]
+async fn a_tampered_image_is_refused_and_the_slot_erased() {
+    let b = Bench::new().await;
+    let rel = b
+        .maker
+        .release("pump-fw-2.1.0.bin", "2.1.0", HW, image(100_000, 3))
+        .await;
+    // The gateway's cached copy has one byte changed.
+    let mut bad = rel.image.clone();
+    bad[77_777] ^= 0x40;
+    let url = b.server.put("pump-fw-2.1.0.bin", bad, Some("\"x\""));
+    let mut dev = OtaClient::open(&b.config("pump-02", "1.0.0")).unwrap();
+    let mut reports = Vec::new();
+    let r = dev
+        .handle_offer(&rel.offer("c-1", &url), &mut reports)
+        .await
+        .unwrap();
+    assert_eq!(r, OfferResult::Failed);
+    assert_eq!(
+        outcomes(&reports),
+        [OtaOutcome::Downloading, OtaOutcome::Failed]
+    );
+    let detail = last_detail(&reports);
+    assert!(detail.contains("SHA-256"), "{detail}");
+    assert!(detail.contains("still running 1.0.0 from slot a"), "{detail}");
+    let s = dev.nvram().state();
+    assert_eq!((s.active, s.firmware_version().to_string()), (Slot::A, "1.0.0".into()));
+    assert!(s.trial.is_none() && s.pending.is_none() && s.slot_b.is_none());
+    assert_eq!(
+        std::fs::metadata(dev.nvram().slot_path(Slot::B)).unwrap().len(),
+        0,
+        "the refused image is erased"
+    );
+    // Nothing to boot into.
+    assert!(dev.boot().await.unwrap().reports.is_empty());
+
+    // An image longer than signed is cut off at the signed length.
+    let mut long = rel.image.clone();
+    long.extend_from_slice(b"trailing payload");
+    let url = b.server.put("long.bin", long, None);
+    let mut reports = Vec::new();
+    dev.handle_offer(&rel.offer("c-1", &url), &mut reports)
+        .await
+        .unwrap();
+    assert_eq!(outcomes(&reports).last(), Some(&OtaOutcome::Failed));
+    assert!(last_detail(&reports).contains("more than the signed"), "{reports:?}");
+    assert_eq!(dev.nvram().state().active, Slot::A);
+}
+
+#[tokio::test]
+async fn older_foreign_hardware_and_unsigned_offers_are_refused_before_any_download() {
+    let b = Bench::new().await;
+    let rel = b
+        .maker
+        .release("pump-fw-2.1.0.bin", "2.1.0", HW, image(10_000, 4))
+        .await;
+    let url = b.server.put("pump-fw-2.1.0.bin", rel.image.clone(), None);
+
+    // A device already on 3.0.0 is offered 2.1.0.
+    let mut newer = OtaClient::open(&b.config("pump-03", "3.0.0")).unwrap();
+    let mut reports = Vec::new();
+    let r = newer
+        .handle_offer(&rel.offer("c-1", &url), &mut reports)
+        .await
+        .unwrap();
+    assert_eq!(r, OfferResult::Refused);
+    assert_eq!(outcomes(&reports), [OtaOutcome::Failed]);
+    assert!(last_detail(&reports).contains("not newer than installed 3.0.0"), "{reports:?}");
+
+    // A monitor (other hardware id) is offered the pump's image.
+    let mut cfg = b.config("monitor-01", "1.0.0");
+    cfg.factory.hardware_id = "acme-monitor-m1".into();
+    let mut monitor = OtaClient::open(&cfg).unwrap();
+    let mut offer = rel.offer("c-1", &url);
+    offer.hardware_id = "acme-monitor-m1".into();
+    let mut reports = Vec::new();
+    let r = monitor.handle_offer(&offer, &mut reports).await.unwrap();
+    assert_eq!(r, OfferResult::Refused);
+    assert!(last_detail(&reports).contains("not built for hardware acme-monitor-m1"), "{reports:?}");
+
+    // A device of another manufacturer (another key) is offered it.
+    let mut cfg = b.config("pump-04", "1.0.0");
+    cfg.factory.manufacturer_key = tuf_repo::SigningKey::generate().verifying_key();
+    let mut foreign = OtaClient::open(&cfg).unwrap();
+    let mut reports = Vec::new();
+    let r = foreign
+        .handle_offer(&rel.offer("c-1", &url), &mut reports)
+        .await
+        .unwrap();
+    assert_eq!(r, OfferResult::Refused);
+    assert!(last_detail(&reports).contains("not signed by this device's manufacturer key"), "{reports:?}");
+
+    // A gateway that rewrites the signed metadata to claim a newer version.
+    let mut dev = OtaClient::open(&b.config("pump-05", "2.1.0")).unwrap();
+    let mut offer = rel.offer("c-1", &url);
+    offer.targets_metadata = offer.targets_metadata.replace("\"2.1.0\"", "\"2.9.0\"");
+    offer.version = "2.9.0".into();
+    let mut reports = Vec::new();
+    assert_eq!(
+        dev.handle_offer(&offer, &mut reports).await.unwrap(),
+        OfferResult::Refused
+    );
+    assert!(last_detail(&reports).contains("not signed"), "{reports:?}");
+
+    // A plain-HTTP download URL.
+    let mut dev = OtaClient::open(&b.config("pump-06", "1.0.0")).unwrap();
+    let mut reports = Vec::new();
+    let offer = rel.offer("c-1", &url.replace("https://", "http://"));
+    assert_eq!(
+        dev.handle_offer(&offer, &mut reports).await.unwrap(),
+        OfferResult::Refused
+    );
+    assert!(last_detail(&reports).contains("https"), "{reports:?}");
+
+    // None of them fetched anything, and all still run what they ran.
+    assert!(b.server.requests().is_empty());
+    assert_eq!(newer.firmware_version().to_string(), "3.0.0");
+    assert_eq!(monitor.firmware_version().to_string(), "1.0.0");
+    assert_eq!(foreign.nvram().state().active, Slot::A);
+}
+
+#[tokio::test]
+async fn a_failed_self_test_rolls_back_to_the_previous_slot() {
+    let b = Bench::new().await;
+    let rel = b
+        .maker
+        .release("pump-fw-2.1.0.bin", "2.1.0", HW, image(40_000, 5))
+        .await;
+    let url = b.server.put("pump-fw-2.1.0.bin", rel.image.clone(), None);
+    let mut cfg = b.config("pump-07", "1.0.0");
+    cfg.faults = ["self-test-fails=2.1.0".parse().unwrap()]
+        .into_iter()
+        .collect();
+    let mut dev = OtaClient::open(&cfg).unwrap();
+    let mut reports = Vec::new();
+    let r = dev
+        .handle_offer(&rel.offer("canary", &url), &mut reports)
+        .await
+        .unwrap();
+    assert_eq!(r, OfferResult::Installed { slot: Slot::B });
+
+    drop(dev);
+    let mut dev = OtaClient::open(&cfg).unwrap();
+    let boot = dev.boot().await.unwrap();
+    assert_eq!(
+        (boot.slot, boot.firmware_version.to_string()),
+        (Slot::A, "1.0.0".into())
+    );
+    assert_eq!(outcomes(&boot.reports), [OtaOutcome::RolledBack]);
+    let r = &boot.reports[0];
+    assert_eq!((r.campaign_id.as_str(), r.version.as_str()), ("canary", "2.1.0"));
+    let detail = r.detail.clone().unwrap();
+    assert!(detail.contains("self-test"), "{detail}");
+    assert!(detail.contains("switched back to slot a running 1.0.0"), "{detail}");
+    let s = dev.nvram().state();
+    assert!(s.trial.is_none() && s.slot_b.is_none());
+    // Booting again stays on slot A and reports nothing new.
+    let boot = dev.boot().await.unwrap();
+    assert_eq!(boot.slot, Slot::A);
+    assert!(boot.reports.is_empty());
+}
+
+#[tokio::test]
+async fn no_health_confirmation_in_the_window_or_before_a_restart_rolls_back() {
+    let b = Bench::new().await;
+    let rel = b
+        .maker
+        .release("pump-fw-2.1.0.bin", "2.1.0", HW, image(20_000, 6))
+        .await;
+    let url = b.server.put("pump-fw-2.1.0.bin", rel.image.clone(), None);
+
+    // The self-test takes longer than the health window.
+    let mut cfg = b.config("pump-08", "1.0.0");
+    cfg.faults.self_test_takes = Some(Duration::from_secs(5));
+    cfg.health_window = Duration::from_millis(200);
+    let mut dev = OtaClient::open(&cfg).unwrap();
+    dev.handle_offer(&rel.offer("c-1", &url), &mut Vec::new())
+        .await
+        .unwrap();
+    let boot = dev.boot().await.unwrap();
+    assert_eq!(outcomes(&boot.reports), [OtaOutcome::RolledBack]);
+    assert!(last_detail(&boot.reports).contains("health window"), "{:?}", boot.reports);
+    assert_eq!(boot.firmware_version.to_string(), "1.0.0");
+
+    // The device dies during its trial boot (the self-test never ends):
+    // the next boot does not try the new slot again.
+    let mut cfg = b.config("pump-09", "1.0.0");
+    cfg.faults.self_test_takes = Some(Duration::from_secs(3600));
+    let mut dev = OtaClient::open(&cfg).unwrap();
+    dev.handle_offer(&rel.offer("c-1", &url), &mut Vec::new())
+        .await
+        .unwrap();
+    let died = tokio::time::timeout(Duration::from_millis(300), dev.boot()).await;
+    assert!(died.is_err(), "the self-test was still running");
+    drop(dev);
+    cfg.faults.self_test_takes = None;
+    let mut dev = OtaClient::open(&cfg).unwrap();
+    let boot = dev.boot().await.unwrap();
+    assert_eq!(outcomes(&boot.reports), [OtaOutcome::RolledBack]);
+    assert!(
+        last_detail(&boot.reports).contains("before the device restarted"),
+        "{:?}",
+        boot.reports
+    );
+    assert_eq!(boot.slot, Slot::A);
+}
+
+#[tokio::test(start_paused = false)]
+async fn therapy_in_progress_defers_the_offer_until_the_device_is_idle() {
+    let b = Bench::new().await;
+    let rel = b
+        .maker
+        .release("pump-fw-2.1.0.bin", "2.1.0", HW, image(30_000, 7))
+        .await;
+    let url = b.server.put("pump-fw-2.1.0.bin", rel.image.clone(), None);
+    let mut cfg = b.config("pump-10", "1.0.0");
+    cfg.faults.therapy_for = Some(Duration::from_secs(3600));
+    let mut dev = OtaClient::open(&cfg).unwrap();
+    assert!(dev.therapy().in_progress());
+
+    let mut reports = Vec::new();
+    let r = dev
+        .handle_offer(&rel.offer("c-1", &url), &mut reports)
+        .await
+        .unwrap();
+    assert_eq!(r, OfferResult::Deferred);
+    assert_eq!(outcomes(&reports), [OtaOutcome::Deferred]);
+    assert!(last_detail(&reports).contains("therapy in progress"), "{reports:?}");
+    assert!(b.server.requests().is_empty(), "nothing downloaded during therapy");
+    assert!(dev.nvram().state().pending.is_none());
+
+    // Therapy ends; the gateway offers again.
+    dev.therapy().stop();
+    let mut reports = Vec::new();
+    let r = dev
+        .handle_offer(&rel.offer("c-1", &url), &mut reports)
+        .await
+        .unwrap();
+    assert_eq!(r, OfferResult::Installed { slot: Slot::B });
+    assert_eq!(
+        dev.boot().await.unwrap().firmware_version.to_string(),
+        "2.1.0"
+    );
+}
+
+#[tokio::test]
+async fn an_image_server_refusal_is_reported() {
+    let b = Bench::new().await;
+    let rel = b
+        .maker
+        .release("pump-fw-2.1.0.bin", "2.1.0", HW, image(10_000, 8))
+        .await;
+    // Not offered to this device: the server does not have it for it.
+    let url = b.server.url("not-for-you.bin");
+    let mut dev = OtaClient::open(&b.config("pump-11", "1.0.0")).unwrap();
+    let mut reports = Vec::new();
+    let r = dev
+        .handle_offer(&rel.offer("c-1", &url), &mut reports)
+        .await
+        .unwrap();
+    assert_eq!(r, OfferResult::Failed);
+    let detail = last_detail(&reports);
+    assert!(detail.contains("HTTP 404"), "{detail}");
+    assert!(detail.contains("not offered to this device"), "{detail}");
+    assert!(dev.nvram().state().pending.is_none());
+}
