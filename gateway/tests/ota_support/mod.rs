@@ -199,6 +199,7 @@ pub struct OtaServer {
     pub keys: TufKeys,
     pub config_path: PathBuf,
     pub data_dir: PathBuf,
+    pub admin_token: String,
     pub acme_token: String,
     pub globex_token: String,
     /// Version 1 of root.json (what gateways pin).
@@ -222,7 +223,7 @@ impl OtaServer {
         keys.timestamp
             .save(&ts_key, None, tuf_repo::KdfParams::default())
             .unwrap();
-        let (_admin_token, admin_hash) = ota_server::auth::new_token();
+        let (admin_token, admin_hash) = ota_server::auth::new_token();
         let (acme_token, acme_hash) = ota_server::auth::new_token();
         let (globex_token, globex_hash) = ota_server::auth::new_token();
         let data_dir = d.join("ota-data");
@@ -279,6 +280,7 @@ token_sha256 = "{globex_hash}"
             keys,
             config_path,
             data_dir,
+            admin_token,
             acme_token,
             globex_token,
             root_json,
