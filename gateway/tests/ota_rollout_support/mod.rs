@@ -204,6 +204,7 @@ impl Ward {
         cfg.health_window = Duration::from_secs(10);
         let stop = CancellationToken::new();
         let s = stop.clone();
+        let device = opts.id.clone();
         let task = tokio::spawn(async move {
             let mut session = OtaSession::open(cfg).unwrap();
             let plan = RunPlan {
@@ -213,7 +214,7 @@ impl Ward {
             };
             let _ = device_sim::ota::run_device(&opts, &mut session, &plan, &s).await;
         });
-        self.devices.push((opts.id, stop, task));
+        self.devices.push((device, stop, task));
     }
 
     /// Stop a device's process (as a power cut would, between messages).
