@@ -468,12 +468,15 @@ fn on_status(
             };
             Some(Step::offer(S::Offered, detail))
         }
-        // A new status while an offer is open means the device
-        // (re)connected: offer again so it resumes its download.
+        // An idle device with an open offer (re)connected, or is not
+        // downloading any more (a download says `updating`): offer again so
+        // it resumes. Right after an offer, an idle status may predate it.
         S::Offered | S::Downloading
-            if activity == DeviceActivity::Idle && ctx.may_offer && stale_offer =>
+            if activity == DeviceActivity::Idle
+                && ctx.may_offer
+                && (stale_offer || row.state == S::Downloading) =>
         {
-            Some(Step::offer(row.state, "device reconnected; offered again"))
+            Some(Step::offer(row.state, "device idle with the offer open; offered again"))
         }
         _ => None,
     }
@@ -1434,12 +1437,15 @@ mod tests {
     }
 
     #[test]
-    fn reconnect_reoffers_an_open_offer_but_not_twice_at_once() {
+    fn an_idle_device_with_an_open_offer_is_offered_again() {
         use UpdateState as S;
         let (target, to) = (v("2.0.0"), Timeouts::default());
         let idle = status(DeviceActivity::Idle, "1.0.0");
         let soon = ctx(5, &target, &to);
         assert_eq!(next_step(&row(S::Offered, 0), &idle, &soon), None);
+        // Idle mid-download: the download stopped (a power loss); resume.
+        let s = next_step(&row(S::Downloading, 0), &idle, &soon).unwrap();
+        assert_eq!((s.state, s.offer), (S::Downloading, true));
         let later = ctx(60, &target, &to);
         for state in [S::Offered, S::Downloading] {
             let s = next_step(&row(state, 0), &idle, &later).unwrap();

@@ -217,6 +217,13 @@ impl Ward {
         self.devices.push((device, stop, task));
     }
 
+    /// Whether the device's process has ended by itself (a power loss).
+    pub fn device_ended(&self, id: &str) -> bool {
+        self.devices
+            .iter()
+            .any(|(d, _, t)| d.as_str() == id && t.is_finished())
+    }
+
     /// Stop a device's process (as a power cut would, between messages).
     pub async fn stop_device(&mut self, id: &str) {
         if let Some(i) = self.devices.iter().position(|(d, _, _)| d.as_str() == id) {
