@@ -101,7 +101,19 @@ async fn waves_roll_out_to_every_device_with_one_central_download() {
         "{}",
         w.metrics_text()
     );
-    // The operator's view.
-    let text = gateway::ota::api::render_text(&w.status());
+    // The operator's view, from the database, beside the running gateway.
+    let cfg = w.data.path().join("gateway.toml");
+    std::fs::write(
+        &cfg,
+        format!("[storage]\ndata_dir = {:?}\n", w.data.path().join("state")),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let text = support::cli::ok(&["ota", "status", "--config", cfg]);
     assert!(text.contains(&campaign) && text.contains("healthy 5"), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_str(&support::cli::ok(&["ota", "status", "--config", cfg, "--json"]))
+            .unwrap();
+    assert_eq!(json["campaigns"][0]["counts"]["healthy"], 5, "{json}");
+    assert_eq!(json["campaigns"][0]["devices"][0]["state"], "healthy");
 }
