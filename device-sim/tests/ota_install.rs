@@ -25,7 +25,10 @@ async fn installs_into_the_idle_slot_reboots_and_reports_healthy() {
         .server
         .put("pump-fw-2.1.0.bin", rel.image.clone(), Some("\"v1\""));
     let mut dev = OtaClient::open(&b.config("pump-01", "1.0.0")).unwrap();
-    assert_eq!(dev.boot().await.unwrap().firmware_version.to_string(), "1.0.0");
+    assert_eq!(
+        dev.boot().await.unwrap().firmware_version.to_string(),
+        "1.0.0"
+    );
 
     let mut reports: Vec<UpdateReport> = Vec::new();
     let r = dev
@@ -37,7 +40,9 @@ async fn installs_into_the_idle_slot_reboots_and_reports_healthy() {
         outcomes(&reports),
         [OtaOutcome::Downloading, OtaOutcome::Installed]
     );
-    assert!(reports.iter().all(|r| r.campaign_id == "c-1" && r.version == "2.1.0"));
+    assert!(reports
+        .iter()
+        .all(|r| r.campaign_id == "c-1" && r.version == "2.1.0"));
     assert!(last_detail(&reports).contains("slot b"), "{reports:?}");
     // Installed, not yet booted: slot A is still the active one.
     let s = dev.nvram().state();
@@ -123,12 +128,20 @@ async fn a_tampered_image_is_refused_and_the_slot_erased() {
     );
     let detail = last_detail(&reports);
     assert!(detail.contains("SHA-256"), "{detail}");
-    assert!(detail.contains("still running 1.0.0 from slot a"), "{detail}");
+    assert!(
+        detail.contains("still running 1.0.0 from slot a"),
+        "{detail}"
+    );
     let s = dev.nvram().state();
-    assert_eq!((s.active, s.firmware_version().to_string()), (Slot::A, "1.0.0".into()));
+    assert_eq!(
+        (s.active, s.firmware_version().to_string()),
+        (Slot::A, "1.0.0".into())
+    );
     assert!(s.trial.is_none() && s.pending.is_none() && s.slot_b.is_none());
     assert_eq!(
-        std::fs::metadata(dev.nvram().slot_path(Slot::B)).unwrap().len(),
+        std::fs::metadata(dev.nvram().slot_path(Slot::B))
+            .unwrap()
+            .len(),
         0,
         "the refused image is erased"
     );
@@ -144,7 +157,10 @@ async fn a_tampered_image_is_refused_and_the_slot_erased() {
         .await
         .unwrap();
     assert_eq!(outcomes(&reports).last(), Some(&OtaOutcome::Failed));
-    assert!(last_detail(&reports).contains("more than the signed"), "{reports:?}");
+    assert!(
+        last_detail(&reports).contains("more than the signed"),
+        "{reports:?}"
+    );
     assert_eq!(dev.nvram().state().active, Slot::A);
 }
 
@@ -166,7 +182,10 @@ async fn older_foreign_hardware_and_unsigned_offers_are_refused_before_any_downl
         .unwrap();
     assert_eq!(r, OfferResult::Refused);
     assert_eq!(outcomes(&reports), [OtaOutcome::Failed]);
-    assert!(last_detail(&reports).contains("not newer than installed 3.0.0"), "{reports:?}");
+    assert!(
+        last_detail(&reports).contains("not newer than installed 3.0.0"),
+        "{reports:?}"
+    );
 
     // A monitor (other hardware id) is offered the pump's image.
     let mut cfg = b.config("monitor-01", "1.0.0");
@@ -177,7 +196,10 @@ async fn older_foreign_hardware_and_unsigned_offers_are_refused_before_any_downl
     let mut reports = Vec::new();
     let r = monitor.handle_offer(&offer, &mut reports).await.unwrap();
     assert_eq!(r, OfferResult::Refused);
-    assert!(last_detail(&reports).contains("not built for hardware acme-monitor-m1"), "{reports:?}");
+    assert!(
+        last_detail(&reports).contains("not built for hardware acme-monitor-m1"),
+        "{reports:?}"
+    );
 
     // A device of another manufacturer (another key) is offered it.
     let mut cfg = b.config("pump-04", "1.0.0");
@@ -189,7 +211,10 @@ async fn older_foreign_hardware_and_unsigned_offers_are_refused_before_any_downl
         .await
         .unwrap();
     assert_eq!(r, OfferResult::Refused);
-    assert!(last_detail(&reports).contains("not signed by this device's manufacturer key"), "{reports:?}");
+    assert!(
+        last_detail(&reports).contains("not signed by this device's manufacturer key"),
+        "{reports:?}"
+    );
 
     // A gateway that rewrites the signed metadata to claim a newer version.
     let mut dev = OtaClient::open(&b.config("pump-05", "2.1.0")).unwrap();
@@ -249,10 +274,16 @@ async fn a_failed_self_test_rolls_back_to_the_previous_slot() {
     );
     assert_eq!(outcomes(&boot.reports), [OtaOutcome::RolledBack]);
     let r = &boot.reports[0];
-    assert_eq!((r.campaign_id.as_str(), r.version.as_str()), ("canary", "2.1.0"));
+    assert_eq!(
+        (r.campaign_id.as_str(), r.version.as_str()),
+        ("canary", "2.1.0")
+    );
     let detail = r.detail.clone().unwrap();
     assert!(detail.contains("self-test"), "{detail}");
-    assert!(detail.contains("switched back to slot a running 1.0.0"), "{detail}");
+    assert!(
+        detail.contains("switched back to slot a running 1.0.0"),
+        "{detail}"
+    );
     let s = dev.nvram().state();
     assert!(s.trial.is_none() && s.slot_b.is_none());
     // Booting again stays on slot A and reports nothing new.
@@ -280,7 +311,11 @@ async fn no_health_confirmation_in_the_window_or_before_a_restart_rolls_back() {
         .unwrap();
     let boot = dev.boot().await.unwrap();
     assert_eq!(outcomes(&boot.reports), [OtaOutcome::RolledBack]);
-    assert!(last_detail(&boot.reports).contains("health window"), "{:?}", boot.reports);
+    assert!(
+        last_detail(&boot.reports).contains("health window"),
+        "{:?}",
+        boot.reports
+    );
     assert_eq!(boot.firmware_version.to_string(), "1.0.0");
 
     // The device dies during its trial boot (the self-test never ends):
@@ -326,8 +361,14 @@ async fn therapy_in_progress_defers_the_offer_until_the_device_is_idle() {
         .unwrap();
     assert_eq!(r, OfferResult::Deferred);
     assert_eq!(outcomes(&reports), [OtaOutcome::Deferred]);
-    assert!(last_detail(&reports).contains("therapy in progress"), "{reports:?}");
-    assert!(b.server.requests().is_empty(), "nothing downloaded during therapy");
+    assert!(
+        last_detail(&reports).contains("therapy in progress"),
+        "{reports:?}"
+    );
+    assert!(
+        b.server.requests().is_empty(),
+        "nothing downloaded during therapy"
+    );
     assert!(dev.nvram().state().pending.is_none());
 
     // Therapy ends; the gateway offers again.

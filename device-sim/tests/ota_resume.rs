@@ -36,14 +36,20 @@ async fn a_dropped_connection_resumes_with_a_range_request() {
     let reqs = b.server.requests();
     assert_eq!(reqs.len(), 2, "{reqs:?}");
     assert_eq!((reqs[0].status, reqs[0].range.as_deref()), (200, None));
-    assert_eq!(reqs[1].range.as_deref(), Some(format!("bytes={CUT}-").as_str()));
+    assert_eq!(
+        reqs[1].range.as_deref(),
+        Some(format!("bytes={CUT}-").as_str())
+    );
     assert_eq!(reqs[1].if_range.as_deref(), Some("\"img-1\""));
     assert_eq!(reqs[1].status, 206);
     assert_eq!(
         std::fs::read(dev.nvram().slot_path(Slot::B)).unwrap(),
         rel.image
     );
-    assert_eq!(dev.boot().await.unwrap().firmware_version.to_string(), "2.1.0");
+    assert_eq!(
+        dev.boot().await.unwrap().firmware_version.to_string(),
+        "2.1.0"
+    );
 }
 
 #[tokio::test]
@@ -51,7 +57,12 @@ async fn after_a_power_loss_the_restarted_device_resumes_from_the_bytes_in_its_s
     let b = Bench::new().await;
     let rel = b
         .maker
-        .release("pump-fw-2.1.0.bin", "2.1.0", HW, image(3 * 1024 * 1024 + 17, 12))
+        .release(
+            "pump-fw-2.1.0.bin",
+            "2.1.0",
+            HW,
+            image(3 * 1024 * 1024 + 17, 12),
+        )
         .await;
     let url = b
         .server
@@ -67,7 +78,13 @@ async fn after_a_power_loss_the_restarted_device_resumes_from_the_bytes_in_its_s
         .await
         .unwrap_err();
     assert!(
-        matches!(e, OtaError::PowerLoss { bytes: LOSS, slot: Slot::B }),
+        matches!(
+            e,
+            OtaError::PowerLoss {
+                bytes: LOSS,
+                slot: Slot::B
+            }
+        ),
         "{e}"
     );
     assert_eq!(outcomes(&reports), [OtaOutcome::Downloading]);
@@ -77,7 +94,10 @@ async fn after_a_power_loss_the_restarted_device_resumes_from_the_bytes_in_its_s
     // The slot holds exactly what arrived; the NVRAM's progress counter
     // lags behind (its last checkpoint), and the slot file is the truth.
     let dir = cfg.state_dir.clone();
-    assert_eq!(std::fs::metadata(dir.join("slot-b.img")).unwrap().len(), LOSS);
+    assert_eq!(
+        std::fs::metadata(dir.join("slot-b.img")).unwrap().len(),
+        LOSS
+    );
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
     let counted = state["pending"]["bytes_downloaded"].as_u64().unwrap();
@@ -104,7 +124,10 @@ async fn after_a_power_loss_the_restarted_device_resumes_from_the_bytes_in_its_s
     );
     let reqs = b.server.requests();
     assert_eq!(reqs.len(), 2, "{reqs:?}");
-    assert_eq!(reqs[1].range.as_deref(), Some(format!("bytes={LOSS}-").as_str()));
+    assert_eq!(
+        reqs[1].range.as_deref(),
+        Some(format!("bytes={LOSS}-").as_str())
+    );
     assert_eq!(reqs[1].if_range.as_deref(), Some("\"img-1\""));
     assert_eq!(reqs[1].status, 206);
     let boot = dev.boot().await.unwrap();
@@ -148,7 +171,10 @@ async fn a_changed_image_restarts_from_byte_zero_instead_of_splicing() {
     // The resume asked for the rest of the old image; the server sent the
     // whole new one, which replaced the slot: no third request needed.
     assert_eq!(reqs.len(), 2, "{reqs:?}");
-    assert_eq!(reqs[1].range.as_deref(), Some(format!("bytes={LOSS}-").as_str()));
+    assert_eq!(
+        reqs[1].range.as_deref(),
+        Some(format!("bytes={LOSS}-").as_str())
+    );
     assert_eq!(reqs[1].if_range.as_deref(), Some("\"damaged\""));
     assert_eq!(reqs[1].status, 200);
 }

@@ -24,9 +24,11 @@ async fn rounds(w: &Ward, n: f64) {
     let metric = "wardgate_ota_server_requests_total{endpoint=\"assignments\",outcome=\"ok\"}";
     let target = w.metric(metric) + n;
     w.rollout().sync_now();
-    support::wait_for(Duration::from_secs(30), || (w.metric(metric) >= target).then_some(()))
-        .await
-        .expect("rollout rounds");
+    support::wait_for(Duration::from_secs(30), || {
+        (w.metric(metric) >= target).then_some(())
+    })
+    .await
+    .expect("rollout rounds");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -55,7 +57,10 @@ async fn therapy_defers_the_update_until_the_device_is_idle() {
         .into_iter()
         .find(|r| r.subject == "pump-01")
         .expect("deferral audited");
-    assert!(defer.detail_json()["reason"].as_str().unwrap().contains("therapy"));
+    assert!(defer.detail_json()["reason"]
+        .as_str()
+        .unwrap()
+        .contains("therapy"));
 
     w.wait_status(Duration::from_secs(90), "both healthy and reported", |s| {
         s.campaigns[0]
@@ -72,7 +77,11 @@ async fn therapy_defers_the_update_until_the_device_is_idle() {
         "offered during therapy: {offers:?}"
     );
     let st = w.server_campaign(&campaign).await;
-    assert_eq!((st["state"].as_str(), &st["totals"]["success"]), (Some("completed"), &2.into()), "{st}");
+    assert_eq!(
+        (st["state"].as_str(), &st["totals"]["success"]),
+        (Some("completed"), &2.into()),
+        "{st}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -91,13 +100,17 @@ async fn a_canary_rollback_halts_and_nobody_is_offered_again() {
         tls.push(t);
     }
     let campaign = w.campaign(&["1", "100%"], 0.0).await;
-    w.wait_status(Duration::from_secs(60), "the canary rolled back and reported", |s| {
-        s.campaigns.first().is_some_and(|c| {
-            c.devices
-                .iter()
-                .any(|d| d.state == UpdateState::RolledBack && d.reported)
-        })
-    })
+    w.wait_status(
+        Duration::from_secs(60),
+        "the canary rolled back and reported",
+        |s| {
+            s.campaigns.first().is_some_and(|c| {
+                c.devices
+                    .iter()
+                    .any(|d| d.state == UpdateState::RolledBack && d.reported)
+            })
+        },
+    )
     .await;
     let st = w.server_campaign(&campaign).await;
     assert_eq!(st["state"], "halted", "{st}");
@@ -114,7 +127,10 @@ async fn a_canary_rollback_halts_and_nobody_is_offered_again() {
         .find(|r| r.subject == canary)
         .unwrap();
     assert_eq!(result.outcome, "refused");
-    assert!(result.detail_json()["reason"].as_str().unwrap().contains("self-test"));
+    assert!(result.detail_json()["reason"]
+        .as_str()
+        .unwrap()
+        .contains("self-test"));
 
     // The canary comes back (a new session, idle, old firmware): it is not
     // offered the image again, nor is anyone else.
@@ -127,11 +143,17 @@ async fn a_canary_rollback_halts_and_nobody_is_offered_again() {
     for id in ids.iter().filter(|d| **d != canary) {
         assert!(offers_to(&w, id).is_empty(), "{id} was offered");
     }
-    assert_eq!(w.state_of(&campaign, &canary), Some(UpdateState::RolledBack));
+    assert_eq!(
+        w.state_of(&campaign, &canary),
+        Some(UpdateState::RolledBack)
+    );
     // The campaign is halted at the server: a retry is refused here too.
     let e = w
         .rollout()
-        .retry(wardgate_protocol::DeviceId::parse(&canary).unwrap(), "admin:tok-1".into())
+        .retry(
+            wardgate_protocol::DeviceId::parse(&canary).unwrap(),
+            "admin:tok-1".into(),
+        )
         .await
         .unwrap_err();
     assert!(e.to_string().contains("no longer handed out"), "{e}");
@@ -155,23 +177,33 @@ async fn an_operator_retry_offers_a_rolled_back_device_again() {
     );
     w.run_device("pump-02", &t2, Faults::default());
     let campaign = w.campaign(&["100%"], 60.0).await;
-    w.wait_status(Duration::from_secs(60), "pump-01 rolled back, pump-02 healthy", |_| {
-        w.state_of(&campaign, "pump-01") == Some(UpdateState::RolledBack)
-            && w.state_of(&campaign, "pump-02") == Some(UpdateState::Healthy)
-    })
+    w.wait_status(
+        Duration::from_secs(60),
+        "pump-01 rolled back, pump-02 healthy",
+        |_| {
+            w.state_of(&campaign, "pump-01") == Some(UpdateState::RolledBack)
+                && w.state_of(&campaign, "pump-02") == Some(UpdateState::Healthy)
+        },
+    )
     .await;
     rounds(&w, 2.0).await;
     let before = offers_to(&w, "pump-01").len();
 
     let row = w
         .rollout()
-        .retry(wardgate_protocol::DeviceId::parse("pump-01").unwrap(), "admin:tok-7".into())
+        .retry(
+            wardgate_protocol::DeviceId::parse("pump-01").unwrap(),
+            "admin:tok-7".into(),
+        )
         .await
         .unwrap();
     assert_eq!((row.state, row.attempts), (UpdateState::Pending, 2));
     let retry = w.audit("ota.retry");
     assert_eq!(retry.len(), 1);
-    assert_eq!((retry[0].actor.as_str(), retry[0].subject.as_str()), ("admin:tok-7", "pump-01"));
+    assert_eq!(
+        (retry[0].actor.as_str(), retry[0].subject.as_str()),
+        ("admin:tok-7", "pump-01")
+    );
     // Offered again, and (the image still fails its self-test) rolled back
     // again: the new outcome replaces the old at the server.
     support::wait_for(Duration::from_secs(60), || {

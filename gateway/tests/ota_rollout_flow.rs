@@ -87,7 +87,10 @@ async fn waves_roll_out_to_every_device_with_one_central_download() {
     // Every offer and result is on record, once per device.
     let offers = w.audit("ota.offer");
     for id in &ids {
-        assert!(offers.iter().any(|r| &r.subject == id), "no offer row for {id}");
+        assert!(
+            offers.iter().any(|r| &r.subject == id),
+            "no offer row for {id}"
+        );
         let results: Vec<_> = w
             .audit("ota.result")
             .into_iter()
@@ -110,10 +113,14 @@ async fn waves_roll_out_to_every_device_with_one_central_download() {
     .unwrap();
     let cfg = cfg.to_str().unwrap();
     let text = support::cli::ok(&["ota", "status", "--config", cfg]);
-    assert!(text.contains(&campaign) && text.contains("healthy 5"), "{text}");
-    let json: serde_json::Value =
-        serde_json::from_str(&support::cli::ok(&["ota", "status", "--config", cfg, "--json"]))
-            .unwrap();
+    assert!(
+        text.contains(&campaign) && text.contains("healthy 5"),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&support::cli::ok(&[
+        "ota", "status", "--config", cfg, "--json",
+    ]))
+    .unwrap();
     assert_eq!(json["campaigns"][0]["counts"]["healthy"], 5, "{json}");
     assert_eq!(json["campaigns"][0]["devices"][0]["state"], "healthy");
 }

@@ -28,7 +28,9 @@ async fn offered(w: &Ward, id: &str, tls: &DeviceTls) -> (SimDevice, OtaOffer) {
             break;
         }
     }
-    d.publish_status(DeviceActivity::Idle, "1.0.0").await.unwrap();
+    d.publish_status(DeviceActivity::Idle, "1.0.0")
+        .await
+        .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -121,7 +123,10 @@ async fn ranges_etags_and_refusals() {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert!(r.text().await.unwrap().contains("holds no offer"));
     assert_eq!(refused_rows(&w, "ota.image", "not_offered"), 1);
-    assert_eq!(w.metric("wardgate_ota_image_requests_total{outcome=\"not_offered\"}"), 1.0);
+    assert_eq!(
+        w.metric("wardgate_ota_image_requests_total{outcome=\"not_offered\"}"),
+        1.0
+    );
     // An image nobody was offered, asked by the device that has an offer.
     let r = c1.get(w.image_url(&"0".repeat(64))).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
@@ -147,7 +152,12 @@ async fn ranges_etags_and_refusals() {
         cert_pem: foreign.cert_pem.clone(),
         key_pem: foreign.key_pem.clone(),
     };
-    assert!(w.image_client(Some(&foreign_tls)).get(&url).send().await.is_err());
+    assert!(w
+        .image_client(Some(&foreign_tls))
+        .get(&url)
+        .send()
+        .await
+        .is_err());
     // A device the ward CA issued but the registry does not know.
     let stranger = w
         .pki
@@ -203,7 +213,10 @@ async fn downloads_beyond_the_bound_wait_with_retry_after() {
     let r = c.get(&offer.download_url).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.headers()["retry-after"], "5");
-    assert_eq!(w.metric("wardgate_ota_image_requests_total{outcome=\"busy\"}"), 1.0);
+    assert_eq!(
+        w.metric("wardgate_ota_image_requests_total{outcome=\"busy\"}"),
+        1.0
+    );
     assert_eq!(w.metric("wardgate_ota_image_downloads_active"), 1.0);
     // Once it ends, the next one is served.
     drop(held);

@@ -24,11 +24,15 @@ async fn a_gateway_restart_resumes_without_updating_anyone_twice() {
     }
     let campaign = w.campaign(&["1", "100%"], 20.0).await;
     // Once the canary is done and the second wave has begun, restart.
-    w.wait_status(Duration::from_secs(60), "canary healthy, wave 2 under way", |s| {
-        s.campaigns.first().is_some_and(|c| {
-            c.counts.get(&UpdateState::Healthy) >= Some(&1) && c.devices.len() == 4
-        })
-    })
+    w.wait_status(
+        Duration::from_secs(60),
+        "canary healthy, wave 2 under way",
+        |s| {
+            s.campaigns.first().is_some_and(|c| {
+                c.counts.get(&UpdateState::Healthy) >= Some(&1) && c.devices.len() == 4
+            })
+        },
+    )
     .await;
     let healthy_before: Vec<String> = w.status().campaigns[0]
         .devices
@@ -36,17 +40,30 @@ async fn a_gateway_restart_resumes_without_updating_anyone_twice() {
         .filter(|d| d.state == UpdateState::Healthy)
         .map(|d| d.device_id.to_string())
         .collect();
-    let last_row_before = w.gw().handle.context.audit.all().unwrap().last().unwrap().id;
+    let last_row_before = w
+        .gw()
+        .handle
+        .context
+        .audit
+        .all()
+        .unwrap()
+        .last()
+        .unwrap()
+        .id;
     w.stop_gateway().await;
     w.start_gateway().await;
 
-    w.wait_status(Duration::from_secs(120), "every device healthy after the restart", |s| {
-        s.campaigns.first().is_some_and(|c| {
-            c.devices
-                .iter()
-                .all(|d| d.state == UpdateState::Healthy && d.reported)
-        })
-    })
+    w.wait_status(
+        Duration::from_secs(120),
+        "every device healthy after the restart",
+        |s| {
+            s.campaigns.first().is_some_and(|c| {
+                c.devices
+                    .iter()
+                    .all(|d| d.state == UpdateState::Healthy && d.reported)
+            })
+        },
+    )
     .await;
     let st = w.server_campaign(&campaign).await;
     assert_eq!(st["state"], "completed", "{st}");
@@ -66,7 +83,10 @@ async fn a_gateway_restart_resumes_without_updating_anyone_twice() {
             .into_iter()
             .filter(|r| &r.subject == id && r.id > last_row_before)
             .collect();
-        assert!(late.is_empty(), "{id} offered again after the restart: {late:?}");
+        assert!(
+            late.is_empty(),
+            "{id} offered again after the restart: {late:?}"
+        );
     }
     // Still one central copy.
     assert_eq!(w.server.settled_sent_bytes().await, image.len() as f64);
@@ -92,9 +112,11 @@ async fn a_device_that_loses_power_mid_download_resumes_with_range() {
     .await;
     // The device process ends at the power loss; it comes back with its
     // state folder as it was, without the fault.
-    support::wait_for(Duration::from_secs(60), || w.device_ended("pump-01").then_some(()))
-        .await
-        .expect("power lost mid-download");
+    support::wait_for(Duration::from_secs(60), || {
+        w.device_ended("pump-01").then_some(())
+    })
+    .await
+    .expect("power lost mid-download");
     w.stop_device("pump-01").await;
     w.run_device("pump-01", &tls, Faults::default());
 
@@ -113,5 +135,9 @@ async fn a_device_that_loses_power_mid_download_resumes_with_range() {
         "the download started over ({served} bytes served)"
     );
     let again = w.metric("wardgate_ota_offers_total{kind=\"again\"}");
-    assert!(again >= 1.0, "not offered again on reconnect: {}", w.metrics_text());
+    assert!(
+        again >= 1.0,
+        "not offered again on reconnect: {}",
+        w.metrics_text()
+    );
 }

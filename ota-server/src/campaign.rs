@@ -568,10 +568,7 @@ impl InventoryDevice {
             ("firmware_version", &self.firmware_version),
         ] {
             if let Some(v) = value {
-                if v.is_empty()
-                    || v.len() > MAX_INVENTORY_TEXT
-                    || v.chars().any(char::is_control)
-                {
+                if v.is_empty() || v.len() > MAX_INVENTORY_TEXT || v.chars().any(char::is_control) {
                     return Err(CampaignError::Invalid {
                         field,
                         reason: format!(
@@ -1043,7 +1040,10 @@ mod tests {
         let mut bad = dev("pump-03", Some("acme\npump"));
         assert!(matches!(
             assignments_for(&tx, &a, std::slice::from_ref(&bad), 0),
-            Err(CampaignError::Invalid { field: "hardware_id", .. })
+            Err(CampaignError::Invalid {
+                field: "hardware_id",
+                ..
+            })
         ));
         bad.hardware_id = Some("x".repeat(MAX_INVENTORY_TEXT + 1));
         assert!(bad.check().is_err());

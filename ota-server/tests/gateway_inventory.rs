@@ -71,7 +71,10 @@ async fn campaign_assigns_only_devices_of_the_release_hardware() {
         serde_json::json!({"campaign_id": id, "results": [{"device_id": "monitor-01", "outcome": "success"}]}),
     )
     .await;
-    assert_eq!((s, e["error"]["code"].as_str()), (409, Some("not_assigned")));
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (409, Some("not_assigned"))
+    );
 
     // Free text from a gateway is bounded: refused by name, nothing stored.
     let (s, e) = post(
@@ -81,15 +84,30 @@ async fn campaign_assigns_only_devices_of_the_release_hardware() {
         serde_json::json!({"devices": [{"device_id": "pump-02", "hardware_id": "pump\u{7}x1"}]}),
     )
     .await;
-    assert_eq!((s, e["error"]["code"].as_str()), (400, Some("invalid_inventory")));
-    assert!(e["error"]["message"].as_str().unwrap().contains("hardware_id"), "{e}");
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (400, Some("invalid_inventory"))
+    );
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("hardware_id"),
+        "{e}"
+    );
     assert_eq!(
         h.metric("wardgate_ota_refusals_total{code=\"invalid_inventory\"}")
             .await,
         1.0
     );
     // ... and the earlier inventory still stands.
-    let (_, a) = post(&gw, format!("{base}/api/v1/gateway/assignments"), None, inventory).await;
+    let (_, a) = post(
+        &gw,
+        format!("{base}/api/v1/gateway/assignments"),
+        None,
+        inventory,
+    )
+    .await;
     assert_eq!(a[0]["devices"], serde_json::json!(["legacy-01", "pump-01"]));
     h.stop().await;
 }

@@ -341,7 +341,11 @@ mod tests {
 
         let mut c = v.image_check();
         c.update(&image[..image.len() - 1]);
-        assert!(c.finish().unwrap_err().to_string().contains("signed length"));
+        assert!(c
+            .finish()
+            .unwrap_err()
+            .to_string()
+            .contains("signed length"));
     }
 
     #[test]

@@ -377,7 +377,10 @@ impl OtaClient {
             if same {
                 sink.report(report(
                     OtaOutcome::Installed,
-                    &format!("already installed in slot {}; rebooting into it", trial.slot),
+                    &format!(
+                        "already installed in slot {}; rebooting into it",
+                        trial.slot
+                    ),
                 ))
                 .await;
                 return Ok(OfferResult::Installed { slot: trial.slot });
@@ -399,14 +402,21 @@ impl OtaClient {
         {
             sink.report(report(
                 OtaOutcome::Healthy,
-                &format!("already running {running} from slot {active} (same image); nothing to install"),
+                &format!(
+                    "already running {running} from slot {active} (same image); nothing to install"
+                ),
             ))
             .await;
             return Ok(OfferResult::AlreadyRunning);
         }
 
-        let verified = match verify_offer(offer, &self.key, &state.hardware_id, &running, Utc::now())
-        {
+        let verified = match verify_offer(
+            offer,
+            &self.key,
+            &state.hardware_id,
+            &running,
+            Utc::now(),
+        ) {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(campaign_id = %offer.campaign_id, target = %offer.target_name, error = %e, "firmware offer refused");
@@ -447,7 +457,8 @@ impl OtaClient {
                 tracing::info!(old_target = %old.target_name, old_version = %old.version, "abandoning an unfinished download for a newer offer");
             }
             if let Err(e) = erase_slot(&self.nvram, idle).await {
-                sink.report(report(OtaOutcome::Failed, &e.to_string())).await;
+                sink.report(report(OtaOutcome::Failed, &e.to_string()))
+                    .await;
                 return Ok(OfferResult::Failed);
             }
         }
@@ -502,7 +513,11 @@ impl OtaClient {
 
         let still = format!("still running {running} from slot {active}");
         loop {
-            match self.downloader.download(&mut self.nvram, &self.faults).await {
+            match self
+                .downloader
+                .download(&mut self.nvram, &self.faults)
+                .await
+            {
                 Ok(_) => {}
                 Err(DownloadError::Device(e)) => return Err(e),
                 Err(e @ DownloadError::Unreachable { .. }) => {

@@ -260,7 +260,9 @@ impl Downloader {
                     .and_then(|v| v.to_str().ok())
                     .and_then(content_range);
                 match range {
-                    Some((start, total)) if start == offset && total.is_none_or(|t| t == length) => {
+                    Some((start, total))
+                        if start == offset && total.is_none_or(|t| t == length) =>
+                    {
                         offset
                     }
                     _ => {
@@ -292,11 +294,7 @@ impl Downloader {
                     reason: "the server could not serve the rest of the image (HTTP 416)".into(),
                 });
             }
-            s if s.is_client_error() => {
-                return Err(DownloadError::Refused {
-                    status: s.as_u16(),
-                })
-            }
+            s if s.is_client_error() => return Err(DownloadError::Refused { status: s.as_u16() }),
             s => {
                 return Ok(Attempt::Retry {
                     progressed: false,

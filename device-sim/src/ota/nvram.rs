@@ -233,12 +233,14 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), OtaError> {
 /// [`OtaError::State`] or [`OtaError::StateFormat`].
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, OtaError> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|source| OtaError::StateFormat {
-                path: path.to_path_buf(),
-                source,
-            }),
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| OtaError::StateFormat {
+                    path: path.to_path_buf(),
+                    source,
+                })
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(OtaError::State {
             action: "read",
@@ -476,7 +478,9 @@ mod tests {
         assert!(e.to_string().contains("trial slot"), "{e}");
         assert_eq!(nv.state(), &before);
         assert_eq!(
-            Nvram::open_or_init(dir.path(), &factory(1)).unwrap().state(),
+            Nvram::open_or_init(dir.path(), &factory(1))
+                .unwrap()
+                .state(),
             &before
         );
     }

@@ -29,7 +29,8 @@ impl Therapy {
 
     /// Therapy runs from now for `duration`, then the device is idle.
     pub fn start_for(&self, duration: Duration) {
-        *self.until.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now() + duration);
+        *self.until.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(Instant::now() + duration);
     }
 
     /// Therapy ends now.

@@ -28,7 +28,7 @@ use tuf_repo::repo::delegate::{delegate, enrol};
 use tuf_repo::repo::init::{init, InitConfig, InitSigners, RoleSpec};
 use tuf_repo::repo::release::{release, ReleaseRequest};
 use tuf_repo::{Expiries, ManufacturerName, RepoDir, SigningKey};
-use wardgate_protocol::{OtaOffer, OtaOutcome, DeviceId};
+use wardgate_protocol::{DeviceId, OtaOffer, OtaOutcome};
 
 pub const HW: &str = "acme-pump-p7";
 pub const MANUFACTURER: &str = "acme-medical";
@@ -171,7 +171,13 @@ impl Manufacturer {
     }
 
     /// Sign `file` at `version` for `hardware` (min_version 1.0.0).
-    pub async fn release(&self, file: &str, version: &str, hardware: &str, image: Vec<u8>) -> Release {
+    pub async fn release(
+        &self,
+        file: &str,
+        version: &str,
+        hardware: &str,
+        image: Vec<u8>,
+    ) -> Release {
         let image_path = self.dir.join(format!("in-{file}"));
         std::fs::write(&image_path, &image).unwrap();
         let target = format!("{MANUFACTURER}/{file}");

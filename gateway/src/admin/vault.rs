@@ -213,7 +213,10 @@ mod tests {
         )
         .unwrap();
         let id = TokenId::parse("0123456789abcdef").unwrap();
-        assert_eq!(vault.open(&id, &blob).unwrap().as_bytes(), b"12345678901234567890");
+        assert_eq!(
+            vault.open(&id, &blob).unwrap().as_bytes(),
+            b"12345678901234567890"
+        );
         let other = TokenId::parse("fedcba9876543210").unwrap();
         assert!(vault.open(&other, &blob).is_err());
     }

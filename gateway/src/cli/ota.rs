@@ -50,6 +50,8 @@ pub struct OtaArgs {
 
 /// OTA subcommands.
 #[derive(Debug, Subcommand)]
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum OtaCommand {
     /// A TUF client following the TUF conformance suite's client protocol.
     TufClient(TufClientArgs),
@@ -161,10 +163,11 @@ fn transport(a: &TufClientArgs, urls: &[&Url]) -> anyhow::Result<tuf_repo::Https
     if !https {
         return Ok(plain_http_transport(a.timeout)?);
     }
-    let ca = a
-        .ca_cert
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("an https:// repository needs --ca-cert (the CA that signed its certificate)"))?;
+    let ca = a.ca_cert.as_ref().ok_or_else(|| {
+        anyhow::anyhow!(
+            "an https:// repository needs --ca-cert (the CA that signed its certificate)"
+        )
+    })?;
     let read = |p: &Path| {
         std::fs::read(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))
     };
@@ -172,11 +175,13 @@ fn transport(a: &TufClientArgs, urls: &[&Url]) -> anyhow::Result<tuf_repo::Https
         (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
         _ => None,
     };
-    Ok(tuf_repo::HttpsTransport::new(&tuf_repo::HttpsTransportConfig {
-        ca_pem: read(ca)?,
-        client_identity: identity,
-        timeout: Some(a.timeout),
-    })?)
+    Ok(tuf_repo::HttpsTransport::new(
+        &tuf_repo::HttpsTransportConfig {
+            ca_pem: read(ca)?,
+            client_identity: identity,
+            timeout: Some(a.timeout),
+        },
+    )?)
 }
 
 fn required<'a, T>(value: Option<&'a T>, flag: &str, step: &str) -> anyhow::Result<&'a T> {
@@ -190,7 +195,11 @@ async fn tuf_client(a: &TufClientArgs) -> anyhow::Result<String> {
             let root = std::fs::read(trusted_root)
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", trusted_root.display()))?;
             dir.init(&root)?;
-            Ok(format!("initialised {} with {}", a.metadata_dir.display(), trusted_root.display()))
+            Ok(format!(
+                "initialised {} with {}",
+                a.metadata_dir.display(),
+                trusted_root.display()
+            ))
         }
         TufStep::Refresh => {
             let metadata = required(a.metadata_url.as_ref(), "--metadata-url", "refresh")?;
@@ -214,7 +223,10 @@ async fn tuf_client(a: &TufClientArgs) -> anyhow::Result<String> {
             if file.is_file() {
                 let (sha, len) = hash_file(&file).await?;
                 if sha == entry.sha256 && len == entry.length {
-                    return Ok(format!("{name} is already in {} (hash matches)", file.display()));
+                    return Ok(format!(
+                        "{name} is already in {} (hash matches)",
+                        file.display()
+                    ));
                 }
             }
             std::fs::create_dir_all(out_dir)
@@ -227,9 +239,8 @@ async fn tuf_client(a: &TufClientArgs) -> anyhow::Result<String> {
                 sha256: entry.sha256.clone(),
             };
             let done = download(client.client(), &expected, &partial, a.timeout).await?;
-            std::fs::rename(&partial, &file).map_err(|e| {
-                OtaError::storage("move into place", &file)(e)
-            })?;
+            std::fs::rename(&partial, &file)
+                .map_err(|e| OtaError::storage("move into place", &file)(e))?;
             Ok(format!(
                 "downloaded {name} ({} bytes, SHA-256 {}, resumed from {}) to {}",
                 entry.length,

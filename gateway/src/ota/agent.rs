@@ -43,8 +43,8 @@ use crate::broker::BrokerHandle;
 use crate::context::GatewayContext;
 use crate::ota::config::OtaConfig;
 use crate::ota::device_state::{
-    DeviceStateError, DeviceStates, DeviceUpdate, Input, SeenStatus, StepContext, Timeouts,
-    UpdateState,
+    AssignedCampaign, DeviceStateError, DeviceStates, DeviceUpdate, Input, SeenStatus, StepContext,
+    Timeouts, UpdateState,
 };
 use crate::ota::image_cache::ImageCache;
 use crate::ota::image_server::{
@@ -352,11 +352,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-async fn sync_loop(
-    inner: Arc<Inner>,
-    interval: std::time::Duration,
-    shutdown: CancellationToken,
-) {
+async fn sync_loop(inner: Arc<Inner>, interval: std::time::Duration, shutdown: CancellationToken) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -417,7 +413,10 @@ impl Inner {
 
     /// The plan of a campaign, from memory or (after a restart, before the
     /// first round) from the database: enough to take reports, not to offer.
-    async fn plan_or_stored(&self, campaign: &str) -> Result<Option<CampaignPlan>, DeviceStateError> {
+    async fn plan_or_stored(
+        &self,
+        campaign: &str,
+    ) -> Result<Option<CampaignPlan>, DeviceStateError> {
         if let Some(p) = self.plan(campaign) {
             return Ok(Some(p));
         }
@@ -476,7 +475,9 @@ impl Inner {
             let again = applied.from.holds_offer();
             match &plan.target {
                 Some(target) => self.send_offer(campaign, device, target, again).await,
-                None => tracing::error!(campaign_id = campaign, device_id = %device, "offer decided without a verified target; not sent"),
+                None => {
+                    tracing::error!(campaign_id = campaign, device_id = %device, "offer decided without a verified target; not sent");
+                }
             }
         }
         if applied.row.state.is_terminal() && applied.changed() {
@@ -496,14 +497,23 @@ impl Inner {
         if current.is_some_and(|r| r.firmware_version == v) {
             return;
         }
-        let r = tokio::task::spawn_blocking(move || registry.set_firmware_version(&d, &v, "gateway"))
-            .await;
-        if let Ok(Err(e)) | Err(e) = r.map_err(|e| crate::registry::RegistryError::Join(e.to_string())) {
+        let r =
+            tokio::task::spawn_blocking(move || registry.set_firmware_version(&d, &v, "gateway"))
+                .await;
+        if let Ok(Err(e)) | Err(e) =
+            r.map_err(|e| crate::registry::RegistryError::Join(e.to_string()))
+        {
             tracing::warn!(device_id = %device, error = %e, "cannot record the new firmware version in the registry");
         }
     }
 
-    async fn send_offer(&self, campaign: &str, device: &DeviceId, target: &TargetInfo, again: bool) {
+    async fn send_offer(
+        &self,
+        campaign: &str,
+        device: &DeviceId,
+        target: &TargetInfo,
+        again: bool,
+    ) {
         let now = Utc::now();
         let record = self.registry.get_async(device.clone()).await.ok().flatten();
         let Some(record) = record else {
@@ -543,7 +553,9 @@ impl Inner {
                 self.metrics.offer(again);
                 tracing::info!(campaign_id = campaign, device_id = %device, seq, again, "offer sent");
             }
-            Err(e) => tracing::error!(campaign_id = campaign, device_id = %device, error = %e, "offer not sent; it is sent again when the offer times out"),
+            Err(e) => {
+                tracing::error!(campaign_id = campaign, device_id = %device, error = %e, "offer not sent; it is sent again when the offer times out");
+            }
         }
     }
 
@@ -746,16 +758,28 @@ impl Inner {
                     }),
                 };
                 if let Some(reason) = withdrawn {
-                    self.drive(&a.campaign_id, &plan, &device, Input::Withdrawn { reason }, None)
-                        .await?;
+                    self.drive(
+                        &a.campaign_id,
+                        &plan,
+                        &device,
+                        Input::Withdrawn { reason },
+                        None,
+                    )
+                    .await?;
                     continue;
                 }
                 let seen = statuses.get(&device).copied();
                 let firmware = seen
                     .and_then(SeenStatus::version)
                     .or_else(|| record.and_then(|r| Version::parse(&r.firmware_version).ok()));
-                self.drive(&a.campaign_id, &plan, &device, Input::Assigned { firmware }, None)
-                    .await?;
+                self.drive(
+                    &a.campaign_id,
+                    &plan,
+                    &device,
+                    Input::Assigned { firmware },
+                    None,
+                )
+                .await?;
             }
             // Every device of the campaign waiting for the gateway (newly
             // assigned, deferred, retried by an operator) and seen since
@@ -766,7 +790,8 @@ impl Inner {
                 .into_iter()
                 .filter(|r| matches!(r.state, UpdateState::Pending | UpdateState::Deferred))
             {
-                let Some(seen) = self.live_status(statuses.get(&row.device_id).map(|s| (*s).clone()))
+                let Some(seen) =
+                    self.live_status(statuses.get(&row.device_id).map(|s| (*s).clone()))
                 else {
                     continue;
                 };
@@ -791,17 +816,22 @@ impl Inner {
             .states
             .run(move |s| {
                 s.upsert_campaign(
-                    &ac.campaign_id,
-                    &ac.target,
-                    &ac.sha256,
-                    ac.length,
-                    ac.wave,
-                    ac.deferred.as_deref(),
+                    &AssignedCampaign {
+                        id: &ac.campaign_id,
+                        target_name: &ac.target,
+                        sha256: &ac.sha256,
+                        length: ac.length,
+                        wave: ac.wave,
+                        deferred: ac.deferred.as_deref(),
+                    },
                     at,
                 )
             })
             .await?;
-        let stored_version = record.version.as_deref().and_then(|v| Version::parse(v).ok());
+        let stored_version = record
+            .version
+            .as_deref()
+            .and_then(|v| Version::parse(v).ok());
         let verdict: Result<TargetInfo, (&'static str, String)> = match self.tuf.fresh_target(&a.target, now) {
             Err(e @ (OtaError::NotFresh { .. } | OtaError::NoMetadata)) => {
                 self.tuf.request_refresh();
@@ -828,7 +858,11 @@ impl Inner {
             Ok(t) => (Some(t.firmware.version.clone()), Some(t), None),
             Err((reason, words)) => {
                 self.metrics.step_refused(reason);
-                (stored_version.clone(), None, Some(format!("{reason}: {words}")))
+                (
+                    stored_version.clone(),
+                    None,
+                    Some(format!("{reason}: {words}")),
+                )
             }
         };
         if note != record.note {
@@ -836,12 +870,19 @@ impl Inner {
                 Some(n) => {
                     tracing::warn!(campaign_id = %a.campaign_id, problem = %n, "campaign cannot proceed");
                     self.audit(
-                        AuditEvent::new("gateway", "ota.campaign", a.campaign_id.as_str(), Outcome::Refused)
-                            .with_detail(serde_json::json!({"target": a.target, "reason": n})),
+                        AuditEvent::new(
+                            "gateway",
+                            "ota.campaign",
+                            a.campaign_id.as_str(),
+                            Outcome::Refused,
+                        )
+                        .with_detail(serde_json::json!({"target": a.target, "reason": n})),
                     )
                     .await;
                 }
-                None => tracing::info!(campaign_id = %a.campaign_id, "campaign verified; proceeding"),
+                None => {
+                    tracing::info!(campaign_id = %a.campaign_id, "campaign verified; proceeding");
+                }
             }
         }
         let (id, v, n) = (
@@ -917,7 +958,11 @@ impl Inner {
         Ok(())
     }
 
-    async fn accepted(&self, campaign: &str, rows: &[DeviceUpdate]) -> Result<(), DeviceStateError> {
+    async fn accepted(
+        &self,
+        campaign: &str,
+        rows: &[DeviceUpdate],
+    ) -> Result<(), DeviceStateError> {
         let now = Utc::now();
         let reported: Vec<(DeviceId, UpdateState)> = rows
             .iter()
@@ -943,7 +988,11 @@ impl Inner {
         row: &DeviceUpdate,
         result: &DeviceResult,
     ) -> Result<(), DeviceStateError> {
-        match self.server.results(campaign, std::slice::from_ref(result)).await {
+        match self
+            .server
+            .results(campaign, std::slice::from_ref(result))
+            .await
+        {
             Ok(_) => {
                 self.metrics.server_request("results", "ok");
                 self.accepted(campaign, std::slice::from_ref(row)).await
@@ -954,11 +1003,21 @@ impl Inner {
                 self.metrics.server_request("results", "not_assigned");
                 tracing::warn!(campaign_id = campaign, device_id = %row.device_id, error = %e, "the OTA server does not take this device's outcome");
                 self.audit(
-                    AuditEvent::new("gateway", "ota.server", row.device_id.as_str(), Outcome::Refused)
-                        .with_detail(serde_json::json!({"campaign_id": campaign, "reason": e.to_string()})),
+                    AuditEvent::new(
+                        "gateway",
+                        "ota.server",
+                        row.device_id.as_str(),
+                        Outcome::Refused,
+                    )
+                    .with_detail(
+                        serde_json::json!({"campaign_id": campaign, "reason": e.to_string()}),
+                    ),
                 )
                 .await;
-                let (c, r) = (campaign.to_owned(), vec![(row.device_id.clone(), row.state)]);
+                let (c, r) = (
+                    campaign.to_owned(),
+                    vec![(row.device_id.clone(), row.state)],
+                );
                 self.states
                     .run(move |s| s.mark_reported(&c, &r, Utc::now()))
                     .await

@@ -178,11 +178,12 @@ pub fn retry(
         .ok_or_else(|| RetryError::NothingToRetry {
             device: device.clone(),
         })?;
-    let campaign = states
-        .campaign(&candidate.campaign_id)?
-        .ok_or_else(|| RetryError::NothingToRetry {
-            device: device.clone(),
-        })?;
+    let campaign =
+        states
+            .campaign(&candidate.campaign_id)?
+            .ok_or_else(|| RetryError::NothingToRetry {
+                device: device.clone(),
+            })?;
     if !campaign.active {
         return Err(RetryError::CampaignStopped {
             device: device.clone(),
@@ -278,9 +279,14 @@ mod tests {
         let dev = DeviceId::parse("pump-01").unwrap();
         let now = Utc::now();
         states
-            .upsert_campaign("c1", "acme/fw.bin", &"ab".repeat(32), 10, 0, None, now)
+            .upsert_campaign(
+                &crate::ota::device_state::tests::campaign("c1", &"ab".repeat(32)),
+                now,
+            )
             .unwrap();
-        states.set_campaign_facts("c1", Some("2.0.0"), None).unwrap();
+        states
+            .set_campaign_facts("c1", Some("2.0.0"), None)
+            .unwrap();
         states.ensure_assigned("c1", &dev, 0, now).unwrap();
         assert!(matches!(
             retry(&states, &dev, "admin:t1", now),
@@ -315,7 +321,10 @@ mod tests {
             Err(RetryError::CampaignStopped { .. })
         ));
         states
-            .upsert_campaign("c1", "acme/fw.bin", &"ab".repeat(32), 10, 0, None, now)
+            .upsert_campaign(
+                &crate::ota::device_state::tests::campaign("c1", &"ab".repeat(32)),
+                now,
+            )
             .unwrap();
         let row = retry(&states, &dev, "admin:t1", now).unwrap();
         assert_eq!((row.state, row.attempts), (UpdateState::Pending, 2));

@@ -59,7 +59,9 @@ pub enum DeviceStateError {
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
     /// A stored row does not parse (the database was edited by hand).
-    #[error("OTA rollout state row {what} is invalid: {reason}; restore the database from a backup")]
+    #[error(
+        "OTA rollout state row {what} is invalid: {reason}; restore the database from a backup"
+    )]
     Corrupt {
         /// Which row.
         what: String,
@@ -67,7 +69,9 @@ pub enum DeviceStateError {
         reason: String,
     },
     /// No row for this device.
-    #[error("device {device} has no update in any campaign this gateway runs; see `gateway ota status`")]
+    #[error(
+        "device {device} has no update in any campaign this gateway runs; see `gateway ota status`"
+    )]
     NoUpdate {
         /// The device.
         device: DeviceId,
@@ -454,12 +458,10 @@ fn on_status(
             S::Installed,
             format!("status shows {target} running; waiting for the health report"),
         )),
-        S::Pending | S::Offered if activity == DeviceActivity::TherapyInProgress => Some(
-            Step::to(
-                S::Deferred,
-                "therapy in progress; the update waits until the device reports idle",
-            ),
-        ),
+        S::Pending | S::Offered if activity == DeviceActivity::TherapyInProgress => Some(Step::to(
+            S::Deferred,
+            "therapy in progress; the update waits until the device reports idle",
+        )),
         S::Pending | S::Deferred if activity == DeviceActivity::Idle && ctx.may_offer => {
             let detail = if row.state == S::Deferred {
                 "device idle again; offered"
@@ -476,7 +478,10 @@ fn on_status(
                 && ctx.may_offer
                 && (stale_offer || row.state == S::Downloading) =>
         {
-            Some(Step::offer(row.state, "device idle with the offer open; offered again"))
+            Some(Step::offer(
+                row.state,
+                "device idle with the offer open; offered again",
+            ))
         }
         _ => None,
     }
@@ -622,6 +627,23 @@ pub struct CampaignRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A campaign as the OTA server assigns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AssignedCampaign<'a> {
+    /// Campaign id.
+    pub id: &'a str,
+    /// TUF target name.
+    pub target_name: &'a str,
+    /// Image SHA-256 (hex), as the server says.
+    pub sha256: &'a str,
+    /// Image length, as the server says.
+    pub length: u64,
+    /// Current wave (0-based).
+    pub wave: u32,
+    /// Why installs wait, if they do.
+    pub deferred: Option<&'a str>,
+}
+
 /// The result of applying one input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {
@@ -731,7 +753,9 @@ fn audit_for(applied: &Applied, input: &Input) -> Option<AuditEvent> {
     let gateway = || "gateway".to_owned();
     let (actor, action, outcome) = match (input, row.state) {
         (Input::Retry { actor }, _) => (actor.clone(), "ota.retry", Outcome::Allowed),
-        (_, S::Offered | S::Downloading) if applied.offer => (gateway(), "ota.offer", Outcome::Info),
+        (_, S::Offered | S::Downloading) if applied.offer => {
+            (gateway(), "ota.offer", Outcome::Info)
+        }
         (_, S::Deferred) if applied.changed() => (gateway(), "ota.defer", Outcome::Info),
         (_, S::Healthy) if applied.changed() => (gateway(), "ota.result", Outcome::Allowed),
         (_, S::Failed | S::RolledBack) if applied.changed() => {
@@ -819,12 +843,7 @@ impl DeviceStates {
     /// A database error.
     pub fn upsert_campaign(
         &self,
-        id: &str,
-        target_name: &str,
-        sha256: &str,
-        length: u64,
-        wave: u32,
-        deferred: Option<&str>,
+        c: &AssignedCampaign<'_>,
         now: DateTime<Utc>,
     ) -> Result<CampaignRecord, DeviceStateError> {
         self.immediate(|tx| {
@@ -834,16 +853,20 @@ impl DeviceStates {
                  ON CONFLICT (id) DO UPDATE SET target_name = ?2, sha256 = ?3, length = ?4,
                     wave = ?5, state = 'active', deferred = ?6, updated_at = ?7",
                 params![
-                    id,
-                    target_name,
-                    sha256,
-                    i64::try_from(length).unwrap_or(i64::MAX),
-                    i64::from(wave),
-                    deferred,
+                    c.id,
+                    c.target_name,
+                    c.sha256,
+                    i64::try_from(c.length).unwrap_or(i64::MAX),
+                    i64::from(c.wave),
+                    c.deferred,
                     ms(now)
                 ],
             )?;
-            Ok(tx.query_row(&format!("{SELECT_CAMPAIGN} WHERE id = ?1"), [id], row_to_campaign)?)
+            Ok(tx.query_row(
+                &format!("{SELECT_CAMPAIGN} WHERE id = ?1"),
+                [c.id],
+                row_to_campaign,
+            )?)
         })
     }
 
@@ -899,7 +922,11 @@ impl DeviceStates {
     pub fn campaign(&self, id: &str) -> Result<Option<CampaignRecord>, DeviceStateError> {
         Ok(self
             .lock()?
-            .query_row(&format!("{SELECT_CAMPAIGN} WHERE id = ?1"), [id], row_to_campaign)
+            .query_row(
+                &format!("{SELECT_CAMPAIGN} WHERE id = ?1"),
+                [id],
+                row_to_campaign,
+            )
             .optional()?)
     }
 
@@ -1246,7 +1273,7 @@ impl DeviceStates {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::audit::AuditLog;
 
@@ -1266,6 +1293,17 @@ mod tests {
             attempts: 1,
             detail: String::new(),
             reported_at: None,
+        }
+    }
+
+    pub(crate) fn campaign<'a>(id: &'a str, sha256: &'a str) -> AssignedCampaign<'a> {
+        AssignedCampaign {
+            id,
+            target_name: "acme/fw.bin",
+            sha256,
+            length: 10,
+            wave: 0,
+            deferred: None,
         }
     }
 
@@ -1319,7 +1357,10 @@ mod tests {
             assert_eq!((s.state, s.offer), (want, false));
             r.state = s.state;
         }
-        assert_eq!(UpdateState::Healthy.server_outcome(), Some(ResultOutcome::Success));
+        assert_eq!(
+            UpdateState::Healthy.server_outcome(),
+            Some(ResultOutcome::Success)
+        );
     }
 
     #[test]
@@ -1352,7 +1393,10 @@ mod tests {
         let gone = Input::Withdrawn {
             reason: "device revoked".into(),
         };
-        assert_eq!(next_step(&row(S::Downloading, 0), &gone, &c).unwrap().state, S::Failed);
+        assert_eq!(
+            next_step(&row(S::Downloading, 0), &gone, &c).unwrap().state,
+            S::Failed
+        );
         assert_eq!(next_step(&row(S::Healthy, 0), &gone, &c), None);
     }
 
@@ -1371,12 +1415,7 @@ mod tests {
             )
             .unwrap();
             assert_eq!((s.state, s.offer), (S::Healthy, false));
-            let s = next_step(
-                &row(S::Deferred, 0),
-                &status(DeviceActivity::Idle, fw),
-                &c,
-            )
-            .unwrap();
+            let s = next_step(&row(S::Deferred, 0), &status(DeviceActivity::Idle, fw), &c).unwrap();
             assert_eq!((s.state, s.offer), (S::Healthy, false));
         }
         assert_eq!(
@@ -1468,7 +1507,10 @@ mod tests {
             (S::Installed, to.installed),
             (S::Deferred, to.deferred),
         ] {
-            assert_eq!(next_step(&row(state, 0), &Input::Tick, &before(limit)), None);
+            assert_eq!(
+                next_step(&row(state, 0), &Input::Tick, &before(limit)),
+                None
+            );
             let s = next_step(&row(state, 0), &Input::Tick, &after(limit)).unwrap();
             match state {
                 S::Offered | S::Downloading => assert_eq!((s.state, s.offer), (state, true)),
@@ -1509,7 +1551,7 @@ mod tests {
         let (target, to) = (v("2.0.0"), Timeouts::default());
         let dev = DeviceId::parse("pump-01").unwrap();
         store
-            .upsert_campaign("c1", "acme/fw.bin", &"ab".repeat(32), 10, 0, None, t(0))
+            .upsert_campaign(&campaign("c1", &"ab".repeat(32)), t(0))
             .unwrap();
         let r = store.ensure_assigned("c1", &dev, 0, t(0)).unwrap();
         assert_eq!(r.state, S::Pending);
@@ -1556,7 +1598,10 @@ mod tests {
             )
             .unwrap()
             .unwrap();
-        assert_eq!((a.row.state, a.row.attempts, a.row.offers), (S::Pending, 2, 0));
+        assert_eq!(
+            (a.row.state, a.row.attempts, a.row.offers),
+            (S::Pending, 2, 0)
+        );
         assert!(a.row.reported_at.is_none());
 
         let audit = AuditLog::open(&path).unwrap();

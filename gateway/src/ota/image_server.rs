@@ -103,7 +103,9 @@ pub struct ImageServerSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum ImageServerError {
     /// The listener could not be bound.
-    #[error("cannot listen on {addr} (ota.image_listen): {source}; pick a free device-side address")]
+    #[error(
+        "cannot listen on {addr} (ota.image_listen): {source}; pick a free device-side address"
+    )]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -161,12 +163,13 @@ pub async fn start(
     shutdown: CancellationToken,
     tasks: &TaskTracker,
 ) -> Result<ImageServerHandle, ImageServerError> {
-    let listener = TcpListener::bind(settings.listen)
-        .await
-        .map_err(|source| ImageServerError::Bind {
-            addr: settings.listen,
-            source,
-        })?;
+    let listener =
+        TcpListener::bind(settings.listen)
+            .await
+            .map_err(|source| ImageServerError::Bind {
+                addr: settings.listen,
+                source,
+            })?;
     let addr = listener
         .local_addr()
         .map_err(|source| ImageServerError::Bind {
@@ -256,8 +259,13 @@ async fn connection(
             return;
         }
         Err(_) => {
-            refuse_handshake(&shared, peer, "tls_timeout", "handshake not completed in time")
-                .await;
+            refuse_handshake(
+                &shared,
+                peer,
+                "tls_timeout",
+                "handshake not completed in time",
+            )
+            .await;
             return;
         }
     };
@@ -320,7 +328,13 @@ async fn identify(
         .map(|c| c.as_ref().to_vec())
     else {
         // Unreachable with client certificates required; refuse anyway.
-        refuse_handshake(shared, peer, "no_client_certificate", "no client certificate").await;
+        refuse_handshake(
+            shared,
+            peer,
+            "no_client_certificate",
+            "no client certificate",
+        )
+        .await;
         return None;
     };
     let identity = match wardgate_tls::identity_from_cert(&der, wardgate_tls::DEVICE_URN_PREFIX)
@@ -364,7 +378,9 @@ async fn identify(
                     device.as_str(),
                     Outcome::Refused,
                 )
-                .with_detail(serde_json::json!({"reason": reason, "error": words, "peer": peer.to_string()})),
+                .with_detail(
+                    serde_json::json!({"reason": reason, "error": words, "peer": peer.to_string()}),
+                ),
             )
             .await;
             Some(Peer::Refused(device, words))
@@ -460,15 +476,28 @@ async fn handle(shared: &Shared, peer: &Peer, req: &Request<Incoming>) -> Respon
     }
     let Some(path) = shared.deps.images.image_path(sha) else {
         shared.deps.metrics.image_request("not_cached");
-        return busy(shared, "the image is not in the gateway's cache yet; try again");
+        return busy(
+            shared,
+            "the image is not in the gateway's cache yet; try again",
+        );
     };
-    serve_file(shared, device, sha, &path, req.method() == Method::HEAD, req.headers()).await
+    serve_file(
+        shared,
+        device,
+        sha,
+        &path,
+        req.method() == Method::HEAD,
+        req.headers(),
+    )
+    .await
 }
 
 fn busy(shared: &Shared, why: &str) -> Response<Body> {
     let mut r = text(StatusCode::SERVICE_UNAVAILABLE, why.to_owned());
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(shared.retry_after.as_secs().max(1)));
+    r.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(shared.retry_after.as_secs().max(1)),
+    );
     r
 }
 
@@ -640,11 +669,14 @@ async fn serve_file(
             return busy(shared, "the image cannot be read from the cache; try again");
         }
     }
-    shared.deps.metrics.image_request(if status == StatusCode::OK {
-        "ok"
-    } else {
-        "partial"
-    });
+    shared
+        .deps
+        .metrics
+        .image_request(if status == StatusCode::OK {
+            "ok"
+        } else {
+            "partial"
+        });
     tracing::info!(device_id = %device, sha256 = sha, start, bytes = count, "serving image");
     let note = ImageProgress {
         device: device.clone(),
@@ -745,11 +777,30 @@ mod tests {
             ByteRange::parse(Some("bytes=5-500"), 10),
             ByteRange::Part { start: 5, end: 9 }
         );
-        assert_eq!(ByteRange::parse(Some("bytes=10-"), 10), ByteRange::Unsatisfiable);
-        assert_eq!(ByteRange::parse(Some("bytes=-0"), 10), ByteRange::Unsatisfiable);
-        assert_eq!(ByteRange::parse(Some("bytes=0-"), 0), ByteRange::Unsatisfiable);
-        for whole in ["bytes=0-1,4-5", "items=0-1", "bytes=3-2", "bytes=x-", "bytes"] {
-            assert_eq!(ByteRange::parse(Some(whole), 10), ByteRange::Full, "{whole}");
+        assert_eq!(
+            ByteRange::parse(Some("bytes=10-"), 10),
+            ByteRange::Unsatisfiable
+        );
+        assert_eq!(
+            ByteRange::parse(Some("bytes=-0"), 10),
+            ByteRange::Unsatisfiable
+        );
+        assert_eq!(
+            ByteRange::parse(Some("bytes=0-"), 0),
+            ByteRange::Unsatisfiable
+        );
+        for whole in [
+            "bytes=0-1,4-5",
+            "items=0-1",
+            "bytes=3-2",
+            "bytes=x-",
+            "bytes",
+        ] {
+            assert_eq!(
+                ByteRange::parse(Some(whole), 10),
+                ByteRange::Full,
+                "{whole}"
+            );
         }
         assert!(etag_listed(Some("\"a\", \"b\""), "\"b\""));
         assert!(etag_listed(Some("*"), "\"b\""));

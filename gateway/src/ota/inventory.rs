@@ -30,7 +30,10 @@ pub fn build(devices: &[DeviceRecord], statuses: &[SeenStatus]) -> Vec<Inventory
             firmware_version: latest
                 .get(&d.id)
                 .filter(|s| s.version().is_some())
-                .map_or_else(|| d.firmware_version.clone(), |s| s.firmware_version.clone()),
+                .map_or_else(
+                    || d.firmware_version.clone(),
+                    |s| s.firmware_version.clone(),
+                ),
         })
         .collect()
 }
@@ -81,7 +84,11 @@ mod tests {
             .collect();
         assert_eq!(
             got,
-            [("pump-01", "1.2.0"), ("pump-02", "1.0.0"), ("pump-04", "1.0.0")]
+            [
+                ("pump-01", "1.2.0"),
+                ("pump-02", "1.0.0"),
+                ("pump-04", "1.0.0")
+            ]
         );
         assert!(inv.iter().all(|d| d.hardware_id == "acme-pump-p7"));
     }

@@ -165,15 +165,55 @@ impl OtaRolloutConfig {
         let (ms, s) = (Duration::from_millis, Duration::from_secs);
         for (field, d, min, max) in [
             ("image_retry_after", self.image_retry_after, s(1), s(3600)),
-            ("image_handshake_timeout", self.image_handshake_timeout, ms(100), s(300)),
-            ("assignments_interval", self.assignments_interval, ms(100), s(24 * 3600)),
+            (
+                "image_handshake_timeout",
+                self.image_handshake_timeout,
+                ms(100),
+                s(300),
+            ),
+            (
+                "assignments_interval",
+                self.assignments_interval,
+                ms(100),
+                s(24 * 3600),
+            ),
             ("tick_interval", self.tick_interval, ms(100), s(3600)),
-            ("device_offer_timeout", self.device_offer_timeout, s(1), s(24 * 3600)),
-            ("device_download_timeout", self.device_download_timeout, s(1), s(7 * 24 * 3600)),
-            ("device_install_timeout", self.device_install_timeout, s(1), s(7 * 24 * 3600)),
-            ("device_pending_timeout", self.device_pending_timeout, s(1), s(30 * 24 * 3600)),
-            ("device_deferred_timeout", self.device_deferred_timeout, s(1), s(30 * 24 * 3600)),
-            ("device_reoffer_after", self.device_reoffer_after, ms(100), s(3600)),
+            (
+                "device_offer_timeout",
+                self.device_offer_timeout,
+                s(1),
+                s(24 * 3600),
+            ),
+            (
+                "device_download_timeout",
+                self.device_download_timeout,
+                s(1),
+                s(7 * 24 * 3600),
+            ),
+            (
+                "device_install_timeout",
+                self.device_install_timeout,
+                s(1),
+                s(7 * 24 * 3600),
+            ),
+            (
+                "device_pending_timeout",
+                self.device_pending_timeout,
+                s(1),
+                s(30 * 24 * 3600),
+            ),
+            (
+                "device_deferred_timeout",
+                self.device_deferred_timeout,
+                s(1),
+                s(30 * 24 * 3600),
+            ),
+            (
+                "device_reoffer_after",
+                self.device_reoffer_after,
+                ms(100),
+                s(3600),
+            ),
         ] {
             if d < min || d > max {
                 return Err(RolloutConfigError {

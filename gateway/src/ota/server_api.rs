@@ -168,7 +168,9 @@ impl ServerApi {
     pub fn new(client: reqwest::Client, server_url: &Url) -> Result<Self, ServerApiError> {
         let mut base = server_url.clone();
         if base.cannot_be_a_base() {
-            return Err(ServerApiError::Url(format!("{server_url} is not a base URL")));
+            return Err(ServerApiError::Url(format!(
+                "{server_url} is not a base URL"
+            )));
         }
         if !base.path().ends_with('/') {
             let p = format!("{}/", base.path());

@@ -267,11 +267,14 @@ mod tests {
     /// device id), computed with Python `cryptography`'s ChaCha20Poly1305.
     #[test]
     fn opens_rows_sealed_in_the_existing_format() {
-        let key = OutboxKey::from_base64("AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=", "test")
-            .unwrap();
+        let key =
+            OutboxKey::from_base64("AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=", "test").unwrap();
         let nonce = hex::decode("0a0b0c0d0e0f101112131415").unwrap();
         let sealed = hex::decode("3f5cb1b60ff739c7f7b47c670c12ae26487cb27e908581c3f8").unwrap();
-        assert_eq!(key.open(42, "pump-07", &nonce, &sealed).unwrap(), b"{\"hr\":72}");
+        assert_eq!(
+            key.open(42, "pump-07", &nonce, &sealed).unwrap(),
+            b"{\"hr\":72}"
+        );
         assert!(key.open(42, "pump-08", &nonce, &sealed).is_err());
     }
 

@@ -68,7 +68,9 @@ impl Ward {
     pub async fn start(image: &[u8], config: OtaRolloutConfig) -> Self {
         let mut server = OtaServer::new("1day", "6h").await;
         server.start().await;
-        server.publish("acme", "pump-2.0.0.bin", "2.0.0", image).await;
+        server
+            .publish("acme", "pump-2.0.0.bin", "2.0.0", image)
+            .await;
         let ota = server.ota_config(&server.base_url());
         let mut w = Self {
             server,
@@ -279,7 +281,11 @@ impl Ward {
     }
 
     /// The device's update state in `campaign`.
-    pub fn state_of(&self, campaign: &str, id: &str) -> Option<gateway::ota::device_state::UpdateState> {
+    pub fn state_of(
+        &self,
+        campaign: &str,
+        id: &str,
+    ) -> Option<gateway::ota::device_state::UpdateState> {
         self.rollout()
             .states()
             .update(campaign, &DeviceId::parse(id).unwrap())
@@ -299,7 +305,11 @@ impl Ward {
             f(&s).then_some(())
         })
         .await;
-        assert!(ok.is_some(), "timed out waiting for {what}: {:#?}", self.status());
+        assert!(
+            ok.is_some(),
+            "timed out waiting for {what}: {:#?}",
+            self.status()
+        );
     }
 
     /// Audit rows with `action` (any subject), oldest first.
@@ -334,7 +344,9 @@ impl Ward {
         let mut b = reqwest::Client::builder()
             .use_rustls_tls()
             .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(self.pki.ca.cert_pem.as_bytes()).unwrap())
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(self.pki.ca.cert_pem.as_bytes()).unwrap(),
+            )
             .no_proxy()
             .timeout(Duration::from_secs(20));
         if let Some(t) = tls {

@@ -109,7 +109,10 @@ pub async fn create(
 }
 
 /// The signed `custom.hardware_ids` of a published target, if any.
-fn release_hardware_ids(state: &AppState, target: &crate::names::TargetPath) -> Option<Vec<String>> {
+fn release_hardware_ids(
+    state: &AppState,
+    target: &crate::names::TargetPath,
+) -> Option<Vec<String>> {
     let repo = state.repo.state();
     let ids: Vec<String> = repo
         .published
@@ -256,7 +259,9 @@ pub async fn assignments(
         }
         let g = gw.clone();
         let m = minute_of_day();
-        in_tx(&state, move |tx| campaign::assignments_for(tx, &g, &devices, m))
+        in_tx(&state, move |tx| {
+            campaign::assignments_for(tx, &g, &devices, m)
+        })
         .await
     }
     .await;
