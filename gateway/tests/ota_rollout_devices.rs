@@ -19,18 +19,6 @@ fn offers_to(w: &Ward, id: &str) -> Vec<gateway::audit::AuditRecord> {
         .collect()
 }
 
-/// Let the rollout run `n` more complete rounds with the server.
-async fn rounds(w: &Ward, n: f64) {
-    let metric = "wardgate_ota_server_requests_total{endpoint=\"assignments\",outcome=\"ok\"}";
-    let target = w.metric(metric) + n;
-    w.rollout().sync_now();
-    support::wait_for(Duration::from_secs(30), || {
-        (w.metric(metric) >= target).then_some(())
-    })
-    .await
-    .expect("rollout rounds");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn therapy_defers_the_update_until_the_device_is_idle() {
     let image = ota_support::image(64 * 1024, 1);
@@ -138,7 +126,7 @@ async fn a_canary_rollback_halts_and_nobody_is_offered_again() {
     w.stop_device(&canary).await;
     let i = ids.iter().position(|d| *d == canary).unwrap();
     w.run_device(&canary, &tls[i], fails.clone());
-    rounds(&w, 3.0).await;
+    w.rounds(3.0).await;
     assert_eq!(offers_to(&w, &canary).len(), offered_before);
     for id in ids.iter().filter(|d| **d != canary) {
         assert!(offers_to(&w, id).is_empty(), "{id} was offered");
@@ -186,7 +174,7 @@ async fn an_operator_retry_offers_a_rolled_back_device_again() {
         },
     )
     .await;
-    rounds(&w, 2.0).await;
+    w.rounds(2.0).await;
     let before = offers_to(&w, "pump-01").len();
 
     let row = w

@@ -74,6 +74,12 @@ pub enum RolloutError {
     /// The broker link failed.
     #[error(transparent)]
     Offers(#[from] OffersError),
+    /// The registry could not be read.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+    /// A blocking task failed.
+    #[error("OTA rollout task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
     /// The image server did not start.
     #[error(transparent)]
     ImageServer(#[from] ImageServerError),
@@ -83,9 +89,13 @@ pub enum RolloutError {
     /// `ota.server_url` is invalid.
     #[error(transparent)]
     OtaConfig(#[from] crate::config::ConfigError),
-    /// `ota.image_url` is invalid.
-    #[error("invalid setting ota.image_url: {0}")]
-    ImageUrl(String),
+    /// `ota.image_url` (or the bound address) is not a URL.
+    #[error("invalid setting ota.image_url: {source}; give an https:// URL such as \"https://gw-3a.ward.local:8444\"")]
+    ImageUrl {
+        /// The parser's error.
+        #[source]
+        source: url::ParseError,
+    },
 }
 
 /// The image cache serves the image server.
@@ -307,9 +317,9 @@ impl Rollout {
         )
         .await?;
         let image_url = match &parts.config.image_url {
-            Some(u) => Url::parse(u).map_err(|e| RolloutError::ImageUrl(e.to_string()))?,
+            Some(u) => Url::parse(u).map_err(|source| RolloutError::ImageUrl { source })?,
             None => Url::parse(&format!("https://{}/", image.addr))
-                .map_err(|e| RolloutError::ImageUrl(e.to_string()))?,
+                .map_err(|source| RolloutError::ImageUrl { source })?,
         };
         let inner = Arc::new(Inner {
             states,
@@ -667,12 +677,9 @@ impl Inner {
 
     /// One round: inventory, assignments, campaign checks, devices, results,
     /// unused images.
-    async fn sync_round(&self) -> Result<(), DeviceStateError> {
+    async fn sync_round(&self) -> Result<(), RolloutError> {
         let registry = self.registry.clone();
-        let devices = tokio::task::spawn_blocking(move || registry.list())
-            .await
-            .map_err(|e| DeviceStateError::Join(e.to_string()))?
-            .map_err(|e| DeviceStateError::Join(e.to_string()))?;
+        let devices = tokio::task::spawn_blocking(move || registry.list()).await??;
         let statuses = self.states.run(DeviceStates::statuses).await?;
         let inventory = inventory::build(&devices, &statuses);
         match self.server.assignments(&inventory).await {

@@ -158,6 +158,19 @@ pub enum RetryError {
     },
 }
 
+impl RetryError {
+    /// A stable code for API clients (`nothing_to_retry` -> 404,
+    /// `campaign_stopped` -> 409, `internal` -> 500).
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::State(_) => "internal",
+            Self::NothingToRetry { .. } => "nothing_to_retry",
+            Self::CampaignStopped { .. } => "campaign_stopped",
+        }
+    }
+}
+
 /// Give `device` another attempt in the newest campaign where it failed or
 /// rolled back; `actor` (e.g. `admin:<token id>`) is audited. The device
 /// goes back to `pending` and is offered once seen idle; its new outcome

@@ -45,13 +45,17 @@ pub enum OffersError {
     #[error(transparent)]
     Link(#[from] BrokerError),
     /// The broker is gone (the gateway is shutting down).
-    #[error("embedded broker refused an OTA message on {topic}: {detail}; the gateway is probably shutting down")]
+    #[error("embedded broker refused an OTA message on {topic}: {source}; the gateway is probably shutting down")]
     Publish {
-        /// The topic.
+        /// The topic (or subscription filter).
         topic: String,
         /// The broker's error.
-        detail: String,
+        #[source]
+        source: Box<rumqttd::local::LinkError>,
     },
+    /// The blocking task that hands the offer to the broker failed.
+    #[error("OTA offer task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
     /// An offer could not be encoded.
     #[error("cannot encode the offer for {device}: {source}")]
     Encode {
@@ -107,18 +111,16 @@ impl OfferSender {
         let topic = topic(device, TopicKind::OtaOffer);
         let tx = Arc::clone(&self.tx);
         let t = topic.clone();
-        let sent = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let mut tx = tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             // Queues the packet and signals the router; blocks (hence the
             // blocking pool) only while the router's queue is full.
             tx.publish(Bytes::from(t.into_bytes()), Bytes::from(payload))
                 .map(|_| ())
-                .map_err(|e| e.to_string())
+                .map_err(Box::new)
         })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r);
-        sent.map_err(|detail| OffersError::Publish { topic, detail })
+        .await?
+        .map_err(|source| OffersError::Publish { topic, source })
     }
 }
 
@@ -143,9 +145,9 @@ pub fn open(
     for leaf in [TopicKind::Status, TopicKind::OtaReport] {
         let filter = format!("{}+/{}", wardgate_protocol::TOPIC_PREFIX, leaf.suffix());
         tx.subscribe(filter.clone())
-            .map_err(|e| OffersError::Publish {
+            .map_err(|source| OffersError::Publish {
                 topic: filter,
-                detail: e.to_string(),
+                source: Box::new(source),
             })?;
     }
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);

@@ -66,7 +66,18 @@ impl Ward {
     /// An OTA server with `acme/pump-2.0.0.bin` (hardware [`HW`]) published,
     /// and a gateway with `config`.
     pub async fn start(image: &[u8], config: OtaRolloutConfig) -> Self {
-        let mut server = OtaServer::new("1day", "6h").await;
+        Self::start_with_timestamps(image, config, "1day", "6h").await
+    }
+
+    /// As [`Ward::start`], with the OTA server's timestamp expiry and
+    /// re-signing interval.
+    pub async fn start_with_timestamps(
+        image: &[u8],
+        config: OtaRolloutConfig,
+        expiry: &str,
+        refresh: &str,
+    ) -> Self {
+        let mut server = OtaServer::new(expiry, refresh).await;
         server.start().await;
         server
             .publish("acme", "pump-2.0.0.bin", "2.0.0", image)
@@ -323,6 +334,19 @@ impl Ward {
             .into_iter()
             .filter(|r| r.action == action)
             .collect()
+    }
+
+    /// Let the rollout run `n` more complete rounds with the server (for
+    /// checks that something did not happen).
+    pub async fn rounds(&self, n: f64) {
+        let metric = "wardgate_ota_server_requests_total{endpoint=\"assignments\",outcome=\"ok\"}";
+        let target = self.metric(metric) + n;
+        self.rollout().sync_now();
+        crate::support::wait_for(Duration::from_secs(30), || {
+            (self.metric(metric) >= target).then_some(())
+        })
+        .await
+        .expect("rollout rounds");
     }
 
     /// The gateway's Prometheus text.
