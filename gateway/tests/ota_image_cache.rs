@@ -36,7 +36,9 @@ async fn an_image_is_downloaded_once_for_the_whole_ward() {
     let mut server = OtaServer::new("1day", "6h").await;
     server.start().await;
     let img = image(LEN, 11);
-    let (name, _) = server.publish("acme", "pump-2.0.0.bin", "2.0.0", &img).await;
+    let (name, _) = server
+        .publish("acme", "pump-2.0.0.bin", "2.0.0", &img)
+        .await;
     let gw = GatewaySide::new();
     let tuf = gw.tuf(&server.ota_config(&server.base_url())).await;
     tuf.refresh().await.unwrap();
@@ -62,7 +64,10 @@ async fn an_image_is_downloaded_once_for_the_whole_ward() {
     }
     assert_eq!(downloaded, 1, "one download for five requests");
     let sent = server.settled_sent_bytes().await - before;
-    assert!((sent - LEN as f64).abs() < 1.0, "the server sent {sent} bytes, not one image");
+    assert!(
+        (sent - LEN as f64).abs() < 1.0,
+        "the server sent {sent} bytes, not one image"
+    );
 
     let path = cache.path_for(&target.sha256).expect("complete image");
     assert!(path.ends_with(format!("ota/images/{}", target.sha256)));
@@ -95,7 +100,10 @@ async fn an_image_is_downloaded_once_for_the_whole_ward() {
     assert_eq!(gw.metrics.download_count("complete"), 1);
     assert_eq!(gw.metrics.received_bytes.get(), LEN as u64);
     assert_eq!(
-        gw.audit.find(&name, Some("ota.image.download")).unwrap().len(),
+        gw.audit
+            .find(&name, Some("ota.image.download"))
+            .unwrap()
+            .len(),
         1
     );
 
@@ -107,8 +115,14 @@ async fn an_image_is_downloaded_once_for_the_whole_ward() {
     assert!((server.settled_sent_bytes().await - before - LEN as f64).abs() < 1.0);
 
     // Images no campaign needs any more are removed.
-    assert_eq!(cache.remove_unused(&[&target.sha256]).await.unwrap().len(), 0);
-    assert_eq!(cache.remove_unused(&[]).await.unwrap(), vec![target.sha256.clone()]);
+    assert_eq!(
+        cache.remove_unused(&[&target.sha256]).await.unwrap().len(),
+        0
+    );
+    assert_eq!(
+        cache.remove_unused(&[]).await.unwrap(),
+        vec![target.sha256.clone()]
+    );
     assert!(cache.path_for(&target.sha256).is_none());
     assert!(!path.exists());
     server.stop().await;
@@ -119,7 +133,9 @@ async fn a_cut_download_resumes_with_range_after_a_restart() {
     let mut server = OtaServer::new("1day", "6h").await;
     server.start().await;
     let img = image(LEN, 12);
-    let (name, _) = server.publish("acme", "pump-2.0.0.bin", "2.0.0", &img).await;
+    let (name, _) = server
+        .publish("acme", "pump-2.0.0.bin", "2.0.0", &img)
+        .await;
     let proxy = ota_support::CutProxy::start(server.addr()).await;
     let gw = GatewaySide::new();
     let tuf = gw.tuf(&server.ota_config(&proxy.base_url())).await;
@@ -136,9 +152,14 @@ async fn a_cut_download_resumes_with_range_after_a_restart() {
         .data_dir()
         .join("ota/images/.partial")
         .join(&target.sha256);
-    let have = std::fs::metadata(&partial).expect("partial file kept").len();
+    let have = std::fs::metadata(&partial)
+        .expect("partial file kept")
+        .len();
     assert!(have > 0 && have < LEN as u64, "partial holds {have} bytes");
-    assert!(cache.path_for(&target.sha256).is_none(), "incomplete is never handed out");
+    assert!(
+        cache.path_for(&target.sha256).is_none(),
+        "incomplete is never handed out"
+    );
     assert_eq!(gw.metrics.download_count("interrupted"), 1);
     drop(cache);
 
@@ -168,7 +189,9 @@ async fn corrupt_partial_and_tampered_cache_are_caught() {
     let mut server = OtaServer::new("1day", "6h").await;
     server.start().await;
     let img = image(LEN / 4, 13);
-    let (name, _) = server.publish("acme", "pump-2.0.0.bin", "2.0.0", &img).await;
+    let (name, _) = server
+        .publish("acme", "pump-2.0.0.bin", "2.0.0", &img)
+        .await;
     let gw = GatewaySide::new();
     let tuf = gw.tuf(&server.ota_config(&server.base_url())).await;
     tuf.refresh().await.unwrap();
@@ -192,7 +215,10 @@ async fn corrupt_partial_and_tampered_cache_are_caught() {
     );
     let sent = server.settled_sent_bytes().await - before;
     let expected = (2 * img.len() - 1000) as f64;
-    assert!((sent - expected).abs() < 1.0, "sent {sent}, expected the rest and then all");
+    assert!(
+        (sent - expected).abs() < 1.0,
+        "sent {sent}, expected the rest and then all"
+    );
     assert_eq!(std::fs::read(&cached.path).unwrap(), img);
 
     // Someone changes the cached image: path_for stops handing it out,
@@ -205,7 +231,10 @@ async fn corrupt_partial_and_tampered_cache_are_caught() {
     assert!(cache.path_for(&target.sha256).is_none());
     assert!(!cached.path.exists());
     assert_eq!(gw.metrics.corrupt.get(), 1);
-    let rows = gw.audit.find(&target.sha256, Some("ota.image.verify")).unwrap();
+    let rows = gw
+        .audit
+        .find(&target.sha256, Some("ota.image.verify"))
+        .unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].outcome, "refused");
 
@@ -227,7 +256,9 @@ async fn an_image_swapped_on_the_server_is_refused() {
     let mut server = OtaServer::new("1day", "6h").await;
     server.start().await;
     let img = image(64 * 1024, 14);
-    let (name, _) = server.publish("acme", "pump-2.0.0.bin", "2.0.0", &img).await;
+    let (name, _) = server
+        .publish("acme", "pump-2.0.0.bin", "2.0.0", &img)
+        .await;
     // A mirror whose metadata is genuine but whose image was replaced by
     // one of the same length.
     let mirror_dir = server.dir.path().join("swapped");
@@ -252,7 +283,11 @@ async fn an_image_swapped_on_the_server_is_refused() {
     assert!(matches!(e, OtaError::ImageRefused { .. }), "{e}");
     assert!(e.to_string().contains("SHA-256"), "{e}");
     assert!(cache.path_for(&sha).is_none());
-    assert!(!gw.data_dir().join("ota/images/.partial").join(&sha).exists());
+    assert!(!gw
+        .data_dir()
+        .join("ota/images/.partial")
+        .join(&sha)
+        .exists());
     assert_eq!(gw.metrics.download_count("refused"), 1);
     let rows = gw.audit.find(&name, Some("ota.image.download")).unwrap();
     assert_eq!(rows.last().unwrap().outcome, "refused");

@@ -34,6 +34,17 @@ fn offer(info: &gateway::ota::TargetInfo) -> OtaOffer {
     }
 }
 
+async fn wait_until(what: &str, f: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn failure(e: &OtaError) -> RefreshFailure {
     e.refresh_failure()
         .unwrap_or_else(|| panic!("expected a refused refresh, got {e}"))
@@ -44,7 +55,9 @@ async fn refresh_gives_the_manufacturers_signed_metadata_that_devices_accept() {
     let mut server = OtaServer::new("1day", "6h").await;
     server.start().await;
     let img = image(64 * 1024, 1);
-    let (target, role_bytes) = server.publish("acme", "pump-2.0.0.bin", "2.0.0", &img).await;
+    let (target, role_bytes) = server
+        .publish("acme", "pump-2.0.0.bin", "2.0.0", &img)
+        .await;
     assert_eq!(target, TARGET);
 
     let gw = GatewaySide::new();
@@ -99,7 +112,13 @@ async fn refresh_gives_the_manufacturers_signed_metadata_that_devices_accept() {
     // The metadata directory holds the trusted files under unversioned
     // names, exactly as served.
     let dir = tuf.metadata_dir().to_owned();
-    for f in ["root.json", "timestamp.json", "snapshot.json", "targets.json", "acme.json"] {
+    for f in [
+        "root.json",
+        "timestamp.json",
+        "snapshot.json",
+        "targets.json",
+        "acme.json",
+    ] {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
     assert_eq!(std::fs::read(dir.join("acme.json")).unwrap(), role_bytes);
@@ -108,10 +127,15 @@ async fn refresh_gives_the_manufacturers_signed_metadata_that_devices_accept() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.chars().next().is_some_and(|c| c.is_ascii_digit()))
         .collect();
-    assert!(versioned.is_empty(), "versioned files in the metadata dir: {versioned:?}");
+    assert!(
+        versioned.is_empty(),
+        "versioned files in the metadata dir: {versioned:?}"
+    );
 
     // A new release is picked up by the next refresh and audited once.
-    server.publish("acme", "pump-2.1.0.bin", "2.1.0", &image(1000, 2)).await;
+    server
+        .publish("acme", "pump-2.1.0.bin", "2.1.0", &image(1000, 2))
+        .await;
     let again = tuf.refresh().await.unwrap();
     assert!(again.snapshot_version() > trusted.snapshot_version());
     assert!(tuf.target("acme/pump-2.1.0.bin").is_ok());
@@ -125,7 +149,10 @@ async fn refresh_gives_the_manufacturers_signed_metadata_that_devices_accept() {
     assert_eq!(accepted, 2);
     assert!(gw.refusals().is_empty());
     let text = gw.registry.encode();
-    assert!(text.contains("wardgate_ota_refresh_total{outcome=\"ok\"} 2"), "{text}");
+    assert!(
+        text.contains("wardgate_ota_refresh_total{outcome=\"ok\"} 2"),
+        "{text}"
+    );
     server.stop().await;
 }
 
@@ -133,7 +160,9 @@ async fn refresh_gives_the_manufacturers_signed_metadata_that_devices_accept() {
 async fn expired_timestamp_is_refused_audited_and_stops_rollout_steps() {
     let mut server = OtaServer::new("3s", "1s").await;
     server.start().await;
-    server.publish("acme", "pump-2.0.0.bin", "2.0.0", &image(4096, 3)).await;
+    server
+        .publish("acme", "pump-2.0.0.bin", "2.0.0", &image(4096, 3))
+        .await;
     let gw = GatewaySide::new();
     let tuf = gw.tuf(&server.ota_config(&server.base_url())).await;
     let good = tuf.refresh().await.expect("fresh server");
@@ -148,12 +177,18 @@ async fn expired_timestamp_is_refused_audited_and_stops_rollout_steps() {
             Ok(_) => {}
             Err(e) => break e,
         }
-        assert!(tokio::time::Instant::now() < deadline, "timestamp never expired");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timestamp never expired"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     assert_eq!(failure(&refused), RefreshFailure::Expired, "{refused}");
     let message = refused.to_string();
-    assert!(message.contains("timestamp") && message.contains("expired at"), "{message}");
+    assert!(
+        message.contains("timestamp") && message.contains("expired at"),
+        "{message}"
+    );
 
     // Refused, recorded, and no rollout step may start on what is kept.
     let now = Utc::now();
@@ -164,7 +199,10 @@ async fn expired_timestamp_is_refused_audited_and_stops_rollout_steps() {
     ));
     let kept = tuf.current().expect("last good state kept");
     assert_eq!(kept.snapshot_version(), good.snapshot_version());
-    assert!(tuf.target(TARGET).is_ok(), "lookups on the kept state still work");
+    assert!(
+        tuf.target(TARGET).is_ok(),
+        "lookups on the kept state still work"
+    );
     let rows = gw.refusals();
     let last = rows.last().expect("an ota.refresh refusal row");
     assert_eq!(last["reason"], "expired");
@@ -180,7 +218,9 @@ async fn expired_timestamp_is_refused_audited_and_stops_rollout_steps() {
 async fn metadata_signed_by_a_key_that_is_not_delegated_is_refused() {
     let mut server = OtaServer::new("1day", "6h").await;
     server.start().await;
-    server.publish("acme", "pump-2.0.0.bin", "2.0.0", &image(4096, 4)).await;
+    server
+        .publish("acme", "pump-2.0.0.bin", "2.0.0", &image(4096, 4))
+        .await;
     let gw = GatewaySide::new();
     gw.tuf(&server.ota_config(&server.base_url()))
         .await
@@ -206,7 +246,10 @@ async fn metadata_signed_by_a_key_that_is_not_delegated_is_refused() {
     assert_eq!(failure(&e), RefreshFailure::BadSignature, "{e}");
     assert!(e.to_string().contains("acme.json"), "{e}");
     assert!(tuf.target("acme/pump-9.9.9.bin").is_err());
-    assert!(tuf.target(TARGET).is_ok(), "the genuine release stays usable");
+    assert!(
+        tuf.target(TARGET).is_ok(),
+        "the genuine release stays usable"
+    );
     assert!(tuf.is_fresh(Utc::now()));
     let rows = gw.refusals();
     assert_eq!(rows.last().unwrap()["reason"], "bad_signature");
@@ -227,7 +270,9 @@ async fn metadata_signed_by_a_key_that_is_not_delegated_is_refused() {
 async fn target_outside_the_manufacturers_path_is_refused() {
     let mut server = OtaServer::new("1day", "6h").await;
     server.start().await;
-    server.publish("acme", "pump-2.0.0.bin", "2.0.0", &image(4096, 6)).await;
+    server
+        .publish("acme", "pump-2.0.0.bin", "2.0.0", &image(4096, 6))
+        .await;
     let gw = GatewaySide::new();
     let tuf = gw.tuf(&server.ota_config(&server.base_url())).await;
     tuf.refresh().await.unwrap();
@@ -246,7 +291,10 @@ async fn target_outside_the_manufacturers_path_is_refused() {
     assert_eq!(failure(&e), RefreshFailure::OutsideDelegation, "{e}");
     assert!(tuf.target("globex/monitor-5.0.0.bin").is_err());
     assert!(tuf.target(TARGET).is_ok());
-    assert_eq!(gw.refusals().last().unwrap()["reason"], "outside_delegation");
+    assert_eq!(
+        gw.refusals().last().unwrap()["reason"],
+        "outside_delegation"
+    );
     assert_eq!(gw.metrics.refresh_count("outside_delegation"), 1);
     server.stop().await;
 }
@@ -265,7 +313,9 @@ async fn older_metadata_served_after_a_restart_is_refused() {
     let old_dir = server.dir.path().join("old-copy");
     server.export(&old_dir);
     // ...then a release, which the gateway sees.
-    server.publish("acme", "pump-2.0.0.bin", "2.0.0", &image(4096, 7)).await;
+    server
+        .publish("acme", "pump-2.0.0.bin", "2.0.0", &image(4096, 7))
+        .await;
     let newest = {
         let tuf = gw.tuf(&config).await;
         tuf.refresh().await.unwrap().snapshot_version()
@@ -309,5 +359,38 @@ async fn a_gateway_pinned_to_another_root_refuses_the_server() {
     assert_eq!(failure(&e), RefreshFailure::BadSignature, "{e}");
     assert!(tuf.current().is_none());
     assert_eq!(gw.refusals().len(), 1);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_refresh_loop_runs_at_start_on_demand_and_stops_on_shutdown() {
+    let mut server = OtaServer::new("1day", "6h").await;
+    server.start().await;
+    let gw = GatewaySide::new();
+    let mut config = server.ota_config(&server.base_url());
+    config.refresh_interval = Duration::from_secs(3600);
+    let tuf = std::sync::Arc::new(gw.tuf(&config).await);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(std::sync::Arc::clone(&tuf).run(shutdown.clone()));
+
+    wait_until("first refresh at start", || {
+        gw.metrics.refresh_count("ok") == 1
+    })
+    .await;
+    assert!(tuf.is_fresh(Utc::now()));
+
+    // A release appears; an on-demand refresh picks it up long before the
+    // hourly tick.
+    server
+        .publish("acme", "pump-2.0.0.bin", "2.0.0", &image(2048, 8))
+        .await;
+    tuf.request_refresh();
+    wait_until("refresh on demand", || tuf.target(TARGET).is_ok()).await;
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the loop stops on shutdown")
+        .unwrap();
     server.stop().await;
 }

@@ -53,32 +53,32 @@ pub enum OtaCommand {
 /// `gateway ota tuf-client [options] <init ROOT | refresh | download>`
 #[derive(Debug, Args)]
 pub struct TufClientArgs {
-    /// Directory of the client's trusted metadata.
-    #[arg(long)]
-    pub metadata_dir: PathBuf,
+    /// Directory of the client's trusted metadata (required).
+    #[arg(long, global = true)]
+    pub metadata_dir: Option<PathBuf>,
     /// Base URL of the repository's metadata.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub metadata_url: Option<Url>,
     /// TUF target path to download.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub target_name: Option<String>,
     /// Base URL of the repository's targets.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub target_base_url: Option<Url>,
     /// Directory to store downloaded targets in.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub target_dir: Option<PathBuf>,
     /// PEM CA certificate(s) to trust for `https://` repositories.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub ca_cert: Option<PathBuf>,
     /// PEM client certificate for mutual TLS.
-    #[arg(long, requires = "client_key")]
+    #[arg(long, global = true, requires = "client_key")]
     pub client_cert: Option<PathBuf>,
     /// PEM private key of `--client-cert`.
-    #[arg(long, requires = "client_cert")]
+    #[arg(long, global = true, requires = "client_cert")]
     pub client_key: Option<PathBuf>,
     /// Time allowed for each request.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, global = true, default_value = "60s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
     /// The step to run.
     #[command(subcommand)]
@@ -130,10 +130,11 @@ fn transport(a: &TufClientArgs, urls: &[&Url]) -> anyhow::Result<tuf_repo::Https
     if !https {
         return Ok(plain_http_transport(a.timeout)?);
     }
-    let ca = a
-        .ca_cert
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("an https:// repository needs --ca-cert (the CA that signed its certificate)"))?;
+    let ca = a.ca_cert.as_ref().ok_or_else(|| {
+        anyhow::anyhow!(
+            "an https:// repository needs --ca-cert (the CA that signed its certificate)"
+        )
+    })?;
     let read = |p: &Path| {
         std::fs::read(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))
     };
@@ -141,11 +142,13 @@ fn transport(a: &TufClientArgs, urls: &[&Url]) -> anyhow::Result<tuf_repo::Https
         (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
         _ => None,
     };
-    Ok(tuf_repo::HttpsTransport::new(&tuf_repo::HttpsTransportConfig {
-        ca_pem: read(ca)?,
-        client_identity: identity,
-        timeout: Some(a.timeout),
-    })?)
+    Ok(tuf_repo::HttpsTransport::new(
+        &tuf_repo::HttpsTransportConfig {
+            ca_pem: read(ca)?,
+            client_identity: identity,
+            timeout: Some(a.timeout),
+        },
+    )?)
 }
 
 fn required<'a, T>(value: Option<&'a T>, flag: &str, step: &str) -> anyhow::Result<&'a T> {
@@ -153,13 +156,21 @@ fn required<'a, T>(value: Option<&'a T>, flag: &str, step: &str) -> anyhow::Resu
 }
 
 async fn tuf_client(a: &TufClientArgs) -> anyhow::Result<String> {
-    let dir = MetadataDir::new(&a.metadata_dir);
+    let metadata_dir = a
+        .metadata_dir
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("--metadata-dir is required"))?;
+    let dir = MetadataDir::new(metadata_dir);
     match &a.step {
         TufStep::Init { trusted_root } => {
             let root = std::fs::read(trusted_root)
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", trusted_root.display()))?;
             dir.init(&root)?;
-            Ok(format!("initialised {} with {}", a.metadata_dir.display(), trusted_root.display()))
+            Ok(format!(
+                "initialised {} with {}",
+                metadata_dir.display(),
+                trusted_root.display()
+            ))
         }
         TufStep::Refresh => {
             let metadata = required(a.metadata_url.as_ref(), "--metadata-url", "refresh")?;
@@ -167,7 +178,7 @@ async fn tuf_client(a: &TufClientArgs) -> anyhow::Result<String> {
             let trusted = refresh(&dir, a, metadata, targets).await?;
             Ok(format!(
                 "refreshed {}: snapshot version {}, valid until {}",
-                a.metadata_dir.display(),
+                metadata_dir.display(),
                 trusted.snapshot_version(),
                 trusted.expires()
             ))
@@ -183,7 +194,10 @@ async fn tuf_client(a: &TufClientArgs) -> anyhow::Result<String> {
             if file.is_file() {
                 let (sha, len) = hash_file(&file).await?;
                 if sha == entry.sha256 && len == entry.length {
-                    return Ok(format!("{name} is already in {} (hash matches)", file.display()));
+                    return Ok(format!(
+                        "{name} is already in {} (hash matches)",
+                        file.display()
+                    ));
                 }
             }
             std::fs::create_dir_all(out_dir)
@@ -196,9 +210,8 @@ async fn tuf_client(a: &TufClientArgs) -> anyhow::Result<String> {
                 sha256: entry.sha256.clone(),
             };
             let done = download(client.client(), &expected, &partial, a.timeout).await?;
-            std::fs::rename(&partial, &file).map_err(|e| {
-                OtaError::storage("move into place", &file)(e)
-            })?;
+            std::fs::rename(&partial, &file)
+                .map_err(|e| OtaError::storage("move into place", &file)(e))?;
             Ok(format!(
                 "downloaded {name} ({} bytes, SHA-256 {}, resumed from {}) to {}",
                 entry.length,
@@ -219,10 +232,70 @@ async fn refresh(
     if !dir.is_initialised() {
         anyhow::bail!(
             "{} holds no root.json; run `gateway ota tuf-client --metadata-dir {} init <root.json>` first",
-            a.metadata_dir.display(),
-            a.metadata_dir.display()
+            dir.path().display(),
+            dir.path().display()
         );
     }
     let t = transport(a, &[metadata, targets])?;
     Ok(load_remote(dir, t, &RepoUrls::new(metadata, targets)).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::{OtaCommand, TufStep};
+    use crate::cli::{Cli, Command};
+
+    fn parse(args: &[&str]) -> super::TufClientArgs {
+        let cli = Cli::try_parse_from(["gateway", "ota", "tuf-client"].iter().chain(args))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        match cli.command {
+            Command::Ota(super::OtaArgs {
+                command: OtaCommand::TufClient(a),
+            }) => a,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_the_conformance_suites_argument_orders() {
+        let a = parse(&["--metadata-dir", "/d", "init", "/root.json"]);
+        assert!(
+            matches!(a.step, TufStep::Init { ref trusted_root } if trusted_root.ends_with("root.json"))
+        );
+        let a = parse(&[
+            "--metadata-url",
+            "http://h/metadata",
+            "--metadata-dir",
+            "/d",
+            "refresh",
+        ]);
+        assert!(matches!(a.step, TufStep::Refresh));
+        assert_eq!(a.metadata_url.unwrap().as_str(), "http://h/metadata");
+        let a = parse(&[
+            "--metadata-url",
+            "http://h/metadata",
+            "--metadata-dir",
+            "/d",
+            "--target-name",
+            "path/to/a.txt",
+            "--target-dir",
+            "/t",
+            "--target-base-url",
+            "http://h/targets",
+            "download",
+        ]);
+        assert!(matches!(a.step, TufStep::Download));
+        assert_eq!(a.target_name.as_deref(), Some("path/to/a.txt"));
+        // TLS options may also follow the step.
+        let a = parse(&["--metadata-dir", "/d", "refresh", "--ca-cert", "/ca.pem"]);
+        assert!(a.ca_cert.is_some());
+        assert!(parse(&["refresh"]).metadata_dir.is_none());
+    }
 }

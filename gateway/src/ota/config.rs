@@ -96,7 +96,9 @@ impl OtaConfig {
         if url.query().is_some() || url.fragment().is_some() || url.host_str().is_none() {
             return Err(ConfigError::invalid(
                 field,
-                format!("{url} must be a plain https://host[:port]/[path/] without query or fragment"),
+                format!(
+                    "{url} must be a plain https://host[:port]/[path/] without query or fragment"
+                ),
             ));
         }
         Ok(url)
@@ -243,15 +245,23 @@ fn require_file(field: &str, path: &Path, what: &str) -> Result<(), ConfigError>
 /// checked when it is first used.
 fn check_root_json(path: &Path) -> Result<(), ConfigError> {
     let field = "ota.trusted_root";
-    let bytes = std::fs::read(path)
-        .map_err(|e| ConfigError::invalid(field, format!("{} cannot be read: {e}", path.display())))?;
+    let bytes = std::fs::read(path).map_err(|e| {
+        ConfigError::invalid(field, format!("{} cannot be read: {e}", path.display()))
+    })?;
     let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
         ConfigError::invalid(
             field,
-            format!("{} is not JSON ({e}); give the repository's root.json", path.display()),
+            format!(
+                "{} is not JSON ({e}); give the repository's root.json",
+                path.display()
+            ),
         )
     })?;
-    if value.pointer("/signed/_type").and_then(serde_json::Value::as_str) != Some("root") {
+    if value
+        .pointer("/signed/_type")
+        .and_then(serde_json::Value::as_str)
+        != Some("root")
+    {
         return Err(ConfigError::invalid(
             field,
             format!(
@@ -282,7 +292,11 @@ mod tests {
         }
         OtaConfig {
             server_url: "https://ota.example:8443".into(),
-            trusted_root: write(dir, "root.json", r#"{"signed":{"_type":"root"},"signatures":[]}"#),
+            trusted_root: write(
+                dir,
+                "root.json",
+                r#"{"signed":{"_type":"root"},"signatures":[]}"#,
+            ),
             ca_cert: write(dir, "ca.pem", "ca"),
             client_cert: write(dir, "gw.pem", "cert"),
             client_key: key,
@@ -302,10 +316,9 @@ mod tests {
         let c = OtaConfig::default();
         assert!(!c.enabled());
         c.validate().unwrap();
-        let c: OtaConfig = toml::from_str(
-            "server_url = \"https://ota.example/\"\nrefresh_interval = \"2m\"\n",
-        )
-        .unwrap();
+        let c: OtaConfig =
+            toml::from_str("server_url = \"https://ota.example/\"\nrefresh_interval = \"2m\"\n")
+                .unwrap();
         assert_eq!(c.refresh_interval, Duration::from_secs(120));
         assert!(toml::from_str::<OtaConfig>("servr_url = \"x\"").is_err());
     }

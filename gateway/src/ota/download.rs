@@ -154,7 +154,10 @@ impl From<OtaError> for Mismatch {
 impl Mismatch {
     fn into_error(self, expected: &Expected) -> OtaError {
         match self {
-            Self::Resumed => refused(expected, "the SHA-256 of the downloaded image differs from the signed one"),
+            Self::Resumed => refused(
+                expected,
+                "the SHA-256 of the downloaded image differs from the signed one",
+            ),
             Self::Failed(e) => e,
         }
     }
@@ -167,13 +170,14 @@ async fn attempt(
     partial: &Path,
     timeout: Duration,
 ) -> Result<Downloaded, Mismatch> {
-    let interrupted = |received: u64, reason: String, source: Option<reqwest::Error>| OtaError::Interrupted {
-        sha256: expected.sha256.clone(),
-        received,
-        length: expected.length,
-        reason,
-        source,
-    };
+    let interrupted =
+        |received: u64, reason: String, source: Option<reqwest::Error>| OtaError::Interrupted {
+            sha256: expected.sha256.clone(),
+            received,
+            length: expected.length,
+            reason,
+            source,
+        };
     let mut offset = match tokio::fs::metadata(partial).await {
         Ok(m) => m.len(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
@@ -207,7 +211,9 @@ async fn attempt(
                 .and_then(|v| v.to_str().ok())
                 .and_then(content_range);
             match start {
-                Some((s, total)) if s == offset && total.is_none_or(|t| t == expected.length) => true,
+                Some((s, total)) if s == offset && total.is_none_or(|t| t == expected.length) => {
+                    true
+                }
                 _ => {
                     remove_partial(partial).await?;
                     return Err(refused(
@@ -224,11 +230,21 @@ async fn attempt(
             false
         } else if status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE {
             remove_partial(partial).await?;
-            return Err(interrupted(0, "the server refused the resume range (416); the partial file was deleted".into(), None).into());
+            return Err(interrupted(
+                0,
+                "the server refused the resume range (416); the partial file was deleted".into(),
+                None,
+            )
+            .into());
         } else if status == reqwest::StatusCode::NOT_FOUND {
             return Err(refused(expected, "the OTA server does not have this image (404); check that the release is published").into());
         } else {
-            return Err(interrupted(offset, format!("the OTA server answered HTTP {status}"), None).into());
+            return Err(interrupted(
+                offset,
+                format!("the OTA server answered HTTP {status}"),
+                None,
+            )
+            .into());
         };
         if !append {
             offset = 0;
@@ -247,8 +263,15 @@ async fn attempt(
                 Ok(Some(c)) => c,
                 Ok(None) => break,
                 Err(e) => {
-                    file.flush().await.map_err(OtaError::storage("write", partial))?;
-                    return Err(interrupted(offset, format!("the transfer broke off: {e}"), Some(e)).into());
+                    file.flush()
+                        .await
+                        .map_err(OtaError::storage("write", partial))?;
+                    return Err(interrupted(
+                        offset,
+                        format!("the transfer broke off: {e}"),
+                        Some(e),
+                    )
+                    .into());
                 }
             };
             let len = chunk.len() as u64;
@@ -272,7 +295,9 @@ async fn attempt(
             .await
             .map_err(OtaError::storage("sync", partial))?;
         if offset < expected.length {
-            return Err(interrupted(offset, "the server closed the transfer early".into(), None).into());
+            return Err(
+                interrupted(offset, "the server closed the transfer early".into(), None).into(),
+            );
         }
     }
     if hex::encode(hasher.finalize()) != expected.sha256 {
@@ -339,6 +364,9 @@ mod tests {
         assert_eq!(len, 200_000);
         assert_eq!(sha, hex::encode(Sha256::digest(vec![7u8; 200_000])));
         let prefix = hash_prefix(&p, 10).await.unwrap();
-        assert_eq!(prefix.finalize().to_vec(), Sha256::digest([7u8; 10]).to_vec());
+        assert_eq!(
+            prefix.finalize().to_vec(),
+            Sha256::digest([7u8; 10]).to_vec()
+        );
     }
 }

@@ -100,7 +100,9 @@ pub enum OtaError {
         reason: String,
     },
     /// A file of the OTA data directory could not be read or written.
-    #[error("cannot {action} {path}: {source}; check permissions and free space of `storage.data_dir`")]
+    #[error(
+        "cannot {action} {path}: {source}; check permissions and free space of `storage.data_dir`"
+    )]
     Storage {
         /// What was being done.
         action: &'static str,
@@ -162,7 +164,10 @@ pub enum OtaError {
 
 impl OtaError {
     /// An [`OtaError::Storage`] for `path`.
-    pub(crate) fn storage(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+    pub(crate) fn storage(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
         move |source| Self::Storage {
             action,

@@ -247,7 +247,9 @@ impl ImageCache {
         let path = self.image_path(sha);
         let (actual, length) = match hash_file(&path).await {
             Ok(v) => v,
-            Err(OtaError::Storage { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Err(OtaError::Storage { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
                 self.verified().remove(sha);
                 return Err(OtaError::Target {
                     name: sha.to_string(),
@@ -274,7 +276,13 @@ impl ImageCache {
         let reason = format!("its SHA-256 is now {actual}");
         tracing::error!(sha256 = %sha, actual, "cached image is corrupt; deleted it");
         self.audit(
-            AuditEvent::new("gateway", "ota.image.verify", sha.as_str(), Outcome::Refused).with_detail(
+            AuditEvent::new(
+                "gateway",
+                "ota.image.verify",
+                sha.as_str(),
+                Outcome::Refused,
+            )
+            .with_detail(
                 serde_json::json!({"reason": "corrupt", "actual_sha256": actual, "length": length}),
             ),
         )
@@ -365,7 +373,13 @@ impl ImageCache {
             ..expected.clone()
         };
         let partial = self.partial_dir.join(sha.as_str());
-        let result = download(&self.client, &expected, &partial, self.settings.download_timeout).await;
+        let result = download(
+            &self.client,
+            &expected,
+            &partial,
+            self.settings.download_timeout,
+        )
+        .await;
         match result {
             Ok(done) => {
                 self.metrics.received_bytes.inc_by(done.received);
@@ -385,14 +399,13 @@ impl ImageCache {
                     "image downloaded and verified"
                 );
                 self.audit(
-                    AuditEvent::new("gateway", "ota.image.download", name, Outcome::Allowed).with_detail(
-                        serde_json::json!({
+                    AuditEvent::new("gateway", "ota.image.download", name, Outcome::Allowed)
+                        .with_detail(serde_json::json!({
                             "sha256": sha.as_str(),
                             "length": expected.length,
                             "resumed_from": done.resumed_from,
                             "received": done.received,
-                        }),
-                    ),
+                        })),
                 )
                 .await;
                 Ok((
@@ -414,9 +427,10 @@ impl ImageCache {
                 self.metrics.corrupt.inc();
                 tracing::error!(target = name, sha256 = %sha, "{e}");
                 self.audit(
-                    AuditEvent::new("gateway", "ota.image.download", name, Outcome::Refused).with_detail(
-                        serde_json::json!({"sha256": sha.as_str(), "reason": e.to_string()}),
-                    ),
+                    AuditEvent::new("gateway", "ota.image.download", name, Outcome::Refused)
+                        .with_detail(
+                            serde_json::json!({"sha256": sha.as_str(), "reason": e.to_string()}),
+                        ),
                 )
                 .await;
                 Err(e)
@@ -428,7 +442,8 @@ impl ImageCache {
     async fn persist(&self, partial: &Path, path: &Path) -> Result<(), OtaError> {
         let (partial, path, dir) = (partial.to_owned(), path.to_owned(), self.dir.clone());
         tokio::task::spawn_blocking(move || {
-            std::fs::rename(&partial, &path).map_err(OtaError::storage("move into place", &path))?;
+            std::fs::rename(&partial, &path)
+                .map_err(OtaError::storage("move into place", &path))?;
             std::fs::File::open(&dir)
                 .and_then(|d| d.sync_all())
                 .map_err(OtaError::storage("sync", &dir))
@@ -561,7 +576,13 @@ mod tests {
         assert!(cache.path_for(&bad_sha).is_none());
         assert!(!images.join(&bad_sha).exists());
         assert_eq!(metrics.corrupt.get(), 1);
-        assert_eq!(audit.find(&bad_sha, Some("ota.image.verify")).unwrap().len(), 1);
+        assert_eq!(
+            audit
+                .find(&bad_sha, Some("ota.image.verify"))
+                .unwrap()
+                .len(),
+            1
+        );
 
         // Tampered after verification: verify() catches it.
         std::fs::write(images.join(&good_sha), b"evil image").unwrap();

@@ -117,7 +117,8 @@ pub async fn load_local(dir: &MetadataDir, targets: &Url) -> Result<TrustedMetad
         source: std::io::Error::other("not an absolute path"),
     })?;
     let log = FetchLog::default();
-    let recording = RecordingTransport::new(LocalTransport::new(dir.last_good()), &base, log.clone());
+    let recording =
+        RecordingTransport::new(LocalTransport::new(dir.last_good()), &base, log.clone());
     // A throwaway datastore: these files were verified when fetched, and
     // the directory's own datastore keeps guarding the next remote refresh.
     let repo = RepositoryLoader::new(&root, base.clone(), base.clone())
@@ -220,7 +221,9 @@ fn inner_tough(err: &ToughError) -> Option<&ToughError> {
 #[allow(clippy::too_many_lines)]
 fn classify(err: ToughError, url: &Url, log: &FetchLog, trusted_root: &[u8]) -> OtaError {
     use RefreshFailure as F;
-    let file = log.last_requested().unwrap_or_else(|| "metadata".to_owned());
+    let file = log
+        .last_requested()
+        .unwrap_or_else(|| "metadata".to_owned());
     let fetched = log.files();
     let last = fetched.iter().rev().find(|f| f.file == file);
     let keep = "the gateway keeps using its last good metadata";
@@ -228,7 +231,9 @@ fn classify(err: ToughError, url: &Url, log: &FetchLog, trusted_root: &[u8]) -> 
     let (failure, message) = match effective {
         ToughError::ExpiredMetadata { role, .. } => {
             let (what, when) = if *role == RoleType::Root {
-                let newest = fetched.iter().filter(|f| f.file.ends_with(".root.json")).last();
+                let newest = fetched
+                    .iter()
+                    .rfind(|f| f.file.ends_with(".root.json"));
                 let root = newest.cloned().unwrap_or(Fetched {
                     file: "root.json".into(),
                     bytes: trusted_root.to_vec(),
@@ -369,7 +374,7 @@ fn classify(err: ToughError, url: &Url, log: &FetchLog, trusted_root: &[u8]) -> 
         ToughError::Transport { url: u, source, .. } => {
             let reason = source
                 .source()
-                .map_or_else(|| source.to_string(), |s| s.to_string());
+                .map_or_else(|| source.to_string(), ToString::to_string);
             let what = if source.kind() == TransportErrorKind::FileNotFound {
                 format!("{u} was not found on the repository")
             } else {

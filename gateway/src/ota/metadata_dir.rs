@@ -42,7 +42,12 @@ pub struct MetadataDir {
 
 const DATASTORE: &str = ".tough";
 const LAST_GOOD: &str = ".last-good";
-const TOP_LEVEL: [&str; 4] = ["root.json", "timestamp.json", "snapshot.json", "targets.json"];
+const TOP_LEVEL: [&str; 4] = [
+    "root.json",
+    "timestamp.json",
+    "snapshot.json",
+    "targets.json",
+];
 
 /// What identifies one signed metadata file: its role type, version and
 /// signatures (key id, signature) pairs.
@@ -323,15 +328,34 @@ mod tests {
         // tough accepted timestamp and acme, refused the snapshot and "evil".
         std::fs::write(store.join("timestamp.json"), reserialised(&ts)).unwrap();
         std::fs::write(store.join("3.acme.json"), reserialised(&acme)).unwrap();
-        std::fs::write(store.join("snapshot.json"), reserialised(&meta("snapshot", 3, "s3"))).unwrap();
+        std::fs::write(
+            store.join("snapshot.json"),
+            reserialised(&meta("snapshot", 3, "s3")),
+        )
+        .unwrap();
         let fetched = vec![
-            Fetched { file: "timestamp.json".into(), bytes: ts.clone() },
-            Fetched { file: "4.snapshot.json".into(), bytes: snap },
-            Fetched { file: "3.acme.json".into(), bytes: acme.clone() },
-            Fetched { file: "9.globex.json".into(), bytes: evil },
+            Fetched {
+                file: "timestamp.json".into(),
+                bytes: ts.clone(),
+            },
+            Fetched {
+                file: "4.snapshot.json".into(),
+                bytes: snap,
+            },
+            Fetched {
+                file: "3.acme.json".into(),
+                bytes: acme.clone(),
+            },
+            Fetched {
+                file: "9.globex.json".into(),
+                bytes: evil,
+            },
         ];
         let written = m.commit(&fetched, true).unwrap();
-        assert_eq!(written, vec!["timestamp.json".to_owned(), "acme.json".to_owned()]);
+        assert_eq!(
+            written,
+            vec!["timestamp.json".to_owned(), "acme.json".to_owned()]
+        );
         assert_eq!(std::fs::read(m.path().join("timestamp.json")).unwrap(), ts);
         assert_eq!(std::fs::read(m.path().join("acme.json")).unwrap(), acme);
         assert!(!m.path().join("snapshot.json").exists());
@@ -363,7 +387,11 @@ mod tests {
 
     #[test]
     fn names_of_delegated_roles() {
-        let id = |v| Identity { kind: "targets".into(), version: v, signatures: vec![] };
+        let id = |v| Identity {
+            kind: "targets".into(),
+            version: v,
+            signatures: vec![],
+        };
         assert_eq!(
             names("3.targets.json", &id(3), true),
             Some(("targets.json".into(), "targets.json".into()))

@@ -88,13 +88,17 @@ impl OtaMetrics {
 
     /// Count a download outcome.
     pub fn download(&self, outcome: &str) {
-        self.downloads.get_or_create(&label("outcome", outcome)).inc();
+        self.downloads
+            .get_or_create(&label("outcome", outcome))
+            .inc();
     }
 
     /// Current value of `wardgate_ota_image_downloads_total{outcome}`.
     #[must_use]
     pub fn download_count(&self, outcome: &str) -> u64 {
-        self.downloads.get_or_create(&label("outcome", outcome)).get()
+        self.downloads
+            .get_or_create(&label("outcome", outcome))
+            .get()
     }
 }
 

@@ -228,7 +228,10 @@ impl LocalTransport {
             return Some(direct);
         }
         let (version, rest) = file.split_once('.')?;
-        if version.is_empty() || !version.bytes().all(|b| b.is_ascii_digit()) || rest.starts_with('.') {
+        if version.is_empty()
+            || !version.bytes().all(|b| b.is_ascii_digit())
+            || rest.starts_with('.')
+        {
             return None;
         }
         let unversioned = self.dir.join(rest);

@@ -134,7 +134,11 @@ fn raw_signature_pairs(raw: &Value) -> Vec<(String, String)> {
 /// version and signatures as what tough verified, and a `signed` part that
 /// is exactly what tough verified (nothing tough ignores, which a device
 /// checking the raw bytes would refuse).
-fn exact_role_json(role: &str, verified: &Signed<Targets>, fetched: &[Fetched]) -> Result<Arc<str>, String> {
+fn exact_role_json(
+    role: &str,
+    verified: &Signed<Targets>,
+    fetched: &[Fetched],
+) -> Result<Arc<str>, String> {
     let want_sigs = signature_pairs(verified);
     let want_signed = serde_json::to_value(&verified.signed)
         .map_err(|e| format!("cannot re-serialise the verified {role} metadata: {e}"))?;
@@ -256,9 +260,21 @@ impl TrustedMetadata {
         let r = &self.repo;
         let mut roles = vec![
             status("root", r.root().signed.version, r.root().signed.expires),
-            status("timestamp", r.timestamp().signed.version, r.timestamp().signed.expires),
-            status("snapshot", r.snapshot().signed.version, r.snapshot().signed.expires),
-            status("targets", r.targets().signed.version, r.targets().signed.expires),
+            status(
+                "timestamp",
+                r.timestamp().signed.version,
+                r.timestamp().signed.expires,
+            ),
+            status(
+                "snapshot",
+                r.snapshot().signed.version,
+                r.snapshot().signed.expires,
+            ),
+            status(
+                "targets",
+                r.targets().signed.version,
+                r.targets().signed.expires,
+            ),
         ];
         if let Some(d) = &r.targets().signed.delegations {
             for role in &d.roles {
@@ -314,12 +330,17 @@ impl TrustedMetadata {
     pub fn entry(&self, name: &str) -> Result<TargetEntry, OtaError> {
         let tn = TargetName::new(name.to_owned())
             .map_err(|e| target_err(name, format!("unsafe target name: {e}")))?;
-        let t = self.repo.targets().signed.find_target(&tn, false).map_err(|_| {
-            target_err(
-                name,
-                "not listed by the verified TUF metadata (or not by a role delegated its path)",
-            )
-        })?;
+        let t = self
+            .repo
+            .targets()
+            .signed
+            .find_target(&tn, false)
+            .map_err(|_| {
+                target_err(
+                    name,
+                    "not listed by the verified TUF metadata (or not by a role delegated its path)",
+                )
+            })?;
         let sha256 = hex::encode(&t.hashes.sha256);
         Ok(TargetEntry {
             name: name.to_owned(),
@@ -360,7 +381,10 @@ impl TrustedMetadata {
                 )
             })?;
         let signed = role.targets.as_ref().ok_or_else(|| {
-            target_err(name, format!("manufacturer {manufacturer} has published no metadata"))
+            target_err(
+                name,
+                format!("manufacturer {manufacturer} has published no metadata"),
+            )
         })?;
         let listed = signed.signed.targets.get(&tn).ok_or_else(|| {
             target_err(

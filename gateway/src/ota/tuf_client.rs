@@ -84,8 +84,8 @@ pub struct TufClient {
 /// newer one (reached through the root chain); a configured root newer than
 /// the stored one is the operator re-pinning, and replaces it.
 fn pin_root(dir: &MetadataDir, trusted_root: &Path) -> Result<(), OtaError> {
-    let configured =
-        std::fs::read(trusted_root).map_err(OtaError::storage("read `ota.trusted_root`", trusted_root))?;
+    let configured = std::fs::read(trusted_root)
+        .map_err(OtaError::storage("read `ota.trusted_root`", trusted_root))?;
     if !dir.is_initialised() {
         return dir.init(&configured);
     }
@@ -259,13 +259,18 @@ impl TufClient {
             targets = trusted.target_names().len(),
             "accepted new TUF metadata"
         );
-        let event = AuditEvent::new("gateway", AUDIT_ACTION, self.urls.metadata.as_str(), Outcome::Allowed)
-            .with_detail(serde_json::json!({
-                "snapshot_version": trusted.snapshot_version(),
-                "previous_snapshot_version": previous.map(|p| p.snapshot_version()),
-                "expires": trusted.expires(),
-                "roles": trusted.roles(),
-            }));
+        let event = AuditEvent::new(
+            "gateway",
+            AUDIT_ACTION,
+            self.urls.metadata.as_str(),
+            Outcome::Allowed,
+        )
+        .with_detail(serde_json::json!({
+            "snapshot_version": trusted.snapshot_version(),
+            "previous_snapshot_version": previous.map(|p| p.snapshot_version()),
+            "expires": trusted.expires(),
+            "roles": trusted.roles(),
+        }));
         if let Err(e) = self.audit.append_async(event).await {
             tracing::error!(error = %e, "cannot write the ota.refresh audit row");
         }
@@ -300,15 +305,20 @@ impl TufClient {
             fresh = good.as_ref().is_some_and(|g| g.is_fresh(now)),
             "TUF refresh refused: {message}"
         );
-        let event = AuditEvent::new("gateway", AUDIT_ACTION, self.urls.metadata.as_str(), Outcome::Refused)
-            .with_detail(serde_json::json!({
-                "reason": reason,
-                "message": message,
-                "source": source,
-                "kept_snapshot_version": good.as_ref().map(|g| g.snapshot_version()),
-                "kept_expires": good.as_ref().map(|g| g.expires()),
-                "fresh": good.as_ref().is_some_and(|g| g.is_fresh(now)),
-            }));
+        let event = AuditEvent::new(
+            "gateway",
+            AUDIT_ACTION,
+            self.urls.metadata.as_str(),
+            Outcome::Refused,
+        )
+        .with_detail(serde_json::json!({
+            "reason": reason,
+            "message": message,
+            "source": source,
+            "kept_snapshot_version": good.as_ref().map(|g| g.snapshot_version()),
+            "kept_expires": good.as_ref().map(|g| g.expires()),
+            "fresh": good.as_ref().is_some_and(|g| g.is_fresh(now)),
+        }));
         if let Err(err) = self.audit.append_async(event).await {
             tracing::error!(error = %err, "cannot write the ota.refresh audit row");
         }

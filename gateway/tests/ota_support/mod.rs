@@ -55,7 +55,8 @@ impl Pki {
     pub fn new(dir: &Path) -> Self {
         let ca_key = KeyPair::generate().unwrap();
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name.push(DnType::CommonName, "Test Ward CA");
+        p.distinguished_name
+            .push(DnType::CommonName, "Test Ward CA");
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let ca = p.self_signed(&ca_key).unwrap();
 
@@ -375,7 +376,12 @@ token_sha256 = "{globex_hash}"
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 201, "upload of {target}: {}", r.text().await.unwrap());
+        assert_eq!(
+            r.status(),
+            201,
+            "upload of {target}: {}",
+            r.text().await.unwrap()
+        );
         (target, role)
     }
 
@@ -453,7 +459,11 @@ token_sha256 = "{globex_hash}"
         let sig = hex::encode(signer.sign_bytes(&message));
         role["signatures"] = serde_json::json!([{"keyid": signer.key_id(), "sig": sig}]);
         let bytes = serde_json::to_vec(&role).unwrap();
-        std::fs::write(repo.metadata_file(&format!("{version}.{manufacturer}.json")), &bytes).unwrap();
+        std::fs::write(
+            repo.metadata_file(&format!("{version}.{manufacturer}.json")),
+            &bytes,
+        )
+        .unwrap();
         std::fs::write(&path, &bytes).unwrap();
         tuf_repo::repo::online::snapshot(
             &repo,
@@ -591,7 +601,9 @@ impl CutProxy {
                             if n == 0 {
                                 return Ok::<_, std::io::Error>(());
                             }
-                            let allowed = usize::try_from(limit.saturating_sub(sent)).unwrap_or(usize::MAX).min(n);
+                            let allowed = usize::try_from(limit.saturating_sub(sent))
+                                .unwrap_or(usize::MAX)
+                                .min(n);
                             cw.write_all(&buf[..allowed]).await?;
                             sent += allowed as u64;
                             if allowed < n {
@@ -663,9 +675,14 @@ impl GatewaySide {
     /// over the same data dir).
     pub async fn tuf(&self, config: &OtaConfig) -> gateway::ota::TufClient {
         config.validate().unwrap();
-        gateway::ota::TufClient::open(config, self.data_dir(), self.audit.clone(), self.metrics.clone())
-            .await
-            .unwrap()
+        gateway::ota::TufClient::open(
+            config,
+            self.data_dir(),
+            self.audit.clone(),
+            self.metrics.clone(),
+        )
+        .await
+        .unwrap()
     }
 
     /// `ota.refresh` audit rows with outcome `refused`, oldest first.
