@@ -34,6 +34,17 @@ fn offer(info: &gateway::ota::TargetInfo) -> OtaOffer {
     }
 }
 
+async fn wait_until(what: &str, f: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn failure(e: &OtaError) -> RefreshFailure {
     e.refresh_failure()
         .unwrap_or_else(|| panic!("expected a refused refresh, got {e}"))
@@ -348,5 +359,38 @@ async fn a_gateway_pinned_to_another_root_refuses_the_server() {
     assert_eq!(failure(&e), RefreshFailure::BadSignature, "{e}");
     assert!(tuf.current().is_none());
     assert_eq!(gw.refusals().len(), 1);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_refresh_loop_runs_at_start_on_demand_and_stops_on_shutdown() {
+    let mut server = OtaServer::new("1day", "6h").await;
+    server.start().await;
+    let gw = GatewaySide::new();
+    let mut config = server.ota_config(&server.base_url());
+    config.refresh_interval = Duration::from_secs(3600);
+    let tuf = std::sync::Arc::new(gw.tuf(&config).await);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(std::sync::Arc::clone(&tuf).run(shutdown.clone()));
+
+    wait_until("first refresh at start", || {
+        gw.metrics.refresh_count("ok") == 1
+    })
+    .await;
+    assert!(tuf.is_fresh(Utc::now()));
+
+    // A release appears; an on-demand refresh picks it up long before the
+    // hourly tick.
+    server
+        .publish("acme", "pump-2.0.0.bin", "2.0.0", &image(2048, 8))
+        .await;
+    tuf.request_refresh();
+    wait_until("refresh on demand", || tuf.target(TARGET).is_ok()).await;
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the loop stops on shutdown")
+        .unwrap();
     server.stop().await;
 }

@@ -85,32 +85,32 @@ fn status(a: &StatusArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
 /// `gateway ota tuf-client [options] <init ROOT | refresh | download>`
 #[derive(Debug, Args)]
 pub struct TufClientArgs {
-    /// Directory of the client's trusted metadata.
-    #[arg(long)]
-    pub metadata_dir: PathBuf,
+    /// Directory of the client's trusted metadata (required).
+    #[arg(long, global = true)]
+    pub metadata_dir: Option<PathBuf>,
     /// Base URL of the repository's metadata.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub metadata_url: Option<Url>,
     /// TUF target path to download.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub target_name: Option<String>,
     /// Base URL of the repository's targets.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub target_base_url: Option<Url>,
     /// Directory to store downloaded targets in.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub target_dir: Option<PathBuf>,
     /// PEM CA certificate(s) to trust for `https://` repositories.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub ca_cert: Option<PathBuf>,
     /// PEM client certificate for mutual TLS.
-    #[arg(long, requires = "client_key")]
+    #[arg(long, global = true, requires = "client_key")]
     pub client_cert: Option<PathBuf>,
     /// PEM private key of `--client-cert`.
-    #[arg(long, requires = "client_cert")]
+    #[arg(long, global = true, requires = "client_cert")]
     pub client_key: Option<PathBuf>,
     /// Time allowed for each request.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, global = true, default_value = "60s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
     /// The step to run.
     #[command(subcommand)]
@@ -189,7 +189,11 @@ fn required<'a, T>(value: Option<&'a T>, flag: &str, step: &str) -> anyhow::Resu
 }
 
 async fn tuf_client(a: &TufClientArgs) -> anyhow::Result<String> {
-    let dir = MetadataDir::new(&a.metadata_dir);
+    let metadata_dir = a
+        .metadata_dir
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("--metadata-dir is required"))?;
+    let dir = MetadataDir::new(metadata_dir);
     match &a.step {
         TufStep::Init { trusted_root } => {
             let root = std::fs::read(trusted_root)
@@ -197,7 +201,7 @@ async fn tuf_client(a: &TufClientArgs) -> anyhow::Result<String> {
             dir.init(&root)?;
             Ok(format!(
                 "initialised {} with {}",
-                a.metadata_dir.display(),
+                metadata_dir.display(),
                 trusted_root.display()
             ))
         }
@@ -207,7 +211,7 @@ async fn tuf_client(a: &TufClientArgs) -> anyhow::Result<String> {
             let trusted = refresh(&dir, a, metadata, targets).await?;
             Ok(format!(
                 "refreshed {}: snapshot version {}, valid until {}",
-                a.metadata_dir.display(),
+                metadata_dir.display(),
                 trusted.snapshot_version(),
                 trusted.expires()
             ))
@@ -261,10 +265,70 @@ async fn refresh(
     if !dir.is_initialised() {
         anyhow::bail!(
             "{} holds no root.json; run `gateway ota tuf-client --metadata-dir {} init <root.json>` first",
-            a.metadata_dir.display(),
-            a.metadata_dir.display()
+            dir.path().display(),
+            dir.path().display()
         );
     }
     let t = transport(a, &[metadata, targets])?;
     Ok(load_remote(dir, t, &RepoUrls::new(metadata, targets)).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::{OtaCommand, TufStep};
+    use crate::cli::{Cli, Command};
+
+    fn parse(args: &[&str]) -> super::TufClientArgs {
+        let cli = Cli::try_parse_from(["gateway", "ota", "tuf-client"].iter().chain(args))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        match cli.command {
+            Command::Ota(super::OtaArgs {
+                command: OtaCommand::TufClient(a),
+            }) => a,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_the_conformance_suites_argument_orders() {
+        let a = parse(&["--metadata-dir", "/d", "init", "/root.json"]);
+        assert!(
+            matches!(a.step, TufStep::Init { ref trusted_root } if trusted_root.ends_with("root.json"))
+        );
+        let a = parse(&[
+            "--metadata-url",
+            "http://h/metadata",
+            "--metadata-dir",
+            "/d",
+            "refresh",
+        ]);
+        assert!(matches!(a.step, TufStep::Refresh));
+        assert_eq!(a.metadata_url.unwrap().as_str(), "http://h/metadata");
+        let a = parse(&[
+            "--metadata-url",
+            "http://h/metadata",
+            "--metadata-dir",
+            "/d",
+            "--target-name",
+            "path/to/a.txt",
+            "--target-dir",
+            "/t",
+            "--target-base-url",
+            "http://h/targets",
+            "download",
+        ]);
+        assert!(matches!(a.step, TufStep::Download));
+        assert_eq!(a.target_name.as_deref(), Some("path/to/a.txt"));
+        // TLS options may also follow the step.
+        let a = parse(&["--metadata-dir", "/d", "refresh", "--ca-cert", "/ca.pem"]);
+        assert!(a.ca_cert.is_some());
+        assert!(parse(&["refresh"]).metadata_dir.is_none());
+    }
 }

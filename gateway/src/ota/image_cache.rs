@@ -205,7 +205,9 @@ impl ImageCache {
                 continue;
             }
             match self.check(&sha).await {
-                Ok(_) | Err(OtaError::Tampered { .. }) => {}
+                // Corrupt ones are deleted and audited by `check`; one that
+                // vanished meanwhile is simply not cached.
+                Ok(_) | Err(OtaError::Tampered { .. } | OtaError::Target { .. }) => {}
                 Err(e) => return Err(e),
             }
         }

@@ -231,7 +231,9 @@ fn classify(err: ToughError, url: &Url, log: &FetchLog, trusted_root: &[u8]) -> 
     let (failure, message) = match effective {
         ToughError::ExpiredMetadata { role, .. } => {
             let (what, when) = if *role == RoleType::Root {
-                let newest = fetched.iter().filter(|f| f.file.ends_with(".root.json")).last();
+                let newest = fetched
+                    .iter()
+                    .rfind(|f| f.file.ends_with(".root.json"));
                 let root = newest.cloned().unwrap_or(Fetched {
                     file: "root.json".into(),
                     bytes: trusted_root.to_vec(),
@@ -372,7 +374,7 @@ fn classify(err: ToughError, url: &Url, log: &FetchLog, trusted_root: &[u8]) -> 
         ToughError::Transport { url: u, source, .. } => {
             let reason = source
                 .source()
-                .map_or_else(|| source.to_string(), |s| s.to_string());
+                .map_or_else(|| source.to_string(), ToString::to_string);
             let what = if source.kind() == TransportErrorKind::FileNotFound {
                 format!("{u} was not found on the repository")
             } else {

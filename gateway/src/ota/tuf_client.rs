@@ -176,13 +176,16 @@ impl TufClient {
             .clone()
     }
 
-    fn set_state(&self, trusted: Arc<TrustedMetadata>) {
+    /// Installs `trusted` as the current state; returns the previous one.
+    fn set_state(&self, trusted: Arc<TrustedMetadata>) -> Option<Arc<TrustedMetadata>> {
         let expiry = trusted.expires().timestamp();
-        *self
+        let previous = self
             .state
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(trusted);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .replace(trusted);
         self.metrics.metadata_expiry.set(expiry);
+        previous
     }
 
     fn last(&self) -> std::sync::MutexGuard<'_, LastAttempt> {
@@ -222,8 +225,9 @@ impl TufClient {
         match result {
             Ok(trusted) => {
                 let trusted = Arc::new(trusted);
-                self.record_success(&trusted).await;
-                self.set_state(Arc::clone(&trusted));
+                // The new state is in place before anyone is told of it.
+                let previous = self.set_state(Arc::clone(&trusted));
+                self.record_success(&trusted, previous).await;
                 Ok(trusted)
             }
             Err(e) => {
@@ -233,9 +237,12 @@ impl TufClient {
         }
     }
 
-    async fn record_success(&self, trusted: &TrustedMetadata) {
+    async fn record_success(
+        &self,
+        trusted: &TrustedMetadata,
+        previous: Option<Arc<TrustedMetadata>>,
+    ) {
         self.metrics.refresh("ok");
-        let previous = self.read_state();
         let recovered = {
             let mut last = self.last();
             let recovered = last.failure.is_some();
