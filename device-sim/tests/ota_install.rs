@@ -201,6 +201,17 @@ async fn older_foreign_hardware_and_unsigned_offers_are_refused_before_any_downl
         "{reports:?}"
     );
 
+    // The key file `tuf-repo keygen` writes is what a device is built with.
+    let pub_file = b.dir.path().join("acme.pub.json");
+    tuf_repo::keys::save_public_key(&pub_file, &b.maker.key.public_key()).unwrap();
+    assert_eq!(
+        device_sim::ota::Factory::parse_manufacturer_key(
+            &std::fs::read_to_string(&pub_file).unwrap()
+        )
+        .unwrap(),
+        b.maker.key.verifying_key()
+    );
+
     // A device of another manufacturer (another key) is offered it.
     let mut cfg = b.config("pump-04", "1.0.0");
     cfg.factory.manufacturer_key = tuf_repo::SigningKey::generate().verifying_key();
@@ -405,4 +416,41 @@ async fn an_image_server_refusal_is_reported() {
     assert!(detail.contains("HTTP 404"), "{detail}");
     assert!(detail.contains("not offered to this device"), "{detail}");
     assert!(dev.nvram().state().pending.is_none());
+}
+
+#[tokio::test]
+async fn a_busy_image_server_is_waited_for() {
+    let b = Bench::new().await;
+    let rel = b
+        .maker
+        .release("pump-fw-2.1.0.bin", "2.1.0", HW, image(10_000, 9))
+        .await;
+    let url = b.server.put("pump-fw-2.1.0.bin", rel.image.clone(), None);
+    b.server.busy_for_next(2);
+    let mut dev = OtaClient::open(&b.config("pump-12", "1.0.0")).unwrap();
+    let started = std::time::Instant::now();
+    let r = dev
+        .handle_offer(&rel.offer("c-1", &url), &mut Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(r, OfferResult::Installed { slot: Slot::B });
+    let statuses: Vec<u16> = b.server.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [503, 503, 200]);
+    // Retry-After: 1 was honoured (a test of behaviour, not of speed).
+    assert!(started.elapsed() >= Duration::from_secs(2));
+
+    // A server that stays busy longer than the device waits: reported,
+    // and the device stays on its firmware.
+    let mut cfg = b.config("pump-13", "1.0.0");
+    cfg.download.busy_timeout = Duration::from_secs(1);
+    b.server.busy_for_next(5);
+    let mut dev = OtaClient::open(&cfg).unwrap();
+    let mut reports = Vec::new();
+    let r = dev
+        .handle_offer(&rel.offer("c-1", &url), &mut reports)
+        .await
+        .unwrap();
+    assert_eq!(r, OfferResult::Failed);
+    assert!(last_detail(&reports).contains("stayed busy"), "{reports:?}");
+    assert_eq!(dev.firmware_version().to_string(), "1.0.0");
 }

@@ -520,7 +520,7 @@ impl OtaClient {
             {
                 Ok(_) => {}
                 Err(DownloadError::Device(e)) => return Err(e),
-                Err(e @ DownloadError::Unreachable { .. }) => {
+                Err(e @ (DownloadError::Unreachable { .. } | DownloadError::Busy { .. })) => {
                     let kept = self
                         .nvram
                         .state()

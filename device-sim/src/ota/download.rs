@@ -41,6 +41,10 @@ pub struct DownloadSettings {
     pub max_attempts: u32,
     /// Wait before the first retry; doubled each time up to 5 s.
     pub retry_delay: Duration,
+    /// How long in total to keep asking a busy image server (HTTP 429 or
+    /// 503, for example at its limit of concurrent downloads); its
+    /// `Retry-After` is honoured (default 1 s, at most 30 s per wait).
+    pub busy_timeout: Duration,
 }
 
 impl Default for DownloadSettings {
@@ -50,6 +54,7 @@ impl Default for DownloadSettings {
             read_timeout: Duration::from_secs(30),
             max_attempts: 5,
             retry_delay: Duration::from_millis(200),
+            busy_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -63,6 +68,14 @@ pub enum DownloadError {
     Refused {
         /// HTTP status.
         status: u16,
+    },
+    /// The server stayed busy (429/503) longer than `busy_timeout`.
+    #[error("the image server stayed busy for {waited_s} s (HTTP {status})")]
+    Busy {
+        /// The last busy status.
+        status: u16,
+        /// Seconds waited in total.
+        waited_s: u64,
     },
     /// No new bytes after several attempts.
     #[error("the image server could not be reached or kept failing ({attempts} attempts without progress): {reason}")]
@@ -134,6 +147,20 @@ enum Attempt {
     Complete,
     /// Interrupted; retry (made progress or not).
     Retry { progressed: bool, reason: String },
+    /// The server is busy; ask again after the wait.
+    Busy { status: u16, wait: Duration },
+}
+
+/// `Retry-After` in seconds (the HTTP-date form falls back to 1 s), capped
+/// at 30 s.
+fn retry_after(resp: &reqwest::Response) -> Duration {
+    let secs = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(1);
+    Duration::from_secs(secs.clamp(1, 30))
 }
 
 impl Downloader {
@@ -179,9 +206,25 @@ impl Downloader {
         let mut requests = 0;
         let mut fruitless = 0;
         let mut delay = self.settings.retry_delay;
+        let mut busy = Duration::ZERO;
         loop {
             requests += 1;
             match self.attempt(nvram, faults, &path).await? {
+                Attempt::Busy { status, wait } => {
+                    if busy >= self.settings.busy_timeout {
+                        return Err(DownloadError::Busy {
+                            status,
+                            waited_s: busy.as_secs(),
+                        });
+                    }
+                    tracing::info!(
+                        status,
+                        wait_ms = wait.as_millis(),
+                        "image server busy; waiting"
+                    );
+                    tokio::time::sleep(wait).await;
+                    busy += wait;
+                }
                 Attempt::Complete => {
                     return Ok(Downloaded {
                         started_at,
@@ -293,6 +336,12 @@ impl Downloader {
                     progressed: false,
                     reason: "the server could not serve the rest of the image (HTTP 416)".into(),
                 });
+            }
+            s @ (StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) => {
+                return Ok(Attempt::Busy {
+                    status: s.as_u16(),
+                    wait: retry_after(&resp),
+                })
             }
             s if s.is_client_error() => return Err(DownloadError::Refused { status: s.as_u16() }),
             s => {

@@ -18,7 +18,7 @@
 //! - [`faults`]: fault switches for tests and the demo.
 //! - [`session`]: [`OtaSession`], the client wired into a device's MQTT
 //!   session, and [`run_device`], a complete device loop.
-//! - [`error`]: [`OtaError`].
+//! - [`error`]: the module's error type, [`OtaError`].
 //!
 //! # Where the device's controls live
 //!

@@ -47,6 +47,37 @@ pub struct Factory {
     pub firmware_version: Version,
 }
 
+impl Factory {
+    /// Read a manufacturer public key as `tuf-repo keygen` writes it (the
+    /// TUF key JSON, `{"keytype":"ed25519","keyval":{"public":"<hex>"},...}`)
+    /// or as 64 hex digits.
+    ///
+    /// # Errors
+    /// A reason in words naming the accepted forms.
+    pub fn parse_manufacturer_key(text: &str) -> Result<VerifyingKey, String> {
+        let text = text.trim();
+        let hex_key = if text.starts_with('{') {
+            let v: serde_json::Value = serde_json::from_str(text)
+                .map_err(|e| format!("the manufacturer key file is not JSON: {e}"))?;
+            if v.get("keytype").and_then(serde_json::Value::as_str) != Some("ed25519") {
+                return Err("the manufacturer key is not an ed25519 TUF key".into());
+            }
+            v.pointer("/keyval/public")
+                .and_then(serde_json::Value::as_str)
+                .ok_or("the TUF key has no keyval.public")?
+                .to_owned()
+        } else {
+            text.to_owned()
+        };
+        let bytes: [u8; 32] = hex::decode(&hex_key)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or("the manufacturer key is not 32 bytes of hex; give the `.pub.json` file `tuf-repo keygen` wrote for the manufacturer key, or its 64 hex digits")?;
+        VerifyingKey::from_bytes(&bytes)
+            .map_err(|_| "the manufacturer key is not a valid Ed25519 public key".into())
+    }
+}
+
 /// An update whose image is being written to the idle slot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -440,6 +471,32 @@ mod tests {
         let again = Nvram::open_or_init(dir.path(), &later).unwrap();
         assert_eq!(again.state(), nv.state());
         assert!(!dir.path().join("state.tmp").exists());
+    }
+
+    #[test]
+    fn a_manufacturer_key_is_read_from_tuf_json_or_hex() {
+        let key = factory(3).manufacturer_key;
+        let hex_key = hex::encode(key.as_bytes());
+        let json = format!(
+            r#"{{"keytype":"ed25519","keyval":{{"public":"{hex_key}"}},"scheme":"ed25519"}}"#
+        );
+        assert_eq!(Factory::parse_manufacturer_key(&json).unwrap(), key);
+        assert_eq!(
+            Factory::parse_manufacturer_key(&format!("{hex_key}\n")).unwrap(),
+            key
+        );
+        for bad in [
+            "abc",
+            r#"{"keytype":"rsa","keyval":{"public":"00"}}"#,
+            r#"{"keytype":"ed25519"}"#,
+            "{",
+        ] {
+            let e = Factory::parse_manufacturer_key(bad).unwrap_err();
+            assert!(
+                e.contains("manufacturer key") || e.contains("TUF key"),
+                "{e}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -94,6 +94,16 @@ impl std::fmt::Debug for OtaSession {
     }
 }
 
+impl Drop for OtaSession {
+    /// A running update ends with its session (as on a power cut: the state
+    /// folder holds what was written; the download resumes next time).
+    fn drop(&mut self) {
+        if let ClientState::Updating { task, .. } = &self.client {
+            task.abort();
+        }
+    }
+}
+
 impl OtaSession {
     /// Open the device's state folder (see [`OtaClient::open`]) and its
     /// `seq` lease.
@@ -373,11 +383,16 @@ impl OtaSession {
             StepKind::Finished(result) => {
                 self.downloading = false;
                 let result = result?;
-                self.flush(dev).await?;
                 if let OfferResult::Installed { .. } = result {
+                    // Reboot even if the reports cannot go out now: they
+                    // stay in the outbox for the session after the reboot.
                     self.offers.clear();
+                    if let Err(e) = self.flush(dev).await {
+                        tracing::warn!(error = %e, "reports not published before the reboot; kept for the next session");
+                    }
                     return Ok(Next::Reboot);
                 }
+                self.flush(dev).await?;
                 if let Some(offer) = self.offers.pop_front() {
                     self.start(offer)?;
                 }
@@ -468,12 +483,12 @@ pub async fn run_device(
             };
             match end {
                 Ok(SessionEnd::Done(end)) => {
-                    let _ = dev.disconnect().await;
+                    disconnect(&mut dev).await;
                     return Ok(end);
                 }
                 Ok(SessionEnd::Reboot) => {
                     tracing::info!(device_id = %opts.id, "rebooting into the new firmware");
-                    let _ = dev.disconnect().await;
+                    disconnect(&mut dev).await;
                     break;
                 }
                 Ok(SessionEnd::Reconnect) | Err(OtaError::Session(_)) => {
@@ -493,6 +508,15 @@ pub async fn run_device(
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+/// End the session cleanly: what was queued (the last reports) goes out
+/// before the DISCONNECT, and the client's event loop gets to send both
+/// before it is dropped (dropping a `SimDevice` aborts its event loop).
+async fn disconnect(dev: &mut SimDevice) {
+    if dev.disconnect().await.is_ok() {
+        let _ = dev.wait_disconnected(Duration::from_secs(5)).await;
     }
 }
 

@@ -260,6 +260,9 @@ struct Inner {
     /// One-shot: the next response ends the connection after this absolute
     /// byte of the image.
     cut_at: Option<u64>,
+    /// Answer this many next requests with 503 and `Retry-After: 1`, as a
+    /// server at its limit of concurrent downloads.
+    busy: u32,
 }
 
 /// A real HTTPS image server with mutual TLS (clients need a certificate of
@@ -330,6 +333,11 @@ impl ImageServer {
         format!("https://localhost:{}/ota/{path}", self.addr.port())
     }
 
+    /// Answer the next `n` requests with 503 (busy), `Retry-After: 1`.
+    pub fn busy_for_next(&self, n: u32) {
+        self.inner.lock().unwrap().busy = n;
+    }
+
     /// The next response ends the connection after byte `n` of the image.
     pub fn cut_next_response_at(&self, n: u64) {
         self.inner.lock().unwrap().cut_at = Some(n);
@@ -354,6 +362,20 @@ async fn serve_image(
     let range = text(header::RANGE);
     let if_range = text(header::IF_RANGE);
     let mut g = inner.lock().unwrap();
+    if g.busy > 0 {
+        g.busy -= 1;
+        g.log.push(Request {
+            path,
+            range,
+            if_range,
+            status: 503,
+        });
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+        )
+            .into_response();
+    }
     let Some((bytes, etag)) = g.images.get(&path).cloned() else {
         g.log.push(Request {
             path,
@@ -491,4 +513,90 @@ pub fn last_detail(reports: &[UpdateReport]) -> String {
         .last()
         .and_then(|r| r.detail.clone())
         .unwrap_or_default()
+}
+
+/// Mosquitto (Debian's), the real MQTT broker standing in for the gateway's
+/// broker: TLS with the ward CA, client certificates required. Killed on
+/// drop.
+pub struct Mosquitto {
+    pub port: u16,
+    dir: PathBuf,
+    child: std::process::Child,
+}
+
+pub const MOSQUITTO: &str = "/usr/sbin/mosquitto";
+
+impl Mosquitto {
+    pub fn start(pki: &Pki, dir: &Path) -> Self {
+        assert!(
+            Path::new(MOSQUITTO).exists(),
+            "{MOSQUITTO} is missing; run scripts/setup-test-deps"
+        );
+        std::fs::create_dir_all(dir).unwrap();
+        let w = |name: &str, text: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let ca = w("ca.pem", &pki.ca_pem);
+        let cert = w("broker.pem", &pki.server_cert_pem);
+        let key = w("broker.key", &pki.server_key_pem);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut conf = format!(
+            "listener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\nuse_identity_as_username true\nallow_anonymous false\nlog_dest file {}\n",
+            ca.display(),
+            cert.display(),
+            key.display(),
+            dir.join("mosquitto.log").display()
+        );
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0"));
+        if root {
+            conf.push_str("user root\n");
+        }
+        let conf_path = w("mosquitto.conf", &conf);
+        let child = std::process::Command::new(MOSQUITTO)
+            .arg("-c")
+            .arg(&conf_path)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut m = Self {
+            port,
+            dir: dir.to_path_buf(),
+            child,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = m.child.try_wait() {
+                panic!("mosquitto exited with {status}; log:\n{}", m.log());
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "mosquitto did not listen; log:\n{}",
+                m.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        m
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("mosquitto.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
