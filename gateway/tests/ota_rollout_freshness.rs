@@ -73,3 +73,30 @@ async fn expired_metadata_starts_no_rollout_step() {
         "{status:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unreachable_server_is_recorded_once_while_it_lasts() {
+    let image = ota_support::image(16 * 1024, 9);
+    let mut w = Ward::start(&image, rollout_config()).await;
+    w.rounds(1.0).await;
+    w.server.stop().await;
+    let unreachable =
+        "wardgate_ota_server_requests_total{endpoint=\"assignments\",outcome=\"unreachable\"}";
+    support::wait_for(Duration::from_secs(60), || {
+        (w.metric(unreachable) >= 3.0).then_some(())
+    })
+    .await
+    .expect("rounds keep trying");
+    let rows: Vec<_> = w
+        .audit("ota.server")
+        .into_iter()
+        .filter(|r| r.outcome == "refused")
+        .collect();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let detail = rows[0].detail_json();
+    assert_eq!(detail["reason"], "unreachable");
+    assert!(
+        detail["error"].as_str().unwrap().contains("ota.server_url"),
+        "{detail}"
+    );
+}

@@ -155,7 +155,8 @@ struct Inner {
     /// Campaigns whose results the server refused because of the
     /// campaign's state: not posted again until it is assigned again.
     results_blocked: Mutex<HashSet<String>>,
-    /// The last problem talking to the server (audited once per change).
+    /// The kind of the last problem talking to the server (audited once
+    /// per change).
     server_problem: Mutex<Option<String>>,
 }
 
@@ -633,38 +634,49 @@ impl Inner {
     }
 
     async fn on_tick(&self) -> Result<(), DeviceStateError> {
-        let campaigns = self.states.run(DeviceStates::campaigns).await?;
-        for c in campaigns {
-            let Some(plan) = self.plan_or_stored(&c.id).await? else {
+        let (rows, statuses) = self
+            .states
+            .run(|s| Ok((s.open_updates()?, s.statuses()?)))
+            .await?;
+        let statuses: HashMap<DeviceId, SeenStatus> = statuses
+            .into_iter()
+            .map(|s| (s.device_id.clone(), s))
+            .collect();
+        let mut plans: HashMap<String, Option<CampaignPlan>> = HashMap::new();
+        for row in rows {
+            if !plans.contains_key(&row.campaign_id) {
+                let plan = self.plan_or_stored(&row.campaign_id).await?;
+                plans.insert(row.campaign_id.clone(), plan);
+            }
+            let Some(Some(plan)) = plans.get(&row.campaign_id) else {
                 continue;
             };
-            let id = c.id.clone();
-            let rows = self.states.run(move |s| s.updates(&id)).await?;
-            for row in rows.into_iter().filter(|r| !r.state.is_terminal()) {
-                let d = row.device_id.clone();
-                let status = self.live_status(self.states.run(move |s| s.status(&d)).await?);
-                self.drive(&c.id, &plan, &row.device_id, Input::Tick, status)
-                    .await?;
-            }
+            let status = self.live_status(statuses.get(&row.device_id).cloned());
+            self.drive(&row.campaign_id, plan, &row.device_id, Input::Tick, status)
+                .await?;
         }
         Ok(())
     }
 
-    async fn server_problem(&self, problem: Option<String>) {
+    /// Audit the OTA server becoming unavailable for assignments, or
+    /// available again, once per change of the kind of problem (not every
+    /// round while it lasts).
+    async fn server_problem(&self, problem: Option<&ServerApiError>) {
+        let kind = problem.map(|e| format!("{}:{}", e.label(), e.code().unwrap_or("")));
         let changed = {
             let mut last = lock(&self.server_problem);
-            let changed = *last != problem;
-            last.clone_from(&problem);
+            let changed = *last != kind;
+            last.clone_from(&kind);
             changed
         };
         if !changed {
             return;
         }
-        let event = match &problem {
-            Some(p) => {
-                tracing::warn!(problem = %p, "OTA server unavailable for assignments");
+        let event = match problem {
+            Some(e) => {
+                tracing::warn!(error = %e, "OTA server unavailable for assignments");
                 AuditEvent::new("gateway", "ota.server", "assignments", Outcome::Refused)
-                    .with_detail(serde_json::json!({"reason": p}))
+                    .with_detail(serde_json::json!({"reason": e.label(), "error": e.to_string()}))
             }
             None => {
                 tracing::info!("OTA server reachable again");
@@ -691,7 +703,7 @@ impl Inner {
             }
             Err(e) => {
                 self.metrics.server_request("assignments", e.label());
-                self.server_problem(Some(e.to_string())).await;
+                self.server_problem(Some(&e)).await;
             }
         }
         self.report_results().await?;

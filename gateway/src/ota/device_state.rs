@@ -1003,6 +1003,20 @@ impl DeviceStates {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Every row not yet in a terminal state, in every campaign.
+    ///
+    /// # Errors
+    /// A database error.
+    pub fn open_updates(&self) -> Result<Vec<DeviceUpdate>, DeviceStateError> {
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "{SELECT_UPDATE} WHERE state NOT IN ('healthy', 'failed', 'rolled_back')
+             ORDER BY campaign_id, device_id"
+        ))?;
+        let rows = stmt.query_map([], row_to_update)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The device's rows in every campaign, newest campaign first.
     ///
     /// # Errors
