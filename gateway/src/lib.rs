@@ -34,6 +34,7 @@
 //! | durable outbox, store-and-forward uplink | [`uplink`] |
 //! | upstream renderings (device JSON, FHIR R4) | [`render`] |
 //! | hand-off of accepted telemetry from edge to outbox | [`sink`] |
+//! | OTA agent: TUF client, image cache | [`ota`] |
 //! | command-line subcommands | [`cli`] |
 
 pub mod access;
@@ -47,6 +48,7 @@ pub mod context;
 pub mod db;
 pub mod edge;
 pub mod metrics;
+pub mod ota;
 pub mod pki;
 pub mod registry;
 pub mod render;

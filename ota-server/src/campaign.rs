@@ -4,7 +4,12 @@
 //! Gateways report their device inventory when they fetch assignments
 //! ([`assignments_for`]); the campaign then assigns devices wave by wave in a
 //! stable pseudo-random order (SHA-256 of campaign, gateway and device), so a
-//! restart or a repeated fetch gives the same canary. A wave advances once
+//! restart or a repeated fetch gives the same canary. A campaign only counts
+//! and assigns the devices its release is built for: the hardware ids the
+//! manufacturer signed ([`CampaignSpec::scoped_to_hardware`]) against the
+//! hardware id each gateway reports ([`InventoryDevice`]). Devices that join
+//! an inventory while the campaign runs are counted from the next sync on, so
+//! they join the remaining waves. A wave advances once
 //! every assigned device has a terminal result; the campaign halts as soon
 //! as failures exceed `failure_threshold_percent` of the assigned devices,
 //! and completes when the last wave is done. All of it lives in SQLite
@@ -207,6 +212,25 @@ pub struct CampaignSpec {
     waves: Vec<WaveSize>,
     threshold: f64,
     window: Option<MaintenanceWindow>,
+    hardware_ids: Option<Vec<String>>,
+}
+
+impl CampaignSpec {
+    /// The target to roll out.
+    #[must_use]
+    pub fn target(&self) -> &TargetPath {
+        &self.target
+    }
+
+    /// Limits the campaign to devices whose reported hardware id is one of
+    /// `hardware_ids` (the release's signed `custom.hardware_ids`). Devices
+    /// reported without a hardware id stay in scope, as before gateways
+    /// reported one. `None` keeps every device in scope.
+    #[must_use]
+    pub fn scoped_to_hardware(mut self, hardware_ids: Option<Vec<String>>) -> Self {
+        self.hardware_ids = hardware_ids;
+        self
+    }
 }
 
 impl NewCampaign {
@@ -259,6 +283,7 @@ impl NewCampaign {
             waves,
             threshold: self.failure_threshold_percent,
             window,
+            hardware_ids: None,
         })
     }
 }
@@ -289,8 +314,8 @@ pub fn create(tx: &Transaction<'_>, spec: &CampaignSpec) -> Result<String, Campa
     let now = now_rfc3339();
     let waves: Vec<String> = spec.waves.iter().map(ToString::to_string).collect();
     tx.execute(
-        "INSERT INTO campaigns (id, name, target, waves, failure_threshold_percent, window, state, current_wave, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'active', 0, ?7, ?7)",
+        "INSERT INTO campaigns (id, name, target, waves, failure_threshold_percent, window, state, current_wave, created_at, updated_at, hardware_ids)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'active', 0, ?7, ?7, ?8)",
         params![
             id,
             spec.name,
@@ -298,7 +323,10 @@ pub fn create(tx: &Transaction<'_>, spec: &CampaignSpec) -> Result<String, Campa
             serde_json::to_string(&waves).unwrap_or_default(),
             spec.threshold,
             spec.window.map(|w| w.to_string()),
-            now
+            now,
+            spec.hardware_ids
+                .as_ref()
+                .map(|h| serde_json::to_string(h).unwrap_or_default()),
         ],
     )?;
     for g in &spec.gateways {
@@ -343,6 +371,24 @@ fn load_row(tx: &Transaction<'_>, id: &str) -> Result<Row, CampaignError> {
     })
 }
 
+/// The devices in campaign `id`'s scope: inventory of its gateways whose
+/// hardware id is one the release is built for (or unknown).
+fn eligible_inventory(
+    tx: &Transaction<'_>,
+    id: &str,
+) -> Result<Vec<(String, String)>, CampaignError> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT i.gateway_id, i.device_id FROM inventory i
+             JOIN campaign_gateways g ON g.gateway_id = i.gateway_id AND g.campaign_id = ?1
+             JOIN campaigns c ON c.id = ?1
+             WHERE c.hardware_ids IS NULL OR i.hardware_id IS NULL
+                OR i.hardware_id IN (SELECT value FROM json_each(c.hardware_ids))",
+        )?
+        .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?)
+}
+
 fn order_key(campaign: &str, gateway: &str, device: &str) -> String {
     hex::encode(Sha256::digest(format!("{campaign}\n{gateway}\n{device}")))
 }
@@ -358,18 +404,15 @@ pub fn sync(tx: &Transaction<'_>, id: &str) -> Result<(), CampaignError> {
         return Ok(());
     }
     loop {
-        let mut inv: Vec<(String, String)> = tx
-            .prepare_cached(
-                "SELECT i.gateway_id, i.device_id FROM inventory i
-                 JOIN campaign_gateways g ON g.gateway_id = i.gateway_id AND g.campaign_id = ?1",
-            )?
-            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
+        let mut inv = eligible_inventory(tx, id)?;
         let assigned: std::collections::BTreeSet<(String, String)> = tx
             .prepare_cached("SELECT gateway_id, device_id FROM assignments WHERE campaign_id = ?1")?
             .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?;
-        let total = inv.len().max(assigned.len());
+        // Every device the campaign covers: those assigned so far (even if
+        // they have left an inventory since) and those still to come (even
+        // if they enrolled after the campaign started).
+        let total = assigned.len() + inv.iter().filter(|k| !assigned.contains(*k)).count();
         let Some(wave) = row.waves.get(row.current_wave).copied() else {
             return Ok(());
         };
@@ -486,15 +529,70 @@ pub struct Assignment {
     pub deferred: Option<String>,
 }
 
+/// Longest hardware id or firmware version a gateway may report.
+pub const MAX_INVENTORY_TEXT: usize = 128;
+
+/// One device of a gateway's inventory, with what the gateway's registry
+/// knows of it. Gateways that report only ids (a bare string in the JSON)
+/// leave the hardware id and firmware unknown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InventoryDevice {
+    /// Device.
+    pub device_id: DeviceId,
+    /// Hardware model the device's firmware is built for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware_id: Option<String>,
+    /// Firmware version the device runs (semver), as last reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firmware_version: Option<String>,
+}
+
+impl From<DeviceId> for InventoryDevice {
+    fn from(device_id: DeviceId) -> Self {
+        Self {
+            device_id,
+            hardware_id: None,
+            firmware_version: None,
+        }
+    }
+}
+
+impl InventoryDevice {
+    /// Checks the free-text fields.
+    ///
+    /// # Errors
+    /// [`CampaignError::Invalid`] naming the device and the field.
+    pub fn check(&self) -> Result<(), CampaignError> {
+        for (field, value) in [
+            ("hardware_id", &self.hardware_id),
+            ("firmware_version", &self.firmware_version),
+        ] {
+            if let Some(v) = value {
+                if v.is_empty() || v.len() > MAX_INVENTORY_TEXT || v.chars().any(char::is_control) {
+                    return Err(CampaignError::Invalid {
+                        field,
+                        reason: format!(
+                            "device {}: must be 1 to {MAX_INVENTORY_TEXT} characters without control characters",
+                            self.device_id
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Records a gateway's inventory and returns its assignments for every
 /// active campaign that targets it.
 ///
 /// # Errors
-/// [`CampaignError`] when SQLite fails.
+/// [`CampaignError`] when SQLite fails or a device's fields are invalid.
 pub fn assignments_for(
     tx: &Transaction<'_>,
     gateway: &GatewayId,
-    devices: &[DeviceId],
+    devices: &[InventoryDevice],
     minute_of_day: u16,
 ) -> Result<Vec<Assignment>, CampaignError> {
     let now = now_rfc3339();
@@ -503,9 +601,17 @@ pub fn assignments_for(
         [gateway.as_str()],
     )?;
     for d in devices {
+        d.check()?;
         tx.execute(
-            "INSERT OR IGNORE INTO inventory (gateway_id, device_id, seen_at) VALUES (?1, ?2, ?3)",
-            params![gateway.as_str(), d.as_str(), now],
+            "INSERT OR IGNORE INTO inventory (gateway_id, device_id, seen_at, hardware_id, firmware_version)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                gateway.as_str(),
+                d.device_id.as_str(),
+                now,
+                d.hardware_id,
+                d.firmware_version
+            ],
         )?;
     }
     let campaigns: Vec<(String, String, Option<String>, String, i64)> = tx
@@ -667,7 +773,7 @@ pub struct Status {
     pub window: Option<String>,
     /// Gateways in scope.
     pub gateways: Vec<String>,
-    /// Devices known across those gateways.
+    /// Devices known across those gateways that the release is built for.
     pub devices_total: u64,
     /// Totals.
     pub totals: Counts,
@@ -719,11 +825,7 @@ pub fn status(tx: &Transaction<'_>, id: &str) -> Result<Status, CampaignError> {
         )?
         .query_map([id], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    let devices_total: i64 = tx.query_row(
-        "SELECT COUNT(*) FROM inventory i JOIN campaign_gateways g ON g.gateway_id = i.gateway_id AND g.campaign_id = ?1",
-        [id],
-        |r| r.get(0),
-    )?;
+    let devices_total = eligible_inventory(tx, id)?.len();
     let mut totals = Counts::default();
     let mut per_wave = vec![Counts::default(); waves.len()];
     let mut per_gateway = std::collections::BTreeMap::<String, Counts>::new();
@@ -757,7 +859,7 @@ pub fn status(tx: &Transaction<'_>, id: &str) -> Result<Status, CampaignError> {
         failure_threshold_percent: h.6,
         window: h.7,
         gateways,
-        devices_total: u64::try_from(devices_total).unwrap_or(0),
+        devices_total: u64::try_from(devices_total).unwrap_or(u64::MAX),
         totals,
         per_wave,
         per_gateway,
@@ -808,9 +910,9 @@ mod tests {
         .unwrap()
     }
 
-    fn devs(prefix: &str, n: usize) -> Vec<DeviceId> {
+    fn devs(prefix: &str, n: usize) -> Vec<InventoryDevice> {
         (0..n)
-            .map(|i| DeviceId::parse(&format!("{prefix}-{i:02}")).unwrap())
+            .map(|i| DeviceId::parse(&format!("{prefix}-{i:02}")).unwrap().into())
             .collect()
     }
 
@@ -877,6 +979,75 @@ mod tests {
         // Unassigned device results are refused.
         let e = record_results(&tx, &id, &a, &[]).unwrap_err();
         assert!(matches!(e, CampaignError::State { .. }));
+    }
+
+    #[test]
+    fn devices_enrolled_mid_campaign_join_the_remaining_waves() {
+        let mut c = db();
+        let tx = c.transaction().unwrap();
+        let id = create(&tx, &spec(50.0, &["1", "100%"])).unwrap();
+        let a = GatewayId::parse("ward-a").unwrap();
+        let first = devs("pa", 2);
+        let got = assignments_for(&tx, &a, &first, 0).unwrap();
+        let canary = got[0].devices.clone();
+        assert_eq!(canary.len(), 1);
+        ok(&tx, &id, &a, &canary, Outcome::Success);
+        // Wave 2 (100%) holds the other device. Before it reports, the
+        // canary leaves the ward (revoked) and two new devices enrol.
+        let other: Vec<String> = first
+            .iter()
+            .map(|d| d.device_id.to_string())
+            .filter(|d| !canary.contains(d))
+            .collect();
+        let mut now: Vec<InventoryDevice> = devs("new", 2);
+        now.push(DeviceId::parse(&other[0]).unwrap().into());
+        let got = assignments_for(&tx, &a, &now, 0).unwrap();
+        let mut assigned = got[0].devices.clone();
+        assigned.sort();
+        assert_eq!(assigned, ["new-00", "new-01", other[0].as_str()]);
+        ok(&tx, &id, &a, &assigned, Outcome::Success);
+        let s = status(&tx, &id).unwrap();
+        assert_eq!(s.state, "completed", "{s:?}");
+        assert_eq!(s.totals.success, 4);
+    }
+
+    #[test]
+    fn campaign_covers_only_the_hardware_its_release_is_built_for() {
+        let mut c = db();
+        let tx = c.transaction().unwrap();
+        let id = create(
+            &tx,
+            &spec(10.0, &["100%"]).scoped_to_hardware(Some(vec!["acme-pump-p7".into()])),
+        )
+        .unwrap();
+        let a = GatewayId::parse("ward-a").unwrap();
+        let dev = |id: &str, hw: Option<&str>| InventoryDevice {
+            device_id: DeviceId::parse(id).unwrap(),
+            hardware_id: hw.map(str::to_owned),
+            firmware_version: Some("1.0.0".into()),
+        };
+        let inv = vec![
+            dev("pump-01", Some("acme-pump-p7")),
+            dev("pump-02", Some("acme-pump-p7")),
+            dev("monitor-01", Some("globex-monitor-m1")),
+            dev("legacy-01", None),
+        ];
+        let got = assignments_for(&tx, &a, &inv, 0).unwrap();
+        assert_eq!(got[0].devices, ["legacy-01", "pump-01", "pump-02"]);
+        ok(&tx, &id, &a, &got[0].devices, Outcome::Success);
+        let s = status(&tx, &id).unwrap();
+        assert_eq!((s.state.as_str(), s.devices_total), ("completed", 3));
+        // Free text from a gateway is bounded and printable.
+        let mut bad = dev("pump-03", Some("acme\npump"));
+        assert!(matches!(
+            assignments_for(&tx, &a, std::slice::from_ref(&bad), 0),
+            Err(CampaignError::Invalid {
+                field: "hardware_id",
+                ..
+            })
+        ));
+        bad.hardware_id = Some("x".repeat(MAX_INVENTORY_TEXT + 1));
+        assert!(bad.check().is_err());
     }
 
     #[test]

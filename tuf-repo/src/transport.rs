@@ -143,6 +143,24 @@ struct TlsRefusal {
     source: reqwest::Error,
 }
 
+impl HttpsTransport {
+    /// Wraps an already configured HTTP client (for example one without any
+    /// TLS roots, for a plain-HTTP test repository).
+    pub fn from_client(client: reqwest::Client) -> Self {
+        Self {
+            client,
+            fields: DEFAULT_FIELDS,
+        }
+    }
+
+    /// The underlying HTTP client (same CA and client identity), for requests
+    /// tough's [`Transport`] cannot express, such as a resumed `Range`
+    /// download of a target.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+}
+
 #[async_trait]
 impl Transport for HttpsTransport {
     async fn fetch(&self, url: Url) -> std::result::Result<TransportStream, TransportError> {

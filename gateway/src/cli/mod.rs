@@ -13,6 +13,7 @@
 //! | `gateway device ...` | [`device`] |
 //! | `gateway audit ...` | [`audit`] |
 //! | `gateway access ...` (review, break-glass, token) | [`access`], [`token`] |
+//! | `gateway ota ...` (status, tuf-client) | [`ota`] |
 //! | `--config` of the offline subcommands | [`config_arg`] |
 //! | the audit actor of CLI actions | [`actor`] |
 //! | one-line error report | [`report`] |
@@ -22,6 +23,7 @@ pub mod actor;
 pub mod audit;
 pub mod config_arg;
 pub mod device;
+pub mod ota;
 pub mod pki;
 pub mod report;
 pub mod run;
@@ -61,6 +63,8 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Admin API access: tokens, break-glass, access review.
     Access(access::AccessCli),
+    /// OTA agent tools (a TUF client following the conformance protocol).
+    Ota(ota::OtaArgs),
 }
 
 /// How the process logs: the output format and the `tracing` filter used
@@ -89,6 +93,7 @@ enum Task {
     Device(device::DeviceArgs),
     Audit(audit::AuditArgs),
     Access(access::AccessCli),
+    Ota(ota::OtaArgs),
 }
 
 impl Cli {
@@ -126,6 +131,7 @@ impl Cli {
             Command::Device(args) => Task::Device(args),
             Command::Audit(args) => Task::Audit(args),
             Command::Access(args) => Task::Access(args),
+            Command::Ota(args) => Task::Ota(args),
         };
         Ok(Invocation { log, task })
     }
@@ -145,6 +151,7 @@ impl Invocation {
             Task::Device(args) => device::run(&args, &mut out).map(|()| ExitCode::SUCCESS),
             Task::Audit(args) => audit::run(&args, &mut out),
             Task::Access(args) => access::run_cli(args, &mut out).map(|()| ExitCode::SUCCESS),
+            Task::Ota(args) => ota::run(&args, &mut out),
         }
     }
 }

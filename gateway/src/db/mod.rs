@@ -23,6 +23,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("migrations/0002_admin.sql"),
     ),
     ("uplink: outbox", include_str!("migrations/0003_outbox.sql")),
+    (
+        "ota: rollout campaigns and device update state",
+        include_str!("migrations/0005_rollout.sql"),
+    ),
 ];
 
 /// What went wrong opening or migrating the database.

@@ -63,6 +63,13 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (campaign_id, gateway_id, device_id)
     );
     ",
+    // 2: campaigns scoped to the hardware their release is built for; the
+    // hardware id and firmware each gateway reports per device.
+    r"
+    ALTER TABLE campaigns ADD COLUMN hardware_ids TEXT;
+    ALTER TABLE inventory ADD COLUMN hardware_id TEXT;
+    ALTER TABLE inventory ADD COLUMN firmware_version TEXT;
+    ",
 ];
 
 /// Why the schema could not be brought up to date.
@@ -127,7 +134,7 @@ mod tests {
         let v: i64 = c
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(v, 1);
+        assert_eq!(v, i64::try_from(MIGRATIONS.len()).unwrap());
         c.pragma_update(None, "user_version", 99).unwrap();
         assert!(matches!(
             migrate(&mut c),

@@ -10,7 +10,9 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::{Admin, ApiError, ApiJson, AppState, Gateway};
-use crate::campaign::{self, Assignment, CampaignError, DeviceResult, NewCampaign, Status};
+use crate::campaign::{
+    self, Assignment, CampaignError, DeviceResult, InventoryDevice, NewCampaign, Status,
+};
 use crate::db::DbError;
 use wardgate_protocol::DeviceId;
 
@@ -87,6 +89,10 @@ pub async fn create(
     let r = async {
         let ApiJson(req) = body?;
         let spec = req.validate().map_err(campaign_error)?;
+        // Scope the campaign to the hardware the manufacturer signed the
+        // release for, so a ward's other devices are never assigned it.
+        let hardware_ids = release_hardware_ids(&state, spec.target());
+        let spec = spec.scoped_to_hardware(hardware_ids);
         in_tx(&state, move |tx| campaign::create(tx, &spec)).await
     }
     .await;
@@ -100,6 +106,24 @@ pub async fn create(
     .await?;
     tracing::info!(campaign_id = %id, admin = %admin, "campaign created");
     Ok((StatusCode::CREATED, Json(Created { id })))
+}
+
+/// The signed `custom.hardware_ids` of a published target, if any.
+fn release_hardware_ids(
+    state: &AppState,
+    target: &tuf_repo::TargetPath,
+) -> Option<Vec<String>> {
+    let repo = state.repo.state();
+    let ids: Vec<String> = repo
+        .published
+        .get(target)?
+        .custom
+        .get("hardware_ids")?
+        .as_array()?
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    (!ids.is_empty()).then_some(ids)
 }
 
 /// `GET /api/v1/campaigns` (admin).
@@ -179,7 +203,27 @@ pub async fn resume(
 #[serde(deny_unknown_fields)]
 pub struct InventoryReport {
     /// Every device the gateway currently manages.
-    pub devices: Vec<DeviceId>,
+    pub devices: Vec<InventoryEntry>,
+}
+
+/// One inventory entry: a bare device id, or the device with its hardware
+/// id and running firmware (what current gateways send).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum InventoryEntry {
+    /// Only the id.
+    Id(DeviceId),
+    /// The id with what the gateway's registry knows.
+    Device(InventoryDevice),
+}
+
+impl From<InventoryEntry> for InventoryDevice {
+    fn from(e: InventoryEntry) -> Self {
+        match e {
+            InventoryEntry::Id(id) => id.into(),
+            InventoryEntry::Device(d) => d,
+        }
+    }
 }
 
 /// Most devices one gateway may report.
@@ -207,10 +251,16 @@ pub async fn assignments(
                 format!("at most {MAX_DEVICES_PER_GATEWAY} devices per gateway"),
             ));
         }
+        let devices: Vec<InventoryDevice> = req.devices.into_iter().map(Into::into).collect();
+        for d in &devices {
+            d.check().map_err(|e| {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_inventory", e.to_string())
+            })?;
+        }
         let g = gw.clone();
         let m = minute_of_day();
         in_tx(&state, move |tx| {
-            campaign::assignments_for(tx, &g, &req.devices, m)
+            campaign::assignments_for(tx, &g, &devices, m)
         })
         .await
     }

@@ -1,0 +1,270 @@
+//! The rollout's settings: the image server for devices (its own
+//! device-facing listener), how often the gateway asks the OTA server for
+//! assignments, and how long each device update state may wait.
+//!
+//! These are fields of the `[ota]` section, kept in their own struct until
+//! the section is assembled in one place; every field has a safe default
+//! except `ota.image_listen`, which must name the device-side address as
+//! `edge.listen` does. A wildcard bind is refused unless
+//! `ota.image_allow_wildcard` says so.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ota::device_state::Timeouts;
+
+/// Why the rollout settings are refused; names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid setting ota.{field}: {reason}")]
+pub struct RolloutConfigError {
+    /// The field (under `ota.`).
+    pub field: &'static str,
+    /// What to change.
+    pub reason: String,
+}
+
+/// Settings of campaign execution and of the image server for devices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtaRolloutConfig {
+    /// Device-side address of the image server (HTTPS, mutual TLS with the
+    /// ward device CA of `edge.ca_cert`, the gateway's `edge.server_cert`).
+    pub image_listen: Option<SocketAddr>,
+    /// Allow `image_listen` to be a wildcard address (all interfaces).
+    pub image_allow_wildcard: bool,
+    /// Base URL devices download from, e.g. `https://gw-3a.ward.local:8444`;
+    /// must match a name in the server certificate. Default: `https://` and
+    /// the bound address.
+    pub image_url: Option<String>,
+    /// Image downloads served at once; more get `503` with `Retry-After`.
+    pub image_max_downloads: usize,
+    /// Connections held open at once (downloading or not); more are closed
+    /// at once.
+    pub image_max_connections: usize,
+    /// `Retry-After` sent with a `503`.
+    #[serde(with = "humantime_serde")]
+    pub image_retry_after: Duration,
+    /// Time a device has to complete the TLS handshake.
+    #[serde(with = "humantime_serde")]
+    pub image_handshake_timeout: Duration,
+    /// How often the inventory is reported and assignments fetched (also
+    /// on demand).
+    #[serde(with = "humantime_serde")]
+    pub assignments_interval: Duration,
+    /// How often device timeouts are checked.
+    #[serde(with = "humantime_serde")]
+    pub tick_interval: Duration,
+    /// A device assigned but not seen idle for this long fails.
+    #[serde(with = "humantime_serde")]
+    pub device_pending_timeout: Duration,
+    /// No report this long after an offer: offer again.
+    #[serde(with = "humantime_serde")]
+    pub device_offer_timeout: Duration,
+    /// No download progress this long: offer again (the device resumes).
+    #[serde(with = "humantime_serde")]
+    pub device_download_timeout: Duration,
+    /// Installed but no health report this long: decide from its status.
+    #[serde(with = "humantime_serde")]
+    pub device_install_timeout: Duration,
+    /// Therapy in progress this long: the device fails (retry later).
+    #[serde(with = "humantime_serde")]
+    pub device_deferred_timeout: Duration,
+    /// A reconnecting device is offered again if the last offer is older.
+    #[serde(with = "humantime_serde")]
+    pub device_reoffer_after: Duration,
+    /// Offers per attempt before an unresponsive device fails.
+    pub device_max_offers: u32,
+}
+
+impl Default for OtaRolloutConfig {
+    fn default() -> Self {
+        let t = Timeouts::default();
+        Self {
+            image_listen: None,
+            image_allow_wildcard: false,
+            image_url: None,
+            image_max_downloads: 16,
+            image_max_connections: 256,
+            image_retry_after: Duration::from_secs(5),
+            image_handshake_timeout: Duration::from_secs(10),
+            assignments_interval: Duration::from_secs(30),
+            tick_interval: Duration::from_secs(5),
+            device_pending_timeout: t.pending,
+            device_offer_timeout: t.offered,
+            device_download_timeout: t.downloading,
+            device_install_timeout: t.installed,
+            device_deferred_timeout: t.deferred,
+            device_reoffer_after: t.reoffer_after,
+            device_max_offers: t.max_offers,
+        }
+    }
+}
+
+impl OtaRolloutConfig {
+    /// The device timeouts.
+    #[must_use]
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            pending: self.device_pending_timeout,
+            offered: self.device_offer_timeout,
+            downloading: self.device_download_timeout,
+            installed: self.device_install_timeout,
+            deferred: self.device_deferred_timeout,
+            reoffer_after: self.device_reoffer_after,
+            max_offers: self.device_max_offers,
+        }
+    }
+
+    /// Check the settings (call when OTA is enabled).
+    ///
+    /// # Errors
+    /// [`RolloutConfigError`] naming the first bad field.
+    pub fn validate(&self) -> Result<(), RolloutConfigError> {
+        let bad = |field, reason: &str| {
+            Err(RolloutConfigError {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
+        let Some(listen) = self.image_listen else {
+            return bad(
+                "image_listen",
+                "required when OTA is enabled: the device-side address devices download images from, e.g. \"10.20.0.1:8444\"",
+            );
+        };
+        if listen.ip().is_unspecified() && !self.image_allow_wildcard {
+            return bad(
+                "image_listen",
+                "is a wildcard address (all interfaces), which would expose the image server beyond the device network; bind the device-side address, or set ota.image_allow_wildcard = true",
+            );
+        }
+        if let Some(url) = &self.image_url {
+            match url::Url::parse(url) {
+                Ok(u) if u.scheme() == "https" && u.host().is_some() && u.query().is_none() => {}
+                _ => {
+                    return bad(
+                        "image_url",
+                        "must be an https:// URL with a host and no query, e.g. \"https://gw-3a.ward.local:8444\"",
+                    )
+                }
+            }
+        }
+        if self.image_max_downloads == 0 || self.image_max_downloads > 10_000 {
+            return bad("image_max_downloads", "must be 1 to 10000");
+        }
+        if self.image_max_connections < self.image_max_downloads
+            || self.image_max_connections > 100_000
+        {
+            return bad(
+                "image_max_connections",
+                "must be at least ota.image_max_downloads and at most 100000",
+            );
+        }
+        let (ms, s) = (Duration::from_millis, Duration::from_secs);
+        for (field, d, min, max) in [
+            ("image_retry_after", self.image_retry_after, s(1), s(3600)),
+            (
+                "image_handshake_timeout",
+                self.image_handshake_timeout,
+                ms(100),
+                s(300),
+            ),
+            (
+                "assignments_interval",
+                self.assignments_interval,
+                ms(100),
+                s(24 * 3600),
+            ),
+            ("tick_interval", self.tick_interval, ms(100), s(3600)),
+            (
+                "device_offer_timeout",
+                self.device_offer_timeout,
+                s(1),
+                s(24 * 3600),
+            ),
+            (
+                "device_download_timeout",
+                self.device_download_timeout,
+                s(1),
+                s(7 * 24 * 3600),
+            ),
+            (
+                "device_install_timeout",
+                self.device_install_timeout,
+                s(1),
+                s(7 * 24 * 3600),
+            ),
+            (
+                "device_pending_timeout",
+                self.device_pending_timeout,
+                s(1),
+                s(30 * 24 * 3600),
+            ),
+            (
+                "device_deferred_timeout",
+                self.device_deferred_timeout,
+                s(1),
+                s(30 * 24 * 3600),
+            ),
+            (
+                "device_reoffer_after",
+                self.device_reoffer_after,
+                ms(100),
+                s(3600),
+            ),
+        ] {
+            if d < min || d > max {
+                return Err(RolloutConfigError {
+                    field,
+                    reason: format!(
+                        "must be between {} and {}",
+                        humantime::format_duration(min),
+                        humantime::format_duration(max)
+                    ),
+                });
+            }
+        }
+        if self.device_max_offers == 0 || self.device_max_offers > 100 {
+            return bad("device_max_offers", "must be 1 to 100");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_a_listen_address_and_refuse_wildcards() {
+        let mut c = OtaRolloutConfig::default();
+        assert_eq!(c.validate().unwrap_err().field, "image_listen");
+        c.image_listen = Some("0.0.0.0:8444".parse().unwrap());
+        let e = c.validate().unwrap_err();
+        assert!(e.to_string().contains("ota.image_allow_wildcard"), "{e}");
+        c.image_allow_wildcard = true;
+        c.validate().unwrap();
+        c.image_listen = Some("10.20.0.1:8444".parse().unwrap());
+        c.image_allow_wildcard = false;
+        c.validate().unwrap();
+        c.image_url = Some("http://gw.local".into());
+        assert_eq!(c.validate().unwrap_err().field, "image_url");
+        c.image_url = Some("https://gw.local:8444".into());
+        c.validate().unwrap();
+        c.image_max_connections = 1;
+        assert_eq!(c.validate().unwrap_err().field, "image_max_connections");
+    }
+
+    #[test]
+    fn parses_from_toml_with_durations() {
+        let c: OtaRolloutConfig = toml::from_str(
+            "image_listen = \"127.0.0.1:8444\"\ndevice_offer_timeout = \"90s\"\ndevice_max_offers = 3\n",
+        )
+        .unwrap();
+        assert_eq!(c.timeouts().offered, Duration::from_secs(90));
+        assert_eq!(c.timeouts().max_offers, 3);
+        assert!(toml::from_str::<OtaRolloutConfig>("image_lsten = \"x\"").is_err());
+    }
+}
