@@ -9,8 +9,8 @@ use serde_json::json;
 
 use super::error::AccessError;
 use super::issuance::audited;
+use super::name::TokenName;
 use super::role::Role;
-use super::token::name::TokenName;
 use super::token::record::{IssuedToken, TokenKind};
 use super::token::store::TokenStore;
 use crate::audit::{AuditEvent, AuditLog, Outcome};

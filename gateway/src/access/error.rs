@@ -1,8 +1,9 @@
 //! [`AccessError`]: what can go wrong managing or checking access tokens,
 //! said so that an operator knows the next command to run.
 
-use super::token::name::{NameError, TokenId};
+use super::name::{NameError, TokenId};
 use super::totp::code::TotpFormatError;
+use super::totp::vault::VaultError;
 
 /// What went wrong in access control (token store, sealed TOTP secrets,
 /// audited token operations). A *refused caller* is not an error: see
@@ -49,15 +50,10 @@ pub enum AccessError {
     /// The audit row could not be written (the operation was undone).
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
-    /// The TOTP sealing key is missing, malformed or does not fit.
-    #[error("admin TOTP key: {source}{advice}")]
-    TotpKey {
-        /// What is wrong with the key or the sealed secret.
-        #[source]
-        source: wardgate_tls::SealError,
-        /// What to do, beyond what `source` says (may be empty).
-        advice: String,
-    },
+    /// The TOTP sealing key is missing, malformed or does not fit, or a
+    /// sealed secret does not open.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
     /// A stored TOTP secret is unusable.
     #[error(transparent)]
     Totp(#[from] TotpFormatError),

@@ -7,7 +7,7 @@ use chrono::Duration;
 use serde_json::json;
 
 use super::error::AccessError;
-use super::token::name::TokenId;
+use super::name::TokenId;
 use super::token::record::{IssuedToken, NewToken, TokenRecord};
 use super::token::store::TokenStore;
 use crate::audit::{AuditEvent, AuditLog, Outcome};

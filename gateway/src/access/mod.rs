@@ -12,11 +12,11 @@
 //! | roles, ordered by privilege | [`role`] |
 //! | route (action) -> minimum role table, which actions mutate | [`policy`] |
 //! | why a caller was refused, with its audit/metric label | [`refusal`] |
-//! | token ids and names, the `wgt_` bearer string and its SHA-256 | [`token::name`], [`token::bearer`] |
+//! | token ids and names, the `wgt_` bearer string and its SHA-256 | [`name`], [`token::bearer`] |
 //! | token store: issue, list, revoke, last use | [`token::store`] |
 //! | checking a presented token: constant-time hash, revoked, expired | [`token::authenticate`] |
 //! | RFC 6238 codes | [`totp::code`] |
-//! | TOTP replay refusal and lockout after wrong codes | [`totp::lockout`] |
+//! | TOTP replay refusal and lockout after wrong codes | [`lockout`] |
 //! | TOTP secrets sealed at rest (key outside the database) | [`totp::vault`] |
 //! | break-glass tokens: short window, audited issue | [`break_glass`] |
 //! | access review: stale, expired, revoked, break-glass | [`review`] |
@@ -28,6 +28,8 @@ pub mod break_glass;
 pub mod clock;
 pub mod error;
 pub mod issuance;
+pub mod lockout;
+pub mod name;
 pub mod policy;
 pub mod refusal;
 pub mod review;
@@ -39,6 +41,7 @@ pub use break_glass::issue_break_glass;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::AccessError;
 pub use issuance::{create_token, default_lifetime, revoke_token};
+pub use lockout::{TOTP_LOCKOUT_SECONDS, TOTP_MAX_FAILURES};
 pub use policy::Action;
 pub use refusal::{AuthFailure, Refusal};
 pub use review::{ReviewEntry, ReviewFlag};

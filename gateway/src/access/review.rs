@@ -76,8 +76,8 @@ impl TokenStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::access::name::TokenId;
     use crate::access::role::Role;
-    use crate::access::token::name::TokenId;
     use crate::access::token::record::NewToken;
     use crate::access::token::store::fixture::{new, store};
 

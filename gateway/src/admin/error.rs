@@ -13,9 +13,9 @@ use serde::Serialize;
 
 use super::headers::TOTP_HEADER;
 use crate::access::error::AccessError;
+use crate::access::lockout::TOTP_LOCKOUT_SECONDS;
+use crate::access::name::NameError;
 use crate::access::refusal::Refusal;
-use crate::access::token::name::NameError;
-use crate::access::totp::lockout::TOTP_LOCKOUT_SECONDS;
 
 /// Why the admin server could not start.
 #[derive(Debug, thiserror::Error)]

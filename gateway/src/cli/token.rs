@@ -8,8 +8,8 @@ use chrono::SecondsFormat;
 use clap::{Args, Subcommand};
 
 use crate::access::issuance::{create_token, default_lifetime, revoke_token};
+use crate::access::name::{TokenId, TokenName};
 use crate::access::role::Role;
-use crate::access::token::name::{TokenId, TokenName};
 use crate::access::token::record::{NewToken, TokenKind, TokenRecord};
 use crate::access::token::store::TokenStore;
 use crate::audit::AuditLog;

@@ -1,8 +1,8 @@
-//! Bearer tokens of the admin API, one module per concept:
+//! Bearer tokens of the admin API, one module per concept (ids and names:
+//! [`crate::access::name`]):
 //!
 //! | concept | module |
 //! | --- | --- |
-//! | token id and holder name, checked at construction | [`name`] |
 //! | the `wgt_<id>_<secret>` string, its generation and SHA-256 | [`bearer`] |
 //! | what is stored (role, kind, expiry, timestamps) and what is issued | [`record`] |
 //! | the table: issue, look up, list, revoke, last use | [`store`] |
@@ -10,10 +10,12 @@
 
 pub mod authenticate;
 pub mod bearer;
-pub mod name;
 pub mod record;
 pub mod store;
 
+/// Token ids and names live in [`crate::access::name`] (a leaf that the
+/// error type and the TOTP vault use too); re-exported under their old path.
+pub use crate::access::name;
 pub use bearer::BearerToken;
 pub use name::{NameError, TokenId, TokenName};
 pub use record::{IssuedToken, NewToken, TokenKind, TokenRecord};

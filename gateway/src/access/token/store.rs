@@ -5,7 +5,7 @@
 //! tampered row surfaces as [`AccessError::CorruptRow`] rather than a panic.
 //! The checks made on a presented token live beside this module, each under
 //! its own name: [`super::authenticate`] (hash, revocation, expiry),
-//! [`crate::access::totp::lockout`] (TOTP replay and lockout),
+//! [`crate::access::lockout`] (TOTP replay and lockout),
 //! [`crate::access::break_glass`] and [`crate::access::review`].
 
 use std::path::Path;
@@ -42,7 +42,7 @@ impl TokenStore {
     ///
     /// # Errors
     /// [`AccessError::Db`] if the database cannot be opened or migrated,
-    /// [`AccessError::TotpKey`] if the sealing key is unusable.
+    /// [`AccessError::Vault`] if the sealing key is unusable.
     pub fn open(db_path: &Path, clock: Arc<dyn Clock>, totp_skew: u8) -> Result<Self, AccessError> {
         let conn = crate::db::open(db_path)?;
         let vault = TotpVault::load_or_create(db_path.parent().unwrap_or_else(|| Path::new(".")))?;
@@ -259,9 +259,9 @@ pub(in crate::access) mod fixture {
 
     use super::TokenStore;
     use crate::access::clock::ManualClock;
+    use crate::access::name::TokenName;
     use crate::access::refusal::{AuthFailure, Refusal};
     use crate::access::role::Role;
-    use crate::access::token::name::TokenName;
     use crate::access::token::record::NewToken;
 
     /// A store in a temp dir with a manual clock at a fixed instant.

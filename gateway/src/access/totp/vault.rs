@@ -13,9 +13,8 @@ use std::path::Path;
 
 use wardgate_tls::SealingKey;
 
-use super::code::TotpSecret;
-use crate::access::error::AccessError;
-use crate::access::token::name::TokenId;
+use super::code::{TotpFormatError, TotpSecret};
+use crate::access::name::TokenId;
 
 /// Environment variable that, when set, holds the key (base64 of 32 bytes).
 pub const KEY_ENV: &str = "WARDGATE_ADMIN_TOTP_KEY";
@@ -34,8 +33,26 @@ impl std::fmt::Debug for TotpVault {
     }
 }
 
-fn key_error(source: wardgate_tls::SealError) -> AccessError {
-    AccessError::TotpKey {
+/// What the vault could not do. Its own type (not `AccessError`) so that the
+/// vault stays a leaf below the token store.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    /// The TOTP sealing key is missing, malformed or does not fit.
+    #[error("admin TOTP key: {source}{advice}")]
+    Key {
+        /// What is wrong with the key or the sealed secret.
+        #[source]
+        source: wardgate_tls::SealError,
+        /// What to do, beyond what `source` says (may be empty).
+        advice: String,
+    },
+    /// An opened secret is not a usable TOTP secret.
+    #[error(transparent)]
+    Secret(#[from] TotpFormatError),
+}
+
+fn key_error(source: wardgate_tls::SealError) -> VaultError {
+    VaultError::Key {
         source,
         advice: String::new(),
     }
@@ -55,9 +72,9 @@ impl TotpVault {
     /// when the gateway and a CLI command do so at once).
     ///
     /// # Errors
-    /// [`AccessError::TotpKey`] if the key is malformed, the file is readable
+    /// [`VaultError::Key`] if the key is malformed, the file is readable
     /// by group or others, or it cannot be read or created.
-    pub fn load_or_create(dir: &Path) -> Result<Self, AccessError> {
+    pub fn load_or_create(dir: &Path) -> Result<Self, VaultError> {
         let key = SealingKey::load_or_create(KEY_ENV, &dir.join(KEY_FILE)).map_err(key_error)?;
         Ok(Self { key })
     }
@@ -69,8 +86,8 @@ impl TotpVault {
     /// Seal `secret` for token `id`: nonce || ciphertext || tag.
     ///
     /// # Errors
-    /// [`AccessError::TotpKey`] if the AEAD refuses (not for real inputs).
-    pub fn seal(&self, id: &TokenId, secret: &TotpSecret) -> Result<Vec<u8>, AccessError> {
+    /// [`VaultError::Key`] if the AEAD refuses (not for real inputs).
+    pub fn seal(&self, id: &TokenId, secret: &TotpSecret) -> Result<Vec<u8>, VaultError> {
         self.key
             .seal_blob(&Self::aad(id), secret.as_bytes())
             .map_err(key_error)
@@ -79,19 +96,19 @@ impl TotpVault {
     /// Open what [`TotpVault::seal`] produced for the same token id.
     ///
     /// # Errors
-    /// [`AccessError::TotpKey`] if the blob was sealed under another key or
+    /// [`VaultError::Key`] if the blob was sealed under another key or
     /// for another token, or was altered.
-    pub fn open(&self, id: &TokenId, blob: &[u8]) -> Result<TotpSecret, AccessError> {
-        let plain =
-            self.key
-                .open_blob(&Self::aad(id), blob)
-                .map_err(|source| AccessError::TotpKey {
-                    source,
-                    advice: format!(
+    pub fn open(&self, id: &TokenId, blob: &[u8]) -> Result<TotpSecret, VaultError> {
+        let plain = self
+            .key
+            .open_blob(&Self::aad(id), blob)
+            .map_err(|source| VaultError::Key {
+                source,
+                advice: format!(
                     "; the TOTP secret of token {id} is affected: restore the key file from backup \
                      or re-issue the token with `gateway access token create --totp`"
                 ),
-                })?;
+            })?;
         Ok(TotpSecret::from_bytes(plain)?)
     }
 }
@@ -158,7 +175,7 @@ mod tests {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
             assert!(matches!(
                 TotpVault::load_or_create(dir.path()),
-                Err(AccessError::TotpKey { .. })
+                Err(VaultError::Key { .. })
             ));
         }
     }

@@ -9,11 +9,11 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::code::{matching_step, TotpCode};
 use crate::access::error::AccessError;
+use crate::access::name::TokenId;
 use crate::access::refusal::{AuthFailure, Refusal};
-use crate::access::token::name::TokenId;
 use crate::access::token::store::TokenStore;
+use crate::access::totp::code::{matching_step, TotpCode};
 
 /// Wrong TOTP codes in a row that lock a token's mutating calls.
 pub const TOTP_MAX_FAILURES: i64 = 5;
@@ -54,7 +54,7 @@ impl TokenStore {
         if locked_until.is_some_and(|until| now < until) {
             return Err(Refusal::TotpLocked.into());
         }
-        let secret = self.vault().open(id, &secret)?;
+        let secret = self.vault().open(id, &secret).map_err(AccessError::from)?;
         let code = code.ok_or(Refusal::TotpRequired)?;
         let matched = TotpCode::parse(code)
             .map_err(|_| Refusal::TotpMalformed)
@@ -100,13 +100,14 @@ impl TokenStore {
 mod tests {
     use chrono::Duration;
 
-    use super::super::code::STEP_SECONDS;
-    use super::super::vault::KEY_FILE;
     use super::*;
     use crate::access::clock::Clock;
     use crate::access::role::Role;
     use crate::access::token::record::NewToken;
     use crate::access::token::store::fixture::{new, refusal, store};
+    use crate::access::totp::code::STEP_SECONDS;
+    use crate::access::totp::vault::VaultError;
+    use crate::access::totp::vault::KEY_FILE;
 
     #[test]
     fn totp_required_checked_and_not_reusable() {
@@ -244,7 +245,9 @@ mod tests {
         let code = secret.code_at(u64::try_from(clock.now().timestamp()).unwrap());
         assert!(matches!(
             thief.check_totp(issued.token.id(), Some(&code)),
-            Err(AuthFailure::Store(AccessError::TotpKey { .. }))
+            Err(AuthFailure::Store(AccessError::Vault(
+                VaultError::Key { .. }
+            )))
         ));
         // The real store still accepts it.
         store.check_totp(issued.token.id(), Some(&code)).unwrap();
