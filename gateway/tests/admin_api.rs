@@ -6,7 +6,7 @@
 mod support;
 
 use std::sync::Arc;
-use support::admin::{AdminHarness, NowSecs};
+use support::admin::{AdminHarness, NowSecs, Reply};
 
 use chrono::Duration;
 use gateway::admin::access::issue_break_glass;
@@ -18,6 +18,18 @@ use serde_json::json;
 fn state_of(h: &AdminHarness, id: &str) -> DeviceState {
     let id = wardgate_protocol::DeviceId::parse(id).unwrap();
     h.registry.get(&id).unwrap().unwrap().state
+}
+
+/// `token` POSTs `action` (quarantine, reactivate) for pump-01 with the
+/// TOTP `code`.
+async fn on_pump_01(h: &AdminHarness, action: &str, token: &str, code: &str) -> Reply {
+    h.post(
+        &format!("/api/v1/devices/pump-01/{action}"),
+        Some(token),
+        Some(code),
+        None,
+    )
+    .await
 }
 
 /// A six-digit code that matches none of the codes valid around now.
@@ -58,14 +70,7 @@ async fn totp_bound_token_needs_a_fresh_right_code_for_mutations() {
 
     // Wrong code: refused and audited the same way.
     let wrong = wrong_code(&h, &secret);
-    let r = h
-        .post(
-            "/api/v1/devices/pump-01/quarantine",
-            Some(&op),
-            Some(&wrong),
-            None,
-        )
-        .await;
+    let r = on_pump_01(&h, "quarantine", &op, &wrong).await;
     assert_eq!(
         (r.status, r.code()),
         (StatusCode::UNAUTHORIZED, "totp_invalid")
@@ -75,14 +80,7 @@ async fn totp_bound_token_needs_a_fresh_right_code_for_mutations() {
     assert_eq!(refused.len(), 2);
     assert_eq!(refused[1].detail_json()["reason"], "totp_invalid");
     // Malformed code too.
-    let r = h
-        .post(
-            "/api/v1/devices/pump-01/quarantine",
-            Some(&op),
-            Some("12345x"),
-            None,
-        )
-        .await;
+    let r = on_pump_01(&h, "quarantine", &op, "12345x").await;
     assert_eq!(
         (r.status, r.code()),
         (StatusCode::UNAUTHORIZED, "totp_invalid")
@@ -118,14 +116,7 @@ async fn totp_bound_token_needs_a_fresh_right_code_for_mutations() {
     assert_eq!(q[0].detail_json()["reason"], "odd traffic");
 
     // The same code again, within its step: refused as reused, nothing changes.
-    let r = h
-        .post(
-            "/api/v1/devices/pump-01/reactivate",
-            Some(&op),
-            Some(&code),
-            None,
-        )
-        .await;
+    let r = on_pump_01(&h, "reactivate", &op, &code).await;
     assert_eq!(
         (r.status, r.code()),
         (StatusCode::UNAUTHORIZED, "totp_reused"),
@@ -142,14 +133,7 @@ async fn totp_bound_token_needs_a_fresh_right_code_for_mutations() {
     // The next step's code works.
     h.clock.advance(Duration::seconds(30));
     let next = h.code(&secret);
-    let r = h
-        .post(
-            "/api/v1/devices/pump-01/reactivate",
-            Some(&op),
-            Some(&next),
-            None,
-        )
-        .await;
+    let r = on_pump_01(&h, "reactivate", &op, &next).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(state_of(&h, "pump-01"), DeviceState::Active);
 
@@ -158,24 +142,10 @@ async fn totp_bound_token_needs_a_fresh_right_code_for_mutations() {
     h.clock.advance(Duration::seconds(30));
     let wrong = wrong_code(&h, &secret);
     for _ in 0..5 {
-        let r = h
-            .post(
-                "/api/v1/devices/pump-01/quarantine",
-                Some(&op),
-                Some(&wrong),
-                None,
-            )
-            .await;
+        let r = on_pump_01(&h, "quarantine", &op, &wrong).await;
         assert_eq!(r.code(), "totp_invalid");
     }
-    let r = h
-        .post(
-            "/api/v1/devices/pump-01/quarantine",
-            Some(&op),
-            Some(&h.code(&secret)),
-            None,
-        )
-        .await;
+    let r = on_pump_01(&h, "quarantine", &op, &h.code(&secret)).await;
     assert_eq!(
         (r.status, r.code()),
         (StatusCode::UNAUTHORIZED, "totp_locked"),
@@ -414,19 +384,35 @@ async fn break_glass_works_in_its_window_is_loud_and_then_refused() {
     assert_eq!(h.audit_rows("admin.break_glass.create").len(), 1);
 }
 
+/// The TOTP-bound `admin` creates the token `body` describes, with a fresh
+/// code from `secret`.
+async fn create_token(
+    h: &AdminHarness,
+    admin: &str,
+    secret: &gateway::admin::totp::TotpSecret,
+    body: serde_json::Value,
+) -> Reply {
+    h.post(
+        "/api/v1/tokens",
+        Some(admin),
+        Some(&h.code(secret)),
+        Some(body),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn tokens_are_managed_through_the_api_with_audit() {
     let h = AdminHarness::start().await;
     let (admin, secret) = h.issue("root-admin", Role::Admin, true);
     let secret = secret.unwrap();
-    let r = h
-        .post(
-            "/api/v1/tokens",
-            Some(&admin),
-            Some(&h.code(&secret)),
-            Some(json!({"name": "ops.bob", "role": "operator", "expires_in": "30d", "totp": true})),
-        )
-        .await;
+    let r = create_token(
+        &h,
+        &admin,
+        &secret,
+        json!({"name": "ops.bob", "role": "operator", "expires_in": "30d", "totp": true}),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let new_secret = r.body["secret"].as_str().unwrap().to_owned();
     let new_id = r.body["token"]["id"].as_str().unwrap().to_owned();
@@ -469,28 +455,26 @@ async fn tokens_are_managed_through_the_api_with_audit() {
     assert_eq!(h.audit_rows("admin.token.revoke").len(), 1);
     // Bad input is a 400 with a code, not a crash.
     h.clock.advance(Duration::seconds(30));
-    let r = h
-        .post(
-            "/api/v1/tokens",
-            Some(&admin),
-            Some(&h.code(&secret)),
-            Some(json!({"name": "bad name", "role": "admin"})),
-        )
-        .await;
+    let r = create_token(
+        &h,
+        &admin,
+        &secret,
+        json!({"name": "bad name", "role": "admin"}),
+    )
+    .await;
     assert_eq!(
         (r.status, r.code()),
         (StatusCode::BAD_REQUEST, "invalid_request")
     );
     // Without `expires_in` a token lives 90 days, like the CLI's default.
     h.clock.advance(Duration::seconds(30));
-    let r = h
-        .post(
-            "/api/v1/tokens",
-            Some(&admin),
-            Some(&h.code(&secret)),
-            Some(json!({"name": "grafana", "role": "viewer"})),
-        )
-        .await;
+    let r = create_token(
+        &h,
+        &admin,
+        &secret,
+        json!({"name": "grafana", "role": "viewer"}),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let at = |k: &str| {
         chrono::DateTime::parse_from_rfc3339(r.body["token"][k].as_str().unwrap()).unwrap()

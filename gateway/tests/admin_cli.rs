@@ -21,6 +21,15 @@ fn field(out: &str, name: &str) -> String {
         .to_owned()
 }
 
+/// `gateway access token create` of `name` with `role` (and `extra`
+/// arguments) against the configuration `c`: the command's output.
+fn create_token(c: &str, name: &str, role: &str, extra: &[&str]) -> String {
+    let args = [
+        "access", "--config", c, "token", "create", "--name", name, "--role", role,
+    ];
+    ok(&[&args[..], extra].concat())
+}
+
 fn write_config(dir: &Path, admin_port: u16) -> std::path::PathBuf {
     let pki = dir.join("pki");
     let cfg = format!(
@@ -55,45 +64,12 @@ async fn access_cli_tokens_work_against_the_running_gateway() {
     let config = write_config(dir.path(), admin_port);
     let c = config.to_str().unwrap();
 
-    let out = ok(&[
-        "access",
-        "--config",
-        c,
-        "token",
-        "create",
-        "--name",
-        "ops.admin",
-        "--role",
-        "admin",
-    ]);
+    let out = create_token(c, "ops.admin", "admin", &[]);
     let admin = field(&out, "secret:");
-    let out = ok(&[
-        "access",
-        "--config",
-        c,
-        "token",
-        "create",
-        "--name",
-        "dashboard",
-        "--role",
-        "viewer",
-        "--expires-in",
-        "1d",
-    ]);
+    let out = create_token(c, "dashboard", "viewer", &["--expires-in", "1d"]);
     let viewer = field(&out, "secret:");
     let viewer_id = field(&out, "token id:");
-    let out = ok(&[
-        "access",
-        "--config",
-        c,
-        "token",
-        "create",
-        "--name",
-        "charge.nurse",
-        "--role",
-        "operator",
-        "--totp",
-    ]);
+    let out = create_token(c, "charge.nurse", "operator", &["--totp"]);
     let operator = field(&out, "secret:");
     let totp_b32 = field(&out, "totp key:");
     // Break-glass above the configured maximum is refused, naming the setting.
@@ -144,21 +120,15 @@ async fn access_cli_tokens_work_against_the_running_gateway() {
     let device = serde_json::json!({
         "id": "vent-07", "model": "V-9", "hardware_id": "hw-v9", "manufacturer": "acme", "firmware_version": "2.1.0"
     });
-    let r = http
-        .post(format!("{base}/api/v1/devices"))
-        .bearer_auth(&viewer)
-        .json(&device)
-        .send()
-        .await
-        .unwrap();
+    let enroll_as = |token: &str| {
+        http.post(format!("{base}/api/v1/devices"))
+            .bearer_auth(token)
+            .json(&device)
+            .send()
+    };
+    let r = enroll_as(&viewer).await.unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::FORBIDDEN);
-    let r = http
-        .post(format!("{base}/api/v1/devices"))
-        .bearer_auth(&glass)
-        .json(&device)
-        .send()
-        .await
-        .unwrap();
+    let r = enroll_as(&glass).await.unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::CREATED);
     assert!(ok(&["device", "--config", c, "list"]).contains("vent-07"));
 

@@ -9,7 +9,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway::admin::{NewToken, Role, SystemClock, TokenName, TokenStore};
+use gateway::admin::{IssuedToken, NewToken, Role, SystemClock, TokenName, TokenStore};
 use gateway::registry::DeviceState;
 use gateway::{Config, Gateway};
 use rumqttc::{
@@ -48,6 +48,19 @@ async fn until(ev: &mut EventLoop, mut pred: impl FnMut(&Packet) -> bool) -> Res
         .unwrap_or_else(|_| Err("no event within 30 s".to_owned()))
 }
 
+/// A token named `name` with `role` that never expires, bound to a TOTP
+/// secret when `totp`.
+fn never_expiring(store: &TokenStore, name: &str, role: Role, totp: bool) -> IssuedToken {
+    store
+        .create(NewToken {
+            name: TokenName::parse(name).unwrap(),
+            role,
+            lifetime: None,
+            bind_totp: totp,
+        })
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_a_device_through_the_api_cuts_its_live_connection() {
     let dir = tempfile::tempdir().unwrap();
@@ -81,22 +94,8 @@ async fn revoking_a_device_through_the_api_cuts_its_live_connection() {
             .unwrap();
     }
     let store = TokenStore::open(&gw.context.db_path, Arc::new(SystemClock), 1).unwrap();
-    let admin = store
-        .create(NewToken {
-            name: TokenName::parse("ward-admin").unwrap(),
-            role: Role::Admin,
-            lifetime: None,
-            bind_totp: false,
-        })
-        .unwrap();
-    let viewer = store
-        .create(NewToken {
-            name: TokenName::parse("dashboard").unwrap(),
-            role: Role::Viewer,
-            lifetime: None,
-            bind_totp: false,
-        })
-        .unwrap();
+    let admin = never_expiring(&store, "ward-admin", Role::Admin, false);
+    let viewer = never_expiring(&store, "dashboard", Role::Viewer, false);
 
     let (_c1, mut ev1) = device(&ca, "pump-01", gw.edge_addr());
     let (c2, mut ev2) = device(&ca, "pump-02", gw.edge_addr());
@@ -191,14 +190,7 @@ async fn quarantine_over_the_api_with_totp_confines_the_live_session() {
     mon.wait_puback(Duration::from_secs(10)).await.unwrap();
 
     let store = TokenStore::open(&gw.handle().context.db_path, Arc::new(SystemClock), 1).unwrap();
-    let op = store
-        .create(NewToken {
-            name: TokenName::parse("charge-nurse").unwrap(),
-            role: Role::Operator,
-            lifetime: None,
-            bind_totp: true,
-        })
-        .unwrap();
+    let op = never_expiring(&store, "charge-nurse", Role::Operator, true);
     let secret = op.totp.unwrap();
     let http = wardgate_tests::https::client(&gw.pki.ca.cert_pem).unwrap();
     let url = format!("https://{admin_addr}/api/v1/devices/mon-01/quarantine");

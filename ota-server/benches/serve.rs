@@ -73,13 +73,9 @@ fn main() {
         .await;
         h.start().await;
         let image: Vec<u8> = (0..IMAGE_BYTES).map(|i| (i % 251) as u8).collect();
-        let b = h
-            .release("acme", &h.keys.acme, "bench-1.0.0.bin", "1.0.0", &image)
-            .await;
-        assert_eq!(h.upload_bundle(&h.acme_token, &b).await.status(), 201);
-        let sha = support::sha256_hex(&image);
+        h.publish_acme("bench-1.0.0.bin", "1.0.0", &image).await;
         let meta_url = format!("{}/metadata/timestamp.json", h.base_url());
-        let target_url = format!("{}/targets/acme/{sha}.bench-1.0.0.bin", h.base_url());
+        let target_url = h.acme_target_url("bench-1.0.0.bin", &image);
 
         // Warm up one connection, then the single-client baseline.
         let one = vec![h.client()];

@@ -7,50 +7,23 @@ mod support;
 
 use support::{Harness, Opts};
 
-async fn post(
-    c: &reqwest::Client,
-    url: String,
-    token: Option<&str>,
-    body: serde_json::Value,
-) -> (u16, serde_json::Value) {
-    let mut rb = c.post(url).json(&body);
-    if let Some(t) = token {
-        rb = rb.bearer_auth(t);
-    }
-    let r = rb.send().await.unwrap();
-    let s = r.status().as_u16();
-    (s, r.json().await.unwrap_or_default())
-}
-
 fn devices(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i:02}")).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waves_advance_with_results_and_survive_a_restart() {
-    let mut h = Harness::new(Opts::default()).await;
-    h.start().await;
-    let b = h
-        .release("acme", &h.keys.acme, "pump-3.0.0.bin", "3.0.0", b"fw3")
-        .await;
-    assert_eq!(h.upload_bundle(&h.acme_token, &b).await.status(), 201);
-    let base = h.base_url();
-    let admin = h.client();
-    let (s, created) = post(
-        &admin,
-        format!("{base}/api/v1/campaigns"),
-        Some(&h.admin_token),
-        serde_json::json!({
+    let mut h = Harness::started(Opts::default()).await;
+    h.publish_acme("pump-3.0.0.bin", "3.0.0", b"fw3").await;
+    let id = h
+        .create_campaign(serde_json::json!({
             "name": "pump 3.0.0 rollout",
             "target": "acme/pump-3.0.0.bin",
             "gateways": ["ward-3a", "ward-4b"],
             "waves": ["1", "10%", "50%", "100%"],
             "failure_threshold_percent": 20.0
-        }),
-    )
-    .await;
-    assert_eq!(s, 201, "{created}");
-    let id = created["id"].as_str().unwrap().to_owned();
+        }))
+        .await;
 
     let gw_a = h.gateway_client(&h.ca, "ward-3a");
     let gw_b = h.gateway_client(&h.ca, "ward-4b");
@@ -58,25 +31,17 @@ async fn waves_advance_with_results_and_survive_a_restart() {
     let inv_b = devices("pump-b", 10);
     // Both gateways report their inventory first.
     for (c, inv) in [(&gw_a, &inv_a), (&gw_b, &inv_b)] {
-        let (s, _) = post(
-            c,
-            format!("{base}/api/v1/gateway/assignments"),
-            None,
-            serde_json::json!({"devices": inv}),
-        )
-        .await;
+        let (s, _) = h
+            .gateway_post(c, "assignments", serde_json::json!({"devices": inv}))
+            .await;
         assert_eq!(s, 200);
     }
     // Canary: exactly one device across both wards.
     let mut canary = 0;
     for (c, inv) in [(&gw_a, &inv_a), (&gw_b, &inv_b)] {
-        let (_, a) = post(
-            c,
-            format!("{base}/api/v1/gateway/assignments"),
-            None,
-            serde_json::json!({"devices": inv}),
-        )
-        .await;
+        let (_, a) = h
+            .gateway_post(c, "assignments", serde_json::json!({"devices": inv}))
+            .await;
         assert_eq!(a[0]["target"], "acme/pump-3.0.0.bin");
         assert_eq!(a[0]["sha256"], support::sha256_hex(b"fw3"));
         canary += a[0]["devices"].as_array().unwrap().len();
@@ -84,13 +49,7 @@ async fn waves_advance_with_results_and_survive_a_restart() {
     assert_eq!(canary, 1);
 
     // A gateway may not report a device it was not assigned.
-    let (s, e) = post(
-        &gw_a,
-        format!("{base}/api/v1/gateway/results"),
-        None,
-        serde_json::json!({"campaign_id": id, "results": [{"device_id": "pump-zz", "outcome": "success"}]}),
-    )
-    .await;
+    let (s, e) = h.gateway_post(&gw_a, "results", serde_json::json!({"campaign_id": id, "results": [{"device_id": "pump-zz", "outcome": "success"}]})).await;
     assert_eq!(s, 409);
     assert_eq!(e["error"]["code"], "not_assigned");
 
@@ -107,17 +66,12 @@ async fn waves_advance_with_results_and_survive_a_restart() {
             );
             assert_eq!(before["current_wave"], after["current_wave"]);
         }
-        let base = h.base_url();
         let gw_a = h.gateway_client(&h.ca, "ward-3a");
         let gw_b = h.gateway_client(&h.ca, "ward-4b");
         for (c, inv) in [(&gw_a, &inv_a), (&gw_b, &inv_b)] {
-            let (_, a) = post(
-                c,
-                format!("{base}/api/v1/gateway/assignments"),
-                None,
-                serde_json::json!({"devices": inv}),
-            )
-            .await;
+            let (_, a) = h
+                .gateway_post(c, "assignments", serde_json::json!({"devices": inv}))
+                .await;
             let Some(first) = a.as_array().unwrap().first() else {
                 continue;
             };
@@ -130,13 +84,13 @@ async fn waves_advance_with_results_and_survive_a_restart() {
             if results.is_empty() {
                 continue;
             }
-            let (s, st) = post(
-                c,
-                format!("{base}/api/v1/gateway/results"),
-                None,
-                serde_json::json!({"campaign_id": id, "results": results}),
-            )
-            .await;
+            let (s, st) = h
+                .gateway_post(
+                    c,
+                    "results",
+                    serde_json::json!({"campaign_id": id, "results": results}),
+                )
+                .await;
             assert_eq!(s, 200, "{st}");
         }
     }
@@ -156,81 +110,66 @@ async fn waves_advance_with_results_and_survive_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_canary_halts_the_campaign() {
-    let mut h = Harness::new(Opts::default()).await;
-    h.start().await;
-    let b = h
-        .release("acme", &h.keys.acme, "pump-4.0.0.bin", "4.0.0", b"fw4")
-        .await;
-    assert_eq!(h.upload_bundle(&h.acme_token, &b).await.status(), 201);
-    let base = h.base_url();
+    let mut h = Harness::started(Opts::default()).await;
+    h.publish_acme("pump-4.0.0.bin", "4.0.0", b"fw4").await;
     // Unknown release and bad waves are refused with the field named.
-    let (s, e) = post(&h.client(), format!("{base}/api/v1/campaigns"), Some(&h.admin_token), serde_json::json!({
+    let (s, e) = h.admin_post("/api/v1/campaigns", serde_json::json!({
         "name": "x", "target": "acme/nope-1.0.0.bin", "gateways": ["ward-3a"], "waves": ["100%"], "failure_threshold_percent": 5
     })).await;
     assert_eq!(
         (s, e["error"]["code"].as_str()),
         (400, Some("invalid_campaign"))
     );
-    let (s, e) = post(&h.client(), format!("{base}/api/v1/campaigns"), Some(&h.admin_token), serde_json::json!({
+    let (s, e) = h.admin_post("/api/v1/campaigns", serde_json::json!({
         "name": "x", "target": "acme/pump-4.0.0.bin", "gateways": ["ward-3a"], "waves": ["10%"], "failure_threshold_percent": 5
     })).await;
     assert_eq!(s, 400);
     assert!(e["error"]["message"].as_str().unwrap().contains("waves"));
 
-    let (_, created) = post(
-        &h.client(),
-        format!("{base}/api/v1/campaigns"),
-        Some(&h.admin_token),
-        serde_json::json!({
-            "name": "pump 4", "target": "acme/pump-4.0.0.bin", "gateways": ["ward-3a"],
-            "waves": ["1", "100%"], "failure_threshold_percent": 10
-        }),
-    )
-    .await;
+    let (_, created) = h
+        .admin_post(
+            "/api/v1/campaigns",
+            serde_json::json!({
+                "name": "pump 4", "target": "acme/pump-4.0.0.bin", "gateways": ["ward-3a"],
+                "waves": ["1", "100%"], "failure_threshold_percent": 10
+            }),
+        )
+        .await;
     let id = created["id"].as_str().unwrap().to_owned();
     let gw = h.gateway_client(&h.ca, "ward-3a");
     let inv = devices("pump", 8);
-    let (_, a) = post(
-        &gw,
-        format!("{base}/api/v1/gateway/assignments"),
-        None,
-        serde_json::json!({"devices": inv}),
-    )
-    .await;
+    let (_, a) = h
+        .gateway_post(&gw, "assignments", serde_json::json!({"devices": inv}))
+        .await;
     let canary = a[0]["devices"][0].clone();
-    let (s, st) = post(&gw, format!("{base}/api/v1/gateway/results"), None, serde_json::json!({
+    let (s, st) = h.gateway_post(&gw, "results", serde_json::json!({
         "campaign_id": id, "results": [{"device_id": canary, "outcome": "failure", "detail": "boot loop, rolled back"}]
     })).await;
     assert_eq!(s, 200);
     assert_eq!(st["state"], "halted");
     assert!(st["halt_reason"].as_str().unwrap().contains("threshold"));
     // A halted campaign hands out nothing, and a gateway outside it sees nothing.
-    let (_, a) = post(
-        &gw,
-        format!("{base}/api/v1/gateway/assignments"),
-        None,
-        serde_json::json!({"devices": inv}),
-    )
-    .await;
+    let (_, a) = h
+        .gateway_post(&gw, "assignments", serde_json::json!({"devices": inv}))
+        .await;
     assert!(a.as_array().unwrap().is_empty());
     let other = h.gateway_client(&h.ca, "ward-9z");
-    let (s, a) = post(
-        &other,
-        format!("{base}/api/v1/gateway/assignments"),
-        None,
-        serde_json::json!({"devices": ["m-1"]}),
-    )
-    .await;
+    let (s, a) = h
+        .gateway_post(
+            &other,
+            "assignments",
+            serde_json::json!({"devices": ["m-1"]}),
+        )
+        .await;
     assert_eq!(s, 200);
     assert!(a.as_array().unwrap().is_empty());
     // Resume is only for paused campaigns.
-    let (s, e) = post(
-        &h.client(),
-        format!("{base}/api/v1/campaigns/{id}/resume"),
-        Some(&h.admin_token),
-        serde_json::json!({}),
-    )
-    .await;
+    let (s, e) = h
+        .admin_post(
+            &format!("/api/v1/campaigns/{id}/resume"),
+            serde_json::json!({}),
+        )
+        .await;
     assert_eq!(
         (s, e["error"]["code"].as_str()),
         (409, Some("campaign_state"))

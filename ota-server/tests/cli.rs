@@ -12,36 +12,34 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ota-server"))
 }
 
+/// `ota-server serve` with the configuration `text` written to `path`.
+fn serve_config(path: &std::path::Path, text: &str) -> std::process::Output {
+    std::fs::write(path, text).unwrap();
+    bin()
+        .args(["serve", "--config"])
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_refuses_bad_config_and_exports_a_mirror() {
     let mut h = Harness::new(Opts::default()).await;
     // Insecure: refresh as long as the expiry.
     let text = std::fs::read_to_string(&h.config_path).unwrap();
     let bad = h.dir.path().join("bad.toml");
-    std::fs::write(
+    let out = serve_config(
         &bad,
-        text.replace("timestamp_refresh = \"6h\"", "timestamp_refresh = \"1day\""),
-    )
-    .unwrap();
-    let out = bin()
-        .args(["serve", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+        &text.replace("timestamp_refresh = \"6h\"", "timestamp_refresh = \"1day\""),
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("tuf.timestamp_refresh"), "{err}");
     // A token stored in clear instead of its hash.
-    std::fs::write(
+    let out = serve_config(
         &bad,
-        text.replacen("token_sha256 = \"", "token_sha256 = \"secret", 1),
-    )
-    .unwrap();
-    let out = bin()
-        .args(["serve", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+        &text.replacen("token_sha256 = \"", "token_sha256 = \"secret", 1),
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("admins[0].token_sha256"));
     // Environment overrides are applied and checked too.
     let out = bin()
@@ -105,8 +103,7 @@ fn example_config_parses() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_request_head_is_refused() {
-    let mut h = Harness::new(Opts::default()).await;
-    h.start().await;
+    let mut h = Harness::started(Opts::default()).await;
     let r = h
         .client()
         .get(format!("{}/healthz", h.base_url()))
@@ -118,12 +115,7 @@ async fn oversized_request_head_is_refused() {
         Err(e) => assert!(!e.is_timeout(), "{e}"),
     }
     // The server still answers others.
-    let ok = h
-        .client()
-        .get(format!("{}/healthz", h.base_url()))
-        .send()
-        .await
-        .unwrap();
+    let ok = h.get("/healthz").await;
     assert_eq!(ok.status(), 200);
     h.stop().await;
 }

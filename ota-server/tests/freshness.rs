@@ -73,12 +73,7 @@ async fn stopped_refresh_is_detected_while_the_server_stays_fresh() {
     assert!(stale, "stopped refresh never became visible to clients");
     let e = verify_server(&h).await.unwrap_err();
     assert!(e.contains("expire"), "{e}");
-    let health = h
-        .client()
-        .get(format!("{}/healthz", h.base_url()))
-        .send()
-        .await
-        .unwrap();
+    let health = h.get("/healthz").await;
     assert_eq!(health.status(), 503);
     h.stop().await;
 }

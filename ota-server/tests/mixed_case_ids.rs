@@ -55,29 +55,14 @@ impl Ward {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_case_device_ids_are_accepted_end_to_end() {
-    let mut h = Harness::new(Opts::default()).await;
-    h.start().await;
-    let release = h
-        .release("acme", &h.keys.acme, "pump-5.0.0.bin", "5.0.0", b"fw5")
-        .await;
-    let uploaded = h.upload_bundle(&h.acme_token, &release).await;
-    assert_eq!(uploaded.status(), 201);
-    let r = h
-        .client()
-        .post(format!("{}/api/v1/campaigns", h.base_url()))
-        .bearer_auth(&h.admin_token)
-        .json(&serde_json::json!({
+    let mut h = Harness::started(Opts::default()).await;
+    h.publish_acme("pump-5.0.0.bin", "5.0.0", b"fw5").await;
+    let id = h
+        .create_campaign(serde_json::json!({
             "name": "pump 5.0.0", "target": "acme/pump-5.0.0.bin",
             "gateways": ["Ward-3A"], "waves": ["100%"], "failure_threshold_percent": 50
         }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .await;
     let ward = Ward::of(&h, "Ward-3A");
 
     // Outside the rule: refused with the rule named, and recorded.

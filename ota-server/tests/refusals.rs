@@ -12,9 +12,7 @@ use wardgate_tests::pki::Ca;
 use wardgate_tests::wait::wait_for_async;
 
 async fn started() -> Harness {
-    let mut h = Harness::new(Opts::default()).await;
-    h.start().await;
-    h
+    Harness::started(Opts::default()).await
 }
 
 /// Checks the three things every refusal test must show.

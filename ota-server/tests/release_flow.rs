@@ -8,8 +8,7 @@ use support::{sha256_hex, Harness, Opts};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploaded_release_verifies_with_tough_and_python_tuf() {
-    let mut h = Harness::new(Opts::default()).await;
-    h.start().await;
+    let mut h = Harness::started(Opts::default()).await;
     let image: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let b = h
         .release("acme", &h.keys.acme, "pump-fw-1.0.0.bin", "1.0.0", &image)
@@ -50,15 +49,7 @@ async fn uploaded_release_verifies_with_tough_and_python_tuf() {
     assert_eq!(h.metric("wardgate_ota_releases_published_total").await, 2.0);
     let releases = h.admin_get("/api/v1/releases").await;
     assert_eq!(releases.as_array().unwrap().len(), 2);
-    let health: serde_json::Value = h
-        .client()
-        .get(format!("{}/healthz", h.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: serde_json::Value = h.get("/healthz").await.json().await.unwrap();
     assert_eq!(health["status"], "ok");
     assert_eq!(health["releases"], 2);
     h.stop().await;
@@ -66,16 +57,20 @@ async fn uploaded_release_verifies_with_tough_and_python_tuf() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn range_request_resumes_a_partial_download() {
-    let mut h = Harness::new(Opts::default()).await;
-    h.start().await;
-    let image: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
-    let b = h
-        .release("acme", &h.keys.acme, "mon-2.0.0.bin", "2.0.0", &image)
-        .await;
-    assert_eq!(h.upload_bundle(&h.acme_token, &b).await.status(), 201);
+    let mut h = Harness::started(Opts::default()).await;
+    let image = support::patterned_image(200_000);
+    h.publish_acme("mon-2.0.0.bin", "2.0.0", &image).await;
     let sha = sha256_hex(&image);
-    let url = format!("{}/targets/acme/{sha}.mon-2.0.0.bin", h.base_url());
+    let url = h.acme_target_url("mon-2.0.0.bin", &image);
     let c = h.client();
+    // A GET of the image with these request headers.
+    let get_with = |headers: &[(&str, &str)]| {
+        let mut rb = c.get(&url);
+        for (name, value) in headers {
+            rb = rb.header(*name, *value);
+        }
+        async move { rb.send().await.unwrap() }
+    };
 
     // First attempt: only part arrives (the client stops reading).
     let full = c.get(&url).send().await.unwrap();
@@ -92,13 +87,8 @@ async fn range_request_resumes_a_partial_download() {
     drop(stream);
 
     // Resume from where it stopped, conditional on the same ETag.
-    let resumed = c
-        .get(&url)
-        .header("Range", format!("bytes={}-", partial.len()))
-        .header("If-Range", &etag)
-        .send()
-        .await
-        .unwrap();
+    let range = format!("bytes={}-", partial.len());
+    let resumed = get_with(&[("Range", &range), ("If-Range", &etag)]).await;
     assert_eq!(resumed.status(), 206);
     assert_eq!(
         resumed.headers()["content-range"].to_str().unwrap(),
@@ -129,27 +119,11 @@ async fn range_request_resumes_a_partial_download() {
             .len(),
         image.len()
     );
-    let nm = c
-        .get(&url)
-        .header("If-None-Match", &etag)
-        .send()
-        .await
-        .unwrap();
+    let nm = get_with(&[("If-None-Match", &etag)]).await;
     assert_eq!(nm.status(), 304);
-    let bad = c
-        .get(&url)
-        .header("Range", "bytes=999999999-")
-        .send()
-        .await
-        .unwrap();
+    let bad = get_with(&[("Range", "bytes=999999999-")]).await;
     assert_eq!(bad.status(), 416);
-    let stale = c
-        .get(&url)
-        .header("Range", "bytes=10-")
-        .header("If-Range", "\"other\"")
-        .send()
-        .await
-        .unwrap();
+    let stale = get_with(&[("Range", "bytes=10-"), ("If-Range", "\"other\"")]).await;
     assert_eq!(
         stale.status(),
         200,

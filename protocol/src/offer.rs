@@ -281,23 +281,29 @@ mod tests {
         SigningKey::from_bytes(&[seed; 32])
     }
 
-    #[test]
-    fn accepts_a_genuine_newer_offer_and_checks_the_image() {
+    /// A genuine offer of `image` as 2.0.0, signed by `key(1)` and verified
+    /// against an installed 1.5.0.
+    fn verified_2_0_0(image: &[u8]) -> VerifiedOffer {
         let k = key(1);
-        let image = b"firmware image v2".to_vec();
         let o = offer(
-            metadata(&k, &image, "2.0.0", "2099-01-01T00:00:00Z"),
-            &image,
+            metadata(&k, image, "2.0.0", "2099-01-01T00:00:00Z"),
+            image,
             "2.0.0",
         );
-        let v = verify_offer(
+        verify_offer(
             &o,
             &k.verifying_key(),
             HW,
             &Version::new(1, 5, 0),
             Utc::now(),
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn accepts_a_genuine_newer_offer_and_checks_the_image() {
+        let image = b"firmware image v2".to_vec();
+        let v = verified_2_0_0(&image);
         assert_eq!(v.version, Version::new(2, 0, 0));
         v.check_image(&image).unwrap();
         assert!(v.check_image(b"firmware image v3").is_err());
@@ -306,21 +312,8 @@ mod tests {
 
     #[test]
     fn image_check_in_pieces_agrees_with_the_whole_image_check() {
-        let k = key(1);
         let image: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
-        let o = offer(
-            metadata(&k, &image, "2.0.0", "2099-01-01T00:00:00Z"),
-            &image,
-            "2.0.0",
-        );
-        let v = verify_offer(
-            &o,
-            &k.verifying_key(),
-            HW,
-            &Version::new(1, 5, 0),
-            Utc::now(),
-        )
-        .unwrap();
+        let v = verified_2_0_0(&image);
         let mut c = v.image_check();
         for piece in image.chunks(777) {
             c.update(piece);
@@ -381,27 +374,14 @@ mod tests {
         o.sha256 = "00".repeat(32);
         assert!(check(&o, &k, HW, &installed).contains("SHA-256"));
         // Wrong hardware, older or equal version, below min_version, expired.
-        assert!(check(
-            &offer(good.clone(), &image, "2.0.0"),
-            &k,
-            "other-hw",
-            &installed
-        )
-        .contains("hardware"));
-        assert!(check(
-            &offer(good.clone(), &image, "2.0.0"),
-            &k,
-            HW,
-            &Version::new(2, 0, 0)
-        )
-        .contains("not newer"));
-        assert!(check(
-            &offer(good.clone(), &image, "2.0.0"),
-            &k,
-            HW,
-            &Version::new(0, 9, 0)
-        )
-        .contains("min_version"));
+        let genuine = offer(good.clone(), &image, "2.0.0");
+        for (hw, inst, refusal) in [
+            ("other-hw", &installed, "hardware"),
+            (HW, &Version::new(2, 0, 0), "not newer"),
+            (HW, &Version::new(0, 9, 0), "min_version"),
+        ] {
+            assert!(check(&genuine, &k, hw, inst).contains(refusal), "{refusal}");
+        }
         let old = offer(
             metadata(&k, &image, "2.0.0", "2001-01-01T00:00:00Z"),
             &image,

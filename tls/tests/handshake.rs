@@ -206,11 +206,28 @@ fn pump(from: &mut Connection, to: &mut Connection, err: &mut Option<rustls::Err
 /// The edge's words for a device presenting `leaf` (issued by `issuer`),
 /// the edge trusting `trusted`.
 fn edge_refusal(trusted: &Ca, leaf: &Leaf) -> String {
+    refused_by_edge(&trusted.pem(), |server_ca| {
+        presenting(&server_ca.pem(), leaf.der.clone(), &leaf.key_pem)
+    })
+    .1
+}
+
+/// The edge (its certificate from a fresh server CA, trusting
+/// `trusted_pem` for clients) refuses the client that `client` builds for
+/// that server CA: the server's TLS error and its words.
+fn refused_by_edge(
+    trusted_pem: &str,
+    client: impl FnOnce(&Ca) -> ClientConfig,
+) -> (rustls::Error, String) {
     let server_ca = Ca::new("server CA");
-    let client = presenting(&server_ca.pem(), leaf.der.clone(), &leaf.key_pem);
-    let (server_err, _) = handshake(client, edge(&server_ca, &trusted.pem()), "localhost");
+    let (server_err, _) = handshake(
+        client(&server_ca),
+        edge(&server_ca, trusted_pem),
+        "localhost",
+    );
     let err = server_err.expect("the edge refuses the handshake");
-    describe::tls_error(&err, &EDGE)
+    let words = describe::tls_error(&err, &EDGE);
+    (err, words)
 }
 
 #[test]
@@ -261,15 +278,13 @@ fn version_1_certificate_in_words() {
         .unwrap()
         .unwrap();
     let key = include_str!("fixtures/v1-device.key");
-    let server_ca = Ca::new("server CA");
-    let client = presenting(&server_ca.pem(), v1.to_vec(), key);
-    let (server_err, _) = handshake(client, edge(&server_ca, fixture_ca), "localhost");
-    let err = server_err.expect("refused");
+    let (err, words) = refused_by_edge(fixture_ca, |server_ca| {
+        presenting(&server_ca.pem(), v1.to_vec(), key)
+    });
     assert!(
         err.to_string().contains("UnsupportedCertVersion"),
         "the case of the issue: {err}"
     );
-    let words = describe::tls_error(&err, &EDGE);
     assert!(
         words.starts_with(
             "the client certificate of the device is X.509 version 1; Wardgate needs version 3 certificates (issue one with `gateway pki device`)"
@@ -290,26 +305,24 @@ fn unknown_issuer_expired_not_yet_valid_in_words() {
         "{words}"
     );
 
-    let words = edge_refusal(
-        &ca,
-        &ca.device(|p| {
-            p.not_before = rcgen::date_time_ymd(2000, 1, 1);
-            p.not_after = rcgen::date_time_ymd(2001, 2, 3);
-        }),
-    );
+    // A device certificate valid from `from` to `until` (year, month, day).
+    let valid_between = |from: (i32, u8, u8), until: (i32, u8, u8)| {
+        edge_refusal(
+            &ca,
+            &ca.device(|p| {
+                p.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
+                p.not_after = rcgen::date_time_ymd(until.0, until.1, until.2);
+            }),
+        )
+    };
+    let words = valid_between((2000, 1, 1), (2001, 2, 3));
     assert!(
         words
             .starts_with("the client certificate of the device expired on 2001-02-03 00:00:00 UTC"),
         "{words}"
     );
 
-    let words = edge_refusal(
-        &ca,
-        &ca.device(|p| {
-            p.not_before = rcgen::date_time_ymd(2090, 1, 1);
-            p.not_after = rcgen::date_time_ymd(2100, 1, 1);
-        }),
-    );
+    let words = valid_between((2090, 1, 1), (2100, 1, 1));
     assert!(
         words.contains("is not valid before 2090-01-01") && words.contains("clock"),
         "{words}"
@@ -340,13 +353,11 @@ fn wrong_usage_bad_signature_and_no_certificate_in_words() {
         "{words}"
     );
 
-    let server_ca = Ca::new("server CA");
-    let anonymous =
+    let (_, words) = refused_by_edge(&ca.pem(), |server_ca| {
         ClientTls::new(TrustAnchors::from_pem("ca_pem", server_ca.pem().as_bytes()).unwrap())
             .build()
-            .unwrap();
-    let (server_err, _) = handshake(anonymous, edge(&server_ca, &ca.pem()), "localhost");
-    let words = describe::tls_error(&server_err.expect("refused"), &EDGE);
+            .unwrap()
+    });
     assert!(
         words.starts_with(
             "the device presented no client certificate; it needs one from the CA in edge.ca_cert"

@@ -57,6 +57,14 @@ pub enum RepoLocation {
 }
 
 impl RepoLocation {
+    /// tough's refusal `e` while loading or reading from this location.
+    fn refused(&self, e: tough::error::Error) -> Error {
+        Error::Verify {
+            location: self.describe(),
+            source: Box::new(e),
+        }
+    }
+
     fn urls(&self) -> Result<(Url, Url)> {
         let base = match self {
             Self::Dir(d) => {
@@ -133,28 +141,17 @@ fn resign_command(role: &str) -> &'static str {
 }
 
 fn statuses(repo: &tough::Repository) -> Vec<RoleStatus> {
-    let mut roles = vec![
-        RoleStatus::new(
-            "root",
-            repo.root().signed.version.get(),
-            repo.root().signed.expires,
-        ),
-        RoleStatus::new(
-            "timestamp",
-            repo.timestamp().signed.version.get(),
-            repo.timestamp().signed.expires,
-        ),
-        RoleStatus::new(
-            "snapshot",
-            repo.snapshot().signed.version.get(),
-            repo.snapshot().signed.expires,
-        ),
-        RoleStatus::new(
-            "targets",
-            repo.targets().signed.version.get(),
-            repo.targets().signed.expires,
-        ),
-    ];
+    let (root, timestamp) = (&repo.root().signed, &repo.timestamp().signed);
+    let (snapshot, targets) = (&repo.snapshot().signed, &repo.targets().signed);
+    let mut roles: Vec<RoleStatus> = [
+        ("root", root.version, root.expires),
+        ("timestamp", timestamp.version, timestamp.expires),
+        ("snapshot", snapshot.version, snapshot.expires),
+        ("targets", targets.version, targets.expires),
+    ]
+    .into_iter()
+    .map(|(role, version, expires)| RoleStatus::new(role, version.get(), expires))
+    .collect();
     if let Some(d) = &repo.targets().signed.delegations {
         for r in &d.roles {
             if let Some(t) = &r.targets {
@@ -196,10 +193,7 @@ where
                 .expiration_enforcement(ExpirationEnforcement::Unsafe)
                 .load()
                 .await
-                .map_err(|e| Error::Verify {
-                    location: location.describe(),
-                    source: Box::new(e),
-                })?;
+                .map_err(|e| location.refused(e))?;
             let expired = statuses(&lenient).into_iter().find(|s| s.expires <= now);
             let (name, at) = expired.map_or_else(
                 || (role.to_string(), "an unknown time".to_owned()),
@@ -211,12 +205,7 @@ where
                 expired_at: at,
             });
         }
-        Err(e) => {
-            return Err(Error::Verify {
-                location: location.describe(),
-                source: Box::new(e),
-            })
-        }
+        Err(e) => return Err(location.refused(e)),
     };
     let roles = statuses(&repo);
     let mut targets = Vec::new();
@@ -226,25 +215,10 @@ where
     targets.sort();
     if check_targets {
         for (name, _) in &targets {
-            let tn = tough::TargetName::new(name.clone())
-                .map_err(|e| Error::tough(format!("target {name}"), e))?;
-            let stream = repo
-                .read_target(&tn)
-                .await
-                .map_err(|e| Error::Verify {
-                    location: location.describe(),
-                    source: Box::new(e),
-                })?
-                .ok_or_else(|| Error::TargetNotFound {
-                    target: name.clone(),
-                })?;
             // Drain the stream; tough fails it on a length or hash mismatch.
-            let mut stream = Box::pin(stream);
+            let mut stream = Box::pin(open_target(&repo, location, name).await?);
             while let Some(chunk) = stream.next().await {
-                chunk.map_err(|e| Error::Verify {
-                    location: location.describe(),
-                    source: Box::new(e),
-                })?;
+                chunk.map_err(|e| location.refused(e))?;
             }
         }
     }
@@ -253,6 +227,28 @@ where
         targets,
         targets_checked: check_targets,
     })
+}
+
+/// The stream of target `name`'s bytes (tough checks length and hash as
+/// it is read).
+async fn open_target(
+    repo: &tough::Repository,
+    location: &RepoLocation,
+    name: &str,
+) -> Result<
+    impl futures::Stream<Item = tough::error::Result<bytes::Bytes>>
+        + IntoVec<tough::error::Error>
+        + Send
+        + Sync,
+> {
+    let tn = tough::TargetName::new(name.to_owned())
+        .map_err(|e| Error::tough(format!("target {name}"), e))?;
+    repo.read_target(&tn)
+        .await
+        .map_err(|e| location.refused(e))?
+        .ok_or_else(|| Error::TargetNotFound {
+            target: name.to_owned(),
+        })
 }
 
 /// Loads the repository as a client: from `trusted_root` through
@@ -274,10 +270,7 @@ where
     if let Some(d) = datastore {
         loader = loader.datastore(d);
     }
-    loader.load().await.map_err(|e| Error::Verify {
-        location: location.describe(),
-        source: Box::new(e),
-    })
+    loader.load().await.map_err(|e| location.refused(e))
 }
 
 /// Loads the repository and returns one target's bytes (checked by tough).
@@ -291,20 +284,6 @@ where
     T: Transport + Send + Sync + 'static,
 {
     let repo = load_repository(location, trusted_root, transport, None).await?;
-    let tn = tough::TargetName::new(name.to_owned())
-        .map_err(|e| Error::tough(format!("target {name}"), e))?;
-    let stream = repo
-        .read_target(&tn)
-        .await
-        .map_err(|e| Error::Verify {
-            location: location.describe(),
-            source: Box::new(e),
-        })?
-        .ok_or_else(|| Error::TargetNotFound {
-            target: name.to_owned(),
-        })?;
-    stream.into_vec().await.map_err(|e| Error::Verify {
-        location: location.describe(),
-        source: Box::new(e),
-    })
+    let stream = open_target(&repo, location, name).await?;
+    stream.into_vec().await.map_err(|e| location.refused(e))
 }

@@ -49,21 +49,7 @@ fn every_subcommand_from_keygen_to_verify() {
     );
     ok(
         d,
-        &[
-            "init",
-            "--repo",
-            "repo",
-            "--root-key",
-            "root.json",
-            "--targets-key",
-            "targets.json",
-            "--snapshot-key",
-            "snapshot.json",
-            "--timestamp-key",
-            "timestamp.json",
-            "--timestamp-expires",
-            "2h",
-        ],
+        &[&INIT_ARGS[..], &["--timestamp-expires", "2h"]].concat(),
         &[],
     );
     ok(

@@ -99,9 +99,7 @@ fn serve(root: PathBuf, pki: &Pki) -> Server {
 #[tokio::test]
 async fn tough_loads_over_mutual_tls_with_a_private_ca() {
     let f = Fixture::new().await;
-    let img = f
-        .ship(&acme(), &f.acme, "pump-fw-2.1.0.bin", "2.1.0", "p", 2)
-        .await;
+    let img = f.ship_acme("2.1.0", "p", 2).await;
     let pki = pki();
     let server = serve(f.repo.path().to_owned(), &pki);
     let url: url::Url = format!("https://127.0.0.1:{}/", server.addr.port())
@@ -184,7 +182,7 @@ async fn tough_loads_over_mutual_tls_with_a_private_ca() {
 fn cli_verify_over_https() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let f = rt.block_on(Fixture::new());
-    rt.block_on(f.ship(&acme(), &f.acme, "pump-fw-2.1.0.bin", "2.1.0", "p", 2));
+    rt.block_on(f.ship_acme("2.1.0", "p", 2));
     let pki = pki();
     let _guard = rt.enter();
     let server = serve(f.repo.path().to_owned(), &pki);
@@ -193,40 +191,28 @@ fn cli_verify_over_https() {
     std::fs::write(d.join("client.pem"), &pki.client_cert_pem).unwrap();
     std::fs::write(d.join("client.key"), &pki.client_key_pem).unwrap();
     let url = format!("https://127.0.0.1:{}", server.addr.port());
-    let o = cli(
-        d,
-        &[
-            "verify",
-            "--url",
-            &url,
-            "--root",
-            "repo/metadata/1.root.json",
-            "--ca",
-            "ca.pem",
-            "--client-cert",
-            "client.pem",
-            "--client-key",
-            "client.key",
-            "--check-targets",
-        ],
-        &[],
-    );
+    let verify = [
+        "verify",
+        "--url",
+        &url,
+        "--root",
+        "repo/metadata/1.root.json",
+        "--ca",
+        "ca.pem",
+    ];
+    let with_client = [
+        "--client-cert",
+        "client.pem",
+        "--client-key",
+        "client.key",
+        "--check-targets",
+    ];
+    let o = cli(d, &[&verify[..], &with_client[..]].concat(), &[]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}{err}");
     assert!(out.contains("acme-medical/pump-fw-2.1.0.bin"), "{out}");
     assert!(out.contains("timestamp"), "{out}");
-    let o = cli(
-        d,
-        &[
-            "verify",
-            "--url",
-            &url,
-            "--root",
-            "repo/metadata/1.root.json",
-            "--ca",
-            "ca.pem",
-        ],
-        &[],
-    );
+    // Without a client certificate the server refuses the CLI.
+    let o = cli(d, &verify, &[]);
     assert!(!o.status.success());
 }

@@ -11,16 +11,7 @@ use tuf_repo::RepoLocation;
 #[tokio::test]
 async fn tough_and_python_tuf_both_fetch_the_manufacturers_target() {
     let f = Fixture::new().await;
-    let img = f
-        .ship(
-            &acme(),
-            &f.acme,
-            "pump-fw-2.1.0.bin",
-            "2.1.0",
-            "acme-pump-v2",
-            7,
-        )
-        .await;
+    let img = f.ship_acme("2.1.0", "acme-pump-v2", 7).await;
     let other_img = f
         .ship(
             &other_co(),
@@ -59,15 +50,7 @@ async fn tough_and_python_tuf_both_fetch_the_manufacturers_target() {
     assert_eq!(got, want);
 
     // python-tuf: refresh from root v1 and download both manufacturers' targets.
-    let root_path = f.repo.metadata_file("1.root.json");
-    let out = f.path("py");
-    let j = python_fetch(
-        f.repo.path(),
-        &root_path,
-        "acme-medical/pump-fw-2.1.0.bin",
-        &out,
-    )
-    .unwrap();
+    let j = f.python_fetch("acme-medical/pump-fw-2.1.0.bin").unwrap();
     let path = j["path"].as_str().unwrap();
     assert_eq!(std::fs::read(path).unwrap(), want);
     assert_eq!(j["custom"]["version"], "2.1.0");
@@ -77,31 +60,14 @@ async fn tough_and_python_tuf_both_fetch_the_manufacturers_target() {
         j["timestamp_version"],
         state.timestamp.as_ref().unwrap().signed.version.get()
     );
-    let j2 = python_fetch(
-        f.repo.path(),
-        &root_path,
-        "other-co/monitor-1.0.0.bin",
-        &f.path("py"),
-    )
-    .unwrap();
-    assert_eq!(
-        std::fs::read(j2["path"].as_str().unwrap()).unwrap(),
-        std::fs::read(&other_img).unwrap()
-    );
+    let j2 = f.python_fetch("other-co/monitor-1.0.0.bin").unwrap();
+    assert_python_fetched(&j2, &other_img);
 }
 
 #[tokio::test]
 async fn python_tuf_refuses_a_tampered_image() {
     let f = Fixture::new().await;
-    f.ship(
-        &acme(),
-        &f.acme,
-        "pump-fw-2.1.0.bin",
-        "2.1.0",
-        "acme-pump-v2",
-        3,
-    )
-    .await;
+    f.ship_acme("2.1.0", "acme-pump-v2", 3).await;
     // Flip a byte in the stored image (both hard-linked names share it).
     let state = f.state();
     let t = &state.delegated["acme-medical"].signed.targets;
@@ -115,13 +81,9 @@ async fn python_tuf_refuses_a_tampered_image() {
     bytes[0] ^= 0xff;
     std::fs::remove_file(&p).unwrap();
     std::fs::write(&p, &bytes).unwrap();
-    let err = python_fetch(
-        f.repo.path(),
-        &f.repo.metadata_file("1.root.json"),
-        "acme-medical/pump-fw-2.1.0.bin",
-        &f.path("py"),
-    )
-    .unwrap_err();
+    let err = f
+        .python_fetch("acme-medical/pump-fw-2.1.0.bin")
+        .unwrap_err();
     assert!(
         err.contains("Length") || err.contains("hash") || err.contains("Hash"),
         "{err}"

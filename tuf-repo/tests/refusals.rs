@@ -6,8 +6,7 @@
 mod support;
 
 use support::*;
-use tuf_repo::repo::publish::check_upload;
-use tuf_repo::{Error, SigningKey, Upload};
+use tuf_repo::{Error, SigningKey};
 
 /// The rest of the world still works: the repository verifies through tough
 /// and the other manufacturer can still ship.
@@ -39,27 +38,16 @@ async fn others_keep_working(f: &Fixture) {
         .any(|(t, _)| t == &format!("other-co/mon-{v}.bin")));
 }
 
-fn upload(bytes: Vec<u8>, images: Vec<std::path::PathBuf>) -> Upload {
-    Upload {
-        manufacturer: acme(),
-        role_metadata: bytes,
-        images,
-    }
-}
-
 #[tokio::test]
 async fn signing_with_an_untrusted_key_is_refused() {
     let f = Fixture::new().await;
     let before = f.state().snapshot.unwrap().signed.version;
 
     // The targets key may not sign the snapshot.
-    let e = tuf_repo::repo::online::snapshot(
-        &f.repo,
-        std::slice::from_ref(&f.targets),
-        f.expiries.snapshot,
-    )
-    .await
-    .unwrap_err();
+    let e = f
+        .snapshot_with(std::slice::from_ref(&f.targets))
+        .await
+        .unwrap_err();
     match &e {
         Error::UntrustedKey {
             role,
@@ -99,23 +87,16 @@ async fn signing_with_an_untrusted_key_is_refused() {
     );
 
     // The server refuses acme metadata signed by other-co's (delegated, but not for acme) key.
-    let bytes = std::fs::read(&img).unwrap();
-    let mut body = targets_body(2);
-    insert_raw(
-        &mut body,
-        "acme-medical/pump-fw-9.bin",
-        target_entry(&bytes, "9.0.0", "p"),
-    );
-    let signed = sign_delegated(
-        &f.state(),
-        "acme-medical",
-        body,
-        std::slice::from_ref(&f.other),
-    )
-    .await;
-    let e = check_upload(&f.repo, &upload(signed, vec![img]))
-        .await
-        .unwrap_err();
+    let upload = f
+        .hostile_acme_upload(
+            "acme-medical/pump-fw-9.bin",
+            &img,
+            "9.0.0",
+            "p",
+            std::slice::from_ref(&f.other),
+        )
+        .await;
+    let e = f.refused(&upload).await;
     match &e {
         Error::UntrustedKey { role, key_id, .. } => {
             assert_eq!(role, "acme-medical");
@@ -146,14 +127,7 @@ async fn a_threshold_not_met_is_refused() {
 
     let img = f.image("pump-fw-3.0.0.bin", 500, 2);
     let e = f
-        .release(
-            &acme(),
-            &f.acme,
-            "acme-medical/pump-fw-3.0.0.bin",
-            &img,
-            "3.0.0",
-            "p",
-        )
+        .release_acme("pump-fw-3.0.0.bin", &img, "3.0.0", "p")
         .await
         .unwrap_err();
     match &e {
@@ -178,30 +152,18 @@ async fn a_threshold_not_met_is_refused() {
         "acme-medical/pump-fw-3.0.0.bin",
         target_entry(&bytes, "3.0.0", "p"),
     );
-    let one_sig = sign_delegated(
-        &f.state(),
-        "acme-medical",
-        body.clone(),
-        std::slice::from_ref(&f.acme),
-    )
-    .await;
-    let e = check_upload(&f.repo, &upload(one_sig, vec![img.clone()]))
-        .await
-        .unwrap_err();
+    let one_sig = f
+        .sign_acme(body.clone(), std::slice::from_ref(&f.acme))
+        .await;
+    let e = f.refused(&acme_upload(one_sig, vec![img.clone()])).await;
     assert!(
         matches!(&e, Error::ThresholdNotMet { role, threshold: 2, valid: 1 } if role == "acme-medical"),
         "{e}"
     );
 
     // Both keys: accepted (the check can pass).
-    let two_sigs = sign_delegated(
-        &f.state(),
-        "acme-medical",
-        body,
-        &[f.acme.clone(), acme2.clone()],
-    )
-    .await;
-    f.accept(&upload(two_sigs, vec![img])).await.unwrap();
+    let two_sigs = f.sign_acme(body, &[f.acme.clone(), acme2.clone()]).await;
+    f.accept(&acme_upload(two_sigs, vec![img])).await.unwrap();
 
     // A root that needs 2 signatures cannot be created with one.
     let extra = SigningKey::generate();
@@ -211,18 +173,9 @@ async fn a_threshold_not_met_is_refused() {
             keys: vec![f.root.public_key(), extra.public_key()],
             threshold: 2,
         },
-        targets: tuf_repo::repo::init::RoleSpec {
-            keys: vec![f.targets.public_key()],
-            threshold: 1,
-        },
-        snapshot: tuf_repo::repo::init::RoleSpec {
-            keys: vec![f.snapshot.public_key()],
-            threshold: 1,
-        },
-        timestamp: tuf_repo::repo::init::RoleSpec {
-            keys: vec![f.timestamp.public_key()],
-            threshold: 1,
-        },
+        targets: spec(&f.targets),
+        snapshot: spec(&f.snapshot),
+        timestamp: spec(&f.timestamp),
         expiries: f.expiries,
     };
     let signers = tuf_repo::repo::init::InitSigners {
@@ -275,23 +228,16 @@ async fn releasing_outside_the_path_pattern_is_refused() {
     }
 
     // Hand-made acme metadata that lists an other-co path: the server refuses.
-    let bytes = std::fs::read(&img).unwrap();
-    let mut body = targets_body(2);
-    insert_raw(
-        &mut body,
-        "other-co/evil.bin",
-        target_entry(&bytes, "1.0.0", "mon-x"),
-    );
-    let signed = sign_delegated(
-        &f.state(),
-        "acme-medical",
-        body,
-        std::slice::from_ref(&f.acme),
-    )
-    .await;
-    let e = check_upload(&f.repo, &upload(signed, vec![img]))
-        .await
-        .unwrap_err();
+    let upload = f
+        .hostile_acme_upload(
+            "other-co/evil.bin",
+            &img,
+            "1.0.0",
+            "mon-x",
+            std::slice::from_ref(&f.acme),
+        )
+        .await;
+    let e = f.refused(&upload).await;
     assert!(
         matches!(&e, Error::OutsideDelegation { target, .. } if target == "other-co/evil.bin"),
         "{e}"
@@ -305,8 +251,7 @@ async fn releasing_outside_the_path_pattern_is_refused() {
     );
     others_keep_working(&f).await;
     // acme itself still ships inside its scope.
-    f.ship(&acme(), &f.acme, "pump-fw-1.0.0.bin", "1.0.0", "p", 5)
-        .await;
+    f.ship_acme("1.0.0", "p", 5).await;
     f.verify().await.unwrap();
 }
 
@@ -330,24 +275,15 @@ async fn unsafe_target_names_are_refused() {
         );
     }
     // Names tough accepts (and would silently resolve) but we refuse on upload.
-    let bytes = std::fs::read(&img).unwrap();
     for bad in [
         "acme-medical/../acme-medical/x.bin",
         "/acme-medical/x.bin",
         "acme-medical\\x.bin",
     ] {
-        let mut body = targets_body(2);
-        insert_raw(&mut body, bad, target_entry(&bytes, "1.0.0", "p"));
-        let signed = sign_delegated(
-            &f.state(),
-            "acme-medical",
-            body,
-            std::slice::from_ref(&f.acme),
-        )
-        .await;
-        let e = check_upload(&f.repo, &upload(signed, vec![img.clone()]))
-            .await
-            .unwrap_err();
+        let upload = f
+            .hostile_acme_upload(bad, &img, "1.0.0", "p", std::slice::from_ref(&f.acme))
+            .await;
+        let e = f.refused(&upload).await;
         assert!(
             matches!(&e, Error::InvalidTargetName { name, .. } if name == bad),
             "{bad}: {e}"
@@ -384,25 +320,10 @@ async fn unsafe_target_names_are_refused() {
 #[tokio::test]
 async fn a_lower_version_than_the_published_one_is_refused() {
     let f = Fixture::new().await;
-    f.ship(
-        &acme(),
-        &f.acme,
-        "pump-fw-2.1.0.bin",
-        "2.1.0",
-        "acme-pump-v2",
-        6,
-    )
-    .await;
+    f.ship_acme("2.1.0", "acme-pump-v2", 6).await;
     let img = f.image("pump-fw-2.0.0.bin", 200, 7);
     let e = f
-        .release(
-            &acme(),
-            &f.acme,
-            "acme-medical/pump-fw-2.0.0.bin",
-            &img,
-            "2.0.0",
-            "acme-pump-v2",
-        )
+        .release_acme("pump-fw-2.0.0.bin", &img, "2.0.0", "acme-pump-v2")
         .await
         .unwrap_err();
     match &e {
@@ -416,14 +337,7 @@ async fn a_lower_version_than_the_published_one_is_refused() {
     }
     // Same version again under a new name: refused too.
     let e = f
-        .release(
-            &acme(),
-            &f.acme,
-            "acme-medical/pump-fw-2.1.0b.bin",
-            &img,
-            "2.1.0",
-            "acme-pump-v2",
-        )
+        .release_acme("pump-fw-2.1.0b.bin", &img, "2.1.0", "acme-pump-v2")
         .await
         .unwrap_err();
     assert!(matches!(e, Error::VersionNotNewer { .. }), "{e}");
@@ -438,26 +352,16 @@ async fn a_lower_version_than_the_published_one_is_refused() {
         "acme-medical/pump-fw-2.0.0.bin",
         target_entry(&bytes, "2.0.0", "acme-pump-v2"),
     );
-    let signed = sign_delegated(
-        &f.state(),
-        "acme-medical",
-        body,
-        std::slice::from_ref(&f.acme),
-    )
-    .await;
-    let e = check_upload(&f.repo, &upload(signed, vec![img.clone()]))
-        .await
-        .unwrap_err();
+    let signed = f.sign_acme(body, std::slice::from_ref(&f.acme)).await;
+    let e = f.refused(&acme_upload(signed, vec![img.clone()])).await;
     assert!(
         matches!(&e, Error::VersionNotNewer { offered, .. } if offered == "2.0.0"),
         "{e}"
     );
 
     // Replaying the already-published metadata version: refused as a rollback.
-    let old = std::fs::read(f.repo.metadata_file("acme-medical.json")).unwrap();
-    let e = check_upload(&f.repo, &upload(old, vec![]))
-        .await
-        .unwrap_err();
+    let old = f.metadata("acme-medical.json");
+    let e = f.refused(&acme_upload(old, vec![])).await;
     assert!(
         matches!(
             e,
@@ -471,15 +375,7 @@ async fn a_lower_version_than_the_published_one_is_refused() {
     );
 
     // Other hardware may use lower numbers; a higher version ships fine.
-    f.ship(
-        &acme(),
-        &f.acme,
-        "pump-fw-2.2.0.bin",
-        "2.2.0",
-        "acme-pump-v2",
-        8,
-    )
-    .await;
+    f.ship_acme("2.2.0", "acme-pump-v2", 8).await;
     others_keep_working(&f).await;
 }
 
@@ -488,12 +384,8 @@ async fn write_expired_timestamp(f: &Fixture) {
     use tough::editor::signed::SignedRole;
     use tough::schema::{KeyHolder, Signed, Snapshot, Timestamp};
     let root = f.state().root.signed;
-    let old: Signed<Timestamp> =
-        serde_json::from_slice(&std::fs::read(f.repo.metadata_file("timestamp.json")).unwrap())
-            .unwrap();
-    let snap: Signed<Snapshot> =
-        serde_json::from_slice(&std::fs::read(f.repo.metadata_file("snapshot.json")).unwrap())
-            .unwrap();
+    let old: Signed<Timestamp> = serde_json::from_slice(&f.metadata("timestamp.json")).unwrap();
+    let snap: Signed<Snapshot> = serde_json::from_slice(&f.metadata("snapshot.json")).unwrap();
     let mut ts = old.signed.clone();
     ts.version = std::num::NonZeroU64::new(old.signed.version.get() + 1).unwrap();
     ts.expires = "2020-01-01T00:00:00Z".parse().unwrap();
@@ -512,8 +404,7 @@ async fn write_expired_timestamp(f: &Fixture) {
 #[tokio::test]
 async fn expired_metadata_is_reported_with_role_and_time() {
     let f = Fixture::new().await;
-    f.ship(&acme(), &f.acme, "pump-fw-1.0.0.bin", "1.0.0", "p", 1)
-        .await;
+    f.ship_acme("1.0.0", "p", 1).await;
     write_expired_timestamp(&f).await;
     let e = f.verify().await.unwrap_err();
     match &e {
@@ -538,13 +429,9 @@ async fn expired_metadata_is_reported_with_role_and_time() {
     );
 
     // python-tuf, an independent client, refuses it too.
-    let py = python_fetch(
-        f.repo.path(),
-        &f.repo.metadata_file("1.root.json"),
-        "acme-medical/pump-fw-1.0.0.bin",
-        &f.path("py"),
-    )
-    .unwrap_err();
+    let py = f
+        .python_fetch("acme-medical/pump-fw-1.0.0.bin")
+        .unwrap_err();
     assert!(py.to_lowercase().contains("expired"), "{py}");
 
     // An expired manufacturer upload is refused by the server.
@@ -557,16 +444,8 @@ async fn expired_metadata_is_reported_with_role_and_time() {
         "acme-medical/pump-fw-1.1.0.bin",
         target_entry(&std::fs::read(&img).unwrap(), "1.1.0", "p"),
     );
-    let signed = sign_delegated(
-        &f.state(),
-        "acme-medical",
-        body,
-        std::slice::from_ref(&f.acme),
-    )
-    .await;
-    let e = check_upload(&f.repo, &upload(signed, vec![img]))
-        .await
-        .unwrap_err();
+    let signed = f.sign_acme(body, std::slice::from_ref(&f.acme)).await;
+    let e = f.refused(&acme_upload(signed, vec![img])).await;
     assert!(
         matches!(&e, Error::Expired { role, expired_at, .. } if role == "acme-medical" && expired_at == "2021-06-01T00:00:00Z"),
         "{e}"
@@ -577,20 +456,9 @@ async fn expired_metadata_is_reported_with_role_and_time() {
     body.version = std::num::NonZeroU64::new(body.version.get() + 1).unwrap();
     body.expires = "2022-03-04T05:06:07Z".parse().unwrap();
     let v = body.version.get();
-    let signed = sign_delegated(
-        &f.state(),
-        "acme-medical",
-        body,
-        std::slice::from_ref(&f.acme),
-    )
-    .await;
-    let good_role = std::fs::read(f.repo.metadata_file("acme-medical.json")).unwrap();
-    std::fs::write(
-        f.repo.metadata_file(&format!("{v}.acme-medical.json")),
-        &signed,
-    )
-    .unwrap();
-    std::fs::write(f.repo.metadata_file("acme-medical.json"), &signed).unwrap();
+    let signed = f.sign_acme(body, std::slice::from_ref(&f.acme)).await;
+    let good_role = f.metadata("acme-medical.json");
+    f.install_acme_role(v, &signed);
     f.resign_online().await;
     let e = f.verify().await.unwrap_err();
     assert!(
@@ -601,79 +469,42 @@ async fn expired_metadata_is_reported_with_role_and_time() {
     let mut body: tough::schema::Signed<tough::schema::Targets> =
         serde_json::from_slice(&good_role).unwrap();
     body.signed.version = std::num::NonZeroU64::new(v + 1).unwrap();
-    let signed = sign_delegated(
-        &f.state(),
-        "acme-medical",
-        body.signed,
-        std::slice::from_ref(&f.acme),
-    )
-    .await;
-    std::fs::write(
-        f.repo
-            .metadata_file(&format!("{}.acme-medical.json", v + 1)),
-        &signed,
-    )
-    .unwrap();
-    std::fs::write(f.repo.metadata_file("acme-medical.json"), &signed).unwrap();
-    tuf_repo::repo::online::snapshot(
-        &f.repo,
-        std::slice::from_ref(&f.snapshot),
-        f.expiries.snapshot,
-    )
-    .await
-    .unwrap();
-
-    // The online key fixes freshness; everything works again.
-    tuf_repo::refresh_timestamp(
-        &f.repo,
-        std::slice::from_ref(&f.timestamp),
-        f.expiries.timestamp,
-    )
-    .await
-    .unwrap();
+    let signed = f
+        .sign_acme(body.signed, std::slice::from_ref(&f.acme))
+        .await;
+    f.install_acme_role(v + 1, &signed);
+    // A new snapshot, and the online key fixes freshness; everything works again.
+    f.resign_online().await;
     others_keep_working(&f).await;
 }
 
 #[tokio::test]
 async fn malformed_or_truncated_json_is_refused() {
     let f = Fixture::new().await;
-    let img = f
-        .ship(&acme(), &f.acme, "pump-fw-1.0.0.bin", "1.0.0", "p", 1)
-        .await;
-    let _ = img;
+    f.ship_acme("1.0.0", "p", 1).await;
 
     // A truncated upload.
     let img2 = f.image("pump-fw-1.1.0.bin", 100, 2);
     let b = f
-        .release(
-            &acme(),
-            &f.acme,
-            "acme-medical/pump-fw-1.1.0.bin",
-            &img2,
-            "1.1.0",
-            "p",
-        )
+        .release_acme("pump-fw-1.1.0.bin", &img2, "1.1.0", "p")
         .await
         .unwrap();
     let full = std::fs::read(&b.role_metadata).unwrap();
     for cut in [full.len() / 2, full.len() - 3, 1] {
-        let e = check_upload(
-            &f.repo,
-            &upload(full[..cut].to_vec(), vec![b.image.clone()]),
-        )
-        .await
-        .unwrap_err();
+        let e = f
+            .refused(&acme_upload(full[..cut].to_vec(), vec![b.image.clone()]))
+            .await;
         assert!(
             matches!(&e, Error::Json { path, .. } if path.ends_with("acme-medical.json")),
             "{e}"
         );
     }
-    let e = check_upload(
-        &f.repo,
-        &upload(b"{\"signed\": 42, \"signatures\": []}".to_vec(), vec![]),
-    )
-    .await
-    .unwrap_err();
+    let e = f
+        .refused(&acme_upload(
+            b"{\"signed\": 42, \"signatures\": []}".to_vec(),
+            vec![],
+        ))
+        .await;
     assert!(matches!(e, Error::Json { .. }), "{e}");
 
     // The signed part altered where tough's parser does not look (`_type`):
@@ -682,12 +513,9 @@ async fn malformed_or_truncated_json_is_refused() {
     let text = String::from_utf8(full.clone()).unwrap();
     let altered = text.replacen("\"_type\": \"targets\"", "\"_type\": \"uargets\"", 1);
     assert_ne!(altered, text);
-    let e = check_upload(
-        &f.repo,
-        &upload(altered.into_bytes(), vec![b.image.clone()]),
-    )
-    .await
-    .unwrap_err();
+    let e = f
+        .refused(&acme_upload(altered.into_bytes(), vec![b.image.clone()]))
+        .await;
     assert!(
         matches!(&e, Error::Json { .. }) && e.to_string().contains("do not survive parsing"),
         "{e}"
@@ -703,13 +531,10 @@ async fn malformed_or_truncated_json_is_refused() {
     let o = cli(f.dir.path(), &["verify", "--repo", "repo"], &[]);
     assert!(!o.status.success());
     // Our own tools name the broken file.
-    let e = tuf_repo::refresh_timestamp(
-        &f.repo,
-        std::slice::from_ref(&f.timestamp),
-        f.expiries.timestamp,
-    )
-    .await
-    .unwrap_err();
+    let e = f
+        .timestamp_with(std::slice::from_ref(&f.timestamp))
+        .await
+        .unwrap_err();
     assert!(
         matches!(&e, Error::Json { path, .. } if path.ends_with("timestamp.json")),
         "{e}"
@@ -755,25 +580,7 @@ fn a_wrong_passphrase_is_refused() {
         let o = cli(d, &["keygen", "--out", &format!("{k}.json")], &[]);
         assert!(o.status.success(), "{:?}", text(&o));
     }
-    let init = |env: &[(&str, &str)]| {
-        cli(
-            d,
-            &[
-                "init",
-                "--repo",
-                "repo",
-                "--root-key",
-                "root.json",
-                "--targets-key",
-                "targets.json",
-                "--snapshot-key",
-                "snapshot.json",
-                "--timestamp-key",
-                "timestamp.json",
-            ],
-            env,
-        )
-    };
+    let init = |env: &[(&str, &str)]| cli(d, &INIT_ARGS, env);
     let o = init(&wrong);
     let (_, err) = text(&o);
     assert!(!o.status.success());

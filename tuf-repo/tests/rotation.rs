@@ -8,16 +8,7 @@ use aws_lc_rs::rand::SystemRandom;
 use support::*;
 use tough::editor::signed::SignedRole;
 use tough::schema::{KeyHolder, RoleType, Root, Signed};
-use tuf_repo::repo::init::RoleSpec;
-use tuf_repo::repo::rotate::rotate;
 use tuf_repo::{Error, SigningKey};
-
-fn only(k: &SigningKey) -> RoleSpec {
-    RoleSpec {
-        keys: vec![k.public_key()],
-        threshold: 1,
-    }
-}
 
 /// Root v(N+1) with `new_key` as root key, signed only by the keys in `signers`
 /// under the current root (the attacker holds only the old keys).
@@ -50,23 +41,14 @@ async fn root_signed_by_old_keys_only(
 #[tokio::test]
 async fn client_follows_v1_to_v3_and_refuses_a_v3_signed_by_old_keys_only() {
     let f = Fixture::new().await;
-    let img = f
-        .ship(&acme(), &f.acme, "pump-fw-1.0.0.bin", "1.0.0", "p", 1)
-        .await;
-    let trusted_v1 = f.repo.metadata_file("1.root.json");
+    let img = f.ship_acme("1.0.0", "p", 1).await;
 
     let r2 = SigningKey::generate();
     let r3 = SigningKey::generate();
     assert_eq!(
-        rotate(
-            &f.repo,
-            RoleType::Root,
-            &only(&r2),
-            &[f.root.clone(), r2.clone()],
-            f.expiries.root
-        )
-        .await
-        .unwrap(),
+        f.rotate(RoleType::Root, &spec(&r2), &[f.root.clone(), r2.clone()])
+            .await
+            .unwrap(),
         2
     );
 
@@ -76,13 +58,9 @@ async fn client_follows_v1_to_v3_and_refuses_a_v3_signed_by_old_keys_only() {
     let e = f.verify().await.unwrap_err();
     assert!(matches!(e, Error::Verify { .. }), "{e}");
     assert!(e.to_string().contains("root"), "{e}");
-    let py = python_fetch(
-        f.repo.path(),
-        &trusted_v1,
-        "acme-medical/pump-fw-1.0.0.bin",
-        &f.path("py"),
-    )
-    .unwrap_err();
+    let py = f
+        .python_fetch("acme-medical/pump-fw-1.0.0.bin")
+        .unwrap_err();
     assert!(
         py.contains("root") || py.contains("signature") || py.contains("Unsigned"),
         "{py}"
@@ -90,30 +68,20 @@ async fn client_follows_v1_to_v3_and_refuses_a_v3_signed_by_old_keys_only() {
 
     // Our own rotate refuses to write it too: the new threshold is not met.
     std::fs::remove_file(f.repo.metadata_file("3.root.json")).unwrap();
-    let e = rotate(
-        &f.repo,
-        RoleType::Root,
-        &only(&r3),
-        std::slice::from_ref(&r2),
-        f.expiries.root,
-    )
-    .await
-    .unwrap_err();
+    let e = f
+        .rotate(RoleType::Root, &spec(&r3), std::slice::from_ref(&r2))
+        .await
+        .unwrap_err();
     assert!(
         matches!(&e, Error::ThresholdNotMet { role, threshold: 1, valid: 0 } if role.contains("version 3")),
         "{e}"
     );
     assert!(!f.repo.metadata_file("3.root.json").exists());
     // The v1 key alone cannot sign v3 either (not trusted by v2 or v3).
-    let e = rotate(
-        &f.repo,
-        RoleType::Root,
-        &only(&r3),
-        &[f.root.clone(), r3.clone()],
-        f.expiries.root,
-    )
-    .await
-    .unwrap_err();
+    let e = f
+        .rotate(RoleType::Root, &spec(&r3), &[f.root.clone(), r3.clone()])
+        .await
+        .unwrap_err();
     assert!(
         matches!(&e, Error::UntrustedKey { key_id, .. } if key_id == f.root.key_id()),
         "{e}"
@@ -121,80 +89,51 @@ async fn client_follows_v1_to_v3_and_refuses_a_v3_signed_by_old_keys_only() {
 
     // A proper v3 (old and new keys): both clients walk v1 -> v2 -> v3.
     assert_eq!(
-        rotate(
-            &f.repo,
-            RoleType::Root,
-            &only(&r3),
-            &[r2.clone(), r3.clone()],
-            f.expiries.root
-        )
-        .await
-        .unwrap(),
+        f.rotate(RoleType::Root, &spec(&r3), &[r2.clone(), r3.clone()])
+            .await
+            .unwrap(),
         3
     );
     let report = f.verify().await.unwrap();
     assert_eq!(report.roles[0].role, "root");
     assert_eq!(report.roles[0].version, 3);
-    let j = python_fetch(
-        f.repo.path(),
-        &trusted_v1,
-        "acme-medical/pump-fw-1.0.0.bin",
-        &f.path("py"),
-    )
-    .unwrap();
+    let j = f.python_fetch("acme-medical/pump-fw-1.0.0.bin").unwrap();
     assert_eq!(j["root_version"], 3);
-    assert_eq!(
-        std::fs::read(j["path"].as_str().unwrap()).unwrap(),
-        std::fs::read(&img).unwrap()
-    );
+    assert_python_fetched(&j, &img);
 }
 
 #[tokio::test]
 async fn online_and_targets_keys_can_be_replaced() {
     let f = Fixture::new().await;
-    f.ship(&acme(), &f.acme, "pump-fw-1.0.0.bin", "1.0.0", "p", 1)
-        .await;
+    f.ship_acme("1.0.0", "p", 1).await;
 
     // Timestamp key replaced: the old key is refused afterwards, the new one works.
     let ts2 = SigningKey::generate();
-    rotate(
-        &f.repo,
+    f.rotate(
         RoleType::Timestamp,
-        &only(&ts2),
+        &spec(&ts2),
         std::slice::from_ref(&f.root),
-        f.expiries.root,
     )
     .await
     .unwrap();
-    let e = tuf_repo::refresh_timestamp(
-        &f.repo,
-        std::slice::from_ref(&f.timestamp),
-        f.expiries.timestamp,
-    )
-    .await
-    .unwrap_err();
+    let e = f
+        .timestamp_with(std::slice::from_ref(&f.timestamp))
+        .await
+        .unwrap_err();
     assert!(
         matches!(&e, Error::UntrustedKey { role, .. } if role == "timestamp"),
         "{e}"
     );
     // Until the timestamp is re-signed, clients refuse the old one.
     assert!(f.verify().await.is_err());
-    tuf_repo::refresh_timestamp(&f.repo, std::slice::from_ref(&ts2), f.expiries.timestamp)
-        .await
-        .unwrap();
+    f.timestamp_with(std::slice::from_ref(&ts2)).await.unwrap();
     f.verify().await.unwrap();
 
     // Targets key replaced: re-sign targets with the new key, then snapshot and timestamp.
     let t2 = SigningKey::generate();
-    rotate(
-        &f.repo,
-        RoleType::Targets,
-        &only(&t2),
-        std::slice::from_ref(&f.root),
-        f.expiries.root,
-    )
-    .await
-    .unwrap();
+    f.rotate(RoleType::Targets, &spec(&t2), std::slice::from_ref(&f.root))
+        .await
+        .unwrap();
     let e = tuf_repo::repo::delegate::resign_targets(
         &f.repo,
         std::slice::from_ref(&f.targets),
@@ -213,16 +152,10 @@ async fn online_and_targets_keys_can_be_replaced() {
     )
     .await
     .unwrap();
-    tuf_repo::repo::online::snapshot(
-        &f.repo,
-        std::slice::from_ref(&f.snapshot),
-        f.expiries.snapshot,
-    )
-    .await
-    .unwrap();
-    tuf_repo::refresh_timestamp(&f.repo, &[ts2], f.expiries.timestamp)
+    f.snapshot_with(std::slice::from_ref(&f.snapshot))
         .await
         .unwrap();
+    f.timestamp_with(&[ts2]).await.unwrap();
     let report = f.verify().await.unwrap();
     assert_eq!(report.roles[0].version, 3);
     assert_eq!(report.targets.len(), 1);

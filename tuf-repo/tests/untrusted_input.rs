@@ -21,14 +21,7 @@ fn setup() -> Setup {
     let f = rt.block_on(Fixture::new());
     let img = f.image("pump-fw-2.1.0.bin", 3000, 9);
     let b = rt
-        .block_on(f.release(
-            &acme(),
-            &f.acme,
-            "acme-medical/pump-fw-2.1.0.bin",
-            &img,
-            "2.1.0",
-            "p",
-        ))
+        .block_on(f.release_acme("pump-fw-2.1.0.bin", &img, "2.1.0", "p"))
         .unwrap();
     let upload = read_bundle(&b.dir, &acme()).unwrap();
     // The untouched upload passes: the properties below can fail.

@@ -205,13 +205,30 @@ pub struct InventoryReport {
 
 /// One inventory entry: a bare device id, or the device with its hardware
 /// id and running firmware (what current gateways send).
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub enum InventoryEntry {
     /// Only the id.
     Id(DeviceId),
     /// The id with what the gateway's registry knows.
     Device(InventoryDevice),
+}
+
+/// By the JSON type of the entry, so that a refusal names what was wrong
+/// inside it (`invalid device id "Pump/07"`) rather than that it matched
+/// neither form.
+impl<'de> Deserialize<'de> for InventoryEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let v = serde_json::Value::deserialize(d)?;
+        match v {
+            serde_json::Value::String(_) => DeviceId::deserialize(v).map(Self::Id),
+            serde_json::Value::Object(_) => InventoryDevice::deserialize(v).map(Self::Device),
+            _ => Err(serde_json::Error::custom(
+                "an inventory entry is a device id or an object with `device_id`",
+            )),
+        }
+        .map_err(D::Error::custom)
+    }
 }
 
 impl From<InventoryEntry> for InventoryDevice {

@@ -175,28 +175,34 @@ fn bearer(parts: &Parts) -> Option<&str> {
         .map(str::trim)
 }
 
-async fn refuse(state: &AppState, actor: String, action: &str, e: ApiError) -> ApiError {
+/// Refuses the request in `parts` from `actor` with `status`, `code` and
+/// `message`: counted, logged and audited under the request's method and
+/// path, then returned for the client.
+async fn refuse(
+    state: &AppState,
+    parts: &Parts,
+    actor: String,
+    status: StatusCode,
+    code: &'static str,
+    message: &str,
+) -> ApiError {
+    let e = ApiError::new(status, code, message);
+    let action = format!("{} {}", parts.method, parts.uri.path());
     state.metrics.refused(e.code);
     tracing::warn!(actor = %actor, action, code = e.code, "request refused");
-    state.audit(actor, action, Err(&e)).await;
+    state.audit(actor, &action, Err(&e)).await;
     e
-}
-
-fn action_of(parts: &Parts) -> String {
-    format!("{} {}", parts.method, parts.uri.path())
 }
 
 async fn token_principal(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
     let Some(tok) = bearer(parts) else {
         return Err(refuse(
             state,
+            parts,
             "anonymous".into(),
-            &action_of(parts),
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                "missing `Authorization: Bearer <token>`; ask the operator for a token (`ota-server token`)",
-            ),
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "missing `Authorization: Bearer <token>`; ask the operator for a token (`ota-server token`)",
         )
         .await);
     };
@@ -204,13 +210,33 @@ async fn token_principal(parts: &Parts, state: &AppState) -> Result<Principal, A
         Some(p) => Ok(p),
         None => Err(refuse(
             state,
+            parts,
             "unknown-token".into(),
-            &action_of(parts),
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                "the bearer token is not known; check it or ask the operator for a new one",
-            ),
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "the bearer token is not known; check it or ask the operator for a new one",
+        )
+        .await),
+    }
+}
+
+/// The token's principal if `pick` accepts its kind; any other kind of
+/// token is refused as forbidden, saying what the endpoint `needs`.
+async fn principal_as<T>(
+    parts: &Parts,
+    state: &AppState,
+    pick: impl FnOnce(Principal) -> Result<T, Principal>,
+    needs: &str,
+) -> Result<T, ApiError> {
+    match pick(token_principal(parts, state).await?) {
+        Ok(t) => Ok(t),
+        Err(p) => Err(refuse(
+            state,
+            parts,
+            p.actor(),
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            needs,
         )
         .await),
     }
@@ -226,20 +252,11 @@ impl FromRequestParts<Arc<AppState>> for Admin {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        match token_principal(parts, state).await? {
+        let admin = |p| match p {
             Principal::Admin(n) => Ok(Self(n)),
-            p @ Principal::Manufacturer(_) => Err(refuse(
-                state,
-                p.actor(),
-                &action_of(parts),
-                ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "forbidden",
-                    "this endpoint needs an admin token",
-                ),
-            )
-            .await),
-        }
+            other => Err(other),
+        };
+        principal_as(parts, state, admin, "this endpoint needs an admin token").await
     }
 }
 
@@ -253,20 +270,17 @@ impl FromRequestParts<Arc<AppState>> for Manufacturer {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        match token_principal(parts, state).await? {
+        let manufacturer = |p| match p {
             Principal::Manufacturer(m) => Ok(Self(m)),
-            p @ Principal::Admin(_) => Err(refuse(
-                state,
-                p.actor(),
-                &action_of(parts),
-                ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "forbidden",
-                    "uploads need a manufacturer token",
-                ),
-            )
-            .await),
-        }
+            other => Err(other),
+        };
+        principal_as(
+            parts,
+            state,
+            manufacturer,
+            "uploads need a manufacturer token",
+        )
+        .await
     }
 }
 
@@ -286,17 +300,7 @@ impl FromRequestParts<Arc<AppState>> for Gateway {
             .and_then(|p| p.gateway.clone());
         match id {
             Some(g) => Ok(Self(g)),
-            None => Err(refuse(
-                state,
-                "anonymous".into(),
-                &action_of(parts),
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "client_certificate_required",
-                    "the gateway API needs a client certificate from the ward CA naming urn:wardgate:gateway:<id>",
-                ),
-            )
-            .await),
+            None => Err(refuse(state, parts, "anonymous".into(), StatusCode::UNAUTHORIZED, "client_certificate_required", "the gateway API needs a client certificate from the ward CA naming urn:wardgate:gateway:<id>").await),
         }
     }
 }

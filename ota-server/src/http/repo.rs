@@ -217,22 +217,18 @@ mod tests {
     #[test]
     fn ranges() {
         assert_eq!(parse_range(None, 10), RangeSpec::Full);
-        assert_eq!(
-            parse_range(Some("bytes=2-"), 10),
-            RangeSpec::Partial { start: 2, end: 9 }
-        );
-        assert_eq!(
-            parse_range(Some("bytes=2-4"), 10),
-            RangeSpec::Partial { start: 2, end: 4 }
-        );
-        assert_eq!(
-            parse_range(Some("bytes=-3"), 10),
-            RangeSpec::Partial { start: 7, end: 9 }
-        );
-        assert_eq!(
-            parse_range(Some("bytes=8-100"), 10),
-            RangeSpec::Partial { start: 8, end: 9 }
-        );
+        for (header, start, end) in [
+            ("bytes=2-", 2, 9),
+            ("bytes=2-4", 2, 4),
+            ("bytes=-3", 7, 9),
+            ("bytes=8-100", 8, 9),
+        ] {
+            assert_eq!(
+                parse_range(Some(header), 10),
+                RangeSpec::Partial { start, end },
+                "{header}"
+            );
+        }
         assert_eq!(parse_range(Some("bytes=10-"), 10), RangeSpec::Unsatisfiable);
         assert_eq!(parse_range(Some("bytes=0-1,3-4"), 10), RangeSpec::Full);
         assert_eq!(parse_range(Some("items=0-1"), 10), RangeSpec::Full);

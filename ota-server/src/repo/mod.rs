@@ -236,10 +236,7 @@ impl RepoState {
             .get("snapshot.json")
             .ok_or_else(|| meta_err("timestamp.json", "names no snapshot.json"))?;
         let snap_name = format!("{}.snapshot.json", snap_meta.version);
-        let snap_file = parse(&snap_name)?;
-        check_metafile(&snap_name, snap_meta, &snap_file.bytes)?;
-        let snapshot: Signed<Snapshot> =
-            serde_json::from_slice(&snap_file.bytes).map_err(|e| meta_err(&snap_name, e))?;
+        let snapshot: Signed<Snapshot> = listed_role(&files, &snap_name, snap_meta)?;
         root.signed
             .verify_role(&snapshot)
             .map_err(|e| meta_err(&snap_name, e))?;
@@ -249,10 +246,7 @@ impl RepoState {
             .get("targets.json")
             .ok_or_else(|| meta_err(&snap_name, "names no targets.json"))?;
         let t_name = format!("{}.targets.json", t_meta.version);
-        let t_file = parse(&t_name)?;
-        check_metafile(&t_name, t_meta, &t_file.bytes)?;
-        let targets: Signed<Targets> =
-            serde_json::from_slice(&t_file.bytes).map_err(|e| meta_err(&t_name, e))?;
+        let targets: Signed<Targets> = listed_role(&files, &t_name, t_meta)?;
         root.signed
             .verify_role(&targets)
             .map_err(|e| meta_err(&t_name, e))?;
@@ -265,10 +259,7 @@ impl RepoState {
                     continue;
                 };
                 let name = format!("{}.{}.json", m.version, role.name);
-                let file = parse(&name)?;
-                check_metafile(&name, m, &file.bytes)?;
-                let signed: Signed<Targets> =
-                    serde_json::from_slice(&file.bytes).map_err(|e| meta_err(&name, e))?;
+                let signed: Signed<Targets> = listed_role(&files, &name, m)?;
                 delegations
                     .verify_role(&signed, &role.name)
                     .map_err(|e| meta_err(&name, e))?;
@@ -307,6 +298,18 @@ impl RepoState {
             published,
         })
     }
+}
+
+/// The role file `name` that the listing `m` (in the timestamp or the
+/// snapshot) names: present, of the listed length and hash, and parsed.
+fn listed_role<T: serde::de::DeserializeOwned>(
+    files: &HashMap<String, MetaFile>,
+    name: &str,
+    m: &Metafile,
+) -> Result<Signed<T>, RepoError> {
+    let file = files.get(name).ok_or_else(|| meta_err(name, "missing"))?;
+    check_metafile(name, m, &file.bytes)?;
+    serde_json::from_slice(&file.bytes).map_err(|e| meta_err(name, e))
 }
 
 fn check_metafile(name: &str, m: &Metafile, bytes: &[u8]) -> Result<(), RepoError> {

@@ -245,6 +245,13 @@ token_sha256 = "{globex_hash}"
         }
     }
 
+    /// [`Harness::new`] then [`Harness::start`]: a running in-process server.
+    pub async fn started(opts: Opts) -> Self {
+        let mut h = Self::new(opts).await;
+        h.start().await;
+        h
+    }
+
     /// Starts the server in-process.
     pub async fn start(&mut self) {
         let cfg = ota_server::cli::load_config(&self.config_path).unwrap();
@@ -391,6 +398,76 @@ token_sha256 = "{globex_hash}"
             .await
     }
 
+    /// acme releases `image` as `acme/<file>` at `version` and uploads it;
+    /// the server must publish it (201).
+    pub async fn publish_acme(&self, file: &str, version: &str, image: &[u8]) -> Bundle {
+        let b = self
+            .release("acme", &self.keys.acme, file, version, image)
+            .await;
+        let r = self.upload_bundle(&self.acme_token, &b).await;
+        assert_eq!(r.status(), 201, "publishing acme/{file}");
+        b
+    }
+
+    /// Where a client downloads acme's `file` holding `image` (the
+    /// consistent-snapshot name, prefixed by the image's SHA-256).
+    pub fn acme_target_url(&self, file: &str, image: &[u8]) -> String {
+        format!(
+            "{}/targets/acme/{}.{file}",
+            self.base_url(),
+            sha256_hex(image)
+        )
+    }
+
+    /// An unauthenticated GET of `path` (`/healthz`, `/metrics`, ...).
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client()
+            .get(format!("{}{path}", self.base_url()))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// An admin POST of `body` to `path`: the status and the JSON answer.
+    pub async fn admin_post(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        post_json(
+            &self.client(),
+            format!("{}{path}", self.base_url()),
+            Some(&self.admin_token),
+            body,
+        )
+        .await
+    }
+
+    /// An admin creates the campaign `body`; the server must accept it (201).
+    /// Returns the campaign's id.
+    pub async fn create_campaign(&self, body: serde_json::Value) -> String {
+        let (status, created) = self.admin_post("/api/v1/campaigns", body).await;
+        assert_eq!(status, 201, "{created}");
+        created["id"].as_str().unwrap().to_owned()
+    }
+
+    /// A gateway (the client `gw` with its certificate) POSTs `body` to
+    /// `/api/v1/gateway/<what>`: the status and the JSON answer.
+    pub async fn gateway_post(
+        &self,
+        gw: &reqwest::Client,
+        what: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        post_json(
+            gw,
+            format!("{}/api/v1/gateway/{what}", self.base_url()),
+            None,
+            body,
+        )
+        .await
+    }
+
     /// The generation directory `current` points at.
     pub fn current_gen(&self) -> PathBuf {
         let repo = self.data_dir.join("repo");
@@ -435,15 +512,7 @@ token_sha256 = "{globex_hash}"
 
     /// Value of a metric line starting with `prefix` (0 if absent).
     pub async fn metric(&self, prefix: &str) -> f64 {
-        let text = self
-            .client()
-            .get(format!("{}/metrics", self.base_url()))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = self.get("/metrics").await.text().await.unwrap();
         text.lines()
             .filter(|l| l.starts_with(prefix))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -520,6 +589,29 @@ print(hashlib.sha256(open(path, "rb").read()).hexdigest())
             Err(String::from_utf8_lossy(&out.stderr).into_owned())
         }
     }
+}
+
+/// An image of `len` bytes in a repeating pattern (large enough to span
+/// several reads).
+pub fn patterned_image(len: u32) -> Vec<u8> {
+    (0..len).map(|i| (i % 253) as u8).collect()
+}
+
+/// POSTs JSON `body` to `url` (with a bearer `token` if given): the status
+/// and the JSON answer (`null` when the answer is not JSON).
+pub async fn post_json(
+    c: &reqwest::Client,
+    url: String,
+    token: Option<&str>,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let mut rb = c.post(url).json(&body);
+    if let Some(t) = token {
+        rb = rb.bearer_auth(t);
+    }
+    let r = rb.send().await.unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or_default())
 }
 
 /// Byte-for-byte equality of two metadata sets, naming what differs.

@@ -16,12 +16,15 @@
 
 use std::time::Duration;
 
+use tough::editor::signed::SignedRole;
 use tough::schema::decoded::{Decoded, Hex};
 use tough::schema::key::Key;
-use tough::schema::{DelegatedRole, Delegations, KeyHolder, PathPattern, PathSet, RoleType};
+use tough::schema::{
+    DelegatedRole, Delegations, KeyHolder, PathPattern, PathSet, RoleType, Root, Targets,
+};
 
 use super::layout::{self, RepoDir};
-use super::signing::{self, root_role_keys, sign_role};
+use super::signing::{self, sign_role, sign_under_root};
 use super::{expiry_from_now, next_version, RepoState};
 use crate::error::{Error, Result};
 use crate::keys::{self, SigningKey};
@@ -89,26 +92,29 @@ pub async fn delegate(
         }
     };
     targets.delegations = Some(delegations);
-    targets.version = next_version(targets.version);
-    targets.expires = expiry_from_now(expiry)?;
-    let version = targets.version.get();
-
-    let root = state.root.signed;
-    let role_keys = root_role_keys(&root, RoleType::Targets)?;
-    let signed = sign_role(
-        "targets",
-        targets,
-        &KeyHolder::Root(root),
-        &role_keys,
-        targets_signers,
-    )
-    .await?;
+    let (version, signed) =
+        next_targets(state.root.signed, targets, targets_signers, expiry).await?;
     if let Some((v, bytes)) = enrolment {
         layout::write_versioned(repo, manufacturer.as_str(), v, bytes)?;
     }
     layout::write_versioned(repo, "targets", version, signed.buffer())?;
     tracing::info!(manufacturer = %manufacturer, targets_version = version, "manufacturer delegated");
     Ok(version)
+}
+
+/// The next version of the top-level `targets` (version bumped, expiring
+/// `expiry` from now), signed by `signers` under `root`'s targets keys.
+async fn next_targets(
+    root: Root,
+    mut targets: Targets,
+    signers: &[SigningKey],
+    expiry: Duration,
+) -> Result<(u64, SignedRole<Targets>)> {
+    targets.version = next_version(targets.version);
+    targets.expires = expiry_from_now(expiry)?;
+    let version = targets.version.get();
+    let signed = sign_under_root("targets", RoleType::Targets, targets, root, signers).await?;
+    Ok((version, signed))
 }
 
 /// Re-signs the top-level targets (new version, new expiry) without other
@@ -119,18 +125,11 @@ pub async fn resign_targets(
     expiry: Duration,
 ) -> Result<u64> {
     let state = RepoState::load(repo)?;
-    let mut targets = state.targets.signed;
-    targets.version = next_version(targets.version);
-    targets.expires = expiry_from_now(expiry)?;
-    let version = targets.version.get();
-    let root = state.root.signed;
-    let role_keys = root_role_keys(&root, RoleType::Targets)?;
-    let signed = sign_role(
-        "targets",
-        targets,
-        &KeyHolder::Root(root),
-        &role_keys,
+    let (version, signed) = next_targets(
+        state.root.signed,
+        state.targets.signed,
         targets_signers,
+        expiry,
     )
     .await?;
     layout::write_versioned(repo, "targets", version, signed.buffer())?;

@@ -19,6 +19,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
+use tough::schema::{Root, Signed};
 
 use crate::error::{Error, Result};
 
@@ -60,6 +61,35 @@ impl RepoDir {
             std::fs::create_dir_all(&d).map_err(|e| Error::io("creating directory", &d, e))?;
         }
         Ok(())
+    }
+}
+
+/// Reads the newest root metadata of `repo`.
+pub(crate) fn read_root(repo: &RepoDir) -> Result<Signed<Root>> {
+    read_metadata(repo, "root.json", "root metadata").map(|(root, _)| root)
+}
+
+/// Reads and parses the metadata file `file` of `repo` (with its bytes),
+/// naming `what` in the error.
+pub(crate) fn read_metadata<T: DeserializeOwned>(
+    repo: &RepoDir,
+    file: &str,
+    what: &str,
+) -> Result<(T, Vec<u8>)> {
+    read_json(&repo.metadata_file(file), what)
+}
+
+/// Like [`read_metadata`], but a file not written yet is `None`.
+pub(crate) fn read_optional<T: DeserializeOwned>(
+    repo: &RepoDir,
+    file: &str,
+    what: &str,
+) -> Result<Option<T>> {
+    let path = repo.metadata_file(file);
+    match std::fs::read(&path) {
+        Ok(bytes) => parse_json(&bytes, &path, what).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("reading", &path, e)),
     }
 }
 

@@ -113,24 +113,21 @@ impl RepoState {
     /// Reads the newest metadata from `repo`. Malformed or truncated files
     /// are [`Error::Json`] naming the file.
     pub fn load(repo: &RepoDir) -> Result<Self> {
-        let (root, _) =
-            layout::read_json::<Signed<Root>>(&repo.metadata_file("root.json"), "root metadata")?;
-        let (targets, _) = layout::read_json::<Signed<Targets>>(
-            &repo.metadata_file("targets.json"),
-            "targets metadata",
-        )?;
-        let snapshot =
-            read_optional::<Signed<Snapshot>>(repo, "snapshot.json", "snapshot metadata")?;
-        let timestamp =
-            read_optional::<Signed<Timestamp>>(repo, "timestamp.json", "timestamp metadata")?;
+        let root = layout::read_root(repo)?;
+        let (targets, _): (Signed<Targets>, _) =
+            layout::read_metadata(repo, "targets.json", "targets metadata")?;
+        let snapshot = layout::read_optional(repo, "snapshot.json", "snapshot metadata")?;
+        let timestamp = layout::read_optional(repo, "timestamp.json", "timestamp metadata")?;
         let mut delegated = BTreeMap::new();
         if let Some(d) = &targets.signed.delegations {
             for role in &d.roles {
                 let name = ManufacturerName::new(role.name.clone())?;
                 let file = format!("{name}.json");
-                if let Some(t) =
-                    read_optional::<Signed<Targets>>(repo, &file, "delegated targets metadata")?
-                {
+                if let Some(t) = layout::read_optional::<Signed<Targets>>(
+                    repo,
+                    &file,
+                    "delegated targets metadata",
+                )? {
                     delegated.insert(name.to_string(), t);
                 }
             }
@@ -158,19 +155,6 @@ impl RepoState {
                 role: manufacturer.to_string(),
                 hint: "the operator must first run `tuf-repo delegate` for this manufacturer",
             })
-    }
-}
-
-fn read_optional<T: serde::de::DeserializeOwned>(
-    repo: &RepoDir,
-    file: &str,
-    what: &str,
-) -> Result<Option<T>> {
-    let path = repo.metadata_file(file);
-    match std::fs::read(&path) {
-        Ok(bytes) => layout::parse_json(&bytes, &path, what).map(Some),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io("reading", &path, e)),
     }
 }
 

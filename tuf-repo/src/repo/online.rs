@@ -10,12 +10,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use tough::schema::{
-    Hashes, KeyHolder, Metafile, RoleType, Root, Signed, Snapshot, Targets, Timestamp,
-};
+use tough::schema::{Hashes, Metafile, RoleType, Signed, Snapshot, Targets, Timestamp};
 
 use super::layout::{self, RepoDir};
-use super::signing::{root_role_keys, sign_role};
+use super::signing::sign_under_root;
 use super::{expiry_from_now, next_version, SPEC_VERSION};
 use crate::error::{Error, Result};
 use crate::keys::SigningKey;
@@ -36,21 +34,11 @@ fn metafile(bytes: &[u8], version: std::num::NonZeroU64) -> Metafile {
 /// Writes a new snapshot version covering the newest targets and delegated
 /// role metadata, signed by `keys` (the snapshot role's threshold).
 pub async fn snapshot(repo: &RepoDir, keys: &[SigningKey], expiry: Duration) -> Result<RoleStatus> {
-    let (root, _) =
-        layout::read_json::<Signed<Root>>(&repo.metadata_file("root.json"), "root metadata")?;
-    let (targets, targets_bytes) = layout::read_json::<Signed<Targets>>(
-        &repo.metadata_file("targets.json"),
-        "targets metadata",
-    )?;
-    let old = match std::fs::read(repo.metadata_file("snapshot.json")) {
-        Ok(b) => Some(layout::parse_json::<Signed<Snapshot>>(
-            &b,
-            &repo.metadata_file("snapshot.json"),
-            "snapshot metadata",
-        )?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(Error::io("reading", repo.metadata_file("snapshot.json"), e)),
-    };
+    let root = layout::read_root(repo)?;
+    let (targets, targets_bytes): (Signed<Targets>, _) =
+        layout::read_metadata(repo, "targets.json", "targets metadata")?;
+    let old: Option<Signed<Snapshot>> =
+        layout::read_optional(repo, "snapshot.json", "snapshot metadata")?;
     let version = old.as_ref().map_or(std::num::NonZeroU64::MIN, |s| {
         next_version(s.signed.version)
     });
@@ -93,15 +81,7 @@ pub async fn snapshot(repo: &RepoDir, keys: &[SigningKey], expiry: Duration) -> 
         }
     }
     let expires = snap.expires;
-    let role_keys = root_role_keys(&root.signed, RoleType::Snapshot)?;
-    let signed = sign_role(
-        "snapshot",
-        snap,
-        &KeyHolder::Root(root.signed),
-        &role_keys,
-        keys,
-    )
-    .await?;
+    let signed = sign_under_root("snapshot", RoleType::Snapshot, snap, root.signed, keys).await?;
     layout::write_versioned(repo, "snapshot", version.get(), signed.buffer())?;
     tracing::info!(version = version.get(), "snapshot signed");
     Ok(RoleStatus::new("snapshot", version.get(), expires))
@@ -114,37 +94,22 @@ pub async fn refresh_timestamp(
     keys: &[SigningKey],
     expiry: Duration,
 ) -> Result<RoleStatus> {
-    let (root, _) =
-        layout::read_json::<Signed<Root>>(&repo.metadata_file("root.json"), "root metadata")?;
-    let (snap, snap_bytes) = layout::read_json::<Signed<Snapshot>>(
-        &repo.metadata_file("snapshot.json"),
-        "snapshot metadata",
-    )?;
+    let root = layout::read_root(repo)?;
+    let (snap, snap_bytes): (Signed<Snapshot>, _) =
+        layout::read_metadata(repo, "snapshot.json", "snapshot metadata")?;
     let ts_path = repo.metadata_file("timestamp.json");
-    let version = match std::fs::read(&ts_path) {
-        Ok(b) => next_version(
-            layout::parse_json::<Signed<Timestamp>>(&b, &ts_path, "timestamp metadata")?
-                .signed
-                .version,
-        ),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::num::NonZeroU64::MIN,
-        Err(e) => return Err(Error::io("reading", &ts_path, e)),
-    };
+    let old: Option<Signed<Timestamp>> =
+        layout::read_optional(repo, "timestamp.json", "timestamp metadata")?;
+    let version = old.map_or(std::num::NonZeroU64::MIN, |t| {
+        next_version(t.signed.version)
+    });
     let mut ts = Timestamp::new(SPEC_VERSION.to_owned(), version, expiry_from_now(expiry)?);
     ts.meta.insert(
         "snapshot.json".to_owned(),
         metafile(&snap_bytes, snap.signed.version),
     );
     let expires = ts.expires;
-    let role_keys = root_role_keys(&root.signed, RoleType::Timestamp)?;
-    let signed = sign_role(
-        "timestamp",
-        ts,
-        &KeyHolder::Root(root.signed),
-        &role_keys,
-        keys,
-    )
-    .await?;
+    let signed = sign_under_root("timestamp", RoleType::Timestamp, ts, root.signed, keys).await?;
     layout::write_atomic(&ts_path, signed.buffer())?;
     tracing::info!(
         version = version.get(),

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use tough::schema::{KeyHolder, RoleType, Root, Signed};
+use tough::schema::{KeyHolder, RoleType};
 
 use super::init::{set_role_keys, RoleSpec};
 use super::layout::{self, RepoDir};
@@ -34,9 +34,7 @@ pub async fn rotate(
             reason: "manufacturer keys are replaced with `tuf-repo delegate`, not in root".into(),
         });
     }
-    let (old, _) =
-        layout::read_json::<Signed<Root>>(&repo.metadata_file("root.json"), "root metadata")?;
-    let old = old.signed;
+    let old = layout::read_root(repo)?.signed;
     let mut new = old.clone();
     new.version = next_version(old.version);
     new.expires = expiry_from_now(root_expiry)?;

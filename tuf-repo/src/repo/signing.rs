@@ -9,7 +9,7 @@ use std::num::NonZeroU64;
 use aws_lc_rs::rand::SystemRandom;
 use serde::Serialize;
 use tough::editor::signed::SignedRole;
-use tough::schema::{KeyHolder, Role, RoleKeys, Root, Signed};
+use tough::schema::{KeyHolder, Role, RoleKeys, RoleType, Root, Signed};
 
 use crate::error::{Error, Result};
 use crate::keys::SigningKey;
@@ -54,6 +54,22 @@ pub(crate) fn root_role_keys(root: &Root, role: tough::schema::RoleType) -> Resu
             role: role.to_string(),
             hint: "root.json does not list it; re-create the root with `tuf-repo init`",
         })
+}
+
+/// Signs the top-level `role` (of type `kind`, named `role_name`) with
+/// `keys`, checked against the keys and threshold `root` gives that role.
+pub(crate) async fn sign_under_root<T>(
+    role_name: &str,
+    kind: RoleType,
+    role: T,
+    root: Root,
+    keys: &[SigningKey],
+) -> Result<SignedRole<T>>
+where
+    T: Role + Serialize,
+{
+    let role_keys = root_role_keys(&root, kind)?;
+    sign_role(role_name, role, &KeyHolder::Root(root), &role_keys, keys).await
 }
 
 /// Signs `role` with `keys` through tough's editor, after checking them

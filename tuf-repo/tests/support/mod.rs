@@ -18,7 +18,7 @@ use tuf_repo::repo::release::{release, ReleaseRequest, UploadBundle};
 use tuf_repo::repo::RepoState;
 use tuf_repo::{
     accept_upload, Expiries, ManufacturerName, OnlineKeys, PublishedVersion, RepoDir, RepoLocation,
-    SigningKey, Upload, VerifyReport,
+    RoleStatus, SigningKey, Upload, VerifyReport,
 };
 
 /// The `tuf-repo` binary built for this test run.
@@ -37,6 +37,22 @@ pub fn cli(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     }
     c.output().expect("run tuf-repo")
 }
+
+/// `tuf-repo init` of `repo` with the key files `root.json`, `targets.json`,
+/// `snapshot.json` and `timestamp.json`.
+pub const INIT_ARGS: [&str; 11] = [
+    "init",
+    "--repo",
+    "repo",
+    "--root-key",
+    "root.json",
+    "--targets-key",
+    "targets.json",
+    "--snapshot-key",
+    "snapshot.json",
+    "--timestamp-key",
+    "timestamp.json",
+];
 
 /// stdout and stderr of an output, for assertion messages.
 pub fn text(o: &Output) -> (String, String) {
@@ -68,7 +84,8 @@ pub fn other_co() -> ManufacturerName {
     ManufacturerName::new("other-co").unwrap()
 }
 
-fn spec(k: &SigningKey) -> RoleSpec {
+/// A role held by the one key `k`.
+pub fn spec(k: &SigningKey) -> RoleSpec {
     RoleSpec {
         keys: vec![k.public_key()],
         threshold: 1,
@@ -132,20 +149,125 @@ impl Fixture {
     }
 
     pub async fn resign_online(&self) {
-        tuf_repo::repo::online::snapshot(
-            &self.repo,
-            std::slice::from_ref(&self.snapshot),
-            self.expiries.snapshot,
+        self.snapshot_with(std::slice::from_ref(&self.snapshot))
+            .await
+            .unwrap();
+        self.timestamp_with(std::slice::from_ref(&self.timestamp))
+            .await
+            .unwrap();
+    }
+
+    /// Re-signs the snapshot with `keys` (trusted or not: tests of refusals
+    /// offer the wrong ones).
+    pub async fn snapshot_with(&self, keys: &[SigningKey]) -> tuf_repo::Result<RoleStatus> {
+        tuf_repo::repo::online::snapshot(&self.repo, keys, self.expiries.snapshot).await
+    }
+
+    /// Re-signs the timestamp with `keys` (trusted or not).
+    pub async fn timestamp_with(&self, keys: &[SigningKey]) -> tuf_repo::Result<RoleStatus> {
+        tuf_repo::refresh_timestamp(&self.repo, keys, self.expiries.timestamp).await
+    }
+
+    /// Rotates the top-level `role` to `spec`, signed by `signers`.
+    pub async fn rotate(
+        &self,
+        role: tough::schema::RoleType,
+        spec: &RoleSpec,
+        signers: &[SigningKey],
+    ) -> tuf_repo::Result<u64> {
+        tuf_repo::repo::rotate::rotate(&self.repo, role, spec, signers, self.expiries.root).await
+    }
+
+    /// The bytes of a metadata file of the repository (`timestamp.json`, ...).
+    pub fn metadata(&self, file: &str) -> Vec<u8> {
+        std::fs::read(self.repo.metadata_file(file)).unwrap()
+    }
+
+    /// Writes acme's role `signed` into the repository as version `version`
+    /// (both the versioned and the current file), as a careless or hostile
+    /// operator could.
+    pub fn install_acme_role(&self, version: u64, signed: &[u8]) {
+        std::fs::write(
+            self.repo
+                .metadata_file(&format!("{version}.acme-medical.json")),
+            signed,
+        )
+        .unwrap();
+        std::fs::write(self.repo.metadata_file("acme-medical.json"), signed).unwrap();
+    }
+
+    /// acme signs a release of `acme-medical/<file>` with its own key.
+    pub async fn release_acme(
+        &self,
+        file: &str,
+        image: &Path,
+        version: &str,
+        hw: &str,
+    ) -> tuf_repo::Result<UploadBundle> {
+        self.release(
+            &acme(),
+            &self.acme,
+            &format!("acme-medical/{file}"),
+            image,
+            version,
+            hw,
         )
         .await
-        .unwrap();
-        tuf_repo::refresh_timestamp(
-            &self.repo,
-            std::slice::from_ref(&self.timestamp),
-            self.expiries.timestamp,
+    }
+
+    /// acme ships `pump-fw-<version>.bin` for hardware `hw`: the published
+    /// state most tests start from.
+    pub async fn ship_acme(&self, version: &str, hw: &str, seed: u8) -> PathBuf {
+        self.ship(
+            &acme(),
+            &self.acme,
+            &format!("pump-fw-{version}.bin"),
+            version,
+            hw,
+            seed,
         )
         .await
-        .unwrap();
+    }
+
+    /// Hand-signs `acme-medical` metadata `body` with `keys`, bypassing the
+    /// release tool's checks (a hostile or mistaken manufacturer).
+    pub async fn sign_acme(&self, body: Targets, keys: &[SigningKey]) -> Vec<u8> {
+        sign_delegated(&self.state(), "acme-medical", body, keys).await
+    }
+
+    /// An acme upload of hand-signed metadata at version 2 that lists the
+    /// image at `image` under the raw name `raw`, signed by `keys`.
+    pub async fn hostile_acme_upload(
+        &self,
+        raw: &str,
+        image: &Path,
+        version: &str,
+        hw: &str,
+        keys: &[SigningKey],
+    ) -> Upload {
+        let bytes = std::fs::read(image).unwrap();
+        let mut body = targets_body(2);
+        insert_raw(&mut body, raw, target_entry(&bytes, version, hw));
+        let signed = self.sign_acme(body, keys).await;
+        acme_upload(signed, vec![image.to_owned()])
+    }
+
+    /// The server's upload check on `upload`, which the test expects to refuse.
+    pub async fn refused(&self, upload: &Upload) -> tuf_repo::Error {
+        match tuf_repo::repo::publish::check_upload(&self.repo, upload).await {
+            Ok(_) => panic!("the upload of {} was accepted", upload.manufacturer),
+            Err(e) => e,
+        }
+    }
+
+    /// python-tuf fetches `target` trusting root v1 of this repository.
+    pub fn python_fetch(&self, target: &str) -> Result<serde_json::Value, String> {
+        python_fetch(
+            self.repo.path(),
+            &self.repo.metadata_file("1.root.json"),
+            target,
+            &self.path("py"),
+        )
     }
 
     pub fn online(&self) -> OnlineKeys {
@@ -263,6 +385,15 @@ impl Fixture {
     }
 }
 
+/// An upload for acme of the metadata `bytes` and the `images`.
+pub fn acme_upload(bytes: Vec<u8>, images: Vec<PathBuf>) -> Upload {
+    Upload {
+        manufacturer: acme(),
+        role_metadata: bytes,
+        images,
+    }
+}
+
 /// Signs arbitrary delegated targets metadata with `keys` (hostile uploads).
 pub async fn sign_delegated(
     state: &RepoState,
@@ -330,6 +461,17 @@ pub fn targets_body(version: u64) -> Targets {
         std::num::NonZeroU64::new(version).unwrap(),
         expires,
     )
+}
+
+/// The file python-tuf downloaded (per its JSON report `j`) is `image`.
+pub fn assert_python_fetched(j: &serde_json::Value, image: &Path) {
+    let path = j["path"].as_str().expect("the client names its download");
+    assert_eq!(
+        std::fs::read(path).unwrap(),
+        std::fs::read(image).unwrap(),
+        "python-tuf got other bytes than {}",
+        image.display()
+    );
 }
 
 /// Runs the python-tuf fixture client against `repo`; Ok(json) or Err(stderr).
