@@ -73,6 +73,7 @@ impl Config {
     /// [`ConfigError::Invalid`] naming the first field at fault.
     pub fn validate(self) -> Result<ValidConfig, ConfigError> {
         self.check_edge()?;
+        super::bind_policy::check_listeners(&self)?;
         self.check_broker()?;
         self.admin.validate()?;
         if self.storage.data_dir.as_os_str().is_empty() {
