@@ -141,7 +141,10 @@ mod tests {
             let (field, reason) =
                 field_of(check_bind("edge.listen", addr, Side::Device, false).unwrap_err());
             assert_eq!(field, "edge.listen");
-            assert!(reason.contains("edge.allow_wildcard_bind = true"), "{reason}");
+            assert!(
+                reason.contains("edge.allow_wildcard_bind = true"),
+                "{reason}"
+            );
             assert!(reason.contains("device network"), "{reason}");
             check_bind("edge.listen", addr, Side::Device, true).unwrap();
         }
