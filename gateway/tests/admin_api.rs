@@ -30,6 +30,7 @@ fn wrong_code(h: &AdminHarness, secret: &gateway::admin::totp::TotpSecret) -> St
         .unwrap()
 }
 
+// control: authentication
 #[tokio::test]
 async fn totp_bound_token_needs_a_fresh_right_code_for_mutations() {
     let h = AdminHarness::start().await;
@@ -255,6 +256,7 @@ fn allowed(role: Role, call: &str) -> bool {
     }
 }
 
+// control: authorization
 #[tokio::test]
 async fn each_role_is_refused_what_it_may_not_do_and_nothing_changes() {
     let h = AdminHarness::start().await;
@@ -603,6 +605,7 @@ async fn health_metrics_limits_and_json_errors() {
         .unwrap_or(true));
 }
 
+// control: confidentiality-in-transit, resilience
 #[tokio::test]
 async fn slow_or_non_tls_clients_are_cut_off_and_others_keep_working() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

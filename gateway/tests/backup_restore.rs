@@ -38,6 +38,7 @@ fn run(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+// control: backup, audit, confidentiality-at-rest
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restored_copy_serves_the_same_registry_and_an_altered_one_is_refused() {
     let mut source = TestGateway::start().await;

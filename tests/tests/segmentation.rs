@@ -558,6 +558,7 @@ fn ota_update_hook(t: &Topology) {
     );
 }
 
+// control: segmentation
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_device_network_and_hospital_it_stay_apart() {
     if let Some(why) = missing_prerequisite() {

@@ -213,6 +213,7 @@ fn edge_refusal(trusted: &Ca, leaf: &Leaf) -> String {
     describe::tls_error(&err, &EDGE)
 }
 
+// control: confidentiality-in-transit
 #[test]
 fn accepted_device_and_alpn() {
     let ca = Ca::new("ward CA");
@@ -278,6 +279,7 @@ fn version_1_certificate_in_words() {
     );
 }
 
+// control: confidentiality-in-transit
 #[test]
 fn unknown_issuer_expired_not_yet_valid_in_words() {
     let ca = Ca::new("ward CA");

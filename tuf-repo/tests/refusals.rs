@@ -47,6 +47,7 @@ fn upload(bytes: Vec<u8>, images: Vec<std::path::PathBuf>) -> Upload {
     }
 }
 
+// control: firmware-integrity
 #[tokio::test]
 async fn signing_with_an_untrusted_key_is_refused() {
     let f = Fixture::new().await;
@@ -245,6 +246,7 @@ async fn a_threshold_not_met_is_refused() {
     others_keep_working(&f).await;
 }
 
+// control: firmware-integrity
 #[tokio::test]
 async fn releasing_outside_the_path_pattern_is_refused() {
     let f = Fixture::new().await;
@@ -381,6 +383,7 @@ async fn unsafe_target_names_are_refused() {
     others_keep_working(&f).await;
 }
 
+// control: update-rollback
 #[tokio::test]
 async fn a_lower_version_than_the_published_one_is_refused() {
     let f = Fixture::new().await;

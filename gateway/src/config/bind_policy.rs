@@ -134,6 +134,7 @@ mod tests {
         }
     }
 
+    // control: segmentation
     #[test]
     fn wildcards_are_refused_naming_the_field_and_the_flag() {
         for addr in ["0.0.0.0:8883", "[::]:8883", "[::ffff:0.0.0.0]:8883"] {
@@ -172,6 +173,7 @@ mod tests {
         assert!(!c.edge.allow_wildcard_bind && !c.admin.allow_wildcard_bind);
     }
 
+    // control: segmentation
     #[test]
     fn each_listener_is_checked_and_sides_do_not_share_an_address() {
         let mut c = Config::default();

@@ -363,6 +363,7 @@ mod tests {
     use super::*;
     use crate::config::sections::{Format, FullPolicy};
 
+    // control: segmentation
     #[test]
     fn refuses_insecure_settings_naming_the_field() {
         let dir = tempfile::tempdir().unwrap();
