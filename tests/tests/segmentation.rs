@@ -772,6 +772,16 @@ async fn the_device_network_and_hospital_it_stay_apart() {
         "device host (no forwarding)",
     );
 
+    // Why the firewall is shipped: Linux accepts a packet for any of its own
+    // addresses on any interface, so with binds alone a device routing via
+    // the gateway reaches the admin API on the management address. This
+    // also shows the check after the firewall is not vacuous.
+    let weak_host = probe(&t.device, MGMT_GW, ADMIN_PORT, "3");
+    assert_eq!(
+        weak_host, "open",
+        "expected the weak host model without the firewall (management address from the device host)"
+    );
+
     // As deployed: with the shipped host firewall.
     let rules = firewall(d, &t.device_if());
     let loaded = Topology::exec(&t.gateway, Path::new("nft"))
