@@ -104,6 +104,7 @@ async fn installs_into_the_idle_slot_reboots_and_reports_healthy() {
     );
 }
 
+// control: firmware-integrity
 #[tokio::test]
 async fn a_tampered_image_is_refused_and_the_slot_erased() {
     let b = Bench::new().await;
@@ -256,6 +257,7 @@ async fn older_foreign_hardware_and_unsigned_offers_are_refused_before_any_downl
     assert_eq!(foreign.nvram().state().active, Slot::A);
 }
 
+// control: update-rollback
 #[tokio::test]
 async fn a_failed_self_test_rolls_back_to_the_previous_slot() {
     let b = Bench::new().await;
@@ -303,6 +305,7 @@ async fn a_failed_self_test_rolls_back_to_the_previous_slot() {
     assert!(boot.reports.is_empty());
 }
 
+// control: update-rollback
 #[tokio::test]
 async fn no_health_confirmation_in_the_window_or_before_a_restart_rolls_back() {
     let b = Bench::new().await;
@@ -352,6 +355,7 @@ async fn no_health_confirmation_in_the_window_or_before_a_restart_rolls_back() {
     assert_eq!(boot.slot, Slot::A);
 }
 
+// control: update-rollback
 #[tokio::test(start_paused = false)]
 async fn therapy_in_progress_defers_the_offer_until_the_device_is_idle() {
     let b = Bench::new().await;

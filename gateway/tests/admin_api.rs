@@ -42,6 +42,7 @@ fn wrong_code(h: &AdminHarness, secret: &gateway::admin::totp::TotpSecret) -> St
         .unwrap()
 }
 
+// control: authentication
 #[tokio::test]
 async fn totp_bound_token_needs_a_fresh_right_code_for_mutations() {
     let h = AdminHarness::start().await;
@@ -225,6 +226,7 @@ fn allowed(role: Role, call: &str) -> bool {
     }
 }
 
+// control: authorization
 #[tokio::test]
 async fn each_role_is_refused_what_it_may_not_do_and_nothing_changes() {
     let h = AdminHarness::start().await;
@@ -587,6 +589,7 @@ async fn health_metrics_limits_and_json_errors() {
         .unwrap_or(true));
 }
 
+// control: confidentiality-in-transit, resilience
 #[tokio::test]
 async fn slow_or_non_tls_clients_are_cut_off_and_others_keep_working() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

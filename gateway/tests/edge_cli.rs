@@ -41,6 +41,7 @@ format = "json"
     path
 }
 
+// control: audit
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_pki_enroll_run_revoke_and_audit_verify_detects_tampering() {
     let dir = tempfile::tempdir().unwrap();

@@ -43,6 +43,7 @@ async fn idle_and_garbage_sockets_do_not_stall_devices() {
     by.wait_puback(Duration::from_secs(10)).await.unwrap();
 }
 
+// control: resilience
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_cap_refuses_extra_peers_and_frees_slots() {
     let gw = TestGateway::start_with(|c| {

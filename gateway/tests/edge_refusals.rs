@@ -70,6 +70,7 @@ async fn refused_publish(topic_for: impl Fn(&str) -> String, payload: Vec<u8>, r
     }
 }
 
+// control: authorization
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_to_another_devices_topic() {
     refused_publish(
@@ -181,6 +182,7 @@ async fn refused_subscribe(filter: &str) {
     by.still_works(&gw).await;
 }
 
+// control: authorization
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribe_to_everything() {
     refused_subscribe("#").await;
@@ -201,6 +203,7 @@ async fn subscribe_to_other_devices_with_wildcard() {
     refused_subscribe("wardgate/v1/devices/+/cmd").await;
 }
 
+// control: authentication
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_id_differs_from_certificate() {
     let gw = TestGateway::start().await;
@@ -238,6 +241,7 @@ async fn unenrolled_device() {
     by.still_works(&gw).await;
 }
 
+// control: authorization
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_device_is_refused() {
     let gw = TestGateway::start().await;
@@ -256,6 +260,7 @@ async fn revoked_device_is_refused() {
     by.still_works(&gw).await;
 }
 
+// control: authorization
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_revoked_while_connected_is_cut_off_at_once() {
     let gw = TestGateway::start().await;
@@ -344,6 +349,7 @@ async fn refused_handshake(gw: &TestGateway, cert_key: Option<(&str, &str)>, exp
     );
 }
 
+// control: authentication, confidentiality-in-transit
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_client_certificate() {
     let gw = TestGateway::start().await;
@@ -352,6 +358,7 @@ async fn no_client_certificate() {
     by.still_works(&gw).await;
 }
 
+// control: authentication
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificate_from_another_ca() {
     let gw = TestGateway::start().await;
@@ -365,6 +372,7 @@ async fn certificate_from_another_ca() {
     by.still_works(&gw).await;
 }
 
+// control: authentication
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_certificate() {
     let gw = TestGateway::start().await;

@@ -214,6 +214,7 @@ async fn expired_timestamp_is_refused_audited_and_stops_rollout_steps() {
     server.stop().await;
 }
 
+// control: firmware-integrity
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_signed_by_a_key_that_is_not_delegated_is_refused() {
     let mut server = OtaServer::new("1day", "6h").await;
@@ -299,6 +300,7 @@ async fn target_outside_the_manufacturers_path_is_refused() {
     server.stop().await;
 }
 
+// control: update-rollback
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn older_metadata_served_after_a_restart_is_refused() {
     let mut server = OtaServer::new("1day", "6h").await;

@@ -84,6 +84,7 @@ async fn stream_and_kill(
     acked
 }
 
+// control: resilience
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_stream_loses_nothing_a_device_saw_acknowledged() {
     let dir = tempfile::tempdir().unwrap();

@@ -116,6 +116,7 @@ async fn send_all(
     acked
 }
 
+// control: resilience
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devices_keep_sending_through_an_upstream_outage_and_nothing_is_missing() {
     let mut s = setup("").await;

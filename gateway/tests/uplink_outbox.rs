@@ -48,6 +48,7 @@ fn limits(max_rows: u64, policy: FullPolicy) -> OutboxLimits {
     }
 }
 
+// control: confidentiality-at-rest
 #[tokio::test]
 async fn outbox_database_file_holds_no_vital_or_payload_in_clear() {
     let dir = tempfile::tempdir().unwrap();

@@ -127,6 +127,7 @@ async fn signed_release(dir: &Path) -> Release {
     }
 }
 
+// control: firmware-integrity
 #[tokio::test]
 async fn device_accepts_the_manufacturers_release_and_refuses_every_tampering() {
     let dir = tempfile::tempdir().expect("tempdir");

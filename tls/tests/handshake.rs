@@ -230,6 +230,7 @@ fn refused_by_edge(
     (err, words)
 }
 
+// control: confidentiality-in-transit
 #[test]
 fn accepted_device_and_alpn() {
     let ca = Ca::new("ward CA");
@@ -293,6 +294,7 @@ fn version_1_certificate_in_words() {
     );
 }
 
+// control: confidentiality-in-transit
 #[test]
 fn unknown_issuer_expired_not_yet_valid_in_words() {
     let ca = Ca::new("ward CA");

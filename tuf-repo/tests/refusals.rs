@@ -38,6 +38,7 @@ async fn others_keep_working(f: &Fixture) {
         .any(|(t, _)| t == &format!("other-co/mon-{v}.bin")));
 }
 
+// control: firmware-integrity
 #[tokio::test]
 async fn signing_with_an_untrusted_key_is_refused() {
     let f = Fixture::new().await;
@@ -198,6 +199,7 @@ async fn a_threshold_not_met_is_refused() {
     others_keep_working(&f).await;
 }
 
+// control: firmware-integrity
 #[tokio::test]
 async fn releasing_outside_the_path_pattern_is_refused() {
     let f = Fixture::new().await;
@@ -317,6 +319,7 @@ async fn unsafe_target_names_are_refused() {
     others_keep_working(&f).await;
 }
 
+// control: update-rollback
 #[tokio::test]
 async fn a_lower_version_than_the_published_one_is_refused() {
     let f = Fixture::new().await;

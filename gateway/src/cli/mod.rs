@@ -14,6 +14,7 @@
 //! | `gateway audit ...` | [`audit`] |
 //! | `gateway access ...` (review, break-glass, token) | [`access`], [`token`] |
 //! | `gateway ota ...` (status, tuf-client) | [`ota`] |
+//! | `gateway backup`, `gateway restore` | [`backup`] |
 //! | `--config` of the offline subcommands | [`config_arg`] |
 //! | the audit actor of CLI actions | [`actor`] |
 //! | one-line error report | [`report`] |
@@ -21,6 +22,7 @@
 pub mod access;
 pub mod actor;
 pub mod audit;
+pub mod backup;
 pub mod config_arg;
 pub mod device;
 pub mod ota;
@@ -65,6 +67,10 @@ pub enum Command {
     Access(access::AccessCli),
     /// OTA agent tools (a TUF client following the conformance protocol).
     Ota(ota::OtaArgs),
+    /// Write a consistent, checked copy of the database.
+    Backup(backup::BackupArgs),
+    /// Restore a copy written by `gateway backup` (refused if its audit chain does not verify).
+    Restore(backup::RestoreArgs),
 }
 
 /// How the process logs: the output format and the `tracing` filter used
@@ -94,6 +100,8 @@ enum Task {
     Audit(audit::AuditArgs),
     Access(access::AccessCli),
     Ota(ota::OtaArgs),
+    Backup(backup::BackupArgs),
+    Restore(backup::RestoreArgs),
 }
 
 impl Cli {
@@ -132,6 +140,8 @@ impl Cli {
             Command::Audit(args) => Task::Audit(args),
             Command::Access(args) => Task::Access(args),
             Command::Ota(args) => Task::Ota(args),
+            Command::Backup(args) => Task::Backup(args),
+            Command::Restore(args) => Task::Restore(args),
         };
         Ok(Invocation { log, task })
     }
@@ -152,6 +162,8 @@ impl Invocation {
             Task::Audit(args) => audit::run(&args, &mut out),
             Task::Access(args) => access::run_cli(args, &mut out).map(|()| ExitCode::SUCCESS),
             Task::Ota(args) => ota::run(&args, &mut out),
+            Task::Backup(args) => backup::run_backup(&args, &mut out),
+            Task::Restore(args) => backup::run_restore(&args, &mut out),
         }
     }
 }

@@ -8,12 +8,14 @@
 //! | reading the file and typing it | [`load`] |
 //! | `WARDGATE_<SECTION>__<FIELD>` overrides | [`env`](mod@env) |
 //! | every refusal, and [`ValidConfig`], the only way past them | [`validate`] |
+//! | which network side each listener binds on; wildcard binds refused | [`bind_policy`] |
 //! | [`ConfigError`] | [`error`] |
 //!
 //! The gateway reads and validates its file once ([`ValidConfig::load`]);
 //! [`crate::Gateway::start`] and the components it starts take the
 //! [`ValidConfig`] and read their section from it.
 
+pub mod bind_policy;
 pub mod env;
 pub mod error;
 pub mod load;

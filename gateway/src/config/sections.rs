@@ -64,8 +64,13 @@ impl StorageConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EdgeConfig {
-    /// Address of the device listener (TLS only).
+    /// Address of the device listener (TLS only): the gateway's address on
+    /// the device network. Loopback by default, so a fresh configuration
+    /// exposes nothing until this is set.
     pub listen: SocketAddr,
+    /// Allow `listen` to be a wildcard address (every interface); see
+    /// [`super::bind_policy`].
+    pub allow_wildcard_bind: bool,
     /// PEM file with the ward device CA that client certificates must chain to.
     pub ca_cert: PathBuf,
     /// PEM certificate chain the gateway presents to devices.
@@ -100,7 +105,8 @@ pub struct EdgeConfig {
 impl Default for EdgeConfig {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8883),
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8883),
+            allow_wildcard_bind: false,
             ca_cert: PathBuf::new(),
             server_cert: PathBuf::new(),
             server_key: PathBuf::new(),
@@ -179,6 +185,9 @@ pub struct AdminConfig {
     /// Listen address; loopback by default (reach it through an SSH tunnel
     /// or a management VLAN).
     pub bind: SocketAddr,
+    /// Allow `bind` to be a wildcard address (every interface); see
+    /// [`super::bind_policy`].
+    pub allow_wildcard_bind: bool,
     /// PEM certificate chain of the admin server. When unset, the gateway's
     /// device-facing server certificate is used.
     pub tls_cert: Option<PathBuf>,
@@ -209,6 +218,7 @@ impl Default for AdminConfig {
         Self {
             enabled: true,
             bind: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            allow_wildcard_bind: false,
             tls_cert: None,
             tls_key: None,
             max_body_bytes: 64 * 1024,

@@ -73,6 +73,7 @@ impl Config {
     /// [`ConfigError::Invalid`] naming the first field at fault.
     pub fn validate(self) -> Result<ValidConfig, ConfigError> {
         self.check_edge()?;
+        super::bind_policy::check_listeners(&self)?;
         self.check_broker()?;
         self.admin.validate()?;
         if self.storage.data_dir.as_os_str().is_empty() {
@@ -362,6 +363,7 @@ mod tests {
     use super::*;
     use crate::config::sections::{Format, FullPolicy};
 
+    // control: segmentation
     #[test]
     fn refuses_insecure_settings_naming_the_field() {
         let dir = tempfile::tempdir().unwrap();
