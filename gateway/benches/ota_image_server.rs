@@ -154,8 +154,8 @@ fn main() -> anyhow::Result<()> {
         );
         println!(
             "         rounds: gateway {:?}, nginx {:?}",
-            gw.mib_s.iter().map(|v| v.round()).collect::<Vec<_>>(),
-            ng.mib_s.iter().map(|v| v.round()).collect::<Vec<_>>()
+            gw.mib_s.iter().copied().map(f64::round).collect::<Vec<_>>(),
+            ng.mib_s.iter().copied().map(f64::round).collect::<Vec<_>>()
         );
     }
     stop.cancel();
