@@ -54,8 +54,10 @@ async fn measure(
     let cpu0 = probe.cpu();
     let (bytes, wall) = bench::fetch::round(devices, url, reps, len).await?;
     let cpu = probe.cpu().saturating_sub(cpu0);
-    side.mib_s.push(bench::mib(bytes as f64) / wall.as_secs_f64());
-    side.cpu_pct.push(100.0 * cpu.as_secs_f64() / wall.as_secs_f64());
+    side.mib_s
+        .push(bench::mib(bytes as f64) / wall.as_secs_f64());
+    side.cpu_pct
+        .push(100.0 * cpu.as_secs_f64() / wall.as_secs_f64());
     Ok(())
 }
 
@@ -97,25 +99,33 @@ fn main() -> anyhow::Result<()> {
     println!("ota_image_server: starting a ward ({image_mib} MiB image, {most} offered devices)");
     let (ward, devices, gw_url) = gw_rt.block_on(async {
         let ward = Ward::start(&image, config).await;
-        let (devices, url) = bench::offers::offered_devices(&ward, "bench-pump", most, &stop).await?;
+        let (devices, url) =
+            bench::offers::offered_devices(&ward, "bench-pump", most, &stop).await?;
         anyhow::Ok((ward, devices, url))
     })?;
     let nginx = Nginx::start(&ward.pki, &image, &sha, workers)?;
     let ng_url = nginx.url(&sha);
 
     // Both serve the image itself, to the same client, before any timing.
-    client_rt.block_on(async {
-        for url in [&gw_url, &ng_url] {
-            let c = bench::fetch::client(&devices[0])?;
-            let body = c.get(url.as_str()).send().await?.error_for_status()?.bytes().await?;
-            anyhow::ensure!(
-                hex::encode(Sha256::digest(&body)) == sha,
-                "{url} served something other than the image"
-            );
-        }
-        anyhow::Ok(())
-    })
-    .context("checking what each server serves")?;
+    client_rt
+        .block_on(async {
+            for url in [&gw_url, &ng_url] {
+                let c = bench::fetch::client(&devices[0])?;
+                let body = c
+                    .get(url.as_str())
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .bytes()
+                    .await?;
+                anyhow::ensure!(
+                    hex::encode(Sha256::digest(&body)) == sha,
+                    "{url} served something other than the image"
+                );
+            }
+            anyhow::Ok(())
+        })
+        .context("checking what each server serves")?;
 
     let gw_probe = Probe::Threads("gw-server".into());
     let ng_probe = Probe::ProcessTree(nginx.pid());

@@ -61,7 +61,12 @@ impl Probe {
                     .into_iter()
                     .flatten()
                     .flatten()
-                    .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+                    .filter(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .bytes()
+                            .all(|b| b.is_ascii_digit())
+                    })
                     .filter_map(|e| stat(&e.path().join("stat")))
                     .filter(|(_, ppid, _)| ppid == pid)
                     .map(|(_, _, t)| t)

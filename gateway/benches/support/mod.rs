@@ -25,7 +25,11 @@ pub fn env(name: &str, default: usize) -> usize {
 pub fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
     std::env::var(name)
         .ok()
-        .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect::<Vec<_>>())
+        .map(|v| {
+            v.split(',')
+                .filter_map(|s| s.trim().parse().ok())
+                .collect::<Vec<_>>()
+        })
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| default.to_vec())
 }
