@@ -246,7 +246,7 @@ timestamp_refresh = "{timestamp_refresh}"
 snapshot_expiry = "7days"
 
 [limits]
-max_upload_bytes = 8388608
+max_upload_bytes = 67108864
 
 [[admins]]
 name = "ops"
