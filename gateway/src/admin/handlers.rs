@@ -22,6 +22,7 @@ use crate::access::issuance;
 use crate::access::role::Role;
 use crate::access::token::name::{TokenId, TokenName};
 use crate::access::token::record::{NewToken, TokenKind, TokenRecord};
+use crate::ota::api::RetryError;
 use crate::registry::{DeviceRecord, DeviceState, NewDevice, RegistryError};
 use crate::uplink::UplinkMonitor;
 
@@ -444,10 +445,16 @@ pub(crate) async fn retry_ota_update(
     let id = device_id(&id)?;
     match rollout.retry(id, caller.actor()).await {
         Ok(row) => Ok(Json(json!({"retried": true, "update": row}))),
-        Err(e) => Err(match e.code() {
-            "nothing_to_retry" => ApiError::new(StatusCode::NOT_FOUND, "nothing_to_retry", e.to_string()),
-            "campaign_stopped" => ApiError::new(StatusCode::CONFLICT, "campaign_stopped", e.to_string()),
-            _ => ApiError::internal(&e),
-        }),
+        Err(e @ RetryError::NothingToRetry { .. }) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            e.code(),
+            e.to_string(),
+        )),
+        Err(e @ RetryError::CampaignStopped { .. }) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            e.code(),
+            e.to_string(),
+        )),
+        Err(e @ RetryError::State(_)) => Err(ApiError::internal(&e)),
     }
 }
