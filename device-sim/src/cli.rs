@@ -277,9 +277,22 @@ mod tests {
         let state = dir.path().join("nvram");
         let (s, k) = (state.to_str().unwrap(), key.to_str().unwrap());
         let a = parse(&[
-            "--state-dir", s, "--hardware-id", "pump-x1", "--manufacturer-key", k,
-            "--firmware", "1.2.0", "--first", "19", "--devices", "1",
-            "--fault", "power-loss-after=4096", "--fault", "self-test-fails=3.0.0",
+            "--state-dir",
+            s,
+            "--hardware-id",
+            "pump-x1",
+            "--manufacturer-key",
+            k,
+            "--firmware",
+            "1.2.0",
+            "--first",
+            "19",
+            "--devices",
+            "1",
+            "--fault",
+            "power-loss-after=4096",
+            "--fault",
+            "self-test-fails=3.0.0",
         ])
         .unwrap();
         let o = a.fleet_options().unwrap();
@@ -295,16 +308,32 @@ mod tests {
         // factory facts; a bad fault or key is named.
         assert!(parse(&["--fault", "therapy-for=5s"]).is_err());
         assert!(parse(&["--state-dir", s]).is_err());
-        let e = parse(&["--state-dir", s, "--hardware-id", "h", "--manufacturer-key", k, "--fault", "explode=1"])
-            .unwrap_err()
-            .to_string();
+        let e = parse(&[
+            "--state-dir",
+            s,
+            "--hardware-id",
+            "h",
+            "--manufacturer-key",
+            k,
+            "--fault",
+            "explode=1",
+        ])
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("power-loss-after=<bytes>"), "{e}");
         std::fs::write(&key, "not a key").unwrap();
-        let e = parse(&["--state-dir", s, "--hardware-id", "h", "--manufacturer-key", k])
-            .unwrap()
-            .fleet_options()
-            .unwrap_err()
-            .to_string();
+        let e = parse(&[
+            "--state-dir",
+            s,
+            "--hardware-id",
+            "h",
+            "--manufacturer-key",
+            k,
+        ])
+        .unwrap()
+        .fleet_options()
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("--manufacturer-key"), "{e}");
     }
 }

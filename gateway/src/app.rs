@@ -161,11 +161,12 @@ impl Gateway {
 
         ctx.audit
             .append_async(
-                AuditEvent::new("gateway", "gateway.start", "gateway", Outcome::Info)
-                    .with_detail(serde_json::json!({
+                AuditEvent::new("gateway", "gateway.start", "gateway", Outcome::Info).with_detail(
+                    serde_json::json!({
                         "edge": edge.addr.to_string(),
                         "ota_image_server": ota.as_ref().map(|o| o.rollout.image_addr.to_string()),
-                    })),
+                    }),
+                ),
             )
             .await
             .map_err(GatewayError::Audit)?;

@@ -116,11 +116,22 @@ impl Bins {
                 .expect("test runs from <target>/<profile>/deps")
                 .to_path_buf();
             let root = wardgate_tests::python::workspace_root();
-            let sources = ["gateway", "ota-server", "device-sim", "tuf-repo", "protocol", "tls"]
-                .iter()
-                .filter_map(|c| newest(&root.join(c).join("src")))
-                .chain(std::fs::metadata(root.join("Cargo.lock")).and_then(|m| m.modified()).ok())
-                .max();
+            let sources = [
+                "gateway",
+                "ota-server",
+                "device-sim",
+                "tuf-repo",
+                "protocol",
+                "tls",
+            ]
+            .iter()
+            .filter_map(|c| newest(&root.join(c).join("src")))
+            .chain(
+                std::fs::metadata(root.join("Cargo.lock"))
+                    .and_then(|m| m.modified())
+                    .ok(),
+            )
+            .max();
             let stale = BINARIES.iter().any(|(_, bin)| {
                 let built = std::fs::metadata(profile_dir.join(bin)).and_then(|m| m.modified());
                 match (built, sources) {
@@ -269,7 +280,13 @@ impl Ward {
             "targets.json",
         ]);
         w.tuf_repo(&["snapshot", "--repo", "authoring", "--key", "snapshot.json"]);
-        w.tuf_repo(&["timestamp", "--repo", "authoring", "--key", "timestamp.json"]);
+        w.tuf_repo(&[
+            "timestamp",
+            "--repo",
+            "authoring",
+            "--key",
+            "timestamp.json",
+        ]);
 
         let ota_toml = format!(
             r#"listen = "127.0.0.1:{port}"
@@ -508,7 +525,12 @@ device_install_timeout = "20s"
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 201, "upload {target}: {}", r.text().await.unwrap());
+        assert_eq!(
+            r.status(),
+            201,
+            "upload {target}: {}",
+            r.text().await.unwrap()
+        );
         target
     }
 
@@ -636,8 +658,8 @@ device_install_timeout = "20s"
 
     /// Audit rows of the gateway database, oldest first.
     fn audit(&self, action: &str) -> Vec<gateway::audit::AuditRecord> {
-        let log = gateway::audit::AuditLog::open(&self.path("gateway-data").join("gateway.db"))
-            .unwrap();
+        let log =
+            gateway::audit::AuditLog::open(&self.path("gateway-data").join("gateway.db")).unwrap();
         log.all()
             .unwrap()
             .into_iter()
@@ -720,35 +742,55 @@ async fn a_ward_rolls_out_wave_by_wave_through_crashes_and_halts_on_a_failed_can
     w.start_devices("power-loss", POWER_LOSS, 1, &[&power_fault]);
     let campaign = w.campaign(&target2, 10.0).await;
 
+    // Whatever their waves: the therapy pump starts once it is assigned, and
+    // the power-loss pump, whose process ends by itself when power is lost
+    // mid-download (as with `kill -9`, nothing more is written), is started
+    // again on the same NVRAM.
     let therapy_id = device_id(THERAPY);
-    w.wait_campaign(&campaign, Duration::from_secs(90), "the therapy pump assigned", |c| {
-        device(c, &therapy_id).is_some()
-    })
-    .await;
-    w.start_devices("therapy", THERAPY, 1, &["therapy-for=6s", "self-test-fails=3.0.0"]);
-
-    // Power lost mid-download: the process ends by itself (as with
-    // `kill -9`, nothing more is written); restart it on the same NVRAM.
-    let ended = wait_for_async(Duration::from_secs(120), || {
-        let running = w.device_process("power-loss").is_running();
-        async move { (!running).then_some(()) }
-    })
-    .await;
-    assert!(
-        ended.is_some(),
-        "the power-loss device never lost power: {}",
-        tail(&read_log(&w.path("power-loss.log")), 30)
-    );
-    let code = w.device_process("power-loss").0.wait().unwrap().code();
-    assert_eq!(code, Some(137), "a power loss ends the process as kill -9");
-    w.devices.retain(|(n, _)| n != "power-loss");
-    w.start_devices("power-loss-again", POWER_LOSS, 1, &["self-test-fails=3.0.0"]);
+    let (mut therapy_started, mut power_restored) = (false, false);
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    while !(therapy_started && power_restored) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "therapy pump started: {therapy_started}, power-loss pump restarted: {power_restored}\n{}",
+            tail(&read_log(&w.path("power-loss.log")), 20)
+        );
+        if !therapy_started
+            && w.gateway_campaign(&campaign)
+                .await
+                .is_some_and(|c| device(&c, &therapy_id).is_some())
+        {
+            w.start_devices(
+                "therapy",
+                THERAPY,
+                1,
+                &["therapy-for=6s", "self-test-fails=3.0.0"],
+            );
+            therapy_started = true;
+        }
+        if !power_restored && !w.device_process("power-loss").is_running() {
+            let code = w.device_process("power-loss").0.wait().unwrap().code();
+            assert_eq!(code, Some(137), "a power loss ends the process as kill -9");
+            w.devices.retain(|(n, _)| n != "power-loss");
+            w.start_devices(
+                "power-loss-again",
+                POWER_LOSS,
+                1,
+                &["self-test-fails=3.0.0"],
+            );
+            power_restored = true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // Mid-campaign (canary done, later waves under way): kill -9 the
     // gateway and start it again on the same data dir.
-    w.wait_campaign(&campaign, Duration::from_secs(120), "two devices healthy", |c| {
-        count(c, "healthy") >= 2
-    })
+    w.wait_campaign(
+        &campaign,
+        Duration::from_secs(120),
+        "two devices healthy",
+        |c| count(c, "healthy") >= 2,
+    )
     .await;
     let served_before = {
         let m = wait_for_async(Duration::from_secs(20), || async {
@@ -764,10 +806,7 @@ async fn a_ward_rolls_out_wave_by_wave_through_crashes_and_halts_on_a_failed_can
         .last()
         .map(|r| r.id)
         .unwrap_or_default();
-    let healthy_before: Vec<String> = w
-        .gateway_campaign(&campaign)
-        .await
-        .unwrap()["devices"]
+    let healthy_before: Vec<String> = w.gateway_campaign(&campaign).await.unwrap()["devices"]
         .as_array()
         .unwrap()
         .iter()
@@ -786,7 +825,8 @@ async fn a_ward_rolls_out_wave_by_wave_through_crashes_and_halts_on_a_failed_can
             |c| {
                 c["devices"].as_array().is_some_and(|d| {
                     d.len() == DEVICES
-                        && d.iter().all(|d| d["state"] == "healthy" && d["reported"] == true)
+                        && d.iter()
+                            .all(|d| d["state"] == "healthy" && d["reported"] == true)
                 })
             },
         )
@@ -869,7 +909,14 @@ async fn a_ward_rolls_out_wave_by_wave_through_crashes_and_halts_on_a_failed_can
     let resumed_at: Vec<u64> = log19
         .lines()
         .filter(|l| l.contains("downloading firmware"))
-        .filter_map(|l| l.split("resume_at=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .filter_map(|l| {
+            l.split("resume_at=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
         .collect();
     assert!(
         resumed_at.first().is_some_and(|&b| b > 0),
@@ -879,7 +926,11 @@ async fn a_ward_rolls_out_wave_by_wave_through_crashes_and_halts_on_a_failed_can
     let after = w.gateway_metrics().await;
     // Central egress: one image from the OTA server, twenty from the
     // gateway (its counters restarted with it).
-    assert_eq!(w.ota_sent_bytes().await, v2.len() as f64, "ota-server sent one copy");
+    assert_eq!(
+        w.ota_sent_bytes().await,
+        v2.len() as f64,
+        "ota-server sent one copy"
+    );
     let served = served_before + metric(&after, "wardgate_ota_image_bytes_served_total");
     assert!(
         served >= (DEVICES * v2.len()) as f64,
@@ -904,12 +955,18 @@ async fn a_ward_rolls_out_wave_by_wave_through_crashes_and_halts_on_a_failed_can
     });
     assert_eq!(st3["totals"]["failure"], 1, "{st3}");
     let c3 = w
-        .wait_campaign(&campaign3, Duration::from_secs(30), "the rollback reported", |c| {
-            count(c, "rolled_back") == 1
-                && c["devices"]
-                    .as_array()
-                    .is_some_and(|d| d.iter().any(|d| d["state"] == "rolled_back" && d["reported"] == true))
-        })
+        .wait_campaign(
+            &campaign3,
+            Duration::from_secs(30),
+            "the rollback reported",
+            |c| {
+                count(c, "rolled_back") == 1
+                    && c["devices"].as_array().is_some_and(|d| {
+                        d.iter()
+                            .any(|d| d["state"] == "rolled_back" && d["reported"] == true)
+                    })
+            },
+        )
         .await;
     let canary = c3["devices"]
         .as_array()
@@ -942,18 +999,33 @@ async fn a_ward_rolls_out_wave_by_wave_through_crashes_and_halts_on_a_failed_can
     assert_eq!(rolled.detail_json()["state"], "rolled_back");
     // The canary runs the previous slot again.
     let back = w
-        .wait_campaign(&campaign3, Duration::from_secs(20), "the canary back on 2.0.0", |c| {
-            device(c, &canary).is_some_and(|d| d["firmware_version"] == "2.0.0")
-        })
+        .wait_campaign(
+            &campaign3,
+            Duration::from_secs(20),
+            "the canary back on 2.0.0",
+            |c| device(c, &canary).is_some_and(|d| d["firmware_version"] == "2.0.0"),
+        )
         .await;
     assert_eq!(count(&back, "rolled_back"), 1);
 
     // An operator's retry is refused while the campaign is halted; a viewer
     // may not retry at all.
     let url = w.admin_url(&format!("/api/v1/ota/devices/{canary}/retry"));
-    let r = w.http.post(&url).bearer_auth(&w.operator).send().await.unwrap();
+    let r = w
+        .http
+        .post(&url)
+        .bearer_auth(&w.operator)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 409, "{}", r.text().await.unwrap());
-    let r = w.http.post(&url).bearer_auth(&w.viewer).send().await.unwrap();
+    let r = w
+        .http
+        .post(&url)
+        .bearer_auth(&w.viewer)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
 
     // `gateway ota status` reads the same progress beside the running gateway.
@@ -961,5 +1033,8 @@ async fn a_ward_rolls_out_wave_by_wave_through_crashes_and_halts_on_a_failed_can
         .cmd("gateway")
         .args(["ota", "status", "--config"])
         .arg(&w.gateway_config));
-    assert!(out.contains(&campaign3) && out.contains("rolled_back"), "{out}");
+    assert!(
+        out.contains(&campaign3) && out.contains("rolled_back"),
+        "{out}"
+    );
 }

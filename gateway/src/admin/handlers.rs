@@ -426,11 +426,9 @@ pub(crate) async fn ota_status(
     State(state): State<Arc<AdminState>>,
 ) -> ApiResult<Json<crate::ota::api::OtaStatus>> {
     let rollout = rollout(&state)?;
-    blocking(move || {
-        crate::ota::api::status(rollout.states()).map_err(|e| ApiError::internal(&e))
-    })
-    .await
-    .map(Json)
+    blocking(move || crate::ota::api::status(rollout.states()).map_err(|e| ApiError::internal(&e)))
+        .await
+        .map(Json)
 }
 
 /// `POST /api/v1/ota/devices/{id}/retry`: another attempt for a device
@@ -450,11 +448,9 @@ pub(crate) async fn retry_ota_update(
             e.code(),
             e.to_string(),
         )),
-        Err(e @ RetryError::CampaignStopped { .. }) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            e.code(),
-            e.to_string(),
-        )),
+        Err(e @ RetryError::CampaignStopped { .. }) => {
+            Err(ApiError::new(StatusCode::CONFLICT, e.code(), e.to_string()))
+        }
         Err(e @ RetryError::State(_)) => Err(ApiError::internal(&e)),
     }
 }

@@ -701,8 +701,16 @@ mod tests {
     #[test]
     fn ota_is_off_without_the_section_and_one_flat_table_when_present() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(with_edge_files(dir.path()).validate().unwrap().ota.is_none());
-        let v = with_ota(dir.path(), "device_max_offers = 3\nrefresh_interval = \"2m\"\n").unwrap();
+        assert!(with_edge_files(dir.path())
+            .validate()
+            .unwrap()
+            .ota
+            .is_none());
+        let v = with_ota(
+            dir.path(),
+            "device_max_offers = 3\nrefresh_interval = \"2m\"\n",
+        )
+        .unwrap();
         let ota = v.ota.as_ref().unwrap();
         assert_eq!(ota.server.refresh_interval, Duration::from_secs(120));
         assert_eq!(ota.rollout.assignments_interval, Duration::from_secs(10));
@@ -717,7 +725,10 @@ mod tests {
     fn ota_refusals_name_the_field() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        assert_eq!(refused_field(with_ota(d, "image_lsten = \"x\"\n")), "ota.image_lsten");
+        assert_eq!(
+            refused_field(with_ota(d, "image_lsten = \"x\"\n")),
+            "ota.image_lsten"
+        );
         assert_eq!(
             refused_field(with_ota(d, "device_max_offers = 0\n")),
             "ota.device_max_offers"

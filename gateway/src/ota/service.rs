@@ -66,8 +66,7 @@ impl OtaService {
             .await
             .map_err(OtaStartError::Tuf)?,
         );
-        ctx.tasks
-            .spawn(Arc::clone(&tuf).run(ctx.shutdown.clone()));
+        ctx.tasks.spawn(Arc::clone(&tuf).run(ctx.shutdown.clone()));
         let images = Arc::new(
             ImageCache::open(
                 &ctx.data_dir,
