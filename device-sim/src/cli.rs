@@ -4,15 +4,26 @@
 //! Logging follows the convention of every Wardgate binary: the filter comes
 //! from `WARDGATE_LOG` (`tracing` `EnvFilter` syntax, default `info`); the
 //! simulator has no config file, so it always logs text to stderr.
+//!
+//! With `--state-dir` each device also takes firmware updates: its NVRAM
+//! (A/B slots, the pending download, the last `seq`) lives in
+//! `<state-dir>/<id>`, it checks offers against `--manufacturer-key` and
+//! `--hardware-id`, downloads from the gateway's image server, reboots into
+//! a new session and reports; `--fault` switches make it misbehave as a
+//! rollout must survive (a power loss ends the process with exit code 137,
+//! as `kill -9` would). Run it again on the same `--state-dir` and the
+//! devices resume where they were.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use semver::Version;
 use tokio_util::sync::CancellationToken;
 
-use crate::fleet::{self, FleetOptions};
+use crate::fleet::{self, FleetOptions, FleetOta};
+use crate::ota::{Factory, Fault, Faults, PowerLossMode, DEFAULT_HEALTH_WINDOW};
 
 /// Environment variable holding the log filter, as in every Wardgate binary.
 pub const LOG_FILTER_ENV: &str = "WARDGATE_LOG";
@@ -46,20 +57,104 @@ pub struct Args {
     /// Stop after this many messages per device (0 = run until Ctrl-C).
     #[arg(long, default_value_t = 0)]
     pub count: u64,
+    /// Number of the first device (`<prefix>-<first>`), so that several
+    /// processes can run parts of one ward.
+    #[arg(long, default_value_t = 0)]
+    pub first: usize,
+    /// Take firmware updates: each device's NVRAM lives in
+    /// `<state-dir>/<id>` (created at first boot, resumed afterwards).
+    #[arg(long, requires_all = ["hardware_id", "manufacturer_key"])]
+    pub state_dir: Option<PathBuf>,
+    /// Hardware id the devices were built as (offers must name it).
+    #[arg(long, requires = "state_dir")]
+    pub hardware_id: Option<String>,
+    /// The manufacturer's public key the devices were built with: the
+    /// `.pub.json` that `tuf-repo keygen` wrote, or 64 hex digits.
+    #[arg(long, requires = "state_dir")]
+    pub manufacturer_key: Option<PathBuf>,
+    /// Firmware version in slot A at first boot.
+    #[arg(long, default_value = "1.0.0", requires = "state_dir")]
+    pub firmware: Version,
+    /// Time a newly booted image has to pass its self-test before the
+    /// device rolls back.
+    #[arg(long, value_parser = interval_arg, requires = "state_dir")]
+    pub health_window: Option<Duration>,
+    /// A fault switch, repeatable: `self-test-fails=<version|target>`,
+    /// `self-test-takes=<duration>`, `power-loss-after=<bytes>` (the process
+    /// ends with exit code 137 once that many image bytes are in the slot),
+    /// `therapy-for=<duration>`.
+    #[arg(long = "fault", requires = "state_dir")]
+    pub faults: Vec<Fault>,
 }
 
-impl From<Args> for FleetOptions {
-    fn from(a: Args) -> Self {
-        Self {
-            host: a.host,
-            port: a.port,
-            ca: a.ca,
-            cert_dir: a.cert_dir,
-            devices: a.devices,
-            prefix: a.prefix,
-            interval: a.interval,
-            count: a.count,
-        }
+/// Why the arguments cannot make a fleet.
+#[derive(Debug, thiserror::Error)]
+pub enum ArgsError {
+    /// `--manufacturer-key` cannot be read.
+    #[error("cannot read --manufacturer-key {path}: {source}")]
+    ReadKey {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `--manufacturer-key` is not a key.
+    #[error("--manufacturer-key {path}: {reason}")]
+    BadKey {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Args {
+    /// The fleet these arguments describe (reads `--manufacturer-key`).
+    ///
+    /// # Errors
+    /// [`ArgsError`] naming the argument at fault.
+    pub fn fleet_options(self) -> Result<FleetOptions, ArgsError> {
+        let ota = match (self.state_dir, self.hardware_id, self.manufacturer_key) {
+            (Some(state_dir), Some(hardware_id), Some(key_path)) => {
+                let text =
+                    std::fs::read_to_string(&key_path).map_err(|source| ArgsError::ReadKey {
+                        path: key_path.clone(),
+                        source,
+                    })?;
+                let manufacturer_key =
+                    Factory::parse_manufacturer_key(&text).map_err(|reason| ArgsError::BadKey {
+                        path: key_path.clone(),
+                        reason,
+                    })?;
+                let mut faults: Faults = self.faults.into_iter().collect();
+                // A power loss ends the process, as pulling the plug would.
+                faults.power_loss_mode = PowerLossMode::ExitProcess;
+                Some(FleetOta {
+                    state_dir,
+                    factory: Factory {
+                        hardware_id,
+                        manufacturer_key,
+                        firmware_version: self.firmware,
+                    },
+                    faults,
+                    health_window: self.health_window.unwrap_or(DEFAULT_HEALTH_WINDOW),
+                })
+            }
+            _ => None,
+        };
+        Ok(FleetOptions {
+            host: self.host,
+            port: self.port,
+            ca: self.ca,
+            cert_dir: self.cert_dir,
+            devices: self.devices,
+            first: self.first,
+            prefix: self.prefix,
+            interval: self.interval,
+            count: self.count,
+            ota,
+        })
     }
 }
 
@@ -94,6 +189,13 @@ pub fn init_tracing() {
 /// Runs the fleet until every device is done or Ctrl-C; prints each failed
 /// device to stderr. Exit code 1 when any device failed.
 pub async fn run(args: Args) -> ExitCode {
+    let opts = match args.fleet_options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("device-sim: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let shutdown = CancellationToken::new();
     let on_signal = shutdown.clone();
     let signal = tokio::spawn(async move {
@@ -101,7 +203,7 @@ pub async fn run(args: Args) -> ExitCode {
             on_signal.cancel();
         }
     });
-    let failed = fleet::run(args.into(), shutdown, |e| eprintln!("device-sim: {e}")).await;
+    let failed = fleet::run(opts, shutdown, |e| eprintln!("device-sim: {e}")).await;
     signal.abort();
     if failed > 0 {
         ExitCode::FAILURE
@@ -144,9 +246,94 @@ mod tests {
             "5",
         ])
         .unwrap();
-        let o = FleetOptions::from(a);
+        let o = a.fleet_options().unwrap();
         assert_eq!(o.interval, Duration::from_millis(200));
         assert_eq!((o.devices, o.count, o.port), (2, 5, 8883));
         assert_eq!(o.device_id(1).unwrap().as_str(), "Pump-01");
+        assert!(o.ota.is_none(), "no --state-dir: no updates");
+    }
+
+    #[test]
+    fn update_arguments_build_the_devices_factory_and_faults() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("acme.pub.json");
+        std::fs::write(
+            &key,
+            format!(
+                r#"{{"keytype":"ed25519","scheme":"ed25519","keyval":{{"public":"{}"}}}}"#,
+                hex::encode(
+                    ed25519_dalek::SigningKey::from_bytes(&[7; 32])
+                        .verifying_key()
+                        .to_bytes()
+                )
+            ),
+        )
+        .unwrap();
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["device-sim", "--ca", "ca.pem", "--cert-dir", "certs"];
+            argv.extend_from_slice(extra);
+            Args::try_parse_from(argv)
+        };
+        let state = dir.path().join("nvram");
+        let (s, k) = (state.to_str().unwrap(), key.to_str().unwrap());
+        let a = parse(&[
+            "--state-dir",
+            s,
+            "--hardware-id",
+            "pump-x1",
+            "--manufacturer-key",
+            k,
+            "--firmware",
+            "1.2.0",
+            "--first",
+            "19",
+            "--devices",
+            "1",
+            "--fault",
+            "power-loss-after=4096",
+            "--fault",
+            "self-test-fails=3.0.0",
+        ])
+        .unwrap();
+        let o = a.fleet_options().unwrap();
+        assert_eq!(o.device_id(o.first).unwrap().as_str(), "monitor-19");
+        let ota = o.ota.unwrap();
+        assert_eq!(ota.state_dir, state);
+        assert_eq!(ota.factory.hardware_id, "pump-x1");
+        assert_eq!(ota.factory.firmware_version, Version::new(1, 2, 0));
+        assert_eq!(ota.faults.power_loss_after, Some(4096));
+        assert_eq!(ota.faults.power_loss_mode, PowerLossMode::ExitProcess);
+        assert!(ota.faults.self_test_fails_for("x", &Version::new(3, 0, 0)));
+        // Update switches need a state folder; a state folder needs the
+        // factory facts; a bad fault or key is named.
+        assert!(parse(&["--fault", "therapy-for=5s"]).is_err());
+        assert!(parse(&["--state-dir", s]).is_err());
+        let e = parse(&[
+            "--state-dir",
+            s,
+            "--hardware-id",
+            "h",
+            "--manufacturer-key",
+            k,
+            "--fault",
+            "explode=1",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("power-loss-after=<bytes>"), "{e}");
+        std::fs::write(&key, "not a key").unwrap();
+        let e = parse(&[
+            "--state-dir",
+            s,
+            "--hardware-id",
+            "h",
+            "--manufacturer-key",
+            k,
+        ])
+        .unwrap()
+        .fleet_options()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--manufacturer-key"), "{e}");
     }
 }

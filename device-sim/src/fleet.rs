@@ -6,6 +6,12 @@
 //! over mutual TLS, publishes its status, then one telemetry message per
 //! interval at QoS 1 and waits for the gateway's PUBACK before the next. A
 //! device that fails is reported and the others keep streaming.
+//!
+//! With [`FleetOptions::ota`] each device instead runs the complete device
+//! loop of [`crate::ota::run_device`]: its NVRAM in `<state_dir>/<id>`, boot
+//! (confirming or rolling back a trial slot), telemetry, offers checked with
+//! the factory's manufacturer key, download, install, reboot into a new
+//! session, reports, and reconnects after a lost connection.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +20,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use wardgate_protocol::{DeviceActivity, DeviceId, ProtocolError};
 
+use crate::ota::{Factory, Faults, OtaConfig, OtaError, OtaSession, RunPlan};
 use crate::{DeviceOptions, DeviceTls, SimDevice, SimError, VitalsGenerator};
 
 /// How long a device waits for the PUBACK of one reading.
@@ -22,6 +29,10 @@ const PUBACK_TIMEOUT: Duration = Duration::from_secs(10);
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
 /// Firmware version the simulated devices report in their status.
 const FIRMWARE_VERSION: &str = "1.0.0";
+/// Wait before an updating device connects again after losing the gateway.
+const RECONNECT_DELAY: Duration = Duration::from_millis(500);
+/// How long updating devices get to end their sessions at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Why one device of the fleet stopped.
 #[derive(Debug, thiserror::Error)]
@@ -49,9 +60,32 @@ pub enum FleetError {
         #[source]
         source: Box<SimError>,
     },
+    /// A device's update client stopped (its state folder, TLS, or a
+    /// simulated power loss in a test).
+    #[error("{device}: firmware updates: {source}; check --state-dir")]
+    Ota {
+        /// The device.
+        device: DeviceId,
+        /// The update client's error.
+        #[source]
+        source: Box<OtaError>,
+    },
     /// A device task panicked.
     #[error("device task failed: {0}")]
     Task(#[source] tokio::task::JoinError),
+}
+
+/// How the devices of an updating fleet were built, and their faults.
+#[derive(Debug, Clone)]
+pub struct FleetOta {
+    /// Each device's NVRAM is `<state_dir>/<id>`.
+    pub state_dir: PathBuf,
+    /// Hardware id, manufacturer key and first firmware.
+    pub factory: Factory,
+    /// Fault switches (every device of the fleet).
+    pub faults: Faults,
+    /// Time a newly booted image has to pass its self-test.
+    pub health_window: Duration,
 }
 
 /// What the fleet does.
@@ -67,12 +101,16 @@ pub struct FleetOptions {
     pub cert_dir: PathBuf,
     /// Number of devices.
     pub devices: usize,
+    /// Number of the first device (`<prefix>-<first>`).
+    pub first: usize,
     /// Device id prefix.
     pub prefix: String,
     /// Interval between readings per device (non-zero).
     pub interval: Duration,
     /// Stop after this many messages per device (0 = until shut down).
     pub count: u64,
+    /// Take firmware updates (`None`: stream vitals only).
+    pub ota: Option<FleetOta>,
 }
 
 impl FleetOptions {
@@ -83,6 +121,66 @@ impl FleetOptions {
     pub fn device_id(&self, i: usize) -> Result<DeviceId, FleetError> {
         DeviceId::parse(&format!("{}-{i:02}", self.prefix)).map_err(FleetError::DeviceId)
     }
+}
+
+fn device_tls(opts: &FleetOptions, id: &DeviceId) -> Result<DeviceTls, FleetError> {
+    Ok(DeviceTls {
+        ca_pem: read(&opts.ca)?,
+        cert_pem: read(&opts.cert_dir.join(format!("{id}.pem")))?,
+        key_pem: read(&opts.cert_dir.join(format!("{id}.key")))?,
+    })
+}
+
+/// Runs updating device `i` (see [`FleetOptions::ota`]) until `shutdown`,
+/// or until it has sent `count` readings when `count` is not 0.
+///
+/// # Errors
+/// [`FleetError`] naming the device: unreadable TLS files, an unusable
+/// state folder.
+pub async fn run_updating_device(
+    opts: &FleetOptions,
+    ota: &FleetOta,
+    i: usize,
+    shutdown: &CancellationToken,
+) -> Result<(), FleetError> {
+    let id = opts.device_id(i)?;
+    let tls = device_tls(opts, &id)?;
+    let ota_err = |source: OtaError| FleetError::Ota {
+        device: id.clone(),
+        source: Box::new(source),
+    };
+    let client_tls = crate::client_config(&tls).map_err(|source| FleetError::Device {
+        device: id.clone(),
+        step: "TLS".into(),
+        source: Box::new(source),
+    })?;
+    let mut config = OtaConfig::new(
+        ota.state_dir.join(id.as_str()),
+        ota.factory.clone(),
+        Arc::new(client_tls),
+    );
+    config.faults = ota.faults.clone();
+    config.health_window = ota.health_window;
+    let mut session = OtaSession::open(config).map_err(ota_err)?;
+    let device_opts = DeviceOptions {
+        id: id.clone(),
+        client_id: None,
+        host: opts.host.clone(),
+        port: opts.port,
+        tls,
+        keep_alive: KEEP_ALIVE,
+    };
+    let plan = RunPlan {
+        telemetry_interval: Some(opts.interval),
+        telemetry_count: opts.count,
+        vitals_seed: i as u64,
+        reconnect_delay: RECONNECT_DELAY,
+    };
+    let end = crate::ota::run_device(&device_opts, &mut session, &plan, shutdown)
+        .await
+        .map_err(ota_err)?;
+    tracing::info!(device_id = %id, ?end, firmware = %session.firmware_version(), "device stopped");
+    Ok(())
 }
 
 fn read(path: &Path) -> Result<String, FleetError> {
@@ -99,11 +197,7 @@ fn read(path: &Path) -> Result<String, FleetError> {
 /// [`FleetError`] naming the device and the step that failed.
 pub async fn stream_device(opts: &FleetOptions, i: usize) -> Result<(), FleetError> {
     let id = opts.device_id(i)?;
-    let tls = DeviceTls {
-        ca_pem: read(&opts.ca)?,
-        cert_pem: read(&opts.cert_dir.join(format!("{id}.pem")))?,
-        key_pem: read(&opts.cert_dir.join(format!("{id}.key")))?,
-    };
+    let tls = device_tls(opts, &id)?;
     let step = |step: String| {
         let device = id.clone();
         move |source: SimError| FleetError::Device {
@@ -166,14 +260,28 @@ pub async fn run(
 ) -> usize {
     let opts = Arc::new(opts);
     let mut set = tokio::task::JoinSet::new();
-    for i in 0..opts.devices {
+    for i in opts.first..opts.first.saturating_add(opts.devices) {
         let o = opts.clone();
-        set.spawn(async move { stream_device(&o, i).await });
+        let stop = shutdown.child_token();
+        set.spawn(async move {
+            match &o.ota {
+                Some(ota) => run_updating_device(&o, ota, i, &stop).await,
+                None => stream_device(&o, i).await,
+            }
+        });
     }
     let mut failed = 0;
     loop {
         tokio::select! {
-            () = shutdown.cancelled() => break,
+            () = shutdown.cancelled() => {
+                if opts.ota.is_some() {
+                    // Updating devices watch the token: let them end their
+                    // sessions cleanly (reports out, DISCONNECT) first.
+                    let drain = async { while set.join_next().await.is_some() {} };
+                    let _ = tokio::time::timeout(SHUTDOWN_GRACE, drain).await;
+                }
+                break;
+            }
             r = set.join_next() => match r {
                 None => break,
                 Some(Ok(Ok(()))) => {}
@@ -196,9 +304,11 @@ mod tests {
             ca: dir.join("ca.pem"),
             cert_dir: dir.to_owned(),
             devices: 2,
+            first: 0,
             prefix: prefix.into(),
             interval: Duration::from_millis(10),
             count: 1,
+            ota: None,
         }
     }
 

@@ -3,8 +3,8 @@
 //!
 //! Order: configuration (validated once, unless it already is a
 //! [`ValidConfig`]), context (database, registry, audit, metrics), embedded
-//! broker, the uplink's outbox (the edge's telemetry sink), edge, then the
-//! admin server. The returned [`GatewayHandle`] carries the bound addresses
+//! broker, the uplink's outbox (the edge's telemetry sink), edge, the OTA
+//! agent when the file has an `[ota]` section, then the admin server. The returned [`GatewayHandle`] carries the bound addresses
 //! and shuts everything down. A component that cannot start is named in
 //! [`GatewayError`], with its own error as the source.
 
@@ -18,6 +18,7 @@ use crate::broker::{BrokerError, BrokerHandle};
 use crate::config::{ConfigError, IntoValidConfig, ValidConfig};
 use crate::context::{ContextError, GatewayContext};
 use crate::edge::{EdgeError, EdgeHandle};
+use crate::ota::{OtaService, OtaStartError};
 use crate::registry::DeviceChange;
 use crate::sink::TelemetrySink;
 use crate::uplink::{Uplink, UplinkError};
@@ -48,6 +49,9 @@ pub enum GatewayError {
     /// The admin HTTPS server (TLS files, token store, listen address).
     #[error("admin API failed to start")]
     Admin(#[source] AdminError),
+    /// The OTA agent (`[ota]`): TUF client, image cache or rollout.
+    #[error("OTA agent failed to start")]
+    Ota(#[source] OtaStartError),
     /// The `gateway.start` row could not be written to the audit log.
     #[error("audit log failed to start: cannot write the gateway.start row")]
     Audit(#[source] AuditError),
@@ -64,6 +68,8 @@ pub struct GatewayHandle {
     pub edge: EdgeHandle,
     /// The admin HTTPS server, when enabled.
     pub admin_addr: Option<SocketAddr>,
+    /// The OTA agent, when the configuration has an `[ota]` section.
+    pub ota: Option<OtaService>,
 }
 
 impl GatewayHandle {
@@ -101,11 +107,17 @@ impl Gateway {
         let config: ValidConfig = config.into_valid()?;
         let ctx = GatewayContext::open(config)?;
         match Self::start_components(&ctx).await {
-            Ok((broker, edge, admin_addr)) => Ok(GatewayHandle {
+            Ok(Started {
+                broker,
+                edge,
+                admin_addr,
+                ota,
+            }) => Ok(GatewayHandle {
                 context: ctx,
                 broker,
                 edge,
                 admin_addr,
+                ota,
             }),
             Err(e) => {
                 // Stop what did start (edge, uplink, poller) before reporting.
@@ -115,9 +127,7 @@ impl Gateway {
         }
     }
 
-    async fn start_components(
-        ctx: &Arc<GatewayContext>,
-    ) -> Result<(BrokerHandle, EdgeHandle, Option<SocketAddr>), GatewayError> {
+    async fn start_components(ctx: &Arc<GatewayContext>) -> Result<Started, GatewayError> {
         let broker = BrokerHandle::start(&ctx.config.broker)?;
         spawn_registry_poller(ctx);
 
@@ -127,19 +137,54 @@ impl Gateway {
         let sink: Option<Arc<dyn TelemetrySink>> = forwarding.then(|| uplink.sink());
         let edge = crate::edge::start(ctx.clone(), broker.clone(), sink).await?;
 
-        // Admin HTTPS server, with the uplink's status when it forwards.
-        let admin_addr = crate::admin::start(ctx, forwarding.then(|| uplink.monitor()))
-            .map_err(GatewayError::Admin)?;
+        // The OTA agent, when `[ota]` is configured.
+        let ota = match &ctx.config.ota {
+            Some(section) => Some(
+                OtaService::start(ctx, &broker, section)
+                    .await
+                    .map_err(GatewayError::Ota)?,
+            ),
+            None => {
+                tracing::info!("OTA agent off (no [ota] section)");
+                None
+            }
+        };
+
+        // Admin HTTPS server, with the uplink's status when it forwards and
+        // the rollout's progress when OTA runs.
+        let admin_addr = crate::admin::start(
+            ctx,
+            forwarding.then(|| uplink.monitor()),
+            ota.as_ref().map(|o| o.rollout.clone()),
+        )
+        .map_err(GatewayError::Admin)?;
 
         ctx.audit
             .append_async(
-                AuditEvent::new("gateway", "gateway.start", "gateway", Outcome::Info)
-                    .with_detail(serde_json::json!({"edge": edge.addr.to_string()})),
+                AuditEvent::new("gateway", "gateway.start", "gateway", Outcome::Info).with_detail(
+                    serde_json::json!({
+                        "edge": edge.addr.to_string(),
+                        "ota_image_server": ota.as_ref().map(|o| o.rollout.image_addr.to_string()),
+                    }),
+                ),
             )
             .await
             .map_err(GatewayError::Audit)?;
-        Ok((broker, edge, admin_addr))
+        Ok(Started {
+            broker,
+            edge,
+            admin_addr,
+            ota,
+        })
     }
+}
+
+/// What [`Gateway::start_components`] started.
+struct Started {
+    broker: BrokerHandle,
+    edge: EdgeHandle,
+    admin_addr: Option<SocketAddr>,
+    ota: Option<OtaService>,
 }
 
 /// Watch the registry table for changes made by other processes (the CLI)

@@ -38,11 +38,15 @@ pub enum Action {
     CreateToken,
     /// `DELETE /api/v1/tokens/{id}`
     RevokeToken,
+    /// `GET /api/v1/ota/status`
+    ReadOtaStatus,
+    /// `POST /api/v1/ota/devices/{id}/retry`
+    RetryOtaUpdate,
 }
 
 impl Action {
     /// Every action, for tests and documentation.
-    pub const ALL: [Action; 12] = [
+    pub const ALL: [Action; 14] = [
         Action::ReadStatus,
         Action::ReadMetrics,
         Action::ReadDevices,
@@ -55,16 +59,22 @@ impl Action {
         Action::ReviewAccess,
         Action::CreateToken,
         Action::RevokeToken,
+        Action::ReadOtaStatus,
+        Action::RetryOtaUpdate,
     ];
 
     /// The least privileged role allowed to perform this action.
     #[must_use]
     pub fn min_role(self) -> Role {
         match self {
-            Action::ReadStatus | Action::ReadMetrics | Action::ReadDevices | Action::ReadAudit => {
-                Role::Viewer
+            Action::ReadStatus
+            | Action::ReadMetrics
+            | Action::ReadDevices
+            | Action::ReadAudit
+            | Action::ReadOtaStatus => Role::Viewer,
+            Action::QuarantineDevice | Action::ReactivateDevice | Action::RetryOtaUpdate => {
+                Role::Operator
             }
-            Action::QuarantineDevice | Action::ReactivateDevice => Role::Operator,
             Action::EnrollDevice
             | Action::RevokeDevice
             | Action::ListTokens
@@ -84,6 +94,7 @@ impl Action {
                 | Action::ReadMetrics
                 | Action::ReadDevices
                 | Action::ReadAudit
+                | Action::ReadOtaStatus
                 | Action::ListTokens
                 | Action::ReviewAccess
         )
@@ -105,6 +116,8 @@ impl Action {
             Action::ReviewAccess => "review_access",
             Action::CreateToken => "create_token",
             Action::RevokeToken => "revoke_token",
+            Action::ReadOtaStatus => "read_ota_status",
+            Action::RetryOtaUpdate => "retry_ota_update",
         }
     }
 }
@@ -118,8 +131,8 @@ mod tests {
         use Action::*;
         for a in Action::ALL {
             let expected = match a {
-                ReadStatus | ReadMetrics | ReadDevices | ReadAudit => Role::Viewer,
-                QuarantineDevice | ReactivateDevice => Role::Operator,
+                ReadStatus | ReadMetrics | ReadDevices | ReadAudit | ReadOtaStatus => Role::Viewer,
+                QuarantineDevice | ReactivateDevice | RetryOtaUpdate => Role::Operator,
                 EnrollDevice | RevokeDevice | ListTokens | ReviewAccess | CreateToken
                 | RevokeToken => Role::Admin,
             };

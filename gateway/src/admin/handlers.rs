@@ -22,6 +22,7 @@ use crate::access::issuance;
 use crate::access::name::{TokenId, TokenName};
 use crate::access::role::Role;
 use crate::access::token::record::{NewToken, TokenKind, TokenRecord};
+use crate::ota::api::RetryError;
 use crate::registry::{DeviceRecord, DeviceState, NewDevice, RegistryError};
 use crate::uplink::UplinkMonitor;
 
@@ -406,4 +407,50 @@ pub(crate) async fn review_access(State(state): State<Arc<AdminState>>) -> ApiRe
     })
     .await?;
     Ok(Json(json!({"stale_after_days": days, "tokens": entries})))
+}
+
+/// The rollout, or 404 `ota_disabled` when the gateway runs without `[ota]`.
+fn rollout(state: &AdminState) -> ApiResult<crate::ota::agent::RolloutHandle> {
+    state.ota.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "ota_disabled",
+            "the OTA agent is off on this gateway: add an [ota] section to its configuration (see docs/ota.md) and restart it",
+        )
+    })
+}
+
+/// `GET /api/v1/ota/status`: every campaign this gateway was assigned, its
+/// wave and each device's update state (as `gateway ota status --json`).
+pub(crate) async fn ota_status(
+    State(state): State<Arc<AdminState>>,
+) -> ApiResult<Json<crate::ota::api::OtaStatus>> {
+    let rollout = rollout(&state)?;
+    blocking(move || crate::ota::api::status(rollout.states()).map_err(|e| ApiError::internal(&e)))
+        .await
+        .map(Json)
+}
+
+/// `POST /api/v1/ota/devices/{id}/retry`: another attempt for a device
+/// that failed or rolled back in a campaign still running; the `ota.retry`
+/// audit row names the caller's token.
+pub(crate) async fn retry_ota_update(
+    State(state): State<Arc<AdminState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let rollout = rollout(&state)?;
+    let id = device_id(&id)?;
+    match rollout.retry(id, caller.actor()).await {
+        Ok(row) => Ok(Json(json!({"retried": true, "update": row}))),
+        Err(e @ RetryError::NothingToRetry { .. }) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            e.code(),
+            e.to_string(),
+        )),
+        Err(e @ RetryError::CampaignStopped { .. }) => {
+            Err(ApiError::new(StatusCode::CONFLICT, e.code(), e.to_string()))
+        }
+        Err(e @ RetryError::State(_)) => Err(ApiError::internal(&e)),
+    }
 }

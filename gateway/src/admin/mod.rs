@@ -12,7 +12,7 @@
 //! | routes, each mapped to its [`Action`], body/time/concurrency limits | [`routes`] |
 //! | the guard: token, role, TOTP, break-glass use, refusal audit and metric | [`guard`] |
 //! | reading the `Authorization` and `X-Wardgate-TOTP` headers | [`headers`] |
-//! | handlers (registry, audit, status, tokens, review) | `handlers` |
+//! | handlers (registry, audit, status, tokens, review, OTA progress and retry) | `handlers` |
 //! | JSON errors, refusal -> HTTP status, [`AdminError`] | [`error`] |
 //! | `wardgate_admin_*` metric families | [`metrics`] |
 //! | state shared by guard and handlers | [`state`] |
@@ -30,7 +30,9 @@
 //! | `GET /metrics`, `GET /api/v1/status` | viewer |
 //! | `GET /api/v1/devices`, `GET /api/v1/devices/{id}` | viewer |
 //! | `GET /api/v1/audit?limit=N`, `GET /api/v1/audit/verify` | viewer |
+//! | `GET /api/v1/ota/status` (404 `ota_disabled` without `[ota]`) | viewer |
 //! | `POST /api/v1/devices/{id}/quarantine`, `.../reactivate` | operator |
+//! | `POST /api/v1/ota/devices/{id}/retry` (audited `ota.retry`) | operator |
 //! | `POST /api/v1/devices`, `POST /api/v1/devices/{id}/revoke` | admin |
 //! | `GET /api/v1/tokens`, `POST /api/v1/tokens`, `DELETE /api/v1/tokens/{id}` | admin |
 //! | `GET /api/v1/access/review` | admin |

@@ -113,6 +113,14 @@ pub fn router(state: Arc<AdminState>) -> Router {
             "/api/v1/access/review",
             guarded(s, Action::ReviewAccess, get(handlers::review_access)),
         )
+        .route(
+            "/api/v1/ota/status",
+            guarded(s, Action::ReadOtaStatus, get(handlers::ota_status)),
+        )
+        .route(
+            "/api/v1/ota/devices/{id}/retry",
+            guarded(s, Action::RetryOtaUpdate, post(handlers::retry_ota_update)),
+        )
         .fallback(handlers::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), time_limit))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))

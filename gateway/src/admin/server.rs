@@ -149,6 +149,7 @@ impl AdminServer {
 pub fn start(
     ctx: &Arc<GatewayContext>,
     uplink: Option<UplinkMonitor>,
+    ota: Option<crate::ota::agent::RolloutHandle>,
 ) -> Result<Option<SocketAddr>, AdminError> {
     let config = &ctx.config.admin;
     if !config.enabled {
@@ -177,6 +178,9 @@ pub fn start(
     );
     if let Some(uplink) = uplink {
         state = state.with_uplink(uplink);
+    }
+    if let Some(rollout) = ota {
+        state = state.with_ota(rollout);
     }
     let state = Arc::new(state);
     let server = AdminServer::start(state, tls, ctx.shutdown.clone())?;

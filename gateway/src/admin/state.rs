@@ -1,6 +1,6 @@
 //! [`AdminState`]: what the guard and the handlers share: the `[admin]`
 //! section, the token store, the registry, the audit log, the metrics and
-//! the uplink's status view.
+//! the uplink's status view and the OTA rollout.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,6 +10,7 @@ use crate::access::token::store::TokenStore;
 use crate::audit::AuditLog;
 use crate::config::AdminConfig;
 use crate::metrics::Metrics;
+use crate::ota::agent::RolloutHandle;
 use crate::registry::Registry;
 use crate::uplink::UplinkMonitor;
 
@@ -32,6 +33,8 @@ pub struct AdminState {
     pub started: Instant,
     /// The uplink's connection and outbox status, when an uplink runs.
     pub uplink: Option<UplinkMonitor>,
+    /// The OTA rollout (progress, operator retry), when `[ota]` runs.
+    pub ota: Option<RolloutHandle>,
 }
 
 impl AdminState {
@@ -54,6 +57,7 @@ impl AdminState {
             metrics,
             started: Instant::now(),
             uplink: None,
+            ota: None,
         }
     }
 
@@ -61,6 +65,14 @@ impl AdminState {
     #[must_use]
     pub fn with_uplink(mut self, uplink: UplinkMonitor) -> Self {
         self.uplink = Some(uplink);
+        self
+    }
+
+    /// Serve this rollout's progress and operator retry
+    /// (`/api/v1/ota/...`).
+    #[must_use]
+    pub fn with_ota(mut self, rollout: RolloutHandle) -> Self {
+        self.ota = Some(rollout);
         self
     }
 }

@@ -25,6 +25,6 @@ pub mod validate;
 pub use error::ConfigError;
 pub use sections::{
     AdminConfig, BrokerConfig, Config, EdgeConfig, Format, FullPolicy, LogConfig, LogFormat,
-    StorageConfig, UplinkConfig,
+    OtaSection, StorageConfig, UplinkConfig,
 };
 pub use validate::{check_private, IntoValidConfig, ValidConfig};

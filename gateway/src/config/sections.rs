@@ -1,16 +1,21 @@
 //! The sections of the gateway's TOML file as plain serde structs, with
 //! their safe defaults.
 //!
-//! This module imports no other gateway module: every component reads its
-//! section from here, and nothing here knows about the components, so the
-//! configuration cannot form an import loop with them. Whether a value is
+//! Every component reads its section from here, and nothing here knows
+//! about the components' behaviour. The one import from elsewhere is the OTA
+//! agent's two plain settings structs ([`crate::ota::OtaConfig`] for the
+//! TUF client and image cache, [`crate::ota::OtaRolloutConfig`] for
+//! campaign execution and the image server), which [`OtaSection`] puts side
+//! by side as the fields of one `[ota]` table. Whether a value is
 //! acceptable is decided in one place, [`super::validate`], which turns a
 //! [`Config`] into a [`super::ValidConfig`].
 //!
 //! Sections: `[storage]`, `[edge]`, `[broker]`, `[log]`, `[admin]`,
-//! `[uplink]`. Sections still to come (`[ota]`, `[anomaly]`) are added here as
-//! one more field of [`Config`] and one more struct.
+//! `[uplink]`, `[ota]` (absent: the OTA agent is off). A section still to
+//! come (`[anomaly]`) is added here as one more field of [`Config`] and one
+//! more struct.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -34,6 +39,9 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Store-and-forward uplink to the hospital broker.
     pub uplink: UplinkConfig,
+    /// The OTA agent (TUF client, image cache, rollout, image server for
+    /// devices); `None` when the file has no `[ota]` section: OTA is off.
+    pub ota: Option<OtaSection>,
 }
 
 /// `[storage]`
@@ -350,4 +358,25 @@ impl Default for UplinkConfig {
             outbox_key_file: PathBuf::from("outbox.key"),
         }
     }
+}
+
+/// `[ota]`: the OTA agent. One flat table holding the fields of two
+/// structs: where the OTA server is and what the gateway trusts
+/// ([`crate::ota::OtaConfig`]: `server_url`, `trusted_root`, `ca_cert`,
+/// `client_cert`, `client_key`, `refresh_interval`, ...) and how campaigns
+/// run on the ward ([`crate::ota::OtaRolloutConfig`]: `image_listen`,
+/// `assignments_interval`, `device_*_timeout`, ...). A key neither knows is
+/// kept in `unknown` and refused by validation, naming it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct OtaSection {
+    /// TUF client and image cache settings.
+    #[serde(flatten)]
+    pub server: crate::ota::OtaConfig,
+    /// Campaign execution and image server settings.
+    #[serde(flatten)]
+    pub rollout: crate::ota::OtaRolloutConfig,
+    /// Keys that are no `[ota]` setting (refused by validation).
+    #[serde(flatten)]
+    pub unknown: BTreeMap<String, toml::Value>,
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::error::ConfigError;
-use super::sections::{AdminConfig, Config, UplinkConfig};
+use super::sections::{AdminConfig, Config, EdgeConfig, OtaSection, UplinkConfig};
 
 /// A configuration that passed [`Config::validate`]. It can only be built
 /// there, so holding one proves every section was checked; it reads as a
@@ -80,6 +80,9 @@ impl Config {
             return Err(ConfigError::invalid("storage.data_dir", "must be set"));
         }
         self.uplink.validate()?;
+        if let Some(ota) = &self.ota {
+            ota.validate(&self.edge)?;
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(ConfigError::invalid(
                 "log.level",
@@ -178,6 +181,45 @@ impl Config {
                 "broker.max_connections",
                 "must exceed edge.max_connections (local links need room too)",
             ));
+        }
+        Ok(())
+    }
+}
+
+impl OtaSection {
+    /// Refuse an `[ota]` section that is incomplete, insecure or out of
+    /// range. A present section turns the OTA agent on, so it must name the
+    /// OTA server; the image server must not take the edge's address.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the `ota.*` field at fault.
+    pub fn validate(&self, edge: &EdgeConfig) -> Result<(), ConfigError> {
+        if let Some(key) = self.unknown.keys().next() {
+            return Err(ConfigError::invalid(
+                format!("ota.{key}"),
+                "is not a setting of the [ota] section; check the spelling against docs/ota.md",
+            ));
+        }
+        if !self.server.enabled() {
+            return Err(ConfigError::invalid(
+                "ota.server_url",
+                "is missing: an [ota] section turns the OTA agent on, so set it to the OTA server, e.g. \"https://ota.hospital.example:8443/\", or remove the [ota] section to run without OTA updates",
+            ));
+        }
+        self.server.validate()?;
+        self.rollout
+            .validate()
+            .map_err(|e| ConfigError::invalid(format!("ota.{}", e.field), e.reason))?;
+        if let Some(listen) = self.rollout.image_listen {
+            if listen.port() != 0 && listen == edge.listen {
+                return Err(ConfigError::invalid(
+                    "ota.image_listen",
+                    format!(
+                        "is {listen}, the address of edge.listen: the image server needs its own port on the device side, e.g. {}:8444",
+                        listen.ip()
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -633,5 +675,83 @@ mod tests {
             plain.into_valid(),
             Err(ConfigError::Invalid { field, .. }) if field == "uplink.outbox_max_rows"
         ));
+    }
+
+    /// An `[ota]` section with every file in place, from TOML.
+    fn with_ota(dir: &Path, extra: &str) -> Result<ValidConfig, ConfigError> {
+        let root = dir.join("root.json");
+        std::fs::write(&root, r#"{"signed":{"_type":"root"},"signatures":[]}"#).unwrap();
+        let mut c = with_edge_files(dir);
+        let text = format!(
+            "[ota]\nserver_url = \"https://ota.example:8443\"\ntrusted_root = {root:?}\nca_cert = {ca:?}\nclient_cert = {cert:?}\nclient_key = {key:?}\nimage_listen = \"10.20.0.1:8444\"\nassignments_interval = \"10s\"\n{extra}",
+            root = root.display().to_string(),
+            ca = c.edge.ca_cert.display().to_string(),
+            cert = c.edge.server_cert.display().to_string(),
+            key = c.edge.server_key.display().to_string(),
+        );
+        c.ota = Config::from_toml_with_env(&text, "test", [])?.ota;
+        c.validate()
+    }
+
+    fn refused_field(r: Result<ValidConfig, ConfigError>) -> String {
+        match r {
+            Err(ConfigError::Invalid { field, .. }) => field,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ota_is_off_without_the_section_and_one_flat_table_when_present() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(with_edge_files(dir.path())
+            .validate()
+            .unwrap()
+            .ota
+            .is_none());
+        let v = with_ota(
+            dir.path(),
+            "device_max_offers = 3\nrefresh_interval = \"2m\"\n",
+        )
+        .unwrap();
+        let ota = v.ota.as_ref().unwrap();
+        assert_eq!(ota.server.refresh_interval, Duration::from_secs(120));
+        assert_eq!(ota.rollout.assignments_interval, Duration::from_secs(10));
+        assert_eq!(ota.rollout.device_max_offers, 3);
+        assert_eq!(
+            ota.rollout.image_listen,
+            Some("10.20.0.1:8444".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn ota_refusals_name_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        assert_eq!(
+            refused_field(with_ota(d, "image_lsten = \"x\"\n")),
+            "ota.image_lsten"
+        );
+        assert_eq!(
+            refused_field(with_ota(d, "device_max_offers = 0\n")),
+            "ota.device_max_offers"
+        );
+        assert_eq!(
+            refused_field(with_ota(d, "refresh_interval = \"1s\"\n")),
+            "ota.refresh_interval"
+        );
+        let mut c = with_edge_files(d);
+        c.ota = Some(OtaSection::default());
+        assert_eq!(refused_field(c.validate()), "ota.server_url");
+        // The rollout's own fields are named under `ota.` too.
+        let mut v = with_ota(d, "").unwrap().into_inner();
+        if let Some(ota) = v.ota.as_mut() {
+            ota.rollout.image_listen = Some("0.0.0.0:8444".parse().unwrap());
+        }
+        assert_eq!(refused_field(v.clone().validate()), "ota.image_listen");
+        if let Some(ota) = v.ota.as_mut() {
+            ota.rollout.image_listen = Some(v.edge.listen);
+            ota.rollout.image_allow_wildcard = true;
+        }
+        assert_eq!(refused_field(v.validate()), "ota.image_listen");
     }
 }

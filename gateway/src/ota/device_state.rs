@@ -206,8 +206,8 @@ pub struct Timeouts {
     /// (the device resumes), up to `max_offers`, then `failed`.
     #[serde(with = "humantime_serde")]
     pub downloading: Duration,
-    /// `installed`: no health report -> `healthy` if the device's status
-    /// since shows the target running, else `failed`.
+    /// `installed`: no health report -> `healthy` if the device's latest
+    /// status shows the target running, else `failed`.
     #[serde(with = "humantime_serde")]
     pub installed: Duration,
     /// `deferred`: therapy still in progress -> `failed` (an operator may
@@ -565,16 +565,20 @@ fn on_tick(row: &DeviceUpdate, ctx: &StepContext<'_>) -> Option<Step> {
             }
         }
         S::Installed if in_state >= t.installed => {
+            // Any status naming the target comes from after the install (the
+            // target is strictly newer than what ran before), and a rollback
+            // would have been followed by a status with the old version. The
+            // status that moved the row to `installed` counts too: its health
+            // report may have been lost with a gateway that crashed then.
             let runs_target = ctx.status.is_some_and(|s| {
-                s.seen_at >= row.since
-                    && s.version().as_ref() == Some(ctx.target_version)
+                s.version().as_ref() == Some(ctx.target_version)
                     && s.activity != DeviceActivity::Fault
             });
             Some(if runs_target {
                 Step::to(
                     S::Healthy,
                     format!(
-                        "no health report within {}, but the device's status since shows {} running",
+                        "no health report within {}, but the device's latest status shows {} running",
                         human(t.installed),
                         ctx.target_version
                     ),

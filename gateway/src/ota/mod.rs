@@ -22,11 +22,14 @@
 //! | rollout settings (`[ota]` fields) | [`rollout_config`] ([`OtaRolloutConfig`]) |
 //! | `wardgate_ota_*` rollout metrics | [`rollout_metrics`] ([`RolloutMetrics`]) |
 //! | errors and refusal classes | [`error`] ([`OtaError`], [`RefreshFailure`]) |
+//! | the agent of a running gateway, started from `[ota]` | [`service`] ([`OtaService`]) |
 //!
-//! Wiring in a running gateway: register [`OtaMetrics`] once, open the
-//! [`TufClient`] with `[ota]`, the data dir and the audit log, spawn
-//! [`TufClient::run`] with the shutdown token, and open the [`ImageCache`]
-//! with [`TufClient::http_client`].
+//! Wiring in a running gateway ([`OtaService::start`], called by
+//! [`crate::Gateway::start`] when the file has an `[ota]` section): register
+//! [`OtaMetrics`] once, open the [`TufClient`] with `[ota]`, the data dir and
+//! the audit log, spawn [`TufClient::run`] with the shutdown token, open the
+//! [`ImageCache`] with [`TufClient::http_client`], and start the
+//! [`Rollout`].
 
 pub mod agent;
 pub mod api;
@@ -44,6 +47,7 @@ pub mod offers;
 pub mod rollout_config;
 pub mod rollout_metrics;
 pub mod server_api;
+pub mod service;
 pub mod transport;
 pub mod trusted;
 pub mod tuf_client;
@@ -57,5 +61,6 @@ pub use metrics::OtaMetrics;
 pub use rollout_config::OtaRolloutConfig;
 pub use rollout_metrics::RolloutMetrics;
 pub use server_api::ServerApi;
+pub use service::{OtaService, OtaStartError};
 pub use trusted::{RoleStatus, TargetEntry, TargetInfo, TrustedMetadata};
 pub use tuf_client::{TufClient, TufStatus};
