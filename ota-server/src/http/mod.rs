@@ -254,7 +254,7 @@ impl FromRequestParts<Arc<AppState>> for Admin {
     ) -> Result<Self, ApiError> {
         let admin = |p| match p {
             Principal::Admin(n) => Ok(Self(n)),
-            other => Err(other),
+            other @ Principal::Manufacturer(_) => Err(other),
         };
         principal_as(parts, state, admin, "this endpoint needs an admin token").await
     }
@@ -272,7 +272,7 @@ impl FromRequestParts<Arc<AppState>> for Manufacturer {
     ) -> Result<Self, ApiError> {
         let manufacturer = |p| match p {
             Principal::Manufacturer(m) => Ok(Self(m)),
-            other => Err(other),
+            other @ Principal::Admin(_) => Err(other),
         };
         principal_as(
             parts,
