@@ -124,7 +124,12 @@ impl Gateway {
         // Telemetry sink: the uplink's outbox when the uplink is configured.
         let uplink = Uplink::start_in(ctx).map_err(GatewayError::Uplink)?;
         let forwarding = ctx.config.uplink.enabled;
-        let sink: Option<Arc<dyn TelemetrySink>> = forwarding.then(|| uplink.sink());
+        // Off: replay state only, stored the same way (edge::replay).
+        let sink: Option<Arc<dyn TelemetrySink>> = Some(if forwarding {
+            uplink.sink()
+        } else {
+            Arc::new(uplink.outbox().seq_ledger())
+        });
         let edge = crate::edge::start(ctx.clone(), broker.clone(), sink, None).await?;
 
         // Admin HTTPS server, with the uplink's status when it forwards.

@@ -119,8 +119,6 @@ pub(crate) struct Admitted {
     pub(crate) will_props: Option<LastWillProperties>,
     /// The device's registry state (active or quarantined).
     pub(crate) state: DeviceState,
-    /// The last `seq` the registry stored for the device.
-    pub(crate) stored_seq: Option<u64>,
 }
 
 /// Read and decide the CONNECT of `identity`'s connection. Every refusal is
@@ -161,7 +159,6 @@ where
             will,
             will_props,
             state,
-            stored_seq: record.as_ref().and_then(|r| r.last_seq),
         }),
         Err(refusal) => {
             let _ = wr.write_all(connack::not_authorized(codec)).await;

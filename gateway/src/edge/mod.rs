@@ -59,6 +59,7 @@ use crate::broker::BrokerHandle;
 use crate::context::GatewayContext;
 use crate::sink::TelemetrySink;
 pub use events::{EdgeEvent, EdgeObserver};
+pub use relay::IN_FLIGHT_WINDOW;
 use shared::Shared;
 
 /// What went wrong starting the edge.

@@ -94,7 +94,20 @@ async fn device_session(
     else {
         return;
     };
-    shared.seqs.seed(&device, admitted.stored_seq);
+    if shared.seqs.last(&device).is_none() {
+        let registry = shared.ctx.registry.clone();
+        let d = device.clone();
+        match tokio::task::spawn_blocking(move || registry.stored_seqs(&d)).await {
+            Ok(Ok(stored)) => shared.seqs.seed(&device, stored),
+            _ => {
+                tracing::error!("cannot read the device's replay state from the gateway database; refusing the session");
+                let _ = dev_wr
+                    .write_all(connack::server_unavailable(admitted.codec))
+                    .await;
+                return;
+            }
+        }
+    }
     let broker = match broker_link::open(&shared, &admitted).await {
         Ok(link) => link,
         Err(LinkError::Encode(e)) => {
@@ -126,7 +139,6 @@ async fn device_session(
     let end = relay(&shared, &device, &admitted, (dev_rd, dev_wr), buf, broker).await;
     shared.ctx.metrics.edge.active.dec();
     ended(&shared, &device, peer, end).await;
-    save_last_seq(&shared, &device).await;
 }
 
 /// Record an accepted connection: log, audit row, `last_seen`.
@@ -230,18 +242,4 @@ async fn ended(shared: &Shared, device: &DeviceId, peer: SocketAddr, end: End) {
         }
     };
     audit(shared, event).await;
-}
-
-/// Save the device's last accepted `seq` to the registry, so a replay is
-/// refused after a restart too.
-async fn save_last_seq(shared: &Shared, device: &DeviceId) {
-    let Some(seq) = shared.seqs.last(device) else {
-        return;
-    };
-    let registry = shared.ctx.registry.clone();
-    let d = device.clone();
-    let saved = tokio::task::spawn_blocking(move || registry.save_last_seq(&d, seq)).await;
-    if !matches!(saved, Ok(Ok(()))) {
-        tracing::error!("cannot save the device's last seq; a replay after restart may pass");
-    }
 }
