@@ -77,6 +77,14 @@ pub struct StoreRequest {
 /// Boxed future returned by [`TelemetrySink::accept`].
 pub type AcceptFuture<'a> = Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + 'a>>;
 
+/// A commit in progress, from [`TelemetrySink::submit`]: resolves once the
+/// message is durable (or refused).
+pub type StoredFuture = Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + 'static>>;
+
+/// Boxed future returned by [`TelemetrySink::submit`]: resolves once the
+/// request is queued for its commit, in call order.
+pub type SubmitFuture<'a> = Pin<Box<dyn Future<Output = StoredFuture> + Send + 'a>>;
+
 /// Durable destination for accepted telemetry.
 pub trait TelemetrySink: Send + Sync + 'static {
     /// Commit `message`; resolves once it is durable (or refused).
@@ -90,5 +98,17 @@ pub trait TelemetrySink: Send + Sync + 'static {
             Some(t) => self.accept(t),
             None => Box::pin(std::future::ready(Ok(()))),
         }
+    }
+
+    /// Queue `request` for its commit and return the commit in progress,
+    /// so the caller can go on while it runs (the edge's pipelined
+    /// ingest). Requests are committed in the order they were queued, which
+    /// keeps per-device order. The default waits for the whole
+    /// [`TelemetrySink::store`] before it returns.
+    fn submit(&self, request: StoreRequest) -> SubmitFuture<'_> {
+        Box::pin(async move {
+            let result = self.store(request).await;
+            Box::pin(std::future::ready(result)) as StoredFuture
+        })
     }
 }

@@ -50,9 +50,8 @@ use super::replay::{PayloadDigest, SeqVerdict};
 use super::shared::Shared;
 use super::violation::Violation;
 use crate::registry::{DeviceChange, DeviceState};
-use crate::sink::{SinkError, StoreRequest};
+use crate::sink::{StoreRequest, StoredFuture};
 use rumqttd::protocol::{ConnAckProperties, Packet};
-use tokio::task::JoinHandle;
 
 /// How long the bounded broker-to-device queue may stay full before the
 /// device is treated as not reading and disconnected.
@@ -260,7 +259,7 @@ enum Step {
         frame: Frame,
         seq: u64,
         digest: PayloadDigest,
-        stored: Option<(JoinHandle<Result<(), SinkError>>, Instant)>,
+        stored: Option<(StoredFuture, Instant)>,
         accepted: Accepted,
     },
     /// A resend of a stored or in-flight message: acknowledge it again
@@ -304,18 +303,15 @@ impl Forwarder {
                 stored,
                 accepted,
             } => {
-                if let Some((handle, started)) = stored {
-                    let result = match handle.await {
-                        Ok(r) => r.map_err(|e| e.to_string()),
-                        Err(e) => Err(format!("store task failed: {e}")),
-                    };
+                if let Some((commit, started)) = stored {
+                    let result = commit.await;
                     self.shared
                         .ctx
                         .metrics
                         .edge
                         .sink_seconds
                         .observe(started.elapsed().as_secs_f64());
-                    result.map_err(|e| End::Violation(Violation::NotStored(e)))?;
+                    result.map_err(|e| End::Violation(Violation::NotStored(e.to_string())))?;
                 }
                 self.shared.seqs.stored(&self.device, seq, digest);
                 self.shared.ctx.metrics.edge.message(accepted.kind.suffix());
@@ -463,13 +459,15 @@ impl<R: AsyncRead + Unpin> DeviceLoop<'_, R> {
                             frame,
                             seq,
                             digest,
-                            stored: self.submit(StoreRequest {
-                                device_id: self.device.clone(),
-                                seq,
-                                digest,
-                                after,
-                                telemetry,
-                            }),
+                            stored: self
+                                .submit(StoreRequest {
+                                    device_id: self.device.clone(),
+                                    seq,
+                                    digest,
+                                    after,
+                                    telemetry,
+                                })
+                                .await,
                             accepted,
                         },
                     };
@@ -493,16 +491,12 @@ impl<R: AsyncRead + Unpin> DeviceLoop<'_, R> {
         Ok(())
     }
 
-    /// Hand a new message to the store now, so its commit runs while the
-    /// session reads on; `None` without a store.
-    fn submit(
-        &self,
-        request: StoreRequest,
-    ) -> Option<(JoinHandle<Result<(), SinkError>>, Instant)> {
-        let sink = self.shared.sink.clone()?;
+    /// Queue a new message for its commit now, in the session's order, so
+    /// the commit runs while the session reads on; `None` without a store.
+    async fn submit(&self, request: StoreRequest) -> Option<(StoredFuture, Instant)> {
+        let sink = self.shared.sink.as_ref()?;
         let started = Instant::now();
-        let handle = tokio::spawn(async move { sink.store(request).await });
-        Some((handle, started))
+        Some((sink.submit(request).await, started))
     }
 
     /// Apply a registry change to the live session; `Some` if it ends it.

@@ -37,7 +37,8 @@ use super::error::UplinkError;
 use super::metrics::UplinkMetrics;
 use super::seal::OutboxKey;
 use crate::sink::{
-    AcceptFuture, AcceptedTelemetry, PayloadDigest, SinkError, StoreRequest, TelemetrySink,
+    AcceptFuture, AcceptedTelemetry, PayloadDigest, SinkError, StoreRequest, StoredFuture,
+    SubmitFuture, TelemetrySink,
 };
 
 /// Capacity of the command channel; senders wait (async) when it is full.
@@ -302,6 +303,17 @@ impl Outbox {
     /// As [`Outbox::append`], and [`SinkError::OutOfOrder`] if the
     /// session's previous message (`request.after`) was not stored.
     pub async fn store_request(&self, request: StoreRequest) -> Result<Option<i64>, SinkError> {
+        let rx = self.enqueue(request).await?;
+        rx.await
+            .map_err(|_| SinkError::Storage("outbox thread ended".into()))?
+    }
+
+    /// Queue `request` for the next group commit; the receiver gets its
+    /// outcome after the commit.
+    async fn enqueue(
+        &self,
+        request: StoreRequest,
+    ) -> Result<oneshot::Receiver<Result<Option<i64>, SinkError>>, SinkError> {
         let critical = request
             .telemetry
             .as_ref()
@@ -315,8 +327,22 @@ impl Outbox {
             })
             .await
             .map_err(|_| SinkError::Storage("outbox is shut down".into()))?;
-        rx.await
-            .map_err(|_| SinkError::Storage("outbox thread ended".into()))?
+        Ok(rx)
+    }
+
+    /// [`TelemetrySink::submit`] for the outbox and its ledger: queued now,
+    /// committed in the next group commit.
+    fn submit_request(&self, request: StoreRequest) -> SubmitFuture<'_> {
+        Box::pin(async move {
+            match self.enqueue(request).await {
+                Ok(rx) => Box::pin(async move {
+                    rx.await
+                        .map_err(|_| SinkError::Storage("outbox thread ended".into()))?
+                        .map(|_| ())
+                }) as StoredFuture,
+                Err(e) => Box::pin(std::future::ready(Err(e))),
+            }
+        })
     }
 
     /// A sink that stores the replay state of every message but no
@@ -391,6 +417,10 @@ impl TelemetrySink for Outbox {
     fn store(&self, request: StoreRequest) -> AcceptFuture<'_> {
         Box::pin(async move { self.store_request(request).await.map(|_| ()) })
     }
+
+    fn submit(&self, request: StoreRequest) -> SubmitFuture<'_> {
+        self.submit_request(request)
+    }
 }
 
 /// The edge's store when the uplink is off (`uplink.enabled = false`):
@@ -414,6 +444,11 @@ impl TelemetrySink for SeqLedger {
     fn store(&self, mut request: StoreRequest) -> AcceptFuture<'_> {
         request.telemetry = None;
         Box::pin(async move { self.0.store_request(request).await.map(|_| ()) })
+    }
+
+    fn submit(&self, mut request: StoreRequest) -> SubmitFuture<'_> {
+        request.telemetry = None;
+        self.0.submit_request(request)
     }
 }
 
