@@ -105,6 +105,7 @@ pub trait TelemetrySink: Send + Sync + 'static {
     /// ingest). Requests are committed in the order they were queued, which
     /// keeps per-device order. The default waits for the whole
     /// [`TelemetrySink::store`] before it returns.
+    #[allow(clippy::async_yields_async)] // the commit in progress is the result, awaited later
     fn submit(&self, request: StoreRequest) -> SubmitFuture<'_> {
         Box::pin(async move {
             let result = self.store(request).await;

@@ -332,6 +332,7 @@ impl Outbox {
 
     /// [`TelemetrySink::submit`] for the outbox and its ledger: queued now,
     /// committed in the next group commit.
+    #[allow(clippy::async_yields_async)] // the commit in progress is the result, awaited later
     fn submit_request(&self, request: StoreRequest) -> SubmitFuture<'_> {
         Box::pin(async move {
             match self.enqueue(request).await {
