@@ -134,8 +134,13 @@ impl Gateway {
         // Telemetry sink: the uplink's outbox when the uplink is configured.
         let uplink = Uplink::start_in(ctx).map_err(GatewayError::Uplink)?;
         let forwarding = ctx.config.uplink.enabled;
-        let sink: Option<Arc<dyn TelemetrySink>> = forwarding.then(|| uplink.sink());
-        let edge = crate::edge::start(ctx.clone(), broker.clone(), sink).await?;
+        // Off: replay state only, stored the same way (edge::replay).
+        let sink: Option<Arc<dyn TelemetrySink>> = Some(if forwarding {
+            uplink.sink()
+        } else {
+            Arc::new(uplink.outbox().seq_ledger())
+        });
+        let edge = crate::edge::start(ctx.clone(), broker.clone(), sink, None).await?;
 
         // The OTA agent, when `[ota]` is configured.
         let ota = match &ctx.config.ota {

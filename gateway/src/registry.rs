@@ -439,6 +439,45 @@ impl Registry {
         Ok(())
     }
 
+    /// What is stored about `id`'s recent messages for replay protection:
+    /// the highest stored `seq` and the digests of the newest messages
+    /// (written by the outbox thread with each message, see
+    /// [`crate::edge::replay`]).
+    ///
+    /// # Errors
+    /// A database error.
+    pub fn stored_seqs(
+        &self,
+        id: &DeviceId,
+    ) -> Result<crate::edge::replay::StoredSeqs, RegistryError> {
+        use crate::edge::replay::{PayloadDigest, StoredSeqs};
+        let conn = self.lock()?;
+        let last: Option<i64> = conn
+            .prepare_cached("SELECT last_seq FROM devices WHERE id = ?1")?
+            .query_row([id.as_str()], |r| r.get(0))
+            .optional()?
+            .flatten();
+        let mut stored = StoredSeqs::default();
+        let mut recent = conn.prepare_cached(
+            "SELECT seq, digest FROM device_seq_recent WHERE device_id = ?1 ORDER BY seq",
+        )?;
+        let rows = recent.query_map([id.as_str()], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        for row in rows {
+            let (seq, digest) = row?;
+            if let (Ok(seq), Some(digest)) =
+                (u64::try_from(seq), PayloadDigest::from_slice(&digest))
+            {
+                stored.push(seq, digest);
+            }
+        }
+        if let Some(last) = last.and_then(|l| u64::try_from(l).ok()) {
+            stored.last = Some(stored.last.map_or(last, |s| s.max(last)));
+        }
+        Ok(stored)
+    }
+
     /// Save the highest accepted `seq` (never lowers it).
     ///
     /// # Errors

@@ -27,6 +27,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "ota: rollout campaigns and device update state",
         include_str!("migrations/0005_rollout.sql"),
     ),
+    (
+        "edge: replay state (recent payload digests per device)",
+        include_str!("migrations/0006_replay.sql"),
+    ),
 ];
 
 /// What went wrong opening or migrating the database.

@@ -119,8 +119,6 @@ pub(crate) struct Admitted {
     pub(crate) will_props: Option<LastWillProperties>,
     /// The device's registry state (active or quarantined).
     pub(crate) state: DeviceState,
-    /// The last `seq` the registry stored for the device.
-    pub(crate) stored_seq: Option<u64>,
 }
 
 /// Read and decide the CONNECT of `identity`'s connection. Every refusal is
@@ -161,13 +159,12 @@ where
             will,
             will_props,
             state,
-            stored_seq: record.as_ref().and_then(|r| r.last_seq),
         }),
         Err(refusal) => {
             let _ = wr.write_all(connack::not_authorized(codec)).await;
             let _ = wr.shutdown().await;
             let (reason, detail) = (refusal.reason(), refusal.to_string());
-            refuse_device(shared, device, peer, "edge.connect", reason, &detail).await;
+            refuse_device(shared, device, peer, reason, &detail).await;
             None
         }
     }
@@ -198,7 +195,7 @@ async fn decode_connect<W: AsyncWrite + Unpin>(
             connect_protocol_level(frame)
         );
         let reason = "unsupported_protocol";
-        refuse_device(shared, device, peer, "edge.connect", reason, &detail).await;
+        refuse_device(shared, device, peer, reason, &detail).await;
         return None;
     };
     let violation = match codec.decode(frame, shared.ctx.config.edge.max_packet_bytes) {
@@ -240,7 +237,7 @@ async fn first_frame<R: AsyncRead + Unpin>(
         Ok(Ok(None)) => ("closed_before_connect", "closed before CONNECT"),
         Err(_) => ("connect_timeout", "no CONNECT within edge.connect_timeout"),
     };
-    refuse_device(shared, device, peer, "edge.connect", reason, detail).await;
+    refuse_device(shared, device, peer, reason, detail).await;
     None
 }
 

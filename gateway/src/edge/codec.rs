@@ -106,6 +106,7 @@ mod tests {
             let mut buf = BytesMut::from(&packet[..]);
             let frame = take_frame(&mut buf, 4096).unwrap().unwrap();
             prop_assert_eq!(frame.publish_qos(), 1);
+            prop_assert_eq!(frame.publish_pkid(), Some(7));
             match Codec::V4.decode(&frame, 4096) {
                 Ok(Packet::Publish(p, _)) => {
                     prop_assert_eq!(&p.topic[..], topic.as_bytes());

@@ -102,6 +102,24 @@ impl Frame {
         (self.flags >> 1) & 0b11
     }
 
+    /// Packet identifier of a QoS 1 or 2 PUBLISH (after the topic in the
+    /// variable header); `None` for QoS 0 or a frame too short to hold one.
+    #[must_use]
+    pub fn publish_pkid(&self) -> Option<u16> {
+        if self.kind != PacketKind::Publish || self.publish_qos() == 0 {
+            return None;
+        }
+        let b = &self.bytes;
+        let mut i = 1;
+        while b.get(i)? & 0x80 != 0 {
+            i += 1;
+        }
+        i += 1;
+        let topic_len = usize::from(u16::from_be_bytes([*b.get(i)?, *b.get(i + 1)?]));
+        let at = i + 2 + topic_len;
+        Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+    }
+
     /// RETAIN flag of a PUBLISH.
     #[must_use]
     pub fn publish_retain(&self) -> bool {

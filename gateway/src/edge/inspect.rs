@@ -5,8 +5,9 @@
 //! token; the packet is decoded; MQTT 5 topic aliases are refused (they
 //! would hide the topic from the ACL); the [`crate::edge::acl`] checks topic,
 //! direction, QoS and RETAIN; the [`crate::edge::payload`] checks size,
-//! schema and ranges; the [`crate::edge::replay`] tracker advances the
-//! device's `seq`. SUBSCRIBE and UNSUBSCRIBE filters go through the ACL.
+//! schema and ranges; the [`crate::edge::replay`] check classifies the
+//! device's `seq` as new, a resend of a stored or in-flight message, or a
+//! replay. SUBSCRIBE and UNSUBSCRIBE filters go through the ACL.
 //! Acknowledgements and PINGREQ must decode; DISCONNECT ends the session;
 //! anything else from a device is a protocol violation.
 //!
@@ -22,22 +23,37 @@ use super::codec::Codec;
 use super::frame::{Frame, PacketKind};
 use super::policy::DevicePolicy;
 use super::rate_limit::TokenBucket;
-use super::replay::SeqTracker;
+use super::replay::{PayloadDigest, SeqTracker, SeqVerdict, SessionSeqs};
 use super::violation::Violation;
 use crate::sink::AcceptedTelemetry;
 
 /// What to do with a packet that passed inspection.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // short-lived, moved once into the pipeline step
 pub(crate) enum Decision {
     /// Forward it to the broker.
     Forward,
-    /// A PUBLISH of `kind`: commit `telemetry` (if any) to the sink, then
-    /// forward it.
+    /// A PUBLISH of `kind`: if new, store it (with `telemetry`, if any)
+    /// and then forward it; if a resend, acknowledge it again.
     Publish {
+        /// New or a resend.
+        verdict: SeqVerdict,
+        /// Its `seq`.
+        seq: u64,
+        /// Its payload digest.
+        digest: PayloadDigest,
+        /// The session's previous new message, which must be stored first.
+        after: Option<u64>,
+        /// Its packet id, for QoS 1.
+        pkid: Option<u16>,
         /// The kind of topic, for the message counter.
         kind: TopicKind,
         /// The telemetry to commit first, when the edge has a sink.
         telemetry: Option<AcceptedTelemetry>,
+        /// The checked message, for the edge's observer.
+        message: DeviceMessage,
+        /// Payload size in bytes.
+        payload_bytes: usize,
     },
     /// A DISCONNECT: forward it and end the session.
     Disconnect,
@@ -52,6 +68,8 @@ pub(crate) struct Inspector {
     bucket: TokenBucket,
     /// Whether accepted telemetry is handed to a sink (else not collected).
     collect: bool,
+    /// The messages this session accepted as new.
+    seqs: SessionSeqs,
 }
 
 impl Inspector {
@@ -71,6 +89,7 @@ impl Inspector {
             policy,
             bucket,
             collect,
+            seqs: SessionSeqs::default(),
         }
     }
 
@@ -142,17 +161,36 @@ impl Inspector {
             frame.publish_retain(),
             &publish.payload,
         )?;
-        seqs.advance(&self.device, message.seq())?;
-        let telemetry = match message {
-            DeviceMessage::Telemetry(t) if self.collect => Some(AcceptedTelemetry {
-                device_id: self.device.clone(),
-                seq: t.seq,
-                topic: topic.to_owned(),
-                payload: publish.payload,
-                received_at: chrono::Utc::now(),
-            }),
+        let seq = message.seq();
+        let digest = PayloadDigest::of(&publish.payload);
+        let verdict = seqs.check(&self.device, seq, digest, &self.seqs)?;
+        let after = self.seqs.previous();
+        if verdict == SeqVerdict::New {
+            self.seqs.accepted(seq, digest);
+        }
+        let payload_bytes = publish.payload.len();
+        let telemetry = match &message {
+            DeviceMessage::Telemetry(t) if self.collect && verdict == SeqVerdict::New => {
+                Some(AcceptedTelemetry {
+                    device_id: self.device.clone(),
+                    seq: t.seq,
+                    topic: topic.to_owned(),
+                    payload: publish.payload,
+                    received_at: chrono::Utc::now(),
+                })
+            }
             _ => None,
         };
-        Ok(Decision::Publish { kind, telemetry })
+        Ok(Decision::Publish {
+            verdict,
+            seq,
+            digest,
+            after,
+            pkid: frame.publish_pkid(),
+            kind,
+            telemetry,
+            message,
+            payload_bytes,
+        })
     }
 }

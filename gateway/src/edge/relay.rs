@@ -1,21 +1,32 @@
 //! The relay of an admitted session between the device and its broker
-//! connection.
+//! connection, pipelined so a session keeps reading while its earlier
+//! messages commit.
 //!
-//! Three parts, each bounded:
+//! Four parts, each bounded:
 //!
-//! - the device loop reads the device's packets, has each one inspected
-//!   ([`crate::edge::inspect`]), commits telemetry to the sink and only then
-//!   forwards the packet, so a PUBACK (which the broker sends) follows the
-//!   commit; it also applies registry changes to the live session and the
-//!   idle timeout;
+//! - the device loop reads the device's packets and has each one inspected
+//!   ([`crate::edge::inspect`]). A new PUBLISH is handed to the store
+//!   ([`crate::sink::TelemetrySink::store`]) at once, so one group commit
+//!   holds messages of many devices and many messages of each; every
+//!   packet then joins the session's ordered pipeline of at most
+//!   [`IN_FLIGHT_WINDOW`] steps (when it is full the loop stops reading: the
+//!   fixed window of MQTT 3.1.1, advertised as the receive maximum in the
+//!   MQTT 5 CONNACK). It also applies registry changes to the live session
+//!   and the idle timeout;
+//! - the forwarder takes the pipeline's steps in order: waits for a
+//!   message's commit, then forwards it to the broker (whose PUBACK so
+//!   follows the commit), or answers a resend of a stored message with its
+//!   own PUBACK ([`crate::edge::replay`]); a message the store refused ends
+//!   the session without a PUBACK, and nothing later of that session is
+//!   stored;
 //! - a broker reader passes whole broker packets to the device through a
 //!   queue of `edge.outbound_queue` packets; a device that leaves it full
 //!   for [`SLOW_CONSUMER_GRACE`] is disconnected;
 //! - a writer, the only task writing to the device, drains that queue.
 //!
-//! Whichever part stops first ends the session. The broker connection is
-//! dropped before anything is read after a violation, so nothing a device
-//! sent after the offending packet reaches the broker.
+//! Whichever part stops first ends the session. A violating packet and
+//! everything after it never enter the pipeline, so none of it reaches the
+//! broker; the steps before it are finished (within [`DRAIN_GRACE`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,18 +36,22 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
-use wardgate_protocol::DeviceId;
+use wardgate_protocol::{DeviceId, DeviceMessage, TopicKind};
 
 use super::admission::Admitted;
 use super::broker_link::BrokerLink;
-use super::frame::{take_frame, Frame};
+use super::codec::Codec;
+use super::events::EdgeEvent;
+use super::frame::{take_frame, Frame, PacketKind};
 use super::inspect::{Decision, Inspector};
 use super::policy::DevicePolicy;
 use super::rate_limit::TokenBucket;
+use super::replay::{PayloadDigest, SeqVerdict};
 use super::shared::Shared;
 use super::violation::Violation;
 use crate::registry::{DeviceChange, DeviceState};
-use crate::sink::AcceptedTelemetry;
+use crate::sink::{StoreRequest, StoredFuture};
+use rumqttd::protocol::{ConnAckProperties, Packet};
 
 /// How long the bounded broker-to-device queue may stay full before the
 /// device is treated as not reading and disconnected.
@@ -76,11 +91,27 @@ where
     let broker_max = shared.ctx.config.broker.max_payload_bytes + 1024;
     let reader = tokio::spawn(broker_to_device(
         broker.rd,
-        out_tx,
-        broker_max,
+        out_tx.clone(),
+        (admitted.codec, broker_max),
         session_end.clone(),
         slow.clone(),
     ));
+    let (steps_tx, steps_rx) = mpsc::channel(usize::from(IN_FLIGHT_WINDOW));
+    let forward_done = CancellationToken::new();
+    let forwarder = Forwarder {
+        shared: shared.clone(),
+        device: device.clone(),
+        broker_wr: broker.wr,
+        to_device: out_tx,
+    };
+    let mut forward = tokio::spawn({
+        let done = forward_done.clone();
+        async move {
+            let end = forwarder.run(steps_rx).await;
+            done.cancel();
+            end
+        }
+    });
     let inspector = Inspector::new(
         device.clone(),
         admitted.codec,
@@ -94,19 +125,46 @@ where
         device,
         rd,
         buf,
-        broker_wr: broker.wr,
+        steps: steps_tx,
         inspector,
         changes: shared.ctx.registry.subscribe(),
         idle: idle_timeout(cfg.idle_timeout, admitted.connect.keep_alive),
     };
-    // The loop owns the broker's write half and drops it when it returns:
-    // nothing more reaches the broker.
-    let end = from_device.run(&session_end, &slow).await;
+    let end = from_device.run(&session_end, &slow, &forward_done).await;
+    let end = match end {
+        // The forwarder stopped first (store refusal, broker gone): its
+        // reason is the session's.
+        End::Closed(why) if why == FORWARDER_ENDED => forward
+            .await
+            .unwrap_or(End::Closed("broker connection lost")),
+        // Revocation or shutdown: the forwarder (and with it the broker
+        // connection) stops now.
+        end @ (End::Revoked | End::Shutdown) => {
+            forward.abort();
+            end
+        }
+        // Otherwise what was accepted before the end (or before the
+        // violation: nothing after it was queued) still goes on.
+        end => match tokio::time::timeout(DRAIN_GRACE, &mut forward).await {
+            Ok(Ok(v @ End::Violation(_))) if !matches!(end, End::Violation(_)) => v,
+            Ok(_) => end,
+            Err(_) => {
+                forward.abort();
+                end
+            }
+        },
+    };
     session_end.cancel();
     let _ = reader.await;
     let _ = writer.await;
     end
 }
+
+/// How the device loop says that the forwarder stopped first.
+const FORWARDER_ENDED: &str = "forwarder ended";
+
+/// How long an orderly end waits for the steps already in the pipeline.
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
 /// `edge.idle_timeout`, shortened to 1.5 keep-alive intervals if the device
 /// asked for a keep-alive.
@@ -141,14 +199,18 @@ async fn write_to_device<W: AsyncWrite + Unpin>(
 async fn broker_to_device(
     mut broker_rd: OwnedReadHalf,
     out_tx: mpsc::Sender<Bytes>,
-    max: usize,
+    (codec, max): (Codec, usize),
     end: CancellationToken,
     slow: CancellationToken,
 ) {
     let mut bbuf = BytesMut::with_capacity(4096);
+    let mut first = true;
     loop {
         match take_frame(&mut bbuf, max) {
-            Ok(Some(f)) => {
+            Ok(Some(mut f)) => {
+                if std::mem::take(&mut first) {
+                    f.bytes = with_receive_maximum(codec, f.bytes, max);
+                }
                 // A device that reads nothing for SLOW_CONSUMER_GRACE is dropped.
                 match tokio::time::timeout(SLOW_CONSUMER_GRACE, out_tx.send(f.bytes)).await {
                     Ok(Ok(())) => continue,
@@ -175,14 +237,141 @@ async fn broker_to_device(
     end.cancel();
 }
 
-/// Device to broker: every packet inspected, telemetry committed, then
-/// forwarded.
+/// Most steps (packets) of one session between inspection and their
+/// forwarding or acknowledgement: the per-device in-flight bound, and the
+/// receive maximum advertised to MQTT 5 devices.
+pub const IN_FLIGHT_WINDOW: u16 = 32;
+
+/// What an accepted PUBLISH was, for the message counter and the observer.
+struct Accepted {
+    kind: TopicKind,
+    payload_bytes: usize,
+    message: DeviceMessage,
+}
+
+/// One step of the session's ordered pipeline.
+enum Step {
+    /// Forward as is (SUBSCRIBE, PINGREQ, acknowledgements).
+    Forward(Frame),
+    /// A new PUBLISH: wait for its commit (if there is a store), then
+    /// forward it.
+    Publish {
+        frame: Frame,
+        seq: u64,
+        digest: PayloadDigest,
+        stored: Option<(StoredFuture, Instant)>,
+        accepted: Accepted,
+    },
+    /// A resend of a stored or in-flight message: acknowledge it again
+    /// (QoS 1), once everything before it is done.
+    Resend {
+        puback: Option<Bytes>,
+        accepted: Accepted,
+    },
+    /// DISCONNECT: forward it and end.
+    Disconnect(Frame),
+}
+
+/// The forwarder: the pipeline's steps, in order.
+struct Forwarder {
+    shared: Arc<Shared>,
+    device: DeviceId,
+    broker_wr: OwnedWriteHalf,
+    to_device: mpsc::Sender<Bytes>,
+}
+
+impl Forwarder {
+    async fn run(mut self, mut steps: mpsc::Receiver<Step>) -> End {
+        while let Some(step) = steps.recv().await {
+            if let Err(end) = self.step(step).await {
+                return end;
+            }
+        }
+        End::Closed("device loop ended")
+    }
+
+    async fn step(&mut self, step: Step) -> Result<(), End> {
+        match step {
+            Step::Forward(frame) => {
+                self.observe(frame.kind, None, false);
+                self.write(&frame).await
+            }
+            Step::Publish {
+                frame,
+                seq,
+                digest,
+                stored,
+                accepted,
+            } => {
+                if let Some((commit, started)) = stored {
+                    let result = commit.await;
+                    self.shared
+                        .ctx
+                        .metrics
+                        .edge
+                        .sink_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    result.map_err(|e| End::Violation(Violation::NotStored(e.to_string())))?;
+                }
+                self.shared.seqs.stored(&self.device, seq, digest);
+                self.shared.ctx.metrics.edge.message(accepted.kind.suffix());
+                self.observe(frame.kind, Some(accepted), false);
+                self.write(&frame).await
+            }
+            Step::Resend { puback, accepted } => {
+                tracing::debug!("resend of a stored message acknowledged again");
+                self.shared.ctx.metrics.edge.message("resend");
+                self.observe(PacketKind::Publish, Some(accepted), true);
+                if let Some(ack) = puback {
+                    self.to_device
+                        .send(ack)
+                        .await
+                        .map_err(|_| End::Closed("connection closed"))?;
+                }
+                Ok(())
+            }
+            Step::Disconnect(frame) => {
+                self.observe(frame.kind, None, false);
+                let _ = self.broker_wr.write_all(&frame.bytes).await;
+                Err(End::Closed("device sent DISCONNECT"))
+            }
+        }
+    }
+
+    /// Tell the observer a packet passed.
+    fn observe(&self, kind: PacketKind, accepted: Option<Accepted>, duplicate: bool) {
+        self.shared.observe(|| {
+            let (topic, payload_bytes, message) = match accepted {
+                Some(a) => (Some(a.kind), a.payload_bytes, Some(a.message)),
+                None => (None, 0, None),
+            };
+            EdgeEvent::PacketAccepted {
+                device: self.device.clone(),
+                kind,
+                topic,
+                payload_bytes,
+                message,
+                duplicate,
+            }
+        });
+    }
+
+    async fn write(&mut self, frame: &Frame) -> Result<(), End> {
+        self.broker_wr
+            .write_all(&frame.bytes)
+            .await
+            .map_err(|_| End::Closed("broker connection lost"))
+    }
+}
+
+/// Device side: every packet inspected, new messages handed to the store,
+/// all of them queued in order for the forwarder.
 struct DeviceLoop<'a, R> {
-    shared: &'a Shared,
+    shared: &'a Arc<Shared>,
     device: &'a DeviceId,
     rd: R,
     buf: BytesMut,
-    broker_wr: OwnedWriteHalf,
+    steps: mpsc::Sender<Step>,
     inspector: Inspector,
     changes: broadcast::Receiver<DeviceChange>,
     idle: Duration,
@@ -196,16 +385,22 @@ enum Wake {
 }
 
 impl<R: AsyncRead + Unpin> DeviceLoop<'_, R> {
-    async fn run(mut self, session_end: &CancellationToken, slow: &CancellationToken) -> End {
+    async fn run(
+        mut self,
+        session_end: &CancellationToken,
+        slow: &CancellationToken,
+        forward_done: &CancellationToken,
+    ) -> End {
         let mut deadline = tokio::time::Instant::now() + self.idle;
         loop {
-            if let Err(end) = self.forward_buffered().await {
+            if let Err(end) = self.queue_buffered(forward_done).await {
                 return end;
             }
             self.buf.reserve(4096);
             let wake = tokio::select! {
                 () = self.shared.ctx.shutdown.cancelled() => Wake::End(End::Shutdown),
                 () = slow.cancelled() => Wake::End(End::Violation(Violation::SlowConsumer)),
+                () = forward_done.cancelled() => Wake::End(End::Closed(FORWARDER_ENDED)),
                 () = session_end.cancelled() => Wake::End(End::Closed("connection closed")),
                 change = self.changes.recv() => Wake::Registry(change),
                 read = tokio::time::timeout_at(deadline, self.rd.read_buf(&mut self.buf)) => Wake::Read(read),
@@ -227,8 +422,8 @@ impl<R: AsyncRead + Unpin> DeviceLoop<'_, R> {
         }
     }
 
-    /// Handle every whole frame already buffered.
-    async fn forward_buffered(&mut self) -> Result<(), End> {
+    /// Inspect every whole frame already buffered and queue its step.
+    async fn queue_buffered(&mut self, forward_done: &CancellationToken) -> Result<(), End> {
         let max = self.shared.ctx.config.edge.max_packet_bytes;
         while let Some(frame) = take_frame(&mut self.buf, max)
             .map_err(|e| End::Violation(Violation::Protocol(e.to_string())))?
@@ -237,29 +432,71 @@ impl<R: AsyncRead + Unpin> DeviceLoop<'_, R> {
                 .inspector
                 .inspect(&frame, &self.shared.seqs)
                 .map_err(End::Violation)?;
-            match decision {
-                Decision::Forward => self.forward(&frame).await?,
-                Decision::Publish { kind, telemetry } => {
-                    if let Some(t) = telemetry {
-                        commit(self.shared, t).await.map_err(End::Violation)?;
-                    }
-                    self.shared.ctx.metrics.edge.message(kind.suffix());
-                    self.forward(&frame).await?;
+            let (step, last) = match decision {
+                Decision::Forward => (Step::Forward(frame), false),
+                Decision::Publish {
+                    verdict,
+                    seq,
+                    digest,
+                    after,
+                    pkid,
+                    kind,
+                    telemetry,
+                    message,
+                    payload_bytes,
+                } => {
+                    let accepted = Accepted {
+                        kind,
+                        payload_bytes,
+                        message,
+                    };
+                    let step = match verdict {
+                        SeqVerdict::Resend => Step::Resend {
+                            puback: pkid.map(puback),
+                            accepted,
+                        },
+                        SeqVerdict::New => Step::Publish {
+                            frame,
+                            seq,
+                            digest,
+                            stored: self
+                                .submit(StoreRequest {
+                                    device_id: self.device.clone(),
+                                    seq,
+                                    digest,
+                                    after,
+                                    telemetry,
+                                })
+                                .await,
+                            accepted,
+                        },
+                    };
+                    (step, false)
                 }
-                Decision::Disconnect => {
-                    let _ = self.broker_wr.write_all(&frame.bytes).await;
-                    return Err(End::Closed("device sent DISCONNECT"));
-                }
+                Decision::Disconnect => (Step::Disconnect(frame), true),
+            };
+            // A full pipeline stops reading: the in-flight window.
+            let sent = tokio::select! {
+                r = self.steps.send(step) => r.is_ok(),
+                () = forward_done.cancelled() => false,
+                () = self.shared.ctx.shutdown.cancelled() => return Err(End::Shutdown),
+            };
+            if !sent {
+                return Err(End::Closed(FORWARDER_ENDED));
+            }
+            if last {
+                return Err(End::Closed("device sent DISCONNECT"));
             }
         }
         Ok(())
     }
 
-    async fn forward(&mut self, frame: &Frame) -> Result<(), End> {
-        self.broker_wr
-            .write_all(&frame.bytes)
-            .await
-            .map_err(|_| End::Closed("broker connection lost"))
+    /// Queue a new message for its commit now, in the session's order, so
+    /// the commit runs while the session reads on; `None` without a store.
+    async fn submit(&self, request: StoreRequest) -> Option<(StoredFuture, Instant)> {
+        let sink = self.shared.sink.as_ref()?;
+        let started = Instant::now();
+        Some((sink.submit(request).await, started))
     }
 
     /// Apply a registry change to the live session; `Some` if it ends it.
@@ -316,19 +553,52 @@ fn read_outcome(
     }
 }
 
-/// Commit accepted telemetry to the sink, timed; a refusal or failure is
-/// not the device's fault, but it must not get a PUBACK.
-async fn commit(shared: &Shared, telemetry: AcceptedTelemetry) -> Result<(), Violation> {
-    let Some(sink) = &shared.sink else {
-        return Ok(());
+/// The broker's CONNACK with the session's receive maximum
+/// ([`IN_FLIGHT_WINDOW`]) for an MQTT 5 device; anything else unchanged.
+fn with_receive_maximum(codec: Codec, bytes: Bytes, max: usize) -> Bytes {
+    if codec != Codec::V5 {
+        return bytes;
+    }
+    let Ok(Some(frame)) = take_frame(&mut BytesMut::from(&bytes[..]), max) else {
+        return bytes;
     };
-    let started = Instant::now();
-    let result = sink.accept(telemetry).await;
-    shared
-        .ctx
-        .metrics
-        .edge
-        .sink_seconds
-        .observe(started.elapsed().as_secs_f64());
-    result.map_err(|e| Violation::NotStored(e.to_string()))
+    match codec.decode(&frame, max) {
+        Ok(Packet::ConnAck(ack, props)) => {
+            let mut props = props.unwrap_or_else(empty_connack_properties);
+            props.receive_max = Some(IN_FLIGHT_WINDOW);
+            codec
+                .encode(Packet::ConnAck(ack, Some(props)))
+                .map_or(bytes, BytesMut::freeze)
+        }
+        _ => bytes,
+    }
+}
+
+fn empty_connack_properties() -> ConnAckProperties {
+    ConnAckProperties {
+        session_expiry_interval: None,
+        receive_max: None,
+        max_qos: None,
+        retain_available: None,
+        max_packet_size: None,
+        assigned_client_identifier: None,
+        topic_alias_max: None,
+        reason_string: None,
+        user_properties: Vec::new(),
+        wildcard_subscription_available: None,
+        subscription_identifiers_available: None,
+        shared_subscription_available: None,
+        server_keep_alive: None,
+        response_information: None,
+        server_reference: None,
+        authentication_method: None,
+        authentication_data: None,
+    }
+}
+
+/// A PUBACK for packet id `pkid` in the session's protocol version (the
+/// reason code may be omitted for success in MQTT 5, section 3.4.2.1).
+fn puback(pkid: u16) -> Bytes {
+    let [hi, lo] = pkid.to_be_bytes();
+    Bytes::copy_from_slice(&[0x40, 0x02, hi, lo])
 }

@@ -17,6 +17,7 @@ use wardgate_protocol::DeviceId;
 use super::admission::{admit, Admitted};
 use super::broker_link::{self, LinkError};
 use super::connack;
+use super::events::EdgeEvent;
 use super::relay::{relay, End};
 use super::report::{audit, refuse_peer, violation_before_connect};
 use super::shared::Shared;
@@ -93,7 +94,20 @@ async fn device_session(
     else {
         return;
     };
-    shared.seqs.seed(&device, admitted.stored_seq);
+    if shared.seqs.last(&device).is_none() {
+        let registry = shared.ctx.registry.clone();
+        let d = device.clone();
+        match tokio::task::spawn_blocking(move || registry.stored_seqs(&d)).await {
+            Ok(Ok(stored)) => shared.seqs.seed(&device, stored),
+            _ => {
+                tracing::error!("cannot read the device's replay state from the gateway database; refusing the session");
+                let _ = dev_wr
+                    .write_all(connack::server_unavailable(admitted.codec))
+                    .await;
+                return;
+            }
+        }
+    }
     let broker = match broker_link::open(&shared, &admitted).await {
         Ok(link) => link,
         Err(LinkError::Encode(e)) => {
@@ -103,6 +117,12 @@ async fn device_session(
         }
         Err(e @ LinkError::Connect(_)) => {
             tracing::error!(error = %e, "cannot reach the embedded broker");
+            shared.observe(|| EdgeEvent::ConnectRefused {
+                device: device.clone(),
+                peer,
+                reason: "broker_unavailable".into(),
+                detail: e.to_string(),
+            });
             let _ = dev_wr
                 .write_all(connack::server_unavailable(admitted.codec))
                 .await;
@@ -119,7 +139,6 @@ async fn device_session(
     let end = relay(&shared, &device, &admitted, (dev_rd, dev_wr), buf, broker).await;
     shared.ctx.metrics.edge.active.dec();
     ended(&shared, &device, peer, end).await;
-    save_last_seq(&shared, &device).await;
 }
 
 /// Record an accepted connection: log, audit row, `last_seen`.
@@ -131,6 +150,12 @@ async fn connected(
 ) {
     let device = &identity.device_id;
     let state = admitted.state;
+    shared.observe(|| EdgeEvent::SessionAdmitted {
+        device: device.clone(),
+        peer,
+        protocol: admitted.codec.version(),
+        state,
+    });
     tracing::info!(
         ?state,
         protocol = admitted.codec.version(),
@@ -163,6 +188,24 @@ async fn connected(
 
 /// Record how the session ended: log, metric and audit row.
 async fn ended(shared: &Shared, device: &DeviceId, peer: SocketAddr, end: End) {
+    if let End::Violation(v) = &end {
+        shared.observe(|| EdgeEvent::Violation {
+            device: device.clone(),
+            peer,
+            violation: v.clone(),
+        });
+    }
+    shared.observe(|| EdgeEvent::SessionClosed {
+        device: device.clone(),
+        peer,
+        reason: match &end {
+            End::Violation(_) => "violation",
+            End::Revoked => "revoked",
+            End::Closed(why) => why,
+            End::Shutdown => "shutdown",
+        }
+        .to_owned(),
+    });
     let event = match end {
         End::Violation(v) => {
             tracing::warn!(reason = v.reason(), detail = %v, "policy violation; device disconnected");
@@ -199,18 +242,4 @@ async fn ended(shared: &Shared, device: &DeviceId, peer: SocketAddr, end: End) {
         }
     };
     audit(shared, event).await;
-}
-
-/// Save the device's last accepted `seq` to the registry, so a replay is
-/// refused after a restart too.
-async fn save_last_seq(shared: &Shared, device: &DeviceId) {
-    let Some(seq) = shared.seqs.last(device) else {
-        return;
-    };
-    let registry = shared.ctx.registry.clone();
-    let d = device.clone();
-    let saved = tokio::task::spawn_blocking(move || registry.save_last_seq(&d, seq)).await;
-    if !matches!(saved, Ok(Ok(()))) {
-        tracing::error!("cannot save the device's last seq; a replay after restart may pass");
-    }
 }

@@ -36,7 +36,10 @@ use wardgate_protocol::DeviceId;
 use super::error::UplinkError;
 use super::metrics::UplinkMetrics;
 use super::seal::OutboxKey;
-use crate::sink::{AcceptFuture, AcceptedTelemetry, SinkError, TelemetrySink};
+use crate::sink::{
+    AcceptFuture, AcceptedTelemetry, PayloadDigest, SinkError, StoreRequest, StoredFuture,
+    SubmitFuture, TelemetrySink,
+};
 
 /// Capacity of the command channel; senders wait (async) when it is full.
 const CHANNEL_CAPACITY: usize = 4096;
@@ -171,9 +174,9 @@ pub struct OutboxDepth {
 
 enum Command {
     Append {
-        message: AcceptedTelemetry,
+        request: StoreRequest,
         critical: bool,
-        reply: oneshot::Sender<Result<i64, SinkError>>,
+        reply: oneshot::Sender<Result<Option<i64>, SinkError>>,
     },
     Ack {
         ids: Vec<i64>,
@@ -244,6 +247,7 @@ impl Outbox {
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let critical_kinds = limits.critical_kinds.clone();
         let mut worker = worker::Worker {
+            last_seqs: std::collections::HashMap::new(),
             conn,
             key,
             limits,
@@ -279,18 +283,74 @@ impl Outbox {
     /// [`SinkError::Full`] if the outbox is full and the policy refused it;
     /// [`SinkError::Storage`] if the commit failed or the outbox is closed.
     pub async fn append(&self, message: AcceptedTelemetry) -> Result<i64, SinkError> {
-        let critical = is_critical(&message.payload, &self.critical_kinds);
+        let request = StoreRequest {
+            device_id: message.device_id.clone(),
+            seq: message.seq,
+            digest: PayloadDigest::of(&message.payload),
+            after: None,
+            telemetry: Some(message),
+        };
+        self.store_request(request).await?.ok_or_else(|| {
+            SinkError::Storage("outbox stored no row for a telemetry message".into())
+        })
+    }
+
+    /// Commit `request`: its outbox row (if it carries telemetry) and the
+    /// device's replay state (`devices.last_seq`, `device_seq_recent`) in
+    /// one transaction. Returns the row id, if a row was stored.
+    ///
+    /// # Errors
+    /// As [`Outbox::append`], and [`SinkError::OutOfOrder`] if the
+    /// session's previous message (`request.after`) was not stored.
+    pub async fn store_request(&self, request: StoreRequest) -> Result<Option<i64>, SinkError> {
+        let rx = self.enqueue(request).await?;
+        rx.await
+            .map_err(|_| SinkError::Storage("outbox thread ended".into()))?
+    }
+
+    /// Queue `request` for the next group commit; the receiver gets its
+    /// outcome after the commit.
+    async fn enqueue(
+        &self,
+        request: StoreRequest,
+    ) -> Result<oneshot::Receiver<Result<Option<i64>, SinkError>>, SinkError> {
+        let critical = request
+            .telemetry
+            .as_ref()
+            .is_some_and(|t| is_critical(&t.payload, &self.critical_kinds));
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Append {
-                message,
+                request,
                 critical,
                 reply,
             })
             .await
             .map_err(|_| SinkError::Storage("outbox is shut down".into()))?;
-        rx.await
-            .map_err(|_| SinkError::Storage("outbox thread ended".into()))?
+        Ok(rx)
+    }
+
+    /// [`TelemetrySink::submit`] for the outbox and its ledger: queued now,
+    /// committed in the next group commit.
+    #[allow(clippy::async_yields_async)] // the commit in progress is the result, awaited later
+    fn submit_request(&self, request: StoreRequest) -> SubmitFuture<'_> {
+        Box::pin(async move {
+            match self.enqueue(request).await {
+                Ok(rx) => Box::pin(async move {
+                    rx.await
+                        .map_err(|_| SinkError::Storage("outbox thread ended".into()))?
+                        .map(|_| ())
+                }) as StoredFuture,
+                Err(e) => Box::pin(std::future::ready(Err(e))),
+            }
+        })
+    }
+
+    /// A sink that stores the replay state of every message but no
+    /// outbox rows: the edge's store when the uplink is off.
+    #[must_use]
+    pub fn seq_ledger(&self) -> SeqLedger {
+        SeqLedger(self.clone())
     }
 
     /// Remove rows the upstream broker acknowledged; returns how many were
@@ -353,6 +413,43 @@ impl Outbox {
 impl TelemetrySink for Outbox {
     fn accept(&self, message: AcceptedTelemetry) -> AcceptFuture<'_> {
         Box::pin(async move { self.append(message).await.map(|_| ()) })
+    }
+
+    fn store(&self, request: StoreRequest) -> AcceptFuture<'_> {
+        Box::pin(async move { self.store_request(request).await.map(|_| ()) })
+    }
+
+    fn submit(&self, request: StoreRequest) -> SubmitFuture<'_> {
+        self.submit_request(request)
+    }
+}
+
+/// The edge's store when the uplink is off (`uplink.enabled = false`):
+/// every message's replay state is committed by the outbox thread, with
+/// the same group commit and guarantee, but no telemetry row is kept.
+#[derive(Debug, Clone)]
+pub struct SeqLedger(Outbox);
+
+impl TelemetrySink for SeqLedger {
+    fn accept(&self, message: AcceptedTelemetry) -> AcceptFuture<'_> {
+        let request = StoreRequest {
+            device_id: message.device_id,
+            seq: message.seq,
+            digest: PayloadDigest::of(&message.payload),
+            after: None,
+            telemetry: None,
+        };
+        self.store(request)
+    }
+
+    fn store(&self, mut request: StoreRequest) -> AcceptFuture<'_> {
+        request.telemetry = None;
+        Box::pin(async move { self.0.store_request(request).await.map(|_| ()) })
+    }
+
+    fn submit(&self, mut request: StoreRequest) -> SubmitFuture<'_> {
+        request.telemetry = None;
+        self.0.submit_request(request)
     }
 }
 

@@ -102,6 +102,11 @@ backoff_max = "500ms"
         })
     }
 
+    /// The ward device CA certificate file (for raw device clients).
+    pub fn ca_path(&self) -> &Path {
+        &self.pki.ca_path
+    }
+
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("gateway.db")
     }

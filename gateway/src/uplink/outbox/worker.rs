@@ -7,7 +7,19 @@
 //! `drop_oldest`, given room from the oldest non-critical rows. Replies go
 //! out only after the commit, and every caller gets one even if the
 //! transaction fails half-way. Fetches read after the writes of the batch.
+//!
+//! Each append also carries the device's replay state
+//! ([`crate::edge::replay`]): in the same transaction the worker raises
+//! `devices.last_seq` and records the payload digest in
+//! `device_seq_recent` (pruned to [`REPLAY_WINDOW`] rows per device), so a
+//! stored `seq` is never lost in a crash and never ahead of its message.
+//! An append whose session predecessor (`after`) was not stored is refused
+//! ([`SinkError::OutOfOrder`]), which keeps per-device order when the outbox
+//! refuses a message while later ones of the same session are in flight.
+//! The worker remembers the last stored `seq` of each device it has seen
+//! (one integer per enrolled device).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -20,7 +32,8 @@ use super::{
     bound_detail, fits, Command, FetchPage, FullPolicy, NoticeHook, OutboxLimits, PendingMessage,
     Shared, UplinkNotice,
 };
-use crate::sink::{AcceptedTelemetry, SinkError};
+use crate::edge::replay::REPLAY_WINDOW;
+use crate::sink::{AcceptedTelemetry, PayloadDigest, SinkError, StoreRequest};
 use crate::uplink::error::UplinkError;
 use crate::uplink::seal::OutboxKey;
 
@@ -30,6 +43,8 @@ const MAX_BATCH: usize = 1024;
 const DROP_STEP: i64 = 64;
 
 pub(super) struct Worker {
+    /// Last stored `seq` per device seen (read from the database once).
+    pub(super) last_seqs: HashMap<DeviceId, u64>,
     pub(super) conn: Connection,
     pub(super) key: OutboxKey,
     pub(super) limits: OutboxLimits,
@@ -38,15 +53,17 @@ pub(super) struct Worker {
     pub(super) full: AtomicBool,
 }
 
-type AppendReply = oneshot::Sender<Result<i64, SinkError>>;
+type AppendReply = oneshot::Sender<Result<Option<i64>, SinkError>>;
 type AckReply = oneshot::Sender<Result<u64, UplinkError>>;
 
 /// What one transaction did, applied to the counters only if it commits.
 struct Tally {
     rows: u64,
     bytes: u64,
-    /// One per append, in order.
-    outcomes: Vec<Result<i64, SinkError>>,
+    /// One per append, in order (`None`: replay state only, no row).
+    outcomes: Vec<Result<Option<i64>, SinkError>>,
+    /// Last stored `seq` per device after this transaction.
+    last_seqs: HashMap<DeviceId, u64>,
     /// Rows removed, one per ack command, in order.
     ack_counts: Vec<u64>,
     dropped: Vec<(DeviceId, u64)>,
@@ -90,10 +107,10 @@ impl Worker {
         for c in batch {
             match c {
                 Command::Append {
-                    message,
+                    request,
                     critical,
                     reply,
-                } => appends.push(((message, critical), reply)),
+                } => appends.push(((request, critical), reply)),
                 Command::Ack { ids, reply } => acks.push((ids, reply)),
                 Command::Fetch {
                     after_id,
@@ -117,7 +134,7 @@ impl Worker {
     /// One transaction for every append and ack waiting now.
     fn write(
         &mut self,
-        appends: &[(AcceptedTelemetry, bool)],
+        appends: &[(StoreRequest, bool)],
         acks: &[Vec<i64>],
         append_replies: Vec<AppendReply>,
         ack_replies: Vec<AckReply>,
@@ -126,13 +143,14 @@ impl Worker {
             rows: self.shared.rows.load(Ordering::Relaxed),
             bytes: self.shared.bytes.load(Ordering::Relaxed),
             outcomes: Vec::with_capacity(appends.len()),
+            last_seqs: HashMap::new(),
             ack_counts: Vec::with_capacity(acks.len()),
             dropped: Vec::new(),
             dropped_unnamed: 0,
             refused: Vec::new(),
             refuse_detail: String::new(),
         };
-        let (key, limits) = (&self.key, &self.limits);
+        let (key, limits, known) = (&self.key, &self.limits, &self.last_seqs);
         let result: Result<(), rusqlite::Error> = (|| {
             // IMMEDIATE: take the write lock up front, so a concurrent writer
             // (audit, registry) makes us wait (busy_timeout) instead of
@@ -146,12 +164,44 @@ impl Worker {
                 tally.ack_counts.push(removed);
             }
             let mut next_id = next_row_id(&tx)?;
-            for (message, critical) in appends {
-                let outcome = append(&tx, key, limits, next_id, message, *critical, &mut tally)?;
-                if outcome.is_ok() {
-                    next_id += 1;
+            let mut recent: HashMap<&DeviceId, Vec<(u64, PayloadDigest)>> = HashMap::new();
+            for (request, critical) in appends {
+                let device = &request.device_id;
+                let last = match tally.last_seqs.get(device).or_else(|| known.get(device)) {
+                    Some(l) => Some(*l),
+                    None => stored_last_seq(&tx, device)?,
+                };
+                if let Some(after) = request.after {
+                    if last.is_none_or(|l| l < after) {
+                        tally.outcomes.push(Err(SinkError::OutOfOrder {
+                            seq: request.seq,
+                            after,
+                        }));
+                        continue;
+                    }
+                }
+                let outcome = match &request.telemetry {
+                    Some(message) => {
+                        append(&tx, key, limits, next_id, message, *critical, &mut tally)?.map(Some)
+                    }
+                    None => Ok(None),
+                };
+                if let Ok(row) = outcome {
+                    if row.is_some() {
+                        next_id += 1;
+                    }
+                    let seq = last.map_or(request.seq, |l| l.max(request.seq));
+                    tally.last_seqs.insert(device.clone(), seq);
+                    recent
+                        .entry(device)
+                        .or_default()
+                        .push((request.seq, request.digest));
                 }
                 tally.outcomes.push(outcome);
+            }
+            for (device, entries) in &recent {
+                let last = tally.last_seqs.get(*device).copied().unwrap_or(0);
+                write_replay_state(&tx, device, last, entries)?;
             }
             tx.commit()
         })();
@@ -175,13 +225,18 @@ impl Worker {
     /// After a commit: counters, gauges, alerts, then the replies.
     fn committed(
         &mut self,
-        tally: Tally,
+        mut tally: Tally,
         append_replies: Vec<AppendReply>,
         ack_replies: Vec<AckReply>,
     ) {
         let m = &self.shared.metrics;
         m.commits.inc();
-        let accepted = tally.outcomes.iter().filter(|o| o.is_ok()).count() as u64;
+        let accepted = tally
+            .outcomes
+            .iter()
+            .filter(|o| matches!(o, Ok(Some(_))))
+            .count() as u64;
+        self.last_seqs.extend(tally.last_seqs.drain());
         m.accepted.inc_by(accepted);
         m.delivered.inc_by(tally.ack_counts.iter().sum());
         self.shared.rows.store(tally.rows, Ordering::Relaxed);
@@ -360,6 +415,55 @@ fn next_row_id(tx: &Transaction<'_>) -> Result<i64, rusqlite::Error> {
         .optional()?
         .unwrap_or(0)
         + 1)
+}
+
+/// The last stored `seq` of a device the worker has not seen yet: the
+/// registry's `last_seq` or its newest digest row, whichever is higher.
+fn stored_last_seq(
+    tx: &Transaction<'_>,
+    device: &DeviceId,
+) -> Result<Option<u64>, rusqlite::Error> {
+    let registry: Option<i64> = tx
+        .prepare_cached("SELECT last_seq FROM devices WHERE id = ?1")?
+        .query_row([device.as_str()], |r| r.get(0))
+        .optional()?
+        .flatten();
+    let recent: Option<i64> = tx
+        .prepare_cached("SELECT max(seq) FROM device_seq_recent WHERE device_id = ?1")?
+        .query_row([device.as_str()], |r| r.get(0))?;
+    Ok(registry.max(recent).and_then(|s| u64::try_from(s).ok()))
+}
+
+/// Raise `devices.last_seq` to `last` and record the digests of the
+/// messages stored in this transaction, keeping the newest
+/// [`REPLAY_WINDOW`] per device.
+fn write_replay_state(
+    tx: &Transaction<'_>,
+    device: &DeviceId,
+    last: u64,
+    entries: &[(u64, PayloadDigest)],
+) -> Result<(), rusqlite::Error> {
+    let as_db = |s: u64| i64::try_from(s).unwrap_or(i64::MAX);
+    tx.prepare_cached(
+        "UPDATE devices SET last_seq = ?2 WHERE id = ?1 AND (last_seq IS NULL OR last_seq < ?2)",
+    )?
+    .execute(params![device.as_str(), as_db(last)])?;
+    let mut insert = tx.prepare_cached(
+        "INSERT OR REPLACE INTO device_seq_recent (device_id, seq, digest) VALUES (?1, ?2, ?3)",
+    )?;
+    for (seq, digest) in entries {
+        insert.execute(params![device.as_str(), as_db(*seq), &digest.0[..]])?;
+    }
+    tx.prepare_cached(
+        "DELETE FROM device_seq_recent WHERE device_id = ?1 AND seq < (
+             SELECT seq FROM device_seq_recent WHERE device_id = ?1
+             ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
+    )?
+    .execute(params![
+        device.as_str(),
+        i64::try_from(REPLAY_WINDOW - 1).unwrap_or(i64::MAX)
+    ])?;
+    Ok(())
 }
 
 /// Delete acknowledged rows; how many were still present.
