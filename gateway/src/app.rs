@@ -125,6 +125,8 @@ impl Gateway {
         let uplink = Uplink::start_in(ctx).map_err(GatewayError::Uplink)?;
         let forwarding = ctx.config.uplink.enabled;
         let sink: Option<Arc<dyn TelemetrySink>> = forwarding.then(|| uplink.sink());
+        // The console charts what the sink took (or, without an uplink, what passed policy).
+        let sink = Some(crate::console::RecordingSink::over(ctx.recent.clone(), sink));
         let edge = crate::edge::start(ctx.clone(), broker.clone(), sink).await?;
 
         // Admin HTTPS server, with the uplink's status when it forwards.

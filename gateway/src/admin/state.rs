@@ -9,6 +9,7 @@ use super::metrics::AdminMetrics;
 use crate::access::token::store::TokenStore;
 use crate::audit::AuditLog;
 use crate::config::AdminConfig;
+use crate::console::RecentActivity;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::uplink::UplinkMonitor;
@@ -32,6 +33,8 @@ pub struct AdminState {
     pub started: Instant,
     /// The uplink's connection and outbox status, when an uplink runs.
     pub uplink: Option<UplinkMonitor>,
+    /// Recent readings and live sessions per device (the console's charts).
+    pub recent: RecentActivity,
 }
 
 impl AdminState {
@@ -54,6 +57,7 @@ impl AdminState {
             metrics,
             started: Instant::now(),
             uplink: None,
+            recent: RecentActivity::new(),
         }
     }
 
@@ -61,6 +65,13 @@ impl AdminState {
     #[must_use]
     pub fn with_uplink(mut self, uplink: UplinkMonitor) -> Self {
         self.uplink = Some(uplink);
+        self
+    }
+
+    /// Serve this gateway's recent readings in `GET /api/v1/readings`.
+    #[must_use]
+    pub fn with_recent(mut self, recent: RecentActivity) -> Self {
+        self.recent = recent;
         self
     }
 }
