@@ -33,9 +33,14 @@ function el(tag, attrs = {}, ...children) {
   return e;
 }
 
+// Replace an element's children, skipping absent ones (null, undefined, false).
+function put(target, ...children) {
+  target.replaceChildren(...children.filter((c) => c !== null && c !== undefined && c !== false));
+}
+
 // A {title, what, why, next} entry as a block; `detail` is the gateway's own message.
 function explain(target, entry, tone, detail) {
-  target.replaceChildren(
+  put(target, 
     el("p", { class: "title" }, el("strong", { text: entry.title })),
     entry.what ? el("p", { class: "what", text: entry.what }) : null,
     entry.why ? el("p", { class: "why", text: entry.why }) : null,
@@ -104,7 +109,7 @@ async function signIn(token) {
   $("whoami").hidden = false;
   document.body.dataset.role = t.role;
   rows.clear();
-  $("device-table").tBodies[0].replaceChildren();
+  put($("device-table").tBodies[0]);
   polls = 0;
   await poll();
 }
@@ -278,18 +283,18 @@ function renderDevices(devices, readings, ota, now) {
     const upd = updates.get(d.id);
     row.tr.dataset.state = d.state;
     row.tr.dataset.connection = conn;
-    row.cells[0].replaceChildren(el("strong", { text: d.id }), el("div", { class: "hint", text: `${d.manufacturer} ${d.model}` }));
-    row.cells[1].replaceChildren(W.deviceKind(vitals) || d.model);
-    row.cells[2].replaceChildren(badge(d.state, st.title, `${st.what} ${st.next}`), el("div", { class: "hint", text: st.next }));
-    row.cells[3].replaceChildren(badge(conn, cn.title, `${cn.what} ${cn.next}`), conn === "connected" ? null : el("div", { class: "hint", text: cn.next }));
-    row.cells[4].replaceChildren(
+    put(row.cells[0], el("strong", { text: d.id }), el("div", { class: "hint", text: `${d.manufacturer} ${d.model}` }));
+    put(row.cells[1], W.deviceKind(vitals) || d.model);
+    put(row.cells[2], badge(d.state, st.title, `${st.what} ${st.next}`), el("div", { class: "hint", text: st.next }));
+    put(row.cells[3], badge(conn, cn.title, `${cn.what} ${cn.next}`), conn === "connected" ? null : el("div", { class: "hint", text: cn.next }));
+    put(row.cells[4], 
       d.firmware_version,
       upd ? el("div", { class: "hint" }, badge(upd.state, (W.UPDATE[upd.state] || { title: upd.state }).title)) : null,
     );
-    row.cells[5].replaceChildren(ago(a && a.last_reading_at, now));
-    row.cells[6].replaceChildren(svg, el("div", { class: "latest", text: labels.join(" · ") }));
+    put(row.cells[5], ago(a && a.last_reading_at, now));
+    put(row.cells[6], svg, el("div", { class: "latest", text: labels.join(" · ") }));
     const buttons = actionButtons(d);
-    row.cells[7].replaceChildren(...buttons);
+    put(row.cells[7], ...buttons);
   }
   for (const [id, row] of rows) {
     if (!seen.has(id)) {
@@ -356,7 +361,7 @@ function renderCampaign(r) {
   }
   const campaigns = r.body.campaigns || [];
   if (!campaigns.length) {
-    body.replaceChildren(el("p", { text: "No update campaign has been assigned to this ward." }));
+    put(body, el("p", { text: "No update campaign has been assigned to this ward." }));
     return;
   }
   const c = campaigns[0];
@@ -376,7 +381,7 @@ function renderCampaign(r) {
   }
   table.append(tb);
   parts.push(table);
-  body.replaceChildren(...parts);
+  put(body, ...parts);
 }
 
 // ---- alerts ----
@@ -389,7 +394,7 @@ function renderAlerts(r, now) {
   }
   const open = (r.body.alerts || []).filter((a) => !a.acknowledged_at);
   if (!open.length) {
-    body.replaceChildren(el("p", { text: "No open alerts." }));
+    put(body, el("p", { text: "No open alerts." }));
     return;
   }
   const items = open.map((a) => {
@@ -397,7 +402,8 @@ function renderAlerts(r, now) {
     const box = el("div", { class: "alert", "data-alert-id": String(a.id) });
     const text = el("div");
     explain(text, w, a.quarantined ? "bad" : "warn");
-    box.append(
+    put(
+      box,
       el("p", {}, el("strong", { text: a.device || a.subject }), ` — ${ago(a.at, now)}`),
       text,
       a.quarantined ? el("p", { class: "next", text: W.ALERT_QUARANTINED }) : null,
@@ -414,7 +420,7 @@ function renderAlerts(r, now) {
     }
     return box;
   });
-  body.replaceChildren(...items);
+  put(body, ...items);
 }
 
 // ---- audit ----
@@ -431,7 +437,7 @@ function renderVerify(r) {
 function renderAudit(r) {
   const tbody = $("audit-table").tBodies[0];
   if (!r.ok) return failed($("audit-verify"), r);
-  tbody.replaceChildren(...(r.body.rows || []).map((row) =>
+  put(tbody, ...(r.body.rows || []).map((row) =>
     el("tr", { "data-action": row.action, "data-subject": row.subject },
       el("td", { text: String(row.id) }), el("td", { text: new Date(row.ts).toLocaleTimeString() }),
       el("td", { text: row.actor }), el("td", { text: row.action }), el("td", { text: row.subject }),
@@ -456,7 +462,7 @@ async function renderAccess() {
       el("td", { text: (e.flags || []).map((f) => W.REVIEW_FLAG[f] || f).join(" ") || "—" })));
   }
   table.append(tb);
-  body.replaceChildren(el("p", { class: "why", text: `Tokens unused for ${r.body.stale_after_days} days are marked stale.` }), table);
+  put(body, el("p", { class: "why", text: `Tokens unused for ${r.body.stale_after_days} days are marked stale.` }), table);
 }
 
 // ---- start ----
