@@ -126,7 +126,10 @@ impl Gateway {
         let forwarding = ctx.config.uplink.enabled;
         let sink: Option<Arc<dyn TelemetrySink>> = forwarding.then(|| uplink.sink());
         // The console charts what the sink took (or, without an uplink, what passed policy).
-        let sink = Some(crate::console::RecordingSink::over(ctx.recent.clone(), sink));
+        let sink = Some(crate::console::RecordingSink::over(
+            ctx.recent.clone(),
+            sink,
+        ));
         let edge = crate::edge::start(ctx.clone(), broker.clone(), sink).await?;
 
         // Admin HTTPS server, with the uplink's status when it forwards.

@@ -71,10 +71,18 @@ async fn the_page_is_served_without_a_token_under_strict_headers() {
         ("/console/wording.js", "text/javascript"),
         ("/console/console.css", "text/css"),
     ] {
-        let r = w.http.get(format!("{}{path}", w.base)).send().await.unwrap();
+        let r = w
+            .http
+            .get(format!("{}{path}", w.base))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::OK, "{path}");
         let h = r.headers();
-        assert!(h["content-type"].to_str().unwrap().starts_with(kind), "{path}");
+        assert!(
+            h["content-type"].to_str().unwrap().starts_with(kind),
+            "{path}"
+        );
         for (name, value) in SECURITY_HEADERS {
             assert_eq!(h[name], value, "{path}: {name}");
         }
@@ -87,7 +95,10 @@ async fn the_page_is_served_without_a_token_under_strict_headers() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     let (status, body) = w.get("/console/secrets.txt", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(body["error"]["message"].as_str().unwrap().contains("/console"));
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("/console"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,16 +109,15 @@ async fn readings_and_sessions_come_from_the_edge_behind_the_guard() {
     // Refused without a token, and the refusal is audited like any other.
     let (status, _) = w.get("/api/v1/readings", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let refused = w
-        .gw
-        .handle()
-        .context
-        .audit
-        .all()
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.action == "admin.refused" && r.subject == "read_devices")
-        .count();
+    let refused =
+        w.gw.handle()
+            .context
+            .audit
+            .all()
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.action == "admin.refused" && r.subject == "read_devices")
+            .count();
     assert_eq!(refused, 1);
 
     let mut d = w.gw.device("mon-01").await;

@@ -168,7 +168,10 @@ impl Browser {
             Some(v) => v,
             None => {
                 let body = self.eval("return document.body.innerText").await;
-                panic!("page never showed {what}; it shows:\n{}", body.as_str().unwrap_or(""));
+                panic!(
+                    "page never showed {what}; it shows:\n{}",
+                    body.as_str().unwrap_or("")
+                );
             }
         }
     }
@@ -203,7 +206,9 @@ impl Browser {
 }
 
 fn readings(all: Vec<Reading>, kinds: &[VitalKind]) -> Vec<Reading> {
-    all.into_iter().filter(|r| kinds.contains(&r.kind)).collect()
+    all.into_iter()
+        .filter(|r| kinds.contains(&r.kind))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,7 +229,11 @@ async fn viewer_sees_the_ward_and_an_operator_quarantines_a_device_from_the_page
     let ctx = gw.handle().context.clone();
 
     // Two monitors and a pump stream a few readings each and stay connected.
-    let monitor = [VitalKind::HeartRate, VitalKind::Spo2, VitalKind::RespiratoryRate];
+    let monitor = [
+        VitalKind::HeartRate,
+        VitalKind::Spo2,
+        VitalKind::RespiratoryRate,
+    ];
     let mut devices = Vec::new();
     for (id, kinds) in [
         ("mon-01", &monitor[..]),
@@ -266,14 +275,19 @@ async fn viewer_sees_the_ward_and_an_operator_quarantines_a_device_from_the_page
     browser.type_into("#token", "wgt_nonsense").await;
     browser.click("#sign-in").await;
     browser
-        .until("the refusal", "return !document.getElementById('login-message').hidden")
+        .until(
+            "the refusal",
+            "return !document.getElementById('login-message').hidden",
+        )
         .await;
     let refusal = browser.text("#login-message").await;
     assert!(refusal.contains("Token not accepted"), "{refusal}");
     assert!(refusal.contains("What to do"), "{refusal}");
 
     // The viewer sees every device, its readings, the audit trail, and no buttons.
-    browser.eval("document.getElementById('token').value = ''; return true").await;
+    browser
+        .eval("document.getElementById('token').value = ''; return true")
+        .await;
     browser.type_into("#token", viewer.token.expose()).await;
     browser.click("#sign-in").await;
     browser
@@ -283,7 +297,10 @@ async fn viewer_sees_the_ward_and_an_operator_quarantines_a_device_from_the_page
                .filter(r => r.cells[5].innerText.includes('ago')).length === 3",
         )
         .await;
-    assert!(browser.text("#whoami").await.contains("ward-screen (viewer)"));
+    assert!(browser
+        .text("#whoami")
+        .await
+        .contains("ward-screen (viewer)"));
     let row = browser.text("tr[data-device-id='mon-01']").await;
     assert!(row.contains("Patient monitor"), "{row}");
     assert!(row.contains("Active"), "{row}");
@@ -312,7 +329,10 @@ async fn viewer_sees_the_ward_and_an_operator_quarantines_a_device_from_the_page
         )
         .await;
     assert!(browser.text("#audit").await.contains("edge.connect"));
-    assert!(browser.text("#uplink").await.contains("No hospital link configured"));
+    assert!(browser
+        .text("#uplink")
+        .await
+        .contains("No hospital link configured"));
     assert!(browser.text("#campaign").await.len() > 10);
     assert!(browser.text("#alerts").await.len() > 10);
     assert!(browser
@@ -324,14 +344,20 @@ async fn viewer_sees_the_ward_and_an_operator_quarantines_a_device_from_the_page
         .await;
     assert_eq!(token_in_storage, json!(viewer.token.expose()));
     let url = browser.eval("return location.href").await;
-    assert!(!url.as_str().unwrap().contains("wgt_"), "no token in the URL: {url}");
+    assert!(
+        !url.as_str().unwrap().contains("wgt_"),
+        "no token in the URL: {url}"
+    );
     let shot = browser.screenshot("viewer.png").await;
     eprintln!("screenshot: {}", shot.display());
 
     // The operator sees quarantine buttons (not revoke: that is admin's).
     browser.click("#sign-out").await;
     browser
-        .until("the sign-in form", "return !document.getElementById('login').hidden")
+        .until(
+            "the sign-in form",
+            "return !document.getElementById('login').hidden",
+        )
         .await;
     browser.type_into("#token", operator.token.expose()).await;
     browser.click("#sign-in").await;
@@ -341,7 +367,10 @@ async fn viewer_sees_the_ward_and_an_operator_quarantines_a_device_from_the_page
             "return document.querySelector(\"button[data-action='quarantine'][data-device='mon-01']\")",
         )
         .await;
-    assert!(browser.text("#whoami").await.contains("charge-nurse (operator)"));
+    assert!(browser
+        .text("#whoami")
+        .await
+        .contains("charge-nurse (operator)"));
     assert_eq!(
         browser
             .eval("return document.querySelectorAll(\"button[data-action='revoke']\").length")
@@ -358,12 +387,20 @@ async fn viewer_sees_the_ward_and_an_operator_quarantines_a_device_from_the_page
                     !document.getElementById('confirm-totp-row').hidden",
         )
         .await;
-    assert!(browser.text("#confirm").await.contains("readings stop leaving the ward"));
+    assert!(browser
+        .text("#confirm")
+        .await
+        .contains("readings stop leaving the ward"));
     browser
-        .type_into("#confirm-reason", "alarm pattern looks wrong, checked by biomed")
+        .type_into(
+            "#confirm-reason",
+            "alarm pattern looks wrong, checked by biomed",
+        )
         .await;
     let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap();
-    browser.type_into("#confirm-totp", &secret.code_at(now)).await;
+    browser
+        .type_into("#confirm-totp", &secret.code_at(now))
+        .await;
     browser.click("#confirm-go").await;
     browser
         .until(
@@ -371,7 +408,10 @@ async fn viewer_sees_the_ward_and_an_operator_quarantines_a_device_from_the_page
             "return document.querySelector(\"tr[data-device-id='mon-01']\").dataset.state === 'quarantined'",
         )
         .await;
-    assert!(browser.text("#notice").await.contains("mon-01 is now quarantined"));
+    assert!(browser
+        .text("#notice")
+        .await
+        .contains("mon-01 is now quarantined"));
     browser
         .until(
             "the release button",

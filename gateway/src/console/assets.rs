@@ -26,7 +26,10 @@ pub const SECURITY_HEADERS: [(&str, &str); 7] = [
     ("cache-control", "no-store"),
     ("referrer-policy", "no-referrer"),
     ("cross-origin-opener-policy", "same-origin"),
-    ("permissions-policy", "camera=(), microphone=(), geolocation=()"),
+    (
+        "permissions-policy",
+        "camera=(), microphone=(), geolocation=()",
+    ),
 ];
 
 /// One embedded file.
@@ -79,10 +82,8 @@ async fn page() -> Response {
 async fn file(Path(name): Path<String>) -> Response {
     match ASSETS.iter().find(|a| a.name == name) {
         Some(asset) => serve(asset),
-        None => ApiError::not_found(format!(
-            "the console has no file `{name}`; open /console"
-        ))
-        .into_response(),
+        None => ApiError::not_found(format!("the console has no file `{name}`; open /console"))
+            .into_response(),
     }
 }
 
@@ -109,7 +110,11 @@ mod tests {
         assert!(!html.contains("style="), "no inline style");
         for a in &ASSETS {
             for other in ["src=\"http", "href=\"http", "import(\"http", "from \"http"] {
-                assert!(!a.body.contains(other), "{} loads nothing from elsewhere", a.name);
+                assert!(
+                    !a.body.contains(other),
+                    "{} loads nothing from elsewhere",
+                    a.name
+                );
             }
         }
         assert!(CONTENT_SECURITY_POLICY.contains("frame-ancestors 'none'"));

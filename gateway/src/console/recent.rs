@@ -213,7 +213,10 @@ mod tests {
             Some(vec![(VitalKind::HeartRate, 70.0)])
         );
         assert_eq!(r.snapshot(3)[&d].samples.len(), 3);
-        assert_eq!(r.snapshot(3)[&d].samples[2].seq, SAMPLES_PER_DEVICE as u64 + 5);
+        assert_eq!(
+            r.snapshot(3)[&d].samples[2].seq,
+            SAMPLES_PER_DEVICE as u64 + 5
+        );
     }
 
     #[test]
@@ -248,7 +251,10 @@ mod tests {
         }
         let snap = r.snapshot(1);
         assert_eq!(snap.len(), MAX_DEVICES);
-        assert!(snap.contains_key(&live), "a connected device is never evicted");
+        assert!(
+            snap.contains_key(&live),
+            "a connected device is never evicted"
+        );
         assert!(snap.contains_key(&id(&format!("dev-{}", MAX_DEVICES + 9))));
     }
 }

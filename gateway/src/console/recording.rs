@@ -81,7 +81,10 @@ mod tests {
         let recent = RecentActivity::new();
         let sink = RecordingSink::over(recent.clone(), None);
         sink.accept(message()).await.unwrap();
-        assert_eq!(recent.snapshot(10).values().next().unwrap().samples.len(), 1);
+        assert_eq!(
+            recent.snapshot(10).values().next().unwrap().samples.len(),
+            1
+        );
     }
 
     #[tokio::test]
