@@ -309,13 +309,26 @@ function renderDevices(devices, readings, ota, now) {
 // ---- actions ----
 
 function openConfirm(action, id) {
-  pending = { action, id };
   const a = W.ACTION[action];
-  $("confirm-title").textContent = `${a.title} ${id}?`;
-  explain($("confirm-explain"), { title: a.title, what: a.what, why: a.why, next: a.next }, action === "revoke" ? "bad" : "warn");
+  askConfirm({
+    title: `${a.title} ${id}?`,
+    entry: a,
+    tone: action === "revoke" ? "bad" : "warn",
+    path: `/api/v1/devices/${encodeURIComponent(id)}/${action}`,
+    totp: session.needs_totp[action],
+    body: (reason) => (reason ? { reason } : {}),
+    done: (r) => ({ title: `${id} ${r.body.changed ? W.DONE[action] : W.DONE.unchanged}`, next: a.next }),
+  });
+}
+
+// Confirm a change: explain it, take a reason and (for a TOTP-bound token) the code.
+function askConfirm(p) {
+  pending = p;
+  $("confirm-title").textContent = p.title;
+  explain($("confirm-explain"), p.entry, p.tone);
   $("confirm-reason").value = "";
   $("confirm-totp").value = "";
-  $("confirm-totp-row").hidden = !session.needs_totp[action];
+  $("confirm-totp-row").hidden = !p.totp;
   $("confirm").hidden = false;
   $("confirm-reason").focus();
 }
@@ -327,14 +340,10 @@ function closeConfirm() {
 
 async function confirmAction() {
   if (!pending) return;
-  const { action, id } = pending;
+  const p = pending;
   const reason = $("confirm-reason").value.trim();
   const totp = $("confirm-totp").value.trim();
-  const r = await api(`/api/v1/devices/${encodeURIComponent(id)}/${action}`, {
-    method: "POST",
-    body: reason ? { reason } : {},
-    totp: totp || undefined,
-  });
+  const r = await api(p.path, { method: "POST", body: p.body(reason), totp: totp || undefined });
   if (!r.ok && (r.code === "totp_required" || r.code === "totp_invalid" || r.code === "totp_reused")) {
     // Keep the dialog open for the code.
     $("confirm-totp-row").hidden = false;
@@ -342,12 +351,8 @@ async function confirmAction() {
     return;
   }
   closeConfirm();
-  if (r.ok) {
-    const text = r.body.changed ? W.DONE[action] : W.DONE.unchanged;
-    explain($("notice"), { title: `${id} ${text}`, next: W.ACTION[action].next }, "ok");
-  } else {
-    explain($("notice"), W.refusal(r.code), "bad", r.message);
-  }
+  if (r.ok) explain($("notice"), p.done(r), "ok");
+  else explain($("notice"), W.refusal(r.code), "bad", r.message);
   await poll();
 }
 
@@ -411,11 +416,18 @@ function renderAlerts(r, now) {
     );
     if (session.may.quarantine) {
       const ack = el("button", { type: "button", "data-alert-action": "acknowledge", text: "Acknowledge" });
-      ack.addEventListener("click", async () => {
-        const res = await api(`/api/v1/alerts/${a.id}/acknowledge`, { method: "POST", body: {} });
-        if (!res.ok) explain($("notice"), W.refusal(res.code), "bad", res.message);
-        await poll();
-      });
+      ack.addEventListener("click", () =>
+        askConfirm({
+          title: `Acknowledge alert ${a.id}?`,
+          entry: W.ACKNOWLEDGE,
+          tone: "warn",
+          path: `/api/v1/alerts/${a.id}/acknowledge`,
+          // Acknowledging is a change: a TOTP-bound token needs its code.
+          totp: session.token.totp_bound,
+          body: (note) => (note ? { note } : {}),
+          done: () => ({ title: `Alert ${a.id} acknowledged.`, next: W.ACKNOWLEDGE.next }),
+        }),
+      );
       box.append(ack);
     }
     return box;

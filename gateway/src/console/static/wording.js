@@ -266,6 +266,13 @@ export const ALERT = {
   },
 };
 
+export const ACKNOWLEDGE = {
+  title: "Acknowledge",
+  what: "Mark the alert as seen; it leaves the list of open alerts (it stays in the audit trail).",
+  why: "Acknowledging does not release a quarantined device: check the device first.",
+  next: "If the device is quarantined and has been checked, press Release on its row.",
+};
+
 export const ALERT_QUARANTINED =
   "The gateway quarantined this device automatically. An operator releases it after it has been checked.";
 
