@@ -135,11 +135,16 @@ impl Gateway {
         let uplink = Uplink::start_in(ctx).map_err(GatewayError::Uplink)?;
         let forwarding = ctx.config.uplink.enabled;
         // Off: replay state only, stored the same way (edge::replay).
-        let sink: Option<Arc<dyn TelemetrySink>> = Some(if forwarding {
+        let inner: Arc<dyn TelemetrySink> = if forwarding {
             uplink.sink()
         } else {
             Arc::new(uplink.outbox().seq_ledger())
-        });
+        };
+        // The console charts what the sink took.
+        let sink = Some(crate::console::RecordingSink::over(
+            ctx.recent.clone(),
+            Some(inner),
+        ));
         let edge = crate::edge::start(ctx.clone(), broker.clone(), sink, None).await?;
 
         // The OTA agent, when `[ota]` is configured.

@@ -35,6 +35,8 @@ pub struct GatewayContext {
     pub shutdown: CancellationToken,
     /// Long-running tasks of all components; shutdown waits for them.
     pub tasks: TaskTracker,
+    /// Recent readings and live sessions per device, for the console.
+    pub recent: crate::console::RecentActivity,
 }
 
 /// Why the context could not be built.
@@ -83,6 +85,7 @@ impl GatewayContext {
             metrics: Metrics::new(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            recent: crate::console::RecentActivity::new(),
         }))
     }
 }

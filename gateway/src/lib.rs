@@ -31,6 +31,7 @@
 //! | TOTP second factor, replay refusal and lockout, sealed TOTP secrets | [`access::totp`] |
 //! | break-glass tokens, access review | [`access::break_glass`], [`access::review`] |
 //! | admin HTTPS API: server, routes, guard, JSON errors, metrics | [`admin`] |
+//! | ward console: embedded web page, live readings per device | [`console`] |
 //! | durable outbox, store-and-forward uplink | [`uplink`] |
 //! | upstream renderings (device JSON, FHIR R4) | [`render`] |
 //! | hand-off of accepted telemetry from edge to outbox | [`sink`] |
@@ -44,6 +45,7 @@ pub mod audit;
 pub mod broker;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod context;
 pub mod db;
 pub mod edge;

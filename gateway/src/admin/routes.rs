@@ -121,6 +121,17 @@ pub fn router(state: Arc<AdminState>) -> Router {
             "/api/v1/ota/devices/{id}/retry",
             guarded(s, Action::RetryOtaUpdate, post(handlers::retry_ota_update)),
         )
+        // Ward console (crate::console): the page without a token, its two
+        // extra read routes behind the guard.
+        .merge(crate::console::assets::router())
+        .route(
+            "/api/v1/readings",
+            guarded(s, Action::ReadDevices, get(crate::console::api::readings)),
+        )
+        .route(
+            "/api/v1/session",
+            guarded(s, Action::ReadStatus, get(crate::console::api::session)),
+        )
         .fallback(handlers::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), time_limit))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))

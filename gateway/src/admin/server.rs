@@ -175,7 +175,8 @@ pub fn start(
         ctx.registry.clone(),
         ctx.audit.clone(),
         ctx.metrics.clone(),
-    );
+    )
+    .with_recent(ctx.recent.clone());
     if let Some(uplink) = uplink {
         state = state.with_uplink(uplink);
     }

@@ -9,6 +9,7 @@ use super::metrics::AdminMetrics;
 use crate::access::token::store::TokenStore;
 use crate::audit::AuditLog;
 use crate::config::AdminConfig;
+use crate::console::RecentActivity;
 use crate::metrics::Metrics;
 use crate::ota::agent::RolloutHandle;
 use crate::registry::Registry;
@@ -35,6 +36,8 @@ pub struct AdminState {
     pub uplink: Option<UplinkMonitor>,
     /// The OTA rollout (progress, operator retry), when `[ota]` runs.
     pub ota: Option<RolloutHandle>,
+    /// Recent readings and live sessions per device (the console's charts).
+    pub recent: RecentActivity,
 }
 
 impl AdminState {
@@ -58,6 +61,7 @@ impl AdminState {
             started: Instant::now(),
             uplink: None,
             ota: None,
+            recent: RecentActivity::new(),
         }
     }
 
@@ -73,6 +77,13 @@ impl AdminState {
     #[must_use]
     pub fn with_ota(mut self, rollout: RolloutHandle) -> Self {
         self.ota = Some(rollout);
+        self
+    }
+
+    /// Serve this gateway's recent readings in `GET /api/v1/readings`.
+    #[must_use]
+    pub fn with_recent(mut self, recent: RecentActivity) -> Self {
+        self.recent = recent;
         self
     }
 }

@@ -135,6 +135,7 @@ async fn device_session(
     };
     shared.ctx.metrics.edge.connection("accepted");
     shared.ctx.metrics.edge.active.inc();
+    let _online = shared.ctx.recent.connected(&device);
     connected(&shared, &identity, &admitted, peer).await;
     let end = relay(&shared, &device, &admitted, (dev_rd, dev_wr), buf, broker).await;
     shared.ctx.metrics.edge.active.dec();
