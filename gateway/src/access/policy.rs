@@ -38,11 +38,17 @@ pub enum Action {
     CreateToken,
     /// `DELETE /api/v1/tokens/{id}`
     RevokeToken,
+    /// `GET /api/v1/alerts`
+    ReadAlerts,
+    /// `POST /api/v1/alerts/{id}/acknowledge`
+    AcknowledgeAlert,
+    /// `POST /api/v1/alerts/{id}/release`
+    ReleaseDevice,
 }
 
 impl Action {
     /// Every action, for tests and documentation.
-    pub const ALL: [Action; 12] = [
+    pub const ALL: [Action; 15] = [
         Action::ReadStatus,
         Action::ReadMetrics,
         Action::ReadDevices,
@@ -55,16 +61,24 @@ impl Action {
         Action::ReviewAccess,
         Action::CreateToken,
         Action::RevokeToken,
+        Action::ReadAlerts,
+        Action::AcknowledgeAlert,
+        Action::ReleaseDevice,
     ];
 
     /// The least privileged role allowed to perform this action.
     #[must_use]
     pub fn min_role(self) -> Role {
         match self {
-            Action::ReadStatus | Action::ReadMetrics | Action::ReadDevices | Action::ReadAudit => {
-                Role::Viewer
-            }
-            Action::QuarantineDevice | Action::ReactivateDevice => Role::Operator,
+            Action::ReadStatus
+            | Action::ReadMetrics
+            | Action::ReadDevices
+            | Action::ReadAudit
+            | Action::ReadAlerts => Role::Viewer,
+            Action::QuarantineDevice
+            | Action::ReactivateDevice
+            | Action::AcknowledgeAlert
+            | Action::ReleaseDevice => Role::Operator,
             Action::EnrollDevice
             | Action::RevokeDevice
             | Action::ListTokens
@@ -86,6 +100,7 @@ impl Action {
                 | Action::ReadAudit
                 | Action::ListTokens
                 | Action::ReviewAccess
+                | Action::ReadAlerts
         )
     }
 
@@ -105,6 +120,9 @@ impl Action {
             Action::ReviewAccess => "review_access",
             Action::CreateToken => "create_token",
             Action::RevokeToken => "revoke_token",
+            Action::ReadAlerts => "read_alerts",
+            Action::AcknowledgeAlert => "acknowledge_alert",
+            Action::ReleaseDevice => "release_device",
         }
     }
 }
@@ -118,8 +136,10 @@ mod tests {
         use Action::*;
         for a in Action::ALL {
             let expected = match a {
-                ReadStatus | ReadMetrics | ReadDevices | ReadAudit => Role::Viewer,
-                QuarantineDevice | ReactivateDevice => Role::Operator,
+                ReadStatus | ReadMetrics | ReadDevices | ReadAudit | ReadAlerts => Role::Viewer,
+                QuarantineDevice | ReactivateDevice | AcknowledgeAlert | ReleaseDevice => {
+                    Role::Operator
+                }
                 EnrollDevice | RevokeDevice | ListTokens | ReviewAccess | CreateToken
                 | RevokeToken => Role::Admin,
             };

@@ -178,6 +178,10 @@ pub fn start(
     if let Some(uplink) = uplink {
         state = state.with_uplink(uplink);
     }
+    if ctx.config.anomaly.enabled {
+        let alerts = crate::anomaly::AlertStore::open(&ctx.db_path).map_err(AdminError::Alerts)?;
+        state = state.with_alerts(alerts);
+    }
     let state = Arc::new(state);
     let server = AdminServer::start(state, tls, ctx.shutdown.clone())?;
     let addr = server.local_addr();

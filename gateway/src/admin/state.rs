@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::metrics::AdminMetrics;
 use crate::access::token::store::TokenStore;
+use crate::anomaly::AlertStore;
 use crate::audit::AuditLog;
 use crate::config::AdminConfig;
 use crate::metrics::Metrics;
@@ -32,6 +33,8 @@ pub struct AdminState {
     pub started: Instant,
     /// The uplink's connection and outbox status, when an uplink runs.
     pub uplink: Option<UplinkMonitor>,
+    /// Anomaly alerts, when the detector runs.
+    pub alerts: Option<AlertStore>,
 }
 
 impl AdminState {
@@ -54,7 +57,15 @@ impl AdminState {
             metrics,
             started: Instant::now(),
             uplink: None,
+            alerts: None,
         }
+    }
+
+    /// Serve the detector's alerts (`/api/v1/alerts`).
+    #[must_use]
+    pub fn with_alerts(mut self, alerts: AlertStore) -> Self {
+        self.alerts = Some(alerts);
+        self
     }
 
     /// Show this uplink's status in `GET /api/v1/status`.

@@ -34,6 +34,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Store-and-forward uplink to the hospital broker.
     pub uplink: UplinkConfig,
+    /// Behavioural anomaly detection (its struct lives in [`super::anomaly`]).
+    pub anomaly: super::anomaly::AnomalyConfig,
 }
 
 /// `[storage]`

@@ -79,6 +79,7 @@ impl Config {
             return Err(ConfigError::invalid("storage.data_dir", "must be set"));
         }
         self.uplink.validate()?;
+        self.anomaly.validate()?;
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(ConfigError::invalid(
                 "log.level",

@@ -27,6 +27,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "ota: rollout campaigns and device update state",
         include_str!("migrations/0005_rollout.sql"),
     ),
+    (
+        "anomaly: alerts",
+        include_str!("migrations/0007_anomaly.sql"),
+    ),
 ];
 
 /// What went wrong opening or migrating the database.
