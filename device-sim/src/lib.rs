@@ -8,8 +8,12 @@
 //! in [`cli`]); the gateway's tests and benchmarks drive the library
 //! directly. The architecture is described in `docs/architecture.md`.
 
+pub mod attack;
 pub mod cli;
 pub mod fleet;
+pub mod patient;
+pub mod scenario;
+pub mod ward;
 
 pub mod ota;
 
