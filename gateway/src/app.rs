@@ -125,7 +125,7 @@ impl Gateway {
         let uplink = Uplink::start_in(ctx).map_err(GatewayError::Uplink)?;
         let forwarding = ctx.config.uplink.enabled;
         let sink: Option<Arc<dyn TelemetrySink>> = forwarding.then(|| uplink.sink());
-        let edge = crate::edge::start(ctx.clone(), broker.clone(), sink).await?;
+        let edge = crate::edge::start(ctx.clone(), broker.clone(), sink, None).await?;
 
         // Admin HTTPS server, with the uplink's status when it forwards.
         let admin_addr = crate::admin::start(ctx, forwarding.then(|| uplink.monitor()))

@@ -45,6 +45,7 @@ async fn telemetry_is_committed_to_the_sink_before_puback_and_refusal_withholds_
         ctx.clone(),
         broker.clone(),
         Some(sink.clone() as Arc<dyn TelemetrySink>),
+        None,
     )
     .await
     .unwrap();

@@ -167,7 +167,7 @@ where
             let _ = wr.write_all(connack::not_authorized(codec)).await;
             let _ = wr.shutdown().await;
             let (reason, detail) = (refusal.reason(), refusal.to_string());
-            refuse_device(shared, device, peer, "edge.connect", reason, &detail).await;
+            refuse_device(shared, device, peer, reason, &detail).await;
             None
         }
     }
@@ -198,7 +198,7 @@ async fn decode_connect<W: AsyncWrite + Unpin>(
             connect_protocol_level(frame)
         );
         let reason = "unsupported_protocol";
-        refuse_device(shared, device, peer, "edge.connect", reason, &detail).await;
+        refuse_device(shared, device, peer, reason, &detail).await;
         return None;
     };
     let violation = match codec.decode(frame, shared.ctx.config.edge.max_packet_bytes) {
@@ -240,7 +240,7 @@ async fn first_frame<R: AsyncRead + Unpin>(
         Ok(Ok(None)) => ("closed_before_connect", "closed before CONNECT"),
         Err(_) => ("connect_timeout", "no CONNECT within edge.connect_timeout"),
     };
-    refuse_device(shared, device, peer, "edge.connect", reason, detail).await;
+    refuse_device(shared, device, peer, reason, detail).await;
     None
 }
 

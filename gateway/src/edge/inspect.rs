@@ -38,6 +38,10 @@ pub(crate) enum Decision {
         kind: TopicKind,
         /// The telemetry to commit first, when the edge has a sink.
         telemetry: Option<AcceptedTelemetry>,
+        /// The checked message, for the edge's observer.
+        message: DeviceMessage,
+        /// Payload size in bytes.
+        payload_bytes: usize,
     },
     /// A DISCONNECT: forward it and end the session.
     Disconnect,
@@ -143,7 +147,8 @@ impl Inspector {
             &publish.payload,
         )?;
         seqs.advance(&self.device, message.seq())?;
-        let telemetry = match message {
+        let payload_bytes = publish.payload.len();
+        let telemetry = match &message {
             DeviceMessage::Telemetry(t) if self.collect => Some(AcceptedTelemetry {
                 device_id: self.device.clone(),
                 seq: t.seq,
@@ -153,6 +158,11 @@ impl Inspector {
             }),
             _ => None,
         };
-        Ok(Decision::Publish { kind, telemetry })
+        Ok(Decision::Publish {
+            kind,
+            telemetry,
+            message,
+            payload_bytes,
+        })
     }
 }

@@ -33,6 +33,7 @@ pub mod admission;
 mod broker_link;
 mod codec;
 mod connack;
+pub mod events;
 pub mod frame;
 mod inspect;
 pub mod payload;
@@ -57,6 +58,7 @@ use crate::audit::{AuditEvent, Outcome};
 use crate::broker::BrokerHandle;
 use crate::context::GatewayContext;
 use crate::sink::TelemetrySink;
+pub use events::{EdgeEvent, EdgeObserver};
 use shared::Shared;
 
 /// What went wrong starting the edge.
@@ -84,6 +86,9 @@ pub struct EdgeHandle {
 
 /// Bind the device listener and start accepting sessions; the accept loop
 /// and sessions run on `ctx.tasks` and stop when `ctx.shutdown` is cancelled.
+/// Accepted telemetry is committed to `sink` (if any) before its PUBACK;
+/// every session event and packet decision is passed to `observer` (if
+/// any, see [`events`]).
 ///
 /// # Errors
 /// [`EdgeError`] if the TLS material is unusable or the address cannot be bound.
@@ -91,6 +96,7 @@ pub async fn start(
     ctx: Arc<GatewayContext>,
     broker: BrokerHandle,
     sink: Option<Arc<dyn TelemetrySink>>,
+    observer: Option<Arc<dyn EdgeObserver>>,
 ) -> Result<EdgeHandle, EdgeError> {
     let cfg = &ctx.config.edge;
     let tls_config = tls::server_config(&cfg.ca_cert, &cfg.server_cert, &cfg.server_key)?;
@@ -111,6 +117,7 @@ pub async fn start(
         acceptor: TlsAcceptor::from(tls_config),
         sink,
         seqs: replay::SeqTracker::default(),
+        observer,
     });
     tracing::info!(%addr, "edge listening for devices (mutual TLS)");
     ctx.tasks.spawn(accept_loop(listener, shared, limit));
@@ -154,6 +161,11 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, limit: Arc<Sema
 fn refuse_at_capacity(shared: &Shared, peer: SocketAddr) {
     shared.ctx.metrics.edge.connection("refused_capacity");
     tracing::warn!(%peer, "edge at edge.max_connections; connection refused");
+    shared.observe(|| EdgeEvent::RefusedBeforeAuth {
+        peer,
+        reason: "capacity".into(),
+        detail: "edge.max_connections sessions already open".into(),
+    });
     let audit = shared.ctx.audit.clone();
     let event = AuditEvent::new(
         format!("peer:{peer}"),

@@ -25,11 +25,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
-use wardgate_protocol::DeviceId;
+use wardgate_protocol::{DeviceId, DeviceMessage, TopicKind};
 
 use super::admission::Admitted;
 use super::broker_link::BrokerLink;
-use super::frame::{take_frame, Frame};
+use super::events::EdgeEvent;
+use super::frame::{take_frame, Frame, PacketKind};
 use super::inspect::{Decision, Inspector};
 use super::policy::DevicePolicy;
 use super::rate_limit::TokenBucket;
@@ -238,21 +239,49 @@ impl<R: AsyncRead + Unpin> DeviceLoop<'_, R> {
                 .inspect(&frame, &self.shared.seqs)
                 .map_err(End::Violation)?;
             match decision {
-                Decision::Forward => self.forward(&frame).await?,
-                Decision::Publish { kind, telemetry } => {
+                Decision::Forward => {
+                    self.accepted(frame.kind, None, 0, None);
+                    self.forward(&frame).await?;
+                }
+                Decision::Publish {
+                    kind,
+                    telemetry,
+                    message,
+                    payload_bytes,
+                } => {
                     if let Some(t) = telemetry {
                         commit(self.shared, t).await.map_err(End::Violation)?;
                     }
                     self.shared.ctx.metrics.edge.message(kind.suffix());
+                    self.accepted(frame.kind, Some(kind), payload_bytes, Some(message));
                     self.forward(&frame).await?;
                 }
                 Decision::Disconnect => {
+                    self.accepted(frame.kind, None, 0, None);
                     let _ = self.broker_wr.write_all(&frame.bytes).await;
                     return Err(End::Closed("device sent DISCONNECT"));
                 }
             }
         }
         Ok(())
+    }
+
+    /// Tell the observer a packet passed.
+    fn accepted(
+        &self,
+        kind: PacketKind,
+        topic: Option<TopicKind>,
+        payload_bytes: usize,
+        message: Option<DeviceMessage>,
+    ) {
+        self.shared.observe(|| EdgeEvent::PacketAccepted {
+            device: self.device.clone(),
+            kind,
+            topic,
+            payload_bytes,
+            message,
+            duplicate: false,
+        });
     }
 
     async fn forward(&mut self, frame: &Frame) -> Result<(), End> {

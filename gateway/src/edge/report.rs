@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use wardgate_protocol::DeviceId;
 
+use super::events::EdgeEvent;
 use super::shared::Shared;
 use super::violation::Violation;
 use crate::audit::{AuditEvent, Outcome};
@@ -20,6 +21,11 @@ pub(crate) async fn audit(shared: &Shared, event: AuditEvent) {
 /// A connection refused before its device is known (TLS, certificate).
 pub(crate) async fn refuse_peer(shared: &Shared, peer: SocketAddr, reason: &str, detail: &str) {
     tracing::warn!(%peer, reason, detail, "device connection refused before MQTT");
+    shared.observe(|| EdgeEvent::RefusedBeforeAuth {
+        peer,
+        reason: reason.to_owned(),
+        detail: detail.to_owned(),
+    });
     shared.ctx.metrics.edge.connection(reason);
     audit(
         shared,
@@ -34,8 +40,25 @@ pub(crate) async fn refuse_peer(shared: &Shared, peer: SocketAddr, reason: &str,
     .await;
 }
 
-/// A device (known from its certificate) refused at `action`.
+/// A device (known from its certificate) refused at CONNECT.
 pub(crate) async fn refuse_device(
+    shared: &Shared,
+    device: &DeviceId,
+    peer: SocketAddr,
+    reason: &str,
+    detail: &str,
+) {
+    shared.observe(|| EdgeEvent::ConnectRefused {
+        device: device.clone(),
+        peer,
+        reason: reason.to_owned(),
+        detail: detail.to_owned(),
+    });
+    record_refusal(shared, device, peer, "edge.connect", reason, detail).await;
+}
+
+/// Log, count and audit a refusal of `device` at `action`.
+async fn record_refusal(
     shared: &Shared,
     device: &DeviceId,
     peer: SocketAddr,
@@ -68,7 +91,12 @@ pub(crate) async fn violation_before_connect(
     v: &Violation,
 ) {
     shared.ctx.metrics.edge.violation(v.reason());
-    refuse_device(
+    shared.observe(|| EdgeEvent::Violation {
+        device: device.clone(),
+        peer,
+        violation: v.clone(),
+    });
+    record_refusal(
         shared,
         device,
         peer,

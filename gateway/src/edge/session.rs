@@ -17,6 +17,7 @@ use wardgate_protocol::DeviceId;
 use super::admission::{admit, Admitted};
 use super::broker_link::{self, LinkError};
 use super::connack;
+use super::events::EdgeEvent;
 use super::relay::{relay, End};
 use super::report::{audit, refuse_peer, violation_before_connect};
 use super::shared::Shared;
@@ -103,6 +104,12 @@ async fn device_session(
         }
         Err(e @ LinkError::Connect(_)) => {
             tracing::error!(error = %e, "cannot reach the embedded broker");
+            shared.observe(|| EdgeEvent::ConnectRefused {
+                device: device.clone(),
+                peer,
+                reason: "broker_unavailable".into(),
+                detail: e.to_string(),
+            });
             let _ = dev_wr
                 .write_all(connack::server_unavailable(admitted.codec))
                 .await;
@@ -131,6 +138,12 @@ async fn connected(
 ) {
     let device = &identity.device_id;
     let state = admitted.state;
+    shared.observe(|| EdgeEvent::SessionAdmitted {
+        device: device.clone(),
+        peer,
+        protocol: admitted.codec.version(),
+        state,
+    });
     tracing::info!(
         ?state,
         protocol = admitted.codec.version(),
@@ -163,6 +176,24 @@ async fn connected(
 
 /// Record how the session ended: log, metric and audit row.
 async fn ended(shared: &Shared, device: &DeviceId, peer: SocketAddr, end: End) {
+    if let End::Violation(v) = &end {
+        shared.observe(|| EdgeEvent::Violation {
+            device: device.clone(),
+            peer,
+            violation: v.clone(),
+        });
+    }
+    shared.observe(|| EdgeEvent::SessionClosed {
+        device: device.clone(),
+        peer,
+        reason: match &end {
+            End::Violation(_) => "violation",
+            End::Revoked => "revoked",
+            End::Closed(why) => why,
+            End::Shutdown => "shutdown",
+        }
+        .to_owned(),
+    });
     let event = match end {
         End::Violation(v) => {
             tracing::warn!(reason = v.reason(), detail = %v, "policy violation; device disconnected");

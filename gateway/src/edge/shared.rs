@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use tokio_rustls::TlsAcceptor;
 
+use super::events::{EdgeEvent, EdgeObserver};
 use super::replay::SeqTracker;
 use crate::broker::BrokerHandle;
 use crate::context::GatewayContext;
@@ -21,4 +22,15 @@ pub(crate) struct Shared {
     pub(crate) sink: Option<Arc<dyn TelemetrySink>>,
     /// Last accepted `seq` per device, across sessions.
     pub(crate) seqs: SeqTracker,
+    /// Who watches the edge's events, if anyone.
+    pub(crate) observer: Option<Arc<dyn EdgeObserver>>,
+}
+
+impl Shared {
+    /// Pass an event to the observer; `event` is only built if there is one.
+    pub(crate) fn observe(&self, event: impl FnOnce() -> EdgeEvent) {
+        if let Some(observer) = &self.observer {
+            observer.observe(&event());
+        }
+    }
 }
