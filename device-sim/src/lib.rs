@@ -14,6 +14,7 @@ pub mod fleet;
 pub mod patient;
 pub mod scenario;
 pub mod ward;
+pub mod ward_run;
 
 pub mod ota;
 
@@ -162,6 +163,8 @@ impl SimDevice {
         let mut mqtt = MqttOptions::new(client_id, opts.host.clone(), opts.port);
         mqtt.set_keep_alive(opts.keep_alive);
         mqtt.set_clean_session(true);
+        // Large enough for the oversized-payload attack to reach the gateway.
+        mqtt.set_max_packet_size(256 * 1024, 256 * 1024);
         mqtt.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
             Arc::new(client_config(&opts.tls)?),
         )));

@@ -45,6 +45,9 @@ pub enum GatewayError {
     /// The uplink (outbox, its key, or the bridge's TLS files).
     #[error("uplink failed to start")]
     Uplink(#[source] UplinkError),
+    /// The anomaly detector (its alert store or publisher).
+    #[error("anomaly detector failed to start")]
+    Anomaly(#[source] crate::anomaly::AnomalyError),
     /// The admin HTTPS server (TLS files, token store, listen address).
     #[error("admin API failed to start")]
     Admin(#[source] AdminError),
@@ -125,7 +128,9 @@ impl Gateway {
         let uplink = Uplink::start_in(ctx).map_err(GatewayError::Uplink)?;
         let forwarding = ctx.config.uplink.enabled;
         let sink: Option<Arc<dyn TelemetrySink>> = forwarding.then(|| uplink.sink());
-        let edge = crate::edge::start(ctx.clone(), broker.clone(), sink, None).await?;
+        let anomaly = crate::anomaly::Anomaly::start(ctx).map_err(GatewayError::Anomaly)?;
+        let observer = anomaly.as_ref().map(crate::anomaly::Anomaly::observer);
+        let edge = crate::edge::start(ctx.clone(), broker.clone(), sink, observer).await?;
 
         // Admin HTTPS server, with the uplink's status when it forwards.
         let admin_addr = crate::admin::start(ctx, forwarding.then(|| uplink.monitor()))

@@ -19,6 +19,7 @@
 //! | the `anomaly_alerts` table with audit rows ([`AlertStore`]) | [`store`] |
 //! | alert only or quarantine, per kind (`anomaly.response`) | [`response`] |
 //! | the running detector: bounded queue, task, tick ([`Feed`]) | [`service`] |
+//! | the edge's controls on a recorded timeline, in simulated time | [`sim_edge`] |
 //! | alerts to the hospital broker on `<prefix>/alerts` | [`upstream`] |
 //! | `GET /api/v1/alerts`, acknowledge, release | [`api`] |
 //! | `wardgate_anomaly_*` metrics | [`metrics`] |
@@ -32,10 +33,11 @@ pub mod api;
 pub mod baseline;
 pub mod detector;
 pub mod metrics;
-// PENDING-MERGE pub mod observer;
+pub mod observer;
 pub mod physiology;
 pub mod response;
 pub mod service;
+pub mod sim_edge;
 pub mod signal;
 pub mod store;
 pub mod upstream;
@@ -47,12 +49,13 @@ use tokio::sync::Notify;
 pub use alert::{Alert, AlertKind, Finding};
 pub use detector::Detector;
 pub use metrics::AnomalyMetrics;
-// PENDING-MERGE pub use observer::DetectorObserver;
+pub use observer::DetectorObserver;
 pub use service::Feed;
 pub use signal::{Observation, Signal};
 pub use store::{AlertStore, StoreError};
 
 use crate::context::GatewayContext;
+use crate::edge::EdgeObserver;
 
 /// Why the detector could not start.
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +120,12 @@ impl Anomaly {
             feed,
             metrics,
         }))
+    }
+
+    /// The edge observer feeding this detector.
+    #[must_use]
+    pub fn observer(&self) -> Arc<dyn EdgeObserver> {
+        Arc::new(DetectorObserver::new(self.feed.clone()))
     }
 
 }
