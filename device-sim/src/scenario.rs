@@ -191,22 +191,34 @@ impl Scenario {
         }
         for (i, g) in self.devices.iter().enumerate() {
             if g.interval < Duration::from_millis(10) || g.interval > Duration::from_secs(3600) {
-                return bad(format!("devices[{i}].interval"), "must be between 10ms and 1h");
+                return bad(
+                    format!("devices[{i}].interval"),
+                    "must be between 10ms and 1h",
+                );
             }
         }
         let ids: std::collections::HashSet<DeviceId> =
             self.device_ids()?.into_iter().map(|(d, _)| d).collect();
         if ids.len() != total {
-            return bad("devices".into(), "two groups produce the same device id; use distinct prefixes");
+            return bad(
+                "devices".into(),
+                "two groups produce the same device id; use distinct prefixes",
+            );
         }
         for (i, c) in self.clinical.iter().enumerate() {
             if !ids.contains(&c.device) {
-                return bad(format!("clinical[{i}].device"), "is not a device of the ward");
+                return bad(
+                    format!("clinical[{i}].device"),
+                    "is not a device of the ward",
+                );
             }
         }
         for (i, a) in self.attacks.iter().enumerate() {
             if !ids.contains(&a.device) {
-                return bad(format!("attacks[{i}].device"), "is not a device of the ward");
+                return bad(
+                    format!("attacks[{i}].device"),
+                    "is not a device of the ward",
+                );
             }
             if a.duration.is_zero() || a.at + a.duration > self.duration {
                 return bad(

@@ -254,7 +254,10 @@ impl Timeline {
             plans.insert(d.id.clone(), plan);
             patients.insert(
                 d.id.clone(),
-                Patient::new(scenario.seed.wrapping_mul(1_000_003).wrapping_add(n as u64), d.kind.measures()),
+                Patient::new(
+                    scenario.seed.wrapping_mul(1_000_003).wrapping_add(n as u64),
+                    d.kind.measures(),
+                ),
             );
         }
         for c in &scenario.clinical {

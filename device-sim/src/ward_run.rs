@@ -71,7 +71,10 @@ pub struct RunReport {
 pub async fn run(timeline: &Timeline, target: &LiveTarget, cancel: CancellationToken) -> RunReport {
     let mut per_actor: BTreeMap<Actor, Vec<Step>> = BTreeMap::new();
     for s in &timeline.steps {
-        per_actor.entry(s.actor.clone()).or_default().push(s.clone());
+        per_actor
+            .entry(s.actor.clone())
+            .or_default()
+            .push(s.clone());
     }
     let start = tokio::time::Instant::now();
     let mut set = tokio::task::JoinSet::new();
@@ -175,7 +178,9 @@ async fn act(
                         }
                     }
                 }
-                if let (Action::Publish { topic, payload, .. }, Some(l)) = (step.action, live.as_mut()) {
+                if let (Action::Publish { topic, payload, .. }, Some(l)) =
+                    (step.action, live.as_mut())
+                {
                     if l.device.publish_raw(&topic, payload).await.is_ok() {
                         report.publishes += 1;
                     }

@@ -4,8 +4,8 @@
 //! `cargo bench -p gateway --bench anomaly_eval`
 //!
 //! Each scenario's timeline (the same one `device-sim` runs live) goes
-//! through the edge's real controls ([`SimulatedEdge`]: ACL, payload and
-//! range checks, replay) and the real [`Detector`] with the default
+//! through the edge's real controls (`SimulatedEdge`: ACL, payload and
+//! range checks, replay) and the real `Detector` with the default
 //! `[anomaly]` settings, ticking once a simulated second; the default
 //! responses are applied (a quarantined device is confined by the
 //! simulated edge too). Printed per attack kind: detected or not, time from
@@ -23,64 +23,48 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeZone, Utc};
 use device_sim::scenario::Scenario;
 use device_sim::ward::{Action, Actor, Timeline};
-use gateway::anomaly::sim_edge::{SimAction, SimulatedEdge};
-use gateway::anomaly::{Detector, Finding};
-use gateway::config::{AnomalyConfig, ResponseAction};
-use gateway::registry::DeviceState;
+use gateway::anomaly::sim_edge::{replay, SimAction, SimStep};
+use gateway::anomaly::Finding;
+use gateway::config::AnomalyConfig;
+use wardgate_protocol::DeviceId;
 
 /// How long after an attack ends its alerts are still explained by it.
 const AFTERMATH: Duration = Duration::from_secs(60);
 
 fn simulate(timeline: &Timeline, cfg: &AnomalyConfig, start: DateTime<Utc>) -> Vec<Finding> {
-    let mut edge = SimulatedEdge::new(16_384);
-    let mut det = Detector::new(cfg.clone());
-    let mut found = Vec::new();
-    let mut next_tick = Duration::from_secs(1);
-    let at = |d: Duration| start + chrono::Duration::from_std(d).unwrap_or_default();
-    let mut handle = |f: Vec<Finding>, edge: &mut SimulatedEdge, found: &mut Vec<Finding>| {
-        for f in f {
-            if let (ResponseAction::Quarantine, Some(d)) = (cfg.response_to(f.kind.as_str()), &f.device) {
-                edge.set_state(d, DeviceState::Quarantined);
-            }
-            found.push(f);
-        }
-    };
-    for step in &timeline.steps {
-        while next_tick <= step.at {
-            let f = det.tick(at(next_tick));
-            handle(f, &mut edge, &mut found);
-            next_tick += Duration::from_secs(1);
-        }
-        let (party, device) = match &step.actor {
+    let parties: Vec<(String, Option<&DeviceId>)> = timeline
+        .steps
+        .iter()
+        .map(|s| match &s.actor {
             Actor::Device(d) => (format!("device:{d}"), Some(d)),
             Actor::Thief(d) => (format!("thief:{d}"), Some(d)),
             Actor::Stranger => ("stranger".to_owned(), None),
-        };
-        let action = match &step.action {
-            Action::Connect => SimAction::Connect,
-            Action::Disconnect => SimAction::Disconnect,
-            Action::ConnectUntrusted => SimAction::ConnectUntrusted,
-            Action::Publish {
-                topic,
-                payload,
-                retain,
-            } => SimAction::Publish {
-                topic,
-                payload,
-                retain: *retain,
+        })
+        .collect();
+    let steps = timeline
+        .steps
+        .iter()
+        .zip(&parties)
+        .map(|(s, (party, device))| SimStep {
+            at: s.at,
+            party,
+            device: *device,
+            action: match &s.action {
+                Action::Connect => SimAction::Connect,
+                Action::Disconnect => SimAction::Disconnect,
+                Action::ConnectUntrusted => SimAction::ConnectUntrusted,
+                Action::Publish {
+                    topic,
+                    payload,
+                    retain,
+                } => SimAction::Publish {
+                    topic,
+                    payload,
+                    retain: *retain,
+                },
             },
-        };
-        for obs in edge.step(at(step.at), &party, device, action) {
-            let f = det.observe(&obs);
-            handle(f, &mut edge, &mut found);
-        }
-    }
-    while next_tick <= timeline.duration {
-        let f = det.tick(at(next_tick));
-        handle(f, &mut edge, &mut found);
-        next_tick += Duration::from_secs(1);
-    }
-    found
+        });
+    replay(steps, timeline.duration, cfg, 16_384, start)
 }
 
 fn load(name: &str) -> Scenario {
@@ -92,7 +76,10 @@ fn load(name: &str) -> Scenario {
 
 fn main() {
     let cfg = AnomalyConfig::default();
-    let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().unwrap_or_default();
+    let start = Utc
+        .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_default();
 
     // False positives on the clean hour.
     let clean = load("clean-hour.toml");
@@ -120,7 +107,10 @@ fn main() {
     let t = Timeline::build(&attacks, 0, start).expect("attack scenario");
     let found = simulate(&t, &cfg, start);
     println!();
-    println!("{:<20} {:<20} {:<10} {:>16}", "attack", "expected alert", "detected", "time to detect");
+    println!(
+        "{:<20} {:<20} {:<10} {:>16}",
+        "attack", "expected alert", "detected", "time to detect"
+    );
     let mut explained = vec![false; found.len()];
     let mut all_within = true;
     let mut rows = BTreeMap::new();
@@ -155,7 +145,10 @@ fn main() {
                 a.kind.as_str(),
                 a.kind.expected_alert(),
                 if first.is_some() { "yes" } else { "NO" },
-                first.map_or("-".to_owned(), |d| format!("{:.1} s", d.num_milliseconds() as f64 / 1000.0)),
+                first.map_or("-".to_owned(), |d| format!(
+                    "{:.1} s",
+                    d.num_milliseconds() as f64 / 1000.0
+                )),
             ),
         );
     }

@@ -82,15 +82,29 @@ async fn every_attack_is_detected_and_quarantined_while_bystanders_stream() {
             .filter(|a| a.kind.as_str() == expected && a.subject == subject)
             .min_by_key(|a| a.at);
         match hit {
-            None => failures.push(format!("{}: no {expected} alert for {subject}", attack.kind)),
+            None => failures.push(format!(
+                "{}: no {expected} alert for {subject}",
+                attack.kind
+            )),
             Some(a) => {
                 let delay = a.at - begun;
-                eprintln!("{:<20} {expected:<20} after {:>6} ms", attack.kind, delay.num_milliseconds());
+                eprintln!(
+                    "{:<20} {expected:<20} after {:>6} ms",
+                    attack.kind,
+                    delay.num_milliseconds()
+                );
                 if delay > chrono::Duration::seconds(10) {
                     failures.push(format!("{}: detected after {delay}", attack.kind));
                 }
                 if !attack.kind.alert_names_peer() {
-                    let state = gw.handle().context.registry.get(&attack.device).unwrap().unwrap().state;
+                    let state = gw
+                        .handle()
+                        .context
+                        .registry
+                        .get(&attack.device)
+                        .unwrap()
+                        .unwrap()
+                        .state;
                     if state != DeviceState::Quarantined {
                         failures.push(format!("{}: {} is {state}", attack.kind, attack.device));
                     }
@@ -105,19 +119,39 @@ async fn every_attack_is_detected_and_quarantined_while_bystanders_stream() {
         }
         let seen = &report.actors[&Actor::Device(d.id.clone())];
         if seen.sessions != 1 || seen.dropped != 0 || seen.failures != 0 || seen.publishes < 15 {
-            failures.push(format!("bystander {} did not stream undisturbed: {seen:?}", d.id));
+            failures.push(format!(
+                "bystander {} did not stream undisturbed: {seen:?}",
+                d.id
+            ));
         }
         let subject = format!("device:{}", d.id);
         if let Some(a) = alerts.iter().find(|a| a.subject == subject) {
             failures.push(format!("bystander {} raised {:?}", d.id, a.kind));
         }
-        let state = gw.handle().context.registry.get(&d.id).unwrap().unwrap().state;
+        let state = gw
+            .handle()
+            .context
+            .registry
+            .get(&d.id)
+            .unwrap()
+            .unwrap()
+            .state;
         if state != DeviceState::Active {
             failures.push(format!("bystander {} is {state}", d.id));
         }
     }
     let audited = gw.handle().context.audit.all().unwrap();
-    let alert_rows = audited.iter().filter(|r| r.action == "anomaly.alert").count();
+    let alert_rows = audited
+        .iter()
+        .filter(|r| r.action == "anomaly.alert")
+        .count();
     assert_eq!(alert_rows, alerts.len(), "one audit row per alert");
-    assert!(failures.is_empty(), "{failures:#?}\nalerts: {:#?}", alerts.iter().map(|a| (a.subject.clone(), a.kind, a.at - start)).collect::<Vec<_>>());
+    assert!(
+        failures.is_empty(),
+        "{failures:#?}\nalerts: {:#?}",
+        alerts
+            .iter()
+            .map(|a| (a.subject.clone(), a.kind, a.at - start))
+            .collect::<Vec<_>>()
+    );
 }

@@ -66,7 +66,12 @@ pub fn plan(window: &AttackWindow, plan: &mut Vec<Entry>, ward: &[DeviceId], int
         }
         AttackKind::MalformedPayload => {
             for at in every(window, REPEAT) {
-                push(plan, at, &me, Planned::Raw(b"{\"schema\":1,\"seq\":<not json>".to_vec()));
+                push(
+                    plan,
+                    at,
+                    &me,
+                    Planned::Raw(b"{\"schema\":1,\"seq\":<not json>".to_vec()),
+                );
             }
         }
         AttackKind::OversizedPayload => {
@@ -136,7 +141,12 @@ pub fn plan(window: &AttackWindow, plan: &mut Vec<Entry>, ward: &[DeviceId], int
             // Readings stop; a fresh session is opened and left silent.
             plan.retain(|e| !(in_window(e.at) && matches!(e.what, Planned::Vitals(_))));
             push(plan, window.start, &me, Planned::Disconnect);
-            push(plan, window.start + interval.min(Duration::from_millis(200)), &me, Planned::Connect);
+            push(
+                plan,
+                window.start + interval.min(Duration::from_millis(200)),
+                &me,
+                Planned::Connect,
+            );
         }
     }
 }

@@ -160,6 +160,9 @@ mod tests {
             assert_eq!(AlertKind::parse(k.as_str()), Some(k));
             assert!(crate::config::anomaly::ALERT_KINDS.contains(&k.as_str()));
         }
-        assert_eq!(AlertKind::ALL.len(), crate::config::anomaly::ALERT_KINDS.len());
+        assert_eq!(
+            AlertKind::ALL.len(),
+            crate::config::anomaly::ALERT_KINDS.len()
+        );
     }
 }

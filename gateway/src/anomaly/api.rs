@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::store::{AlertStore, StoreError};
-use crate::admin::{ApiError, AdminState, Caller};
+use crate::admin::{AdminState, ApiError, Caller};
 use crate::registry::{DeviceState, RegistryError};
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -45,10 +45,9 @@ fn store_error(e: StoreError) -> ApiError {
 }
 
 fn alert_id(raw: &str) -> ApiResult<i64> {
-    raw.parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| ApiError::bad_request(format!("`{raw}` is not an alert id (a positive integer)")))
+    raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+        ApiError::bad_request(format!("`{raw}` is not an alert id (a positive integer)"))
+    })
 }
 
 /// Body of acknowledge and release.
@@ -59,7 +58,8 @@ struct NoteBody {
 }
 
 fn note(body: Result<Bytes, BytesRejection>) -> ApiResult<String> {
-    let bytes = body.map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
+    let bytes =
+        body.map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
     let parsed: NoteBody = if bytes.iter().all(u8::is_ascii_whitespace) {
         NoteBody::default()
     } else {

@@ -21,9 +21,12 @@
 //!   identity from each other: a stolen certificate used twice;
 //! - **vitals**: [`VitalTrack`] for implausible changes and flat signals.
 //!
-//! Policy violations reported by the edge become alerts at once (except
-//! `not_stored`, which is the gateway's own storage refusing, not the
-//! device's fault); refused connections are counted per device, or per
+//! Policy violations reported by the edge become alerts at once, except
+//! `not_stored` (the gateway's own storage refusing, not the device's
+//! fault) and `quarantined` (a device already confined by a response or an
+//! operator doing what it did before: the edge refuses and audits it, and
+//! its reconnect loop is not counted as churn until it sends accepted
+//! telemetry again); refused connections are counted per device, or per
 //! peer address when no identity is known, within `auth_window`. One alert
 //! per subject and kind per `cooldown`; repeats in between only bump a count.
 //! All maps are bounded by `max_tracked`.
@@ -80,6 +83,8 @@ struct DeviceTrack {
     overlaps: VecDeque<DateTime<Utc>>,
     vitals: VitalTrack,
     refusals: VecDeque<DateTime<Utc>>,
+    /// Last time the edge refused it for being quarantined.
+    confined_at: Option<DateTime<Utc>>,
 }
 
 impl DeviceTrack {
@@ -94,6 +99,7 @@ impl DeviceTrack {
             overlaps: VecDeque::new(),
             vitals: VitalTrack::default(),
             refusals: VecDeque::new(),
+            confined_at: None,
         }
     }
 }
@@ -168,7 +174,11 @@ impl Detector {
                 reason,
                 detail,
             } => {
-                if reason != "not_stored" {
+                if reason == "quarantined" {
+                    if let Some(t) = self.track(device) {
+                        t.confined_at = Some(at);
+                    }
+                } else if reason != "not_stored" {
                     out.push(finding(
                         at,
                         device,
@@ -239,7 +249,25 @@ impl Detector {
         let cfg = self.cfg.clone();
         let Some(t) = self.track(device) else { return };
         let Some(peer) = peer else { return };
-        push_window(&mut t.connects, at, cfg.churn_window, cfg.churn_connects * 4);
+        if t.confined_at
+            .is_some_and(|c| within(at, c, cfg.churn_window))
+        {
+            // A confined device reconnecting after each refusal.
+            t.sessions.insert(
+                peer,
+                Session {
+                    opened: at,
+                    silent_reported: true,
+                },
+            );
+            return;
+        }
+        push_window(
+            &mut t.connects,
+            at,
+            cfg.churn_window,
+            cfg.churn_connects * 4,
+        );
         if t.connects.len() >= cfg.churn_connects {
             #[allow(clippy::cast_precision_loss)] // small counts
             let score = t.connects.len() as f64 / cfg.churn_connects as f64;
@@ -347,7 +375,8 @@ impl Detector {
                 None => Finding {
                     at,
                     device: None,
-                    subject: peer.map_or_else(|| "peer:unknown".to_owned(), |p| format!("peer:{}", p.ip())),
+                    subject: peer
+                        .map_or_else(|| "peer:unknown".to_owned(), |p| format!("peer:{}", p.ip())),
                     kind: AlertKind::AuthFailure,
                     score,
                     evidence,
@@ -368,6 +397,9 @@ impl Detector {
         let cfg = self.cfg.clone();
         let Some(t) = self.track(device) else { return };
         let warm = t.interarrival.count() >= u64::from(cfg.warmup_messages);
+        if kind == TopicKind::Telemetry {
+            t.confined_at = None;
+        }
         // Message rate over the last `rate_window` arrivals.
         t.recent.push_back(at);
         while t.recent.len() > cfg.rate_window {
@@ -567,7 +599,11 @@ mod tests {
         let mut caught = None;
         for i in 0..400 {
             let at = start + Duration::milliseconds(i * 25); // 40 msg/s
-            let f = det.observe(&obs(at, 1, telemetry(&d, 70.0 + (i % 3) as f64, 97.0 - (i % 2) as f64)));
+            let f = det.observe(&obs(
+                at,
+                1,
+                telemetry(&d, 70.0 + (i % 3) as f64, 97.0 - (i % 2) as f64),
+            ));
             if f.iter().any(|f| f.kind == AlertKind::MessageFlood) {
                 caught = Some(at - start);
                 break;
@@ -590,8 +626,19 @@ mod tests {
         assert!(f.is_empty(), "{f:?}");
         // The identity is taken over; the device comes back while the thief
         // still holds a session: a second overlap.
-        det.observe(&obs(t1, 1, Signal::SessionClosed { device: d.clone(), reason: "broker connection lost".into() }));
-        let f = det.observe(&obs(t1 + Duration::seconds(1), 3, Signal::SessionOpened { device: d.clone() }));
+        det.observe(&obs(
+            t1,
+            1,
+            Signal::SessionClosed {
+                device: d.clone(),
+                reason: "broker connection lost".into(),
+            },
+        ));
+        let f = det.observe(&obs(
+            t1 + Duration::seconds(1),
+            3,
+            Signal::SessionOpened { device: d.clone() },
+        ));
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].kind, AlertKind::DuplicateSession);
         // A reconnect after the old session went quiet is not.
@@ -614,7 +661,10 @@ mod tests {
         assert!(det.tick(t0 + Duration::seconds(5)).is_empty());
         let f = det.tick(t0 + Duration::seconds(7));
         assert_eq!(f[0].kind, AlertKind::SilentSession);
-        assert!(det.tick(t0 + Duration::seconds(8)).is_empty(), "reported once");
+        assert!(
+            det.tick(t0 + Duration::seconds(8)).is_empty(),
+            "reported once"
+        );
 
         let mut kinds = Vec::new();
         for i in 0..5 {
@@ -657,10 +707,13 @@ mod tests {
         };
         assert!(det.observe(&obs(t0, 1, v("not_stored"))).is_empty());
         assert_eq!(det.observe(&obs(t0, 1, v("acl_topic"))).len(), 1);
-        assert!(det.observe(&obs(t0 + Duration::seconds(5), 1, v("acl_topic"))).is_empty());
+        assert!(det
+            .observe(&obs(t0 + Duration::seconds(5), 1, v("acl_topic")))
+            .is_empty());
         assert_eq!(det.suppressed(), 1);
         assert_eq!(
-            det.observe(&obs(t0 + Duration::seconds(61), 1, v("replay"))).len(),
+            det.observe(&obs(t0 + Duration::seconds(61), 1, v("replay")))
+                .len(),
             1
         );
     }
@@ -671,11 +724,19 @@ mod tests {
         let d = dev("monitor-04");
         let t0 = Utc::now();
         warmed(&mut det, &d, t0, 30);
-        let f = det.observe(&obs(t0 + Duration::seconds(30), 1, telemetry(&d, 190.0, 97.0)));
+        let f = det.observe(&obs(
+            t0 + Duration::seconds(30),
+            1,
+            telemetry(&d, 190.0, 97.0),
+        ));
         assert_eq!(f[0].kind, AlertKind::ImplausibleChange, "{f:?}");
         let mut flat = None;
         for i in 31..45 {
-            let f = det.observe(&obs(t0 + Duration::seconds(i), 1, telemetry(&d, 72.0, 95.0)));
+            let f = det.observe(&obs(
+                t0 + Duration::seconds(i),
+                1,
+                telemetry(&d, 72.0, 95.0),
+            ));
             if f.iter().any(|f| f.kind == AlertKind::FlatSignal) {
                 flat = Some(i);
                 break;

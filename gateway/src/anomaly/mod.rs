@@ -37,8 +37,8 @@ pub mod observer;
 pub mod physiology;
 pub mod response;
 pub mod service;
-pub mod sim_edge;
 pub mod signal;
+pub mod sim_edge;
 pub mod store;
 pub mod upstream;
 
@@ -127,5 +127,4 @@ impl Anomaly {
     pub fn observer(&self) -> Arc<dyn EdgeObserver> {
         Arc::new(DetectorObserver::new(self.feed.clone()))
     }
-
 }

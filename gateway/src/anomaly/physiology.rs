@@ -158,7 +158,16 @@ mod tests {
             &[r(VitalKind::HeartRate, 40.0)],
             8,
         );
-        assert!(matches!(f[0], Implausible::Change { kind: VitalKind::HeartRate, .. }), "{f:?}");
+        assert!(
+            matches!(
+                f[0],
+                Implausible::Change {
+                    kind: VitalKind::HeartRate,
+                    ..
+                }
+            ),
+            "{f:?}"
+        );
     }
 
     #[test]

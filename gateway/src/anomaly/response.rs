@@ -31,8 +31,7 @@ pub enum Applied {
 /// # Errors
 /// A registry error (the alert stays stored; the operator sees it).
 pub async fn apply(registry: &Registry, alert: &Alert) -> Result<Applied, RegistryError> {
-    let (ResponseAction::Quarantine, Some(device)) = (alert.response, alert.device.as_ref())
-    else {
+    let (ResponseAction::Quarantine, Some(device)) = (alert.response, alert.device.as_ref()) else {
         return Ok(Applied::AlertOnly);
     };
     quarantine(registry, device, alert).await

@@ -18,7 +18,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use chrono::{DateTime, Utc};
 use wardgate_protocol::{DeviceId, DeviceMessage};
 
+use super::alert::Finding;
+use super::detector::Detector;
 use super::signal::{Observation, Signal};
+use crate::config::{AnomalyConfig, ResponseAction};
 use crate::edge::policy::DevicePolicy;
 use crate::edge::replay::SeqTracker;
 use crate::registry::DeviceState;
@@ -180,12 +183,13 @@ impl SimulatedEdge {
                 self.connect(at, party, d, &mut out);
                 let state = self.states.get(d).copied().unwrap_or(DeviceState::Active);
                 let policy = DevicePolicy::new(d.clone(), state, self.max_payload);
-                let checked = policy
-                    .check_publish(topic, 1, retain, payload)
-                    .and_then(|(kind, message)| {
-                        self.seqs.advance(d, message.seq())?;
-                        Ok((kind, message))
-                    });
+                let checked =
+                    policy
+                        .check_publish(topic, 1, retain, payload)
+                        .and_then(|(kind, message)| {
+                            self.seqs.advance(d, message.seq())?;
+                            Ok((kind, message))
+                        });
                 let peer = self.sessions.get(party).map(|o| o.peer);
                 match checked {
                     Ok((kind, message)) => out.push(Observation {
@@ -220,6 +224,65 @@ impl SimulatedEdge {
     }
 }
 
+/// One step of a recorded timeline.
+#[derive(Debug, Clone, Copy)]
+pub struct SimStep<'a> {
+    /// Offset from the start.
+    pub at: std::time::Duration,
+    /// Who acts (a stable name per party: the device, a thief, a stranger).
+    pub party: &'a str,
+    /// The identity it uses, if it has a ward certificate.
+    pub device: Option<&'a DeviceId>,
+    /// What it does.
+    pub action: SimAction<'a>,
+}
+
+/// Replay `steps` (in time order) through a [`SimulatedEdge`] and a
+/// [`Detector`] with `cfg`, ticking every simulated second until
+/// `duration`, applying quarantine responses to the simulated edge; the
+/// findings, in order. Time is `start` plus each step's offset.
+pub fn replay<'a>(
+    steps: impl IntoIterator<Item = SimStep<'a>>,
+    duration: std::time::Duration,
+    cfg: &AnomalyConfig,
+    max_payload: usize,
+    start: DateTime<Utc>,
+) -> Vec<Finding> {
+    let mut edge = SimulatedEdge::new(max_payload);
+    let mut det = Detector::new(cfg.clone());
+    let mut found = Vec::new();
+    let second = std::time::Duration::from_secs(1);
+    let mut next_tick = second;
+    let at = |d: std::time::Duration| start + chrono::Duration::from_std(d).unwrap_or_default();
+    let keep = |f: Vec<Finding>, edge: &mut SimulatedEdge, found: &mut Vec<Finding>| {
+        for f in f {
+            if let (ResponseAction::Quarantine, Some(d)) =
+                (cfg.response_to(f.kind.as_str()), &f.device)
+            {
+                edge.set_state(d, DeviceState::Quarantined);
+            }
+            found.push(f);
+        }
+    };
+    for step in steps {
+        while next_tick <= step.at {
+            let f = det.tick(at(next_tick));
+            keep(f, &mut edge, &mut found);
+            next_tick += second;
+        }
+        for obs in edge.step(at(step.at), step.party, step.device, step.action) {
+            let f = det.observe(&obs);
+            keep(f, &mut edge, &mut found);
+        }
+    }
+    while next_tick <= duration {
+        let f = det.tick(at(next_tick));
+        keep(f, &mut edge, &mut found);
+        next_tick += second;
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,7 +307,12 @@ mod tests {
             },
         );
         // Reconnect (taking over from the thief), then the violation.
-        assert!(o.iter().any(|x| matches!(&x.signal, Signal::Violation { reason, .. } if reason == "acl_topic")), "{o:?}");
+        assert!(
+            o.iter().any(
+                |x| matches!(&x.signal, Signal::Violation { reason, .. } if reason == "acl_topic")
+            ),
+            "{o:?}"
+        );
         let o = edge.step(t, "stranger", None, SimAction::ConnectUntrusted);
         assert!(matches!(o[0].signal, Signal::Refused { .. }));
     }

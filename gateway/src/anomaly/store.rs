@@ -28,7 +28,9 @@ pub enum StoreError {
     #[error(transparent)]
     Open(#[from] crate::db::DbError),
     /// A query failed.
-    #[error("alert store database error: {0}; check disk space and permissions of storage.data_dir")]
+    #[error(
+        "alert store database error: {0}; check disk space and permissions of storage.data_dir"
+    )]
     Sqlite(#[from] rusqlite::Error),
     /// The audit row could not be written (the change was rolled back).
     #[error("alert audit row could not be written")]
@@ -222,7 +224,8 @@ impl AlertStore {
         } else {
             ""
         };
-        let mut stmt = conn.prepare_cached(&format!("{SELECT}{filter} ORDER BY id DESC LIMIT ?1"))?;
+        let mut stmt =
+            conn.prepare_cached(&format!("{SELECT}{filter} ORDER BY id DESC LIMIT ?1"))?;
         let rows = stmt.query_map([limit], row_to_alert)?;
         rows.map(|r| r.map_err(StoreError::from)).collect()
     }
@@ -261,8 +264,13 @@ impl AlertStore {
         )?;
         append_in(
             &tx,
-            &AuditEvent::new(actor, "anomaly.acknowledge", format!("alert:{id}"), Outcome::Allowed)
-                .with_detail(serde_json::json!({"alert_id": id, "note": note})),
+            &AuditEvent::new(
+                actor,
+                "anomaly.acknowledge",
+                format!("alert:{id}"),
+                Outcome::Allowed,
+            )
+            .with_detail(serde_json::json!({"alert_id": id, "note": note})),
         )
         .map_err(StoreError::Audit)?;
         tx.commit()?;
@@ -290,8 +298,13 @@ impl AlertStore {
         }
         append_in(
             &tx,
-            &AuditEvent::new(actor, "anomaly.release", format!("alert:{id}"), Outcome::Allowed)
-                .with_detail(serde_json::json!({"alert_id": id, "note": note})),
+            &AuditEvent::new(
+                actor,
+                "anomaly.release",
+                format!("alert:{id}"),
+                Outcome::Allowed,
+            )
+            .with_detail(serde_json::json!({"alert_id": id, "note": note})),
         )
         .map_err(StoreError::Audit)?;
         tx.commit()?;
@@ -362,7 +375,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("gw.db");
         let store = AlertStore::open(&db).unwrap();
-        let a = store.insert(&finding(), ResponseAction::Quarantine).unwrap();
+        let a = store
+            .insert(&finding(), ResponseAction::Quarantine)
+            .unwrap();
         assert_eq!(a.kind, AlertKind::MessageFlood);
         assert_eq!(a.response, ResponseAction::Quarantine);
         store.mark_quarantined(a.id).unwrap();
@@ -376,7 +391,10 @@ mod tests {
         store.mark_released(a.id, "admin:t1", "checked").unwrap();
         let got = store.get(a.id).unwrap();
         assert_eq!(got.released_by.as_deref(), Some("admin:t1"));
-        assert!(matches!(store.acknowledge(99, "x", ""), Err(StoreError::NotFound(99))));
+        assert!(matches!(
+            store.acknowledge(99, "x", ""),
+            Err(StoreError::NotFound(99))
+        ));
 
         let audit = AuditLog::open(&db).unwrap();
         let actions: Vec<String> = audit

@@ -110,8 +110,8 @@ impl Publisher {
                     .map_err(|e| e.to_string())?;
                 let after = sent_up_to;
                 for alert in pending.into_iter().filter(|a| a.id > after) {
-                    let payload = serde_json::to_vec(&upstream_payload(&alert))
-                        .map_err(|e| e.to_string())?;
+                    let payload =
+                        serde_json::to_vec(&upstream_payload(&alert)).map_err(|e| e.to_string())?;
                     client
                         .try_publish(&self.topic, QoS::AtLeastOnce, false, payload)
                         .map_err(|e| e.to_string())?;

@@ -199,7 +199,10 @@ impl AnomalyConfig {
             if !ALERT_KINDS.contains(&kind.as_str()) {
                 return Err(ConfigError::invalid(
                     format!("anomaly.response.{kind}"),
-                    format!("is not an alert kind; use one of {}", ALERT_KINDS.join(", ")),
+                    format!(
+                        "is not an alert kind; use one of {}",
+                        ALERT_KINDS.join(", ")
+                    ),
                 ));
             }
         }
@@ -237,10 +240,9 @@ mod tests {
 
     #[test]
     fn parses_from_toml() {
-        let c: AnomalyConfig = toml::from_str(
-            "cooldown = \"30s\"\n[response]\nmessage_flood = \"quarantine\"\n",
-        )
-        .unwrap();
+        let c: AnomalyConfig =
+            toml::from_str("cooldown = \"30s\"\n[response]\nmessage_flood = \"quarantine\"\n")
+                .unwrap();
         assert_eq!(c.cooldown, Duration::from_secs(30));
         assert_eq!(c.response_to("message_flood"), ResponseAction::Quarantine);
     }

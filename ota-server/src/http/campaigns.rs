@@ -109,10 +109,7 @@ pub async fn create(
 }
 
 /// The signed `custom.hardware_ids` of a published target, if any.
-fn release_hardware_ids(
-    state: &AppState,
-    target: &tuf_repo::TargetPath,
-) -> Option<Vec<String>> {
+fn release_hardware_ids(state: &AppState, target: &tuf_repo::TargetPath) -> Option<Vec<String>> {
     let repo = state.repo.state();
     let ids: Vec<String> = repo
         .published
