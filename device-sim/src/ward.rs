@@ -293,7 +293,7 @@ impl Timeline {
             plan.sort_by_key(|e| e.at);
             realize(d, plan, patient, seq_base, start, &mut steps);
         }
-        steps.sort_by(|a, b| a.at.cmp(&b.at));
+        steps.sort_by_key(|s| s.at);
         Ok(Self {
             name: scenario.name.clone(),
             duration: scenario.duration,
