@@ -8,8 +8,13 @@
 //! in [`cli`]); the gateway's tests and benchmarks drive the library
 //! directly. The architecture is described in `docs/architecture.md`.
 
+pub mod attack;
 pub mod cli;
 pub mod fleet;
+pub mod patient;
+pub mod scenario;
+pub mod ward;
+pub mod ward_run;
 
 pub mod ota;
 
@@ -158,6 +163,8 @@ impl SimDevice {
         let mut mqtt = MqttOptions::new(client_id, opts.host.clone(), opts.port);
         mqtt.set_keep_alive(opts.keep_alive);
         mqtt.set_clean_session(true);
+        // Large enough for the oversized-payload attack to reach the gateway.
+        mqtt.set_max_packet_size(256 * 1024, 256 * 1024);
         mqtt.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
             Arc::new(client_config(&opts.tls)?),
         )));

@@ -46,6 +46,9 @@ pub enum GatewayError {
     /// The uplink (outbox, its key, or the bridge's TLS files).
     #[error("uplink failed to start")]
     Uplink(#[source] UplinkError),
+    /// The anomaly detector (its alert store or publisher).
+    #[error("anomaly detector failed to start")]
+    Anomaly(#[source] crate::anomaly::AnomalyError),
     /// The admin HTTPS server (TLS files, token store, listen address).
     #[error("admin API failed to start")]
     Admin(#[source] AdminError),
@@ -145,7 +148,9 @@ impl Gateway {
             ctx.recent.clone(),
             Some(inner),
         ));
-        let edge = crate::edge::start(ctx.clone(), broker.clone(), sink, None).await?;
+        let anomaly = crate::anomaly::Anomaly::start(ctx).map_err(GatewayError::Anomaly)?;
+        let observer = anomaly.as_ref().map(crate::anomaly::Anomaly::observer);
+        let edge = crate::edge::start(ctx.clone(), broker.clone(), sink, observer).await?;
 
         // The OTA agent, when `[ota]` is configured.
         let ota = match &ctx.config.ota {

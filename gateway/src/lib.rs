@@ -36,10 +36,12 @@
 //! | upstream renderings (device JSON, FHIR R4) | [`render`] |
 //! | hand-off of accepted telemetry from edge to outbox | [`sink`] |
 //! | OTA agent: TUF client, image cache | [`ota`] |
+//! | behavioural anomaly detection, alerts, quarantine response | [`anomaly`] |
 //! | command-line subcommands | [`cli`] |
 
 pub mod access;
 pub mod admin;
+pub mod anomaly;
 pub mod app;
 pub mod audit;
 pub mod broker;

@@ -42,11 +42,17 @@ pub enum Action {
     ReadOtaStatus,
     /// `POST /api/v1/ota/devices/{id}/retry`
     RetryOtaUpdate,
+    /// `GET /api/v1/alerts`
+    ReadAlerts,
+    /// `POST /api/v1/alerts/{id}/acknowledge`
+    AcknowledgeAlert,
+    /// `POST /api/v1/alerts/{id}/release`
+    ReleaseDevice,
 }
 
 impl Action {
     /// Every action, for tests and documentation.
-    pub const ALL: [Action; 14] = [
+    pub const ALL: [Action; 17] = [
         Action::ReadStatus,
         Action::ReadMetrics,
         Action::ReadDevices,
@@ -61,6 +67,9 @@ impl Action {
         Action::RevokeToken,
         Action::ReadOtaStatus,
         Action::RetryOtaUpdate,
+        Action::ReadAlerts,
+        Action::AcknowledgeAlert,
+        Action::ReleaseDevice,
     ];
 
     /// The least privileged role allowed to perform this action.
@@ -71,10 +80,13 @@ impl Action {
             | Action::ReadMetrics
             | Action::ReadDevices
             | Action::ReadAudit
-            | Action::ReadOtaStatus => Role::Viewer,
-            Action::QuarantineDevice | Action::ReactivateDevice | Action::RetryOtaUpdate => {
-                Role::Operator
-            }
+            | Action::ReadOtaStatus
+            | Action::ReadAlerts => Role::Viewer,
+            Action::QuarantineDevice
+            | Action::ReactivateDevice
+            | Action::RetryOtaUpdate
+            | Action::AcknowledgeAlert
+            | Action::ReleaseDevice => Role::Operator,
             Action::EnrollDevice
             | Action::RevokeDevice
             | Action::ListTokens
@@ -97,6 +109,7 @@ impl Action {
                 | Action::ReadOtaStatus
                 | Action::ListTokens
                 | Action::ReviewAccess
+                | Action::ReadAlerts
         )
     }
 
@@ -118,6 +131,9 @@ impl Action {
             Action::RevokeToken => "revoke_token",
             Action::ReadOtaStatus => "read_ota_status",
             Action::RetryOtaUpdate => "retry_ota_update",
+            Action::ReadAlerts => "read_alerts",
+            Action::AcknowledgeAlert => "acknowledge_alert",
+            Action::ReleaseDevice => "release_device",
         }
     }
 }
@@ -131,8 +147,11 @@ mod tests {
         use Action::*;
         for a in Action::ALL {
             let expected = match a {
-                ReadStatus | ReadMetrics | ReadDevices | ReadAudit | ReadOtaStatus => Role::Viewer,
-                QuarantineDevice | ReactivateDevice | RetryOtaUpdate => Role::Operator,
+                ReadStatus | ReadMetrics | ReadDevices | ReadAudit | ReadOtaStatus | ReadAlerts => {
+                    Role::Viewer
+                }
+                QuarantineDevice | ReactivateDevice | RetryOtaUpdate | AcknowledgeAlert
+                | ReleaseDevice => Role::Operator,
                 EnrollDevice | RevokeDevice | ListTokens | ReviewAccess | CreateToken
                 | RevokeToken => Role::Admin,
             };

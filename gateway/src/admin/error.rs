@@ -34,6 +34,9 @@ pub enum AdminError {
     /// The token store (database or TOTP sealing key) cannot be opened.
     #[error(transparent)]
     Access(#[from] AccessError),
+    /// The anomaly alert store cannot be opened.
+    #[error("admin API cannot open the anomaly alert store")]
+    Alerts(#[source] crate::anomaly::StoreError),
 }
 
 /// An error response.

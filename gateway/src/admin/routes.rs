@@ -132,6 +132,23 @@ pub fn router(state: Arc<AdminState>) -> Router {
             "/api/v1/session",
             guarded(s, Action::ReadStatus, get(crate::console::api::session)),
         )
+        // Anomaly alerts (handlers in crate::anomaly::api).
+        .route(
+            "/api/v1/alerts",
+            guarded(s, Action::ReadAlerts, get(crate::anomaly::api::list)),
+        )
+        .route(
+            "/api/v1/alerts/{id}/acknowledge",
+            guarded(
+                s,
+                Action::AcknowledgeAlert,
+                post(crate::anomaly::api::acknowledge),
+            ),
+        )
+        .route(
+            "/api/v1/alerts/{id}/release",
+            guarded(s, Action::ReleaseDevice, post(crate::anomaly::api::release)),
+        )
         .fallback(handlers::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), time_limit))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))

@@ -183,6 +183,10 @@ pub fn start(
     if let Some(rollout) = ota {
         state = state.with_ota(rollout);
     }
+    if ctx.config.anomaly.enabled {
+        let alerts = crate::anomaly::AlertStore::open(&ctx.db_path).map_err(AdminError::Alerts)?;
+        state = state.with_alerts(alerts);
+    }
     let state = Arc::new(state);
     let server = AdminServer::start(state, tls, ctx.shutdown.clone())?;
     let addr = server.local_addr();

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::metrics::AdminMetrics;
 use crate::access::token::store::TokenStore;
+use crate::anomaly::AlertStore;
 use crate::audit::AuditLog;
 use crate::config::AdminConfig;
 use crate::console::RecentActivity;
@@ -38,6 +39,8 @@ pub struct AdminState {
     pub ota: Option<RolloutHandle>,
     /// Recent readings and live sessions per device (the console's charts).
     pub recent: RecentActivity,
+    /// Anomaly alerts, when the detector runs.
+    pub alerts: Option<AlertStore>,
 }
 
 impl AdminState {
@@ -62,7 +65,15 @@ impl AdminState {
             uplink: None,
             ota: None,
             recent: RecentActivity::new(),
+            alerts: None,
         }
+    }
+
+    /// Serve the detector's alerts (`/api/v1/alerts`).
+    #[must_use]
+    pub fn with_alerts(mut self, alerts: AlertStore) -> Self {
+        self.alerts = Some(alerts);
+        self
     }
 
     /// Show this uplink's status in `GET /api/v1/status`.

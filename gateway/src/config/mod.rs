@@ -15,6 +15,7 @@
 //! [`crate::Gateway::start`] and the components it starts take the
 //! [`ValidConfig`] and read their section from it.
 
+pub mod anomaly;
 pub mod bind_policy;
 pub mod env;
 pub mod error;
@@ -22,6 +23,7 @@ pub mod load;
 pub mod sections;
 pub mod validate;
 
+pub use anomaly::{AnomalyConfig, ResponseAction};
 pub use error::ConfigError;
 pub use sections::{
     AdminConfig, BrokerConfig, Config, EdgeConfig, Format, FullPolicy, LogConfig, LogFormat,

@@ -42,6 +42,8 @@ pub struct Config {
     /// The OTA agent (TUF client, image cache, rollout, image server for
     /// devices); `None` when the file has no `[ota]` section: OTA is off.
     pub ota: Option<OtaSection>,
+    /// Behavioural anomaly detection (its struct lives in [`super::anomaly`]).
+    pub anomaly: super::anomaly::AnomalyConfig,
 }
 
 /// `[storage]`

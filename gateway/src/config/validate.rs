@@ -83,6 +83,7 @@ impl Config {
         if let Some(ota) = &self.ota {
             ota.validate(&self.edge)?;
         }
+        self.anomaly.validate()?;
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(ConfigError::invalid(
                 "log.level",

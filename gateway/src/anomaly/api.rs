@@ -1,0 +1,185 @@
+//! The alert routes of the admin API (wired in `crate::admin::routes`,
+//! guarded like every route there):
+//!
+//! | route | role | what |
+//! | --- | --- | --- |
+//! | `GET /api/v1/alerts?limit=N&open=true` | viewer | newest alerts first; `open` = unacknowledged only |
+//! | `POST /api/v1/alerts/{id}/acknowledge` | operator | mark seen, body `{"note": "..."}` (optional); audited |
+//! | `POST /api/v1/alerts/{id}/release` | operator | reactivate the alert's quarantined device; audited by the registry and here |
+//!
+//! Releasing is the only way out of a quarantine the detector imposed
+//! besides `POST /api/v1/devices/{id}/reactivate`; both name the operator's
+//! token in the audit rows.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::store::{AlertStore, StoreError};
+use crate::admin::{AdminState, ApiError, Caller};
+use crate::registry::{DeviceState, RegistryError};
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Most alerts one `GET /api/v1/alerts` returns.
+pub const MAX_PAGE: u32 = 1000;
+
+fn store(state: &AdminState) -> ApiResult<AlertStore> {
+    state.alerts.clone().ok_or_else(|| {
+        ApiError::not_found(
+            "anomaly detection is disabled on this gateway (anomaly.enabled = false)",
+        )
+    })
+}
+
+fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound(_) => ApiError::not_found(e.to_string()),
+        other => ApiError::internal(&other),
+    }
+}
+
+fn alert_id(raw: &str) -> ApiResult<i64> {
+    raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+        ApiError::bad_request(format!("`{raw}` is not an alert id (a positive integer)"))
+    })
+}
+
+/// Body of acknowledge and release.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoteBody {
+    note: Option<String>,
+}
+
+fn note(body: Result<Bytes, BytesRejection>) -> ApiResult<String> {
+    let bytes =
+        body.map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
+    let parsed: NoteBody = if bytes.iter().all(u8::is_ascii_whitespace) {
+        NoteBody::default()
+    } else {
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
+    };
+    let note = parsed.note.unwrap_or_default();
+    if note.chars().count() > 200 || note.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "`note` must be at most 200 printable characters",
+        ));
+    }
+    Ok(note)
+}
+
+/// Query of `GET /api/v1/alerts`.
+#[derive(Debug, Deserialize)]
+pub struct AlertQuery {
+    limit: Option<u32>,
+    open: Option<bool>,
+}
+
+/// `GET /api/v1/alerts`.
+pub(crate) async fn list(
+    State(state): State<Arc<AdminState>>,
+    Query(q): Query<AlertQuery>,
+) -> ApiResult<Json<Value>> {
+    let store = store(&state)?;
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::bad_request(format!(
+            "`limit` must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    let alerts = store
+        .list_async(limit, q.open.unwrap_or(false))
+        .await
+        .map_err(store_error)?;
+    Ok(Json(json!({ "alerts": alerts })))
+}
+
+/// `POST /api/v1/alerts/{id}/acknowledge`.
+pub(crate) async fn acknowledge(
+    State(state): State<Arc<AdminState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    let store = store(&state)?;
+    let id = alert_id(&id)?;
+    let note = note(body)?;
+    let actor = caller.actor();
+    let s = store.clone();
+    let changed = tokio::task::spawn_blocking(move || s.acknowledge(id, &actor, &note))
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .map_err(store_error)?;
+    let alert = tokio::task::spawn_blocking(move || store.get(id))
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .map_err(store_error)?;
+    Ok(Json(json!({"changed": changed, "alert": alert})))
+}
+
+/// `POST /api/v1/alerts/{id}/release`: reactivate the alert's device if
+/// it is quarantined; 409 if it is not (or the alert names no device).
+pub(crate) async fn release(
+    State(state): State<Arc<AdminState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    let store = store(&state)?;
+    let id = alert_id(&id)?;
+    let note = note(body)?;
+    let s = store.clone();
+    let alert = tokio::task::spawn_blocking(move || s.get(id))
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .map_err(store_error)?;
+    let Some(device) = alert.device.clone() else {
+        return Err(ApiError::conflict(format!(
+            "alert {id} is about {} and names no device; there is nothing to release",
+            alert.subject
+        )));
+    };
+    let record = state
+        .registry
+        .get_async(device.clone())
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .ok_or_else(|| ApiError::not_found(format!("device {device} is no longer enrolled")))?;
+    if record.state != DeviceState::Quarantined {
+        return Err(ApiError::conflict(format!(
+            "device {device} is {}, not quarantined; nothing to release",
+            record.state
+        )));
+    }
+    let actor = caller.actor();
+    let reason = if note.is_empty() {
+        format!("released after anomaly alert #{id}")
+    } else {
+        format!("released after anomaly alert #{id}: {note}")
+    };
+    state
+        .registry
+        .set_state_async(device.clone(), DeviceState::Active, actor.clone(), reason)
+        .await
+        .map_err(|e| match e {
+            RegistryError::NotFound(_) => ApiError::not_found(e.to_string()),
+            RegistryError::Revoked(_) => ApiError::conflict(e.to_string()),
+            other => ApiError::internal(&other),
+        })?;
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || {
+        s.mark_released(id, &actor, &note)?;
+        s.get(id)
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))?
+    .map_err(store_error)
+    .map(|alert| Json(json!({"released": device, "alert": alert})))
+}
