@@ -232,8 +232,10 @@ mod tests {
             .insert("ransomware".into(), ResponseAction::Quarantine);
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("anomaly.response.ransomware"), "{e}");
-        let mut c = AnomalyConfig::default();
-        c.flood_factor = 1.0;
+        let c = AnomalyConfig {
+            flood_factor: 1.0,
+            ..AnomalyConfig::default()
+        };
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("anomaly.flood_factor"), "{e}");
     }

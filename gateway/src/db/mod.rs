@@ -30,6 +30,8 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "edge: replay state (recent payload digests per device)",
         include_str!("migrations/0006_replay.sql"),
+    ),
+    (
         "anomaly: alerts",
         include_str!("migrations/0007_anomaly.sql"),
     ),
