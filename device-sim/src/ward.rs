@@ -315,6 +315,18 @@ fn telemetry_bytes(seq: u64, ts: DateTime<Utc>, readings: Vec<Reading>) -> Vec<u
     serde_json::to_vec(&t).unwrap_or_default()
 }
 
+/// `payload` (a telemetry message this device sent) with its `ts` set to
+/// `ts`; unchanged if it does not parse (it always does: it is our own).
+fn restamp(payload: &[u8], ts: DateTime<Utc>) -> Vec<u8> {
+    match serde_json::from_slice::<Telemetry>(payload) {
+        Ok(mut t) => {
+            t.ts = ts;
+            serde_json::to_vec(&t).unwrap_or_else(|_| payload.to_vec())
+        }
+        Err(_) => payload.to_vec(),
+    }
+}
+
 /// Turn a device's plan into steps: assign `seq`s in time order, sample
 /// the patient, keep the history replays draw from.
 fn realize(
@@ -405,9 +417,13 @@ fn realize(
                 else {
                     continue;
                 };
+                // A captured reading sent again under its old `seq` with a
+                // fresh timestamp, to pass it off as current. (A byte-identical
+                // copy of a recent message is an ordinary QoS 1 resend, which
+                // the edge acknowledges without storing it twice.)
                 Action::Publish {
                     topic: own_topic.clone(),
-                    payload: old.clone(),
+                    payload: restamp(old, ts),
                     retain: false,
                 }
             }
