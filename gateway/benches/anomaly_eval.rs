@@ -20,52 +20,18 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{TimeZone, Utc};
 use device_sim::scenario::Scenario;
-use device_sim::ward::{Action, Actor, Timeline};
-use gateway::anomaly::sim_edge::{replay, SimAction, SimStep};
+use device_sim::ward::{Action, Timeline};
 use gateway::anomaly::Finding;
 use gateway::config::AnomalyConfig;
-use wardgate_protocol::DeviceId;
+
+#[path = "../tests/sim_ward/mod.rs"]
+mod sim_ward;
+use sim_ward::simulate;
 
 /// How long after an attack ends its alerts are still explained by it.
 const AFTERMATH: Duration = Duration::from_secs(60);
-
-fn simulate(timeline: &Timeline, cfg: &AnomalyConfig, start: DateTime<Utc>) -> Vec<Finding> {
-    let parties: Vec<(String, Option<&DeviceId>)> = timeline
-        .steps
-        .iter()
-        .map(|s| match &s.actor {
-            Actor::Device(d) => (format!("device:{d}"), Some(d)),
-            Actor::Thief(d) => (format!("thief:{d}"), Some(d)),
-            Actor::Stranger => ("stranger".to_owned(), None),
-        })
-        .collect();
-    let steps = timeline
-        .steps
-        .iter()
-        .zip(&parties)
-        .map(|(s, (party, device))| SimStep {
-            at: s.at,
-            party,
-            device: *device,
-            action: match &s.action {
-                Action::Connect => SimAction::Connect,
-                Action::Disconnect => SimAction::Disconnect,
-                Action::ConnectUntrusted => SimAction::ConnectUntrusted,
-                Action::Publish {
-                    topic,
-                    payload,
-                    retain,
-                } => SimAction::Publish {
-                    topic,
-                    payload,
-                    retain: *retain,
-                },
-            },
-        });
-    replay(steps, timeline.duration, cfg, 16_384, start)
-}
 
 fn load(name: &str) -> Scenario {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use device_sim::scenario::Scenario;
-use device_sim::ward::{Action, Actor, Timeline};
-use gateway::anomaly::sim_edge::{replay, SimAction, SimStep};
+use device_sim::ward::Timeline;
 use gateway::anomaly::Finding;
 use gateway::config::AnomalyConfig;
-use wardgate_protocol::DeviceId;
+
+mod sim_ward;
+use sim_ward::simulate;
 
 const WARD: &str = r#"
 name = "clinical-events"
@@ -56,39 +57,7 @@ fn run(text: &str) -> Vec<Finding> {
     let scenario = Scenario::parse(text).unwrap();
     let start = Utc.with_ymd_and_hms(2026, 3, 1, 8, 0, 0).unwrap();
     let t = Timeline::build(&scenario, 0, start).unwrap();
-    let parties: Vec<(String, Option<&DeviceId>)> = t
-        .steps
-        .iter()
-        .map(|s| match &s.actor {
-            Actor::Device(d) => (format!("device:{d}"), Some(d)),
-            Actor::Thief(d) => (format!("thief:{d}"), Some(d)),
-            Actor::Stranger => ("stranger".to_owned(), None),
-        })
-        .collect();
-    let steps = t
-        .steps
-        .iter()
-        .zip(&parties)
-        .map(|(s, (party, device))| SimStep {
-            at: s.at,
-            party,
-            device: *device,
-            action: match &s.action {
-                Action::Connect => SimAction::Connect,
-                Action::Disconnect => SimAction::Disconnect,
-                Action::ConnectUntrusted => SimAction::ConnectUntrusted,
-                Action::Publish {
-                    topic,
-                    payload,
-                    retain,
-                } => SimAction::Publish {
-                    topic,
-                    payload,
-                    retain: *retain,
-                },
-            },
-        });
-    replay(steps, t.duration, &AnomalyConfig::default(), 16_384, start)
+    simulate(&t, &AnomalyConfig::default(), start)
 }
 
 #[test]
