@@ -168,11 +168,9 @@ async fn a_tampered_image_is_refused_and_the_slot_erased() {
 #[tokio::test]
 async fn older_foreign_hardware_and_unsigned_offers_are_refused_before_any_download() {
     let b = Bench::new().await;
-    let rel = b
-        .maker
-        .release("pump-fw-2.1.0.bin", "2.1.0", HW, image(10_000, 4))
+    let (rel, url) = b
+        .publish("pump-fw-2.1.0.bin", "2.1.0", image(10_000, 4))
         .await;
-    let url = b.server.put("pump-fw-2.1.0.bin", rel.image.clone(), None);
 
     // A device already on 3.0.0 is offered 2.1.0.
     let mut newer = OtaClient::open(&b.config("pump-03", "3.0.0")).unwrap();
@@ -261,11 +259,9 @@ async fn older_foreign_hardware_and_unsigned_offers_are_refused_before_any_downl
 #[tokio::test]
 async fn a_failed_self_test_rolls_back_to_the_previous_slot() {
     let b = Bench::new().await;
-    let rel = b
-        .maker
-        .release("pump-fw-2.1.0.bin", "2.1.0", HW, image(40_000, 5))
+    let (rel, url) = b
+        .publish("pump-fw-2.1.0.bin", "2.1.0", image(40_000, 5))
         .await;
-    let url = b.server.put("pump-fw-2.1.0.bin", rel.image.clone(), None);
     let mut cfg = b.config("pump-07", "1.0.0");
     cfg.faults = ["self-test-fails=2.1.0".parse().unwrap()]
         .into_iter()
@@ -309,11 +305,9 @@ async fn a_failed_self_test_rolls_back_to_the_previous_slot() {
 #[tokio::test]
 async fn no_health_confirmation_in_the_window_or_before_a_restart_rolls_back() {
     let b = Bench::new().await;
-    let rel = b
-        .maker
-        .release("pump-fw-2.1.0.bin", "2.1.0", HW, image(20_000, 6))
+    let (rel, url) = b
+        .publish("pump-fw-2.1.0.bin", "2.1.0", image(20_000, 6))
         .await;
-    let url = b.server.put("pump-fw-2.1.0.bin", rel.image.clone(), None);
 
     // The self-test takes longer than the health window.
     let mut cfg = b.config("pump-08", "1.0.0");
@@ -359,11 +353,9 @@ async fn no_health_confirmation_in_the_window_or_before_a_restart_rolls_back() {
 #[tokio::test(start_paused = false)]
 async fn therapy_in_progress_defers_the_offer_until_the_device_is_idle() {
     let b = Bench::new().await;
-    let rel = b
-        .maker
-        .release("pump-fw-2.1.0.bin", "2.1.0", HW, image(30_000, 7))
+    let (rel, url) = b
+        .publish("pump-fw-2.1.0.bin", "2.1.0", image(30_000, 7))
         .await;
-    let url = b.server.put("pump-fw-2.1.0.bin", rel.image.clone(), None);
     let mut cfg = b.config("pump-10", "1.0.0");
     cfg.faults.therapy_for = Some(Duration::from_secs(3600));
     let mut dev = OtaClient::open(&cfg).unwrap();
@@ -425,11 +417,9 @@ async fn an_image_server_refusal_is_reported() {
 #[tokio::test]
 async fn a_busy_image_server_is_waited_for() {
     let b = Bench::new().await;
-    let rel = b
-        .maker
-        .release("pump-fw-2.1.0.bin", "2.1.0", HW, image(10_000, 9))
+    let (rel, url) = b
+        .publish("pump-fw-2.1.0.bin", "2.1.0", image(10_000, 9))
         .await;
-    let url = b.server.put("pump-fw-2.1.0.bin", rel.image.clone(), None);
     b.server.busy_for_next(2);
     let mut dev = OtaClient::open(&b.config("pump-12", "1.0.0")).unwrap();
     let started = std::time::Instant::now();

@@ -227,11 +227,9 @@ async fn an_offer_over_mqtt_installs_reboots_and_reports_healthy_with_the_new_ve
 async fn a_device_in_therapy_defers_then_reports_idle_and_takes_the_offer() {
     let b = Bench::new().await;
     let broker = Mosquitto::start(&b.pki, &b.dir.path().join("broker"));
-    let rel = b
-        .maker
-        .release("pump-fw-2.1.0.bin", "2.1.0", HW, image(100_000, 22))
+    let (rel, url) = b
+        .publish("pump-fw-2.1.0.bin", "2.1.0", image(100_000, 22))
         .await;
-    let url = b.server.put("pump-fw-2.1.0.bin", rel.image.clone(), None);
     let mut gw = GatewaySide::connect(&b, broker.port, "pump-31").await;
     let mut cfg = b.config("pump-31", "1.0.0");
     cfg.faults.therapy_for = Some(Duration::from_secs(2));

@@ -464,6 +464,14 @@ pub struct Bench {
 }
 
 impl Bench {
+    /// Sign `file` at `version` for the bench's hardware id and serve it;
+    /// returns the release and the image's URL.
+    pub async fn publish(&self, file: &str, version: &str, image: Vec<u8>) -> (Release, String) {
+        let rel = self.maker.release(file, version, HW, image).await;
+        let url = self.server.put(file, rel.image.clone(), None);
+        (rel, url)
+    }
+
     pub async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let pki = Pki::new();
