@@ -518,7 +518,15 @@ impl OtaClient {
                 .download(&mut self.nvram, &self.faults)
                 .await
             {
-                Ok(_) => {}
+                Ok(done) => {
+                    tracing::info!(
+                        version = %verified.version,
+                        started_at = done.started_at,
+                        requests = done.requests,
+                        received = done.received,
+                        "firmware downloaded"
+                    );
+                }
                 Err(DownloadError::Device(e)) => return Err(e),
                 Err(e @ (DownloadError::Unreachable { .. } | DownloadError::Busy { .. })) => {
                     let kept = self

@@ -113,6 +113,9 @@ pub struct Downloaded {
     pub started_at: u64,
     /// Requests made, including resumptions.
     pub requests: u32,
+    /// Image bytes received over the network by this call, across all its
+    /// requests (what the image server actually sent this device).
+    pub received: u64,
 }
 
 /// The HTTPS client of a device for image downloads.
@@ -204,12 +207,13 @@ impl Downloader {
         let path = nvram.slot_path(pending.slot);
         let started_at = slot_len(&path).await?.min(pending.length);
         let mut requests = 0;
+        let mut received = 0;
         let mut fruitless = 0;
         let mut delay = self.settings.retry_delay;
         let mut busy = Duration::ZERO;
         loop {
             requests += 1;
-            match self.attempt(nvram, faults, &path).await? {
+            match self.attempt(nvram, faults, &path, &mut received).await? {
                 Attempt::Busy { status, wait } => {
                     if busy >= self.settings.busy_timeout {
                         return Err(DownloadError::Busy {
@@ -229,6 +233,7 @@ impl Downloader {
                     return Ok(Downloaded {
                         started_at,
                         requests,
+                        received,
                     })
                 }
                 Attempt::Retry { progressed, reason } => {
@@ -249,12 +254,14 @@ impl Downloader {
         }
     }
 
-    /// One request: resume from the slot file's length, write what comes.
+    /// One request: resume from the slot file's length, write what comes,
+    /// and add what came over the network to `received`.
     async fn attempt(
         &self,
         nvram: &mut Nvram,
         faults: &Faults,
         path: &Path,
+        received: &mut u64,
     ) -> Result<Attempt, DownloadError> {
         let Some(pending) = nvram.state().pending.clone() else {
             return Err(OtaError::StateInvalid {
@@ -381,6 +388,7 @@ impl Downloader {
                 }
             };
             let n = chunk.len() as u64;
+            *received += n;
             if pos + n > length {
                 let keep = usize::try_from(length - pos).unwrap_or(0);
                 file.write_all(&chunk[..keep])
