@@ -59,6 +59,10 @@ pub struct Ward {
     pub ota: OtaConfig,
     pub rollout_config: OtaRolloutConfig,
     pub gw: Option<RunningGateway>,
+    /// Health window of the devices started after it is set (10 s, for
+    /// the tests' handful of devices; the campaign bench sets one fit for
+    /// 100 devices on a loaded machine).
+    pub device_health_window: Duration,
     edge: Option<SocketAddr>,
     devices: Vec<(DeviceId, CancellationToken, tokio::task::JoinHandle<()>)>,
 }
@@ -91,6 +95,7 @@ impl Ward {
             ota,
             rollout_config: config,
             gw: None,
+            device_health_window: Duration::from_secs(10),
             edge: None,
             devices: Vec::new(),
         };
@@ -215,7 +220,7 @@ impl Ward {
             Arc::new(device_sim::client_config(tls).unwrap()),
         );
         cfg.faults = faults;
-        cfg.health_window = Duration::from_secs(10);
+        cfg.health_window = self.device_health_window;
         let stop = CancellationToken::new();
         let s = stop.clone();
         let device = opts.id.clone();
