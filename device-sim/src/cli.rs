@@ -11,7 +11,8 @@
 //! `--hardware-id`, downloads from the gateway's image server, reboots into
 //! a new session and reports; `--fault` switches make it misbehave as a
 //! rollout must survive (a power loss ends the process with exit code 137,
-//! as `kill -9` would). Run it again on the same `--state-dir` and the
+//! as `kill -9` would; `therapy-on-offer=<duration>` starts therapy as the
+//! first offer arrives, so the device, not the gateway, refuses it). Run it again on the same `--state-dir` and the
 //! devices resume where they were.
 
 use std::path::PathBuf;
@@ -82,7 +83,10 @@ pub struct Args {
     /// A fault switch, repeatable: `self-test-fails=<version|target>`,
     /// `self-test-takes=<duration>`, `power-loss-after=<bytes>` (the process
     /// ends with exit code 137 once that many image bytes are in the slot),
-    /// `therapy-for=<duration>`.
+    /// `therapy-for=<duration>` (therapy in progress from start),
+    /// `therapy-on-offer=<duration>` (therapy starts as the first offer
+    /// arrives, after the last status said idle: the device refuses the
+    /// offer itself, reported `deferred`).
     #[arg(long = "fault", requires = "state_dir")]
     pub faults: Vec<Fault>,
 }

@@ -33,6 +33,9 @@
 //! - [`python`]: the Python interpreter with the independent checkers
 //!   (python-tuf, fhir.resources).
 //! - [`hash`]: SHA-256 in hex.
+//! - [`ota_ward`]: one ward with the real processes (`tuf-repo`,
+//!   `ota-server`, `gateway`, `device-sim`) for the end-to-end OTA tests,
+//!   driven only through the binaries.
 //!
 //! Every fallible part returns [`HarnessError`], whose message names what
 //! failed and what to do (usually: run `scripts/setup-test-deps`).
@@ -42,6 +45,7 @@ pub mod hash;
 pub mod https;
 pub mod mosquitto;
 pub mod mqtt;
+pub mod ota_ward;
 pub mod pki;
 pub mod port;
 pub mod process;

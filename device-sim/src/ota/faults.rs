@@ -3,7 +3,9 @@
 //! A simulated device can be told to misbehave in the ways a rollout must
 //! survive: an image that fails its self-test, a power cut in the middle of
 //! a download, therapy in progress for a while, a self-test too slow to
-//! confirm health in time. Each switch has a text form for the command
+//! confirm health in time, therapy that starts just as an offer arrives
+//! (after the device's last status said idle, so the gateway offers anyway
+//! and the device must refuse it itself). Each switch has a text form for the command
 //! line (`--fault self-test-fails=2.1.0`), parsed by [`Fault::from_str`].
 
 use std::str::FromStr;
@@ -37,11 +39,18 @@ pub enum Fault {
     /// `therapy-for=<duration>`: therapy is in progress from start for this
     /// long, then the device is idle.
     TherapyFor(Duration),
+    /// `therapy-on-offer=<duration>`: therapy starts the moment the first
+    /// offer arrives, before the device handles it, and lasts this long. The
+    /// device's last `status` said idle (a nurse started an infusion while
+    /// the gateway's offer was on its way), so the gateway had no reason to
+    /// hold the offer back: the device refuses it itself (`deferred`) and
+    /// publishes its therapy in its next status.
+    TherapyOnOffer(Duration),
 }
 
 /// Why a fault switch's text did not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid fault switch {input:?}: {reason}; use self-test-fails=<version|target>, self-test-takes=<duration>, power-loss-after=<bytes> or therapy-for=<duration> (durations like 500ms, 30s, 2m)")]
+#[error("invalid fault switch {input:?}: {reason}; use self-test-fails=<version|target>, self-test-takes=<duration>, power-loss-after=<bytes>, therapy-for=<duration> or therapy-on-offer=<duration> (durations like 500ms, 30s, 2m)")]
 pub struct FaultParseError {
     /// The text given.
     pub input: String,
@@ -85,6 +94,9 @@ impl FromStr for Fault {
                 .map(Fault::PowerLossAfter)
                 .map_err(|_| err("the byte count is not a whole number")),
             "therapy-for" => parse_duration(value).map(Fault::TherapyFor).map_err(err),
+            "therapy-on-offer" => parse_duration(value)
+                .map(Fault::TherapyOnOffer)
+                .map_err(err),
             _ => Err(err("unknown fault name")),
         }
     }
@@ -105,6 +117,8 @@ pub struct Faults {
     pub power_loss_mode: PowerLossMode,
     /// Therapy in progress from start for this long.
     pub therapy_for: Option<Duration>,
+    /// Therapy starts when the first offer arrives, for this long.
+    pub therapy_on_offer: Option<Duration>,
 }
 
 impl Faults {
@@ -127,6 +141,7 @@ impl FromIterator<Fault> for Faults {
                 Fault::SelfTestTakes(d) => f.self_test_takes = Some(d),
                 Fault::PowerLossAfter(n) => f.power_loss_after = Some(n),
                 Fault::TherapyFor(d) => f.therapy_for = Some(d),
+                Fault::TherapyOnOffer(d) => f.therapy_on_offer = Some(d),
             }
         }
         f
@@ -144,6 +159,7 @@ mod tests {
             "self-test-takes=1500ms",
             "power-loss-after=65536",
             "therapy-for=2m",
+            "therapy-on-offer=8s",
         ]
         .iter()
         .map(|s| s.parse::<Fault>().unwrap())
@@ -153,6 +169,7 @@ mod tests {
         assert_eq!(faults.self_test_takes, Some(Duration::from_millis(1500)));
         assert_eq!(faults.power_loss_after, Some(65536));
         assert_eq!(faults.therapy_for, Some(Duration::from_secs(120)));
+        assert_eq!(faults.therapy_on_offer, Some(Duration::from_secs(8)));
         assert_eq!(faults.power_loss_mode, PowerLossMode::StopClient);
     }
 

@@ -82,6 +82,8 @@ pub struct OtaSession {
     /// `updating` only from then on: a deferred or refused offer does not
     /// touch the therapy status).
     downloading: bool,
+    /// The `therapy-on-offer` fault switch has fired (once per process).
+    therapy_on_offer_fired: bool,
 }
 
 impl std::fmt::Debug for OtaSession {
@@ -124,6 +126,7 @@ impl OtaSession {
             offers: VecDeque::new(),
             published: None,
             downloading: false,
+            therapy_on_offer_fired: false,
         })
     }
 
@@ -294,6 +297,15 @@ impl OtaSession {
                 return Ok(true);
             }
         };
+        if let Some(d) = self.config.faults.therapy_on_offer {
+            if !self.therapy_on_offer_fired {
+                // Fault switch: an infusion starts just as the offer
+                // arrives; the last status said idle.
+                self.therapy_on_offer_fired = true;
+                self.therapy.start_for(d);
+                tracing::info!(device_id = %dev.id, campaign_id = %offer.campaign_id, therapy_for = ?d, "therapy started as the offer arrived (fault switch therapy-on-offer); the last status said idle");
+            }
+        }
         if self.is_updating() {
             if self.offers.len() >= QUEUED_OFFERS_CAP {
                 if let Some(old) = self.offers.pop_front() {

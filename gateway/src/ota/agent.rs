@@ -36,7 +36,7 @@ use semver::Version;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use url::Url;
-use wardgate_protocol::{DeviceId, OtaOffer, SCHEMA_VERSION};
+use wardgate_protocol::{DeviceId, OtaOffer, OtaOutcome, SCHEMA_VERSION};
 
 use crate::audit::{AuditEvent, AuditLog, Outcome};
 use crate::broker::BrokerHandle;
@@ -462,6 +462,13 @@ impl Inner {
         };
         let now = Utc::now();
         let open = plan.open && self.tuf.is_fresh(now);
+        let device_failed = matches!(
+            input,
+            Input::Report {
+                outcome: OtaOutcome::Failed,
+                ..
+            }
+        );
         let (c, d, timeouts) = (campaign.to_owned(), device.clone(), self.timeouts);
         let applied = self
             .states
@@ -482,6 +489,10 @@ impl Inner {
         if applied.changed() {
             self.metrics.state(applied.row.state.as_str());
         }
+        if device_failed && applied.changed() && applied.from.holds_offer() {
+            self.recheck_image(campaign, plan, device, &applied.row.detail)
+                .await?;
+        }
         if applied.offer {
             let again = applied.from.holds_offer();
             match &plan.target {
@@ -499,6 +510,56 @@ impl Inner {
             }
             self.wake.notify_one();
         }
+        Ok(())
+    }
+
+    /// A device that held an offer reported a failure (its download or the
+    /// length and SHA-256 check of what it downloaded may have failed):
+    /// hash the ward's cached copy again, in the background. A copy that no
+    /// longer matches was tampered with or damaged on the gateway's disk:
+    /// [`ImageCache::verify_because`] deletes it, audits it
+    /// (`ota.image.verify`, refused, naming this device) and counts it, and
+    /// the next round downloads it again from the OTA server, so no other
+    /// device is served the bad copy.
+    async fn recheck_image(
+        &self,
+        campaign: &str,
+        plan: &CampaignPlan,
+        device: &DeviceId,
+        detail: &str,
+    ) -> Result<(), DeviceStateError> {
+        let sha = match &plan.target {
+            Some(t) => Some(t.sha256.clone()),
+            None => {
+                let id = campaign.to_owned();
+                self.states
+                    .run(move |s| s.campaign(&id))
+                    .await?
+                    .map(|c| c.sha256)
+            }
+        };
+        let Some(sha) = sha else {
+            return Ok(());
+        };
+        let images = Arc::clone(&self.images);
+        let trigger = format!(
+            "device {device} reported a failure in campaign {campaign}: {}",
+            detail.chars().take(300).collect::<String>()
+        );
+        let device = device.clone();
+        tokio::spawn(async move {
+            match images.verify_because(&sha, &trigger).await {
+                Ok(_) => {
+                    tracing::info!(device_id = %device, sha256 = %sha, "device reported a failure; the cached image still matches its SHA-256");
+                }
+                Err(OtaError::Tampered { .. }) => {
+                    tracing::error!(device_id = %device, sha256 = %sha, "the image this device was served no longer matches its SHA-256 in the gateway's cache: deleted, audited (ota.image.verify); it is downloaded again from the OTA server");
+                }
+                Err(e) => {
+                    tracing::debug!(device_id = %device, sha256 = %sha, error = %e, "cached image not checked again");
+                }
+            }
+        });
         Ok(())
     }
 

@@ -502,7 +502,9 @@ fn on_report(row: &DeviceUpdate, outcome: OtaOutcome, detail: Option<&str>) -> S
         OtaOutcome::RolledBack => S::RolledBack,
         OtaOutcome::Deferred => S::Deferred,
     };
-    if to == row.state {
+    // A device's own deferral keeps its words even when the gateway had
+    // deferred it already (its therapy status got here first).
+    if to == row.state && to != S::Deferred {
         return Step::touch(row);
     }
     let fallback = match to {
@@ -749,8 +751,9 @@ fn activity_str(a: DeviceActivity) -> &'static str {
     }
 }
 
-/// What to audit for a step, if anything: offers, deferrals, outcomes and
-/// retries.
+/// What to audit for a step, if anything: offers, deferrals (the gateway's
+/// own, `info`; a device's refusal of an offer, `refused` with the device
+/// as actor), outcomes and retries.
 fn audit_for(applied: &Applied, input: &Input) -> Option<AuditEvent> {
     use UpdateState as S;
     let row = &applied.row;
@@ -760,6 +763,21 @@ fn audit_for(applied: &Applied, input: &Input) -> Option<AuditEvent> {
         (_, S::Offered | S::Downloading) if applied.offer => {
             (gateway(), "ota.offer", Outcome::Info)
         }
+        // The device itself refused the offer (therapy started after its
+        // last status said idle): its defence in depth, recorded as its
+        // refusal, also when its therapy status got here first and the
+        // gateway had deferred it already; offered again once it is idle.
+        (
+            Input::Report {
+                outcome: OtaOutcome::Deferred,
+                ..
+            },
+            S::Deferred,
+        ) => (
+            format!("device:{}", row.device_id),
+            "ota.defer",
+            Outcome::Refused,
+        ),
         (_, S::Deferred) if applied.changed() => (gateway(), "ota.defer", Outcome::Info),
         (_, S::Healthy) if applied.changed() => (gateway(), "ota.result", Outcome::Allowed),
         (_, S::Failed | S::RolledBack) if applied.changed() => {

@@ -18,9 +18,14 @@
 //! wait for it and get the cached copy. [`ImageCache::path_for`] returns
 //! only complete images whose SHA-256 was checked, and only while the file
 //! still has the size and modification time it had when checked;
-//! [`ImageCache::verify`] hashes it again (use it before offering an image
-//! to devices). At start-up every cached image is hashed again; a corrupt
-//! one is deleted, audited (`ota.image.verify`, refused) and counted.
+//! [`ImageCache::verify`] hashes it again (the rollout does when a device
+//! reports that the image it downloaded failed its check). A verified image
+//! whose file changed since is hashed again by the next
+//! [`ImageCache::fetch`] (every rollout round). At start-up every cached
+//! image is hashed again. A corrupt one is deleted, audited
+//! (`ota.image.verify`, refused, with what triggered the check) and counted
+//! (`wardgate_ota_image_corrupt_total`), and the next fetch downloads it
+//! again.
 //! [`ImageCache::remove_unused`] deletes what no campaign needs any more.
 
 use std::collections::HashMap;
@@ -204,7 +209,7 @@ impl ImageCache {
             if name != sha.as_str() || !entry.path().is_file() {
                 continue;
             }
-            match self.check(&sha).await {
+            match self.check(&sha, "hashed again at start-up").await {
                 // Corrupt ones are deleted and audited by `check`; one that
                 // vanished meanwhile is simply not cached.
                 Ok(_) | Err(OtaError::Tampered { .. } | OtaError::Target { .. }) => {}
@@ -245,7 +250,8 @@ impl ImageCache {
     }
 
     /// Hashes a cached image; deletes it if it does not match its name.
-    async fn check(&self, sha: &ImageDigest) -> Result<CachedImage, OtaError> {
+    /// `trigger` says why it was hashed (kept in the audit row).
+    async fn check(&self, sha: &ImageDigest, trigger: &str) -> Result<CachedImage, OtaError> {
         let path = self.image_path(sha);
         let (actual, length) = match hash_file(&path).await {
             Ok(v) => v,
@@ -276,7 +282,7 @@ impl ImageCache {
         self.metrics.corrupt.inc();
         self.update_gauge();
         let reason = format!("its SHA-256 is now {actual}");
-        tracing::error!(sha256 = %sha, actual, "cached image is corrupt; deleted it");
+        tracing::error!(sha256 = %sha, actual, trigger, "cached image is corrupt (tampered with or damaged on disk); deleted it, it is downloaded again from the OTA server; inspect the gateway host's data dir");
         self.audit(
             AuditEvent::new(
                 "gateway",
@@ -285,7 +291,7 @@ impl ImageCache {
                 Outcome::Refused,
             )
             .with_detail(
-                serde_json::json!({"reason": "corrupt", "actual_sha256": actual, "length": length}),
+                serde_json::json!({"reason": "corrupt", "actual_sha256": actual, "length": length, "trigger": trigger}),
             ),
         )
         .await;
@@ -314,10 +320,24 @@ impl ImageCache {
     /// [`OtaError::Tampered`] if it no longer matches, [`OtaError::Target`]
     /// if it is not cached.
     pub async fn verify(&self, sha256: &str) -> Result<CachedImage, OtaError> {
+        self.verify_because(sha256, "verify requested").await
+    }
+
+    /// As [`ImageCache::verify`], saying why in the audit row of a corrupt
+    /// image (for example: which device reported that the image it
+    /// downloaded failed its check).
+    ///
+    /// # Errors
+    /// As [`ImageCache::verify`].
+    pub async fn verify_because(
+        &self,
+        sha256: &str,
+        trigger: &str,
+    ) -> Result<CachedImage, OtaError> {
         let sha = ImageDigest::parse(sha256)?;
         let lock = self.lock_for(&sha);
         let _guard = lock.lock().await;
-        self.check(&sha).await
+        self.check(&sha, trigger).await
     }
 
     /// Makes sure the image of `target` is cached, downloading it (once) if
@@ -363,6 +383,21 @@ impl ImageCache {
                     },
                     Fetch::Cached,
                 ));
+            }
+        } else if self.verified().contains_key(&sha) {
+            // Verified before, but the file's size or modification time
+            // changed since (the image server has stopped serving it): hash
+            // it again. Unchanged content is simply verified anew; anything
+            // else is deleted, audited and counted, and downloaded again.
+            match self
+                .check(&sha, "the cached file changed since it was verified")
+                .await
+            {
+                Ok(image) if image.length == expected.length => {
+                    return Ok((image, Fetch::Cached));
+                }
+                Ok(_) | Err(OtaError::Tampered { .. } | OtaError::Target { .. }) => {}
+                Err(e) => return Err(e),
             }
         }
         let _permit = self
@@ -602,5 +637,74 @@ mod tests {
         let removed = cache.remove_unused(&[]).await.unwrap();
         assert_eq!(removed.len(), 2);
         assert!(cache.images().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_changed_cached_file_is_hashed_again_before_it_is_used() {
+        use sha2::Digest;
+        let d = tempfile::tempdir().unwrap();
+        let audit = AuditLog::open(&d.path().join("gw.db")).unwrap();
+        let metrics = OtaMetrics::default();
+        let settings = CacheSettings {
+            download_timeout: Duration::from_secs(5),
+            max_parallel_downloads: 1,
+        };
+        let images = d.path().join("ota/images");
+        std::fs::create_dir_all(&images).unwrap();
+        let good = b"good image".to_vec();
+        let sha = hex::encode(sha2::Sha256::digest(&good));
+        std::fs::write(images.join(&sha), &good).unwrap();
+        let cache = ImageCache::open(
+            d.path(),
+            reqwest::Client::new(),
+            settings,
+            audit.clone(),
+            metrics.clone(),
+        )
+        .await
+        .unwrap();
+        // Nothing listens there: a download would fail.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let expected = Expected {
+            url: url::Url::parse(&format!("http://127.0.0.1:{port}/x")).unwrap(),
+            length: good.len() as u64,
+            sha256: sha.clone(),
+        };
+        let file = images.join(&sha);
+        let later = SystemTime::now() + Duration::from_secs(5);
+
+        // Touched, same bytes: the image server stops serving it until it
+        // is hashed again; the next fetch hashes it and keeps it.
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        assert!(cache.path_for(&sha).is_none());
+        let (img, how) = cache.fetch_expected("acme/x.bin", &expected).await.unwrap();
+        assert_eq!(how, Fetch::Cached);
+        assert_eq!(img.path, file);
+        assert!(cache.path_for(&sha).is_some());
+        assert_eq!(metrics.corrupt.get(), 0);
+
+        // Other bytes: deleted, audited with why it was checked, counted,
+        // and downloaded again (which fails here).
+        std::fs::write(&file, b"evil image").unwrap();
+        assert!(cache.path_for(&sha).is_none());
+        assert!(cache.fetch_expected("acme/x.bin", &expected).await.is_err());
+        assert!(!file.exists());
+        assert_eq!(metrics.corrupt.get(), 1);
+        let rows = audit.find(&sha, Some("ota.image.verify")).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].outcome, "refused");
+        assert_eq!(
+            rows[0].detail_json()["trigger"],
+            "the cached file changed since it was verified"
+        );
     }
 }

@@ -1,0 +1,832 @@
+//! One ward with the real processes, for the end-to-end OTA tests
+//! (`tests/tests/ota_*_e2e.rs`): `tuf-repo` authors the operator's
+//! repository and the manufacturer's signed releases, `ota-server serve`
+//! (mutual TLS) imports it, `gateway run` has an `[ota]` section and
+//! enrolled devices, and `device-sim` processes run devices with A/B slots
+//! in their state folders and fault switches.
+//!
+//! Everything goes through the binaries and their sockets, so this module
+//! needs none of the crates it drives (see the crate docs): the OTA server's
+//! tokens are made here as `ota-server token` makes them, and the gateway's
+//! audit rows are read with `gateway audit export`.
+//!
+//! Helpers panic with the failing command's output or the gateway's log
+//! tail: they are test fixtures, and the panic message is the report.
+//! On a panicking test, [`Ward`]'s drop keeps every process's log in
+//! `$TMPDIR/ota-e2e-logs-<pid>`.
+#![allow(clippy::missing_panics_doc)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use rand::RngCore;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use wardgate_protocol::DeviceId;
+
+use crate::pki::PkiDir;
+use crate::port::free_port;
+use crate::process::{read_log, ChildGuard};
+use crate::wait::wait_for_async;
+
+/// The hardware id of the ward's pumps.
+pub const HW: &str = "pump-x1";
+/// The gateway's id (in its client certificate for the OTA server).
+pub const GATEWAY_ID: &str = "ward-3a";
+
+/// A new OTA server token and its SHA-256 hex, as `ota-server token` makes
+/// them: 32 random bytes as `wgota_<hex>`.
+#[must_use]
+pub fn new_token() -> (String, String) {
+    let mut raw = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    let token = format!("wgota_{}", hex::encode(raw));
+    let hash = hex::encode(Sha256::digest(token.as_bytes()));
+    (token, hash)
+}
+
+/// One row of the gateway's audit log, as `gateway audit export` prints it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRow {
+    /// Row id (1-based, in order of appending).
+    pub id: i64,
+    /// When it was appended.
+    pub ts: chrono::DateTime<chrono::Utc>,
+    /// Who acted.
+    pub actor: String,
+    /// What was done (`ota.offer`, `ota.result`, ...).
+    pub action: String,
+    /// On what (usually a device id).
+    pub subject: String,
+    /// `allowed`, `refused` or `info`.
+    pub outcome: String,
+    /// The detail as JSON text.
+    pub detail: String,
+}
+
+impl AuditRow {
+    /// Parse one line of `gateway audit export`.
+    #[must_use]
+    pub fn from_export(line: &str) -> Option<Self> {
+        let v: Value = serde_json::from_str(line).ok()?;
+        let text = |k: &str| v[k].as_str().map(str::to_owned);
+        Some(Self {
+            id: v["id"].as_i64()?,
+            ts: v["ts"].as_str()?.parse().ok()?,
+            actor: text("actor")?,
+            action: text("action")?,
+            subject: text("subject")?,
+            outcome: text("outcome")?,
+            detail: text("detail")?,
+        })
+    }
+
+    /// The detail parsed (`null` if it is not JSON).
+    #[must_use]
+    pub fn detail_json(&self) -> Value {
+        serde_json::from_str(&self.detail).unwrap_or(Value::Null)
+    }
+}
+
+/// The workspace binaries under test, from the target directory this test
+/// runs from. `cargo test --workspace` builds them beside this test; when one
+/// is missing or older than a source file of the workspace, they are built
+/// here once (`cargo build --bins`) before anything starts.
+pub struct Bins {
+    dir: PathBuf,
+}
+
+const BINARIES: [(&str, &str); 4] = [
+    ("gateway", "gateway"),
+    ("ota-server", "ota-server"),
+    ("device-sim", "device-sim"),
+    ("tuf-repo", "tuf-repo"),
+];
+
+/// Newest modification time of the files under `dir`.
+fn newest(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut latest = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let t = if path.is_dir() {
+            newest(&path)
+        } else {
+            entry.metadata().ok()?.modified().ok()
+        };
+        latest = latest.max(t);
+    }
+    latest
+}
+
+/// `cargo build` of [`BINARIES`] into the target directory of
+/// `profile_dir`, in the environment `cargo test` was started in.
+fn build(profile_dir: &Path, root: &Path) {
+    let target_dir = profile_dir.parent().expect("target dir");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    for (key, _) in std::env::vars() {
+        // What cargo sets for this test only (package facts, library path).
+        let for_this_test = [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+            "CARGO_PRIMARY_PACKAGE",
+            "CARGO_TARGET_TMPDIR",
+        ]
+        .iter()
+        .any(|p| key.starts_with(p));
+        if for_this_test || key == "LD_LIBRARY_PATH" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.current_dir(root)
+        .env("CARGO_TARGET_DIR", target_dir)
+        .args(["build", "--quiet", "--locked"]);
+    for (package, bin) in BINARIES {
+        cmd.args(["-p", package, "--bin", bin]);
+    }
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("run cargo build for the binaries");
+    assert!(status.success(), "cargo build of the binaries failed");
+}
+
+impl Bins {
+    /// The binaries beside the running test, built first if stale.
+    pub fn get() -> &'static Bins {
+        static BINS: OnceLock<Bins> = OnceLock::new();
+        BINS.get_or_init(|| {
+            // <target>/<profile>/deps/<this test> -> <target>/<profile>
+            let exe = std::env::current_exe().expect("test executable path");
+            let profile_dir = exe
+                .parent()
+                .and_then(Path::parent)
+                .expect("test runs from <target>/<profile>/deps")
+                .to_path_buf();
+            let root = crate::python::workspace_root();
+            let sources = [
+                "gateway",
+                "ota-server",
+                "device-sim",
+                "tuf-repo",
+                "protocol",
+                "tls",
+            ]
+            .iter()
+            .filter_map(|c| newest(&root.join(c).join("src")))
+            .chain(
+                std::fs::metadata(root.join("Cargo.lock"))
+                    .and_then(|m| m.modified())
+                    .ok(),
+            )
+            .max();
+            let stale = BINARIES.iter().any(|(_, bin)| {
+                let built = std::fs::metadata(profile_dir.join(bin)).and_then(|m| m.modified());
+                match (built, sources) {
+                    (Ok(b), Some(s)) => b < s,
+                    _ => true,
+                }
+            });
+            if stale {
+                build(&profile_dir, root);
+            }
+            Bins { dir: profile_dir }
+        })
+    }
+
+    /// A command for binary `name`, logging at `info` without colour.
+    pub fn cmd(&self, name: &str) -> Command {
+        let mut c = Command::new(self.dir.join(name));
+        c.env("WARDGATE_LOG", "info").env("NO_COLOR", "1");
+        c
+    }
+}
+
+/// Run a command to completion; its stdout, or a panic with its output.
+pub fn ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("spawn");
+    let (so, se) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "{cmd:?} failed:\n{so}\n{se}");
+    so
+}
+
+/// The value after `label` on a line of `out`.
+pub fn field(out: &str, label: &str) -> String {
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_else(|| panic!("no {label:?} in {out}"))
+}
+
+/// A firmware image of `len` bytes, different for each `seed`.
+#[must_use]
+pub fn image(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8 ^ seed).collect()
+}
+
+/// The id of pump `i` (`pump-07`).
+pub fn device_id(i: usize) -> String {
+    format!("pump-{i:02}")
+}
+
+/// Sum of the metric lines starting with `prefix` in Prometheus text.
+pub fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// One ward: its temp dir (keys, repositories, configs, data dirs, logs)
+/// and the processes running on it, killed on drop.
+pub struct Ward {
+    /// Everything of the ward lives here.
+    pub dir: tempfile::TempDir,
+    /// The ward CA and its certificates.
+    pub pki: PkiDir,
+    /// HTTPS client trusting the ward CA.
+    pub http: reqwest::Client,
+    /// The OTA server's port.
+    pub ota_port: u16,
+    /// OTA server admin token.
+    pub admin_token: String,
+    /// OTA server token of manufacturer `acme`.
+    pub acme_token: String,
+    /// The OTA server's data dir.
+    pub ota_data: PathBuf,
+    /// `gateway.toml`.
+    pub gateway_config: PathBuf,
+    /// The gateway's admin API port.
+    pub admin_port: u16,
+    /// Gateway admin token, role viewer.
+    pub viewer: String,
+    /// Gateway admin token, role operator.
+    pub operator: String,
+    /// `ota-server serve`.
+    pub ota_server: Option<ChildGuard>,
+    /// `gateway run`.
+    pub gateway: Option<ChildGuard>,
+    /// `device-sim` processes by name (their log is `<name>.log`).
+    pub devices: Vec<(String, ChildGuard)>,
+}
+
+impl Ward {
+    /// A file of the ward's temp dir.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Run `tuf-repo` in the ward's dir; its stdout.
+    pub fn tuf_repo(&self, args: &[&str]) -> String {
+        ok(Bins::get()
+            .cmd("tuf-repo")
+            .current_dir(self.dir.path())
+            .args(args))
+    }
+
+    /// The operator authors the repository with `tuf-repo` and the OTA
+    /// server imports it; the gateway gets its PKI and configuration; the
+    /// devices are enrolled with `gateway device enroll`.
+    pub async fn new(devices: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = PkiDir::generate(&dir.path().join("pki"), "Ward 3A CA").unwrap();
+        let ca_pem = std::fs::read_to_string(&pki.ca_path).unwrap();
+        let http = crate::https::client(&ca_pem).unwrap();
+        let (admin_token, admin_hash) = new_token();
+        let (acme_token, acme_hash) = new_token();
+        let mut w = Self {
+            ota_data: dir.path().join("ota-data"),
+            gateway_config: dir.path().join("gateway.toml"),
+            dir,
+            pki,
+            http,
+            ota_port: free_port().unwrap(),
+            admin_token,
+            acme_token,
+            admin_port: free_port().unwrap(),
+            viewer: String::new(),
+            operator: String::new(),
+            ota_server: None,
+            gateway: None,
+            devices: Vec::new(),
+        };
+        for k in ["root", "targets", "snapshot", "timestamp", "acme"] {
+            w.tuf_repo(&["keygen", "--out", &format!("{k}.json")]);
+        }
+        w.tuf_repo(&[
+            "init",
+            "--repo",
+            "authoring",
+            "--root-key",
+            "root.json",
+            "--targets-key",
+            "targets.json",
+            "--snapshot-key",
+            "snapshot.json",
+            "--timestamp-key",
+            "timestamp.json",
+        ]);
+        w.tuf_repo(&[
+            "enrol",
+            "--manufacturer",
+            "acme",
+            "--key",
+            "acme.json",
+            "--out",
+            "enrol.json",
+        ]);
+        w.tuf_repo(&[
+            "delegate",
+            "--repo",
+            "authoring",
+            "--manufacturer",
+            "acme",
+            "--manufacturer-key",
+            "acme.pub.json",
+            "--enrolment",
+            "enrol.json",
+            "--targets-key",
+            "targets.json",
+        ]);
+        w.tuf_repo(&["snapshot", "--repo", "authoring", "--key", "snapshot.json"]);
+        w.tuf_repo(&[
+            "timestamp",
+            "--repo",
+            "authoring",
+            "--key",
+            "timestamp.json",
+        ]);
+
+        let ota_toml = format!(
+            r#"listen = "127.0.0.1:{port}"
+data_dir = "{data}"
+
+[tls]
+cert = "{cert}"
+key = "{key}"
+client_ca = "{ca}"
+
+[tuf]
+snapshot_key = "{d}/snapshot.json"
+timestamp_key = "{d}/timestamp.json"
+timestamp_expiry = "1day"
+timestamp_refresh = "6h"
+snapshot_expiry = "7days"
+
+[[admins]]
+name = "ops"
+token_sha256 = "{admin_hash}"
+
+[[manufacturers]]
+name = "acme"
+token_sha256 = "{acme_hash}"
+"#,
+            port = w.ota_port,
+            data = w.ota_data.display(),
+            cert = w.pki.server_cert.display(),
+            key = w.pki.server_key.display(),
+            ca = w.pki.ca_path.display(),
+            d = w.dir.path().display(),
+        );
+        std::fs::write(w.path("ota.toml"), ota_toml).unwrap();
+        ok(Bins::get()
+            .cmd("ota-server")
+            .args(["init", "--config"])
+            .arg(w.path("ota.toml"))
+            .arg("--from")
+            .arg(w.path("authoring")));
+
+        // The gateway: client certificate for the OTA server, config, devices.
+        let gw = w.pki.ca.issue_gateway(GATEWAY_ID, 30).unwrap();
+        let gw_files = w.pki.write_files("gateway-client", &gw).unwrap();
+        let edge_port = free_port().unwrap();
+        let image_port = free_port().unwrap();
+        let config = format!(
+            r#"[storage]
+data_dir = "{data}"
+
+[edge]
+listen = "127.0.0.1:{edge_port}"
+ca_cert = "{ca}"
+server_cert = "{cert}"
+server_key = "{key}"
+
+[admin]
+bind = "127.0.0.1:{admin_port}"
+
+[ota]
+server_url = "https://127.0.0.1:{ota_port}/"
+trusted_root = "{root}"
+ca_cert = "{ca}"
+client_cert = "{gw_cert}"
+client_key = "{gw_key}"
+refresh_interval = "10s"
+image_listen = "127.0.0.1:{image_port}"
+assignments_interval = "500ms"
+tick_interval = "250ms"
+device_reoffer_after = "1s"
+device_offer_timeout = "5s"
+device_download_timeout = "10s"
+device_install_timeout = "20s"
+"#,
+            data = w.path("gateway-data").display(),
+            ca = w.pki.ca_path.display(),
+            cert = w.pki.server_cert.display(),
+            key = w.pki.server_key.display(),
+            admin_port = w.admin_port,
+            ota_port = w.ota_port,
+            root = w.path("authoring/metadata/1.root.json").display(),
+            gw_cert = gw_files.cert.display(),
+            gw_key = gw_files.key.display(),
+        );
+        std::fs::write(&w.gateway_config, config).unwrap();
+        for i in 1..=devices {
+            let id = device_id(i);
+            w.pki.device(&DeviceId::parse(&id).unwrap()).unwrap();
+            ok(Bins::get()
+                .cmd("gateway")
+                .arg("device")
+                .arg("--config")
+                .arg(&w.gateway_config)
+                .args(["enroll", "--id", &id, "--model", "Pump X1"])
+                .args(["--hardware-id", HW, "--manufacturer", "acme"])
+                .args(["--firmware", "1.0.0"]));
+        }
+        for (role, slot) in [("viewer", 0), ("operator", 1)] {
+            let out = ok(Bins::get()
+                .cmd("gateway")
+                .arg("access")
+                .arg("--config")
+                .arg(&w.gateway_config)
+                .args(["token", "create", "--name", &format!("e2e.{role}")])
+                .args(["--role", role]));
+            let secret = field(&out, "secret:");
+            if slot == 0 {
+                w.viewer = secret;
+            } else {
+                w.operator = secret;
+            }
+        }
+        w.start_ota_server();
+        w.start_gateway();
+        w
+    }
+
+    /// Start `ota-server serve` and wait for its port.
+    pub fn start_ota_server(&mut self) {
+        let log = self.path("ota-server.log");
+        let mut child = ChildGuard::spawn_logged(
+            Bins::get()
+                .cmd("ota-server")
+                .args(["serve", "--config"])
+                .arg(self.path("ota.toml")),
+            &log,
+        )
+        .unwrap();
+        child
+            .wait_for_port(self.ota_port, Duration::from_secs(30), "ota-server", || {
+                read_log(&log)
+            })
+            .unwrap();
+        self.ota_server = Some(child);
+    }
+
+    /// Start `gateway run` and wait for its admin API.
+    pub fn start_gateway(&mut self) {
+        let log = self.path("gateway.log");
+        let mut child = ChildGuard::spawn_logged(
+            Bins::get()
+                .cmd("gateway")
+                .args(["run", "--config"])
+                .arg(&self.gateway_config),
+            &log,
+        )
+        .unwrap();
+        // The admin API starts last, after the OTA agent and its image server.
+        child
+            .wait_for_port(self.admin_port, Duration::from_secs(30), "gateway", || {
+                read_log(&log)
+            })
+            .unwrap();
+        self.gateway = Some(child);
+    }
+
+    /// `device-sim` running devices `first..first+n` with `faults`.
+    pub fn start_devices(&mut self, name: &str, first: usize, n: usize, faults: &[&str]) {
+        let log = self.path(&format!("{name}.log"));
+        let edge_port = self.edge_port();
+        let mut cmd = Bins::get().cmd("device-sim");
+        cmd.args(["--host", "localhost", "--port", &edge_port.to_string()])
+            .arg("--ca")
+            .arg(&self.pki.ca_path)
+            .arg("--cert-dir")
+            .arg(&self.pki.dir)
+            .args(["--prefix", "pump", "--first", &first.to_string()])
+            .args(["--devices", &n.to_string(), "--interval", "2s"])
+            .arg("--state-dir")
+            .arg(self.path("nvram"))
+            .args(["--hardware-id", HW, "--firmware", "1.0.0"])
+            .arg("--manufacturer-key")
+            .arg(self.path("acme.pub.json"))
+            .args(["--health-window", "5s"]);
+        for f in faults {
+            cmd.args(["--fault", f]);
+        }
+        let child = ChildGuard::spawn_logged(&mut cmd, &log).unwrap();
+        self.devices.push((name.to_owned(), child));
+    }
+
+    /// The `device-sim` process started as `name`.
+    pub fn device_process(&mut self, name: &str) -> &mut ChildGuard {
+        &mut self
+            .devices
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .expect("device process")
+            .1
+    }
+
+    /// The gateway's edge (MQTT over TLS) port.
+    pub fn edge_port(&self) -> u16 {
+        let text = std::fs::read_to_string(&self.gateway_config).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("listen = \"127.0.0.1:"))
+            .unwrap();
+        line.trim_start_matches("listen = \"127.0.0.1:")
+            .trim_end_matches('"')
+            .parse()
+            .unwrap()
+    }
+
+    /// The manufacturer signs `version` with `tuf-repo release` against the
+    /// server's current repository and uploads it.
+    pub async fn publish(&self, version: &str, img: &[u8]) -> String {
+        let file = format!("pump-{version}.bin");
+        std::fs::write(self.path(&file), img).unwrap();
+        let bundle = format!("bundle-{version}");
+        let current = self.ota_data.join("repo/current");
+        self.tuf_repo(&[
+            "release",
+            "--repo",
+            current.to_str().unwrap(),
+            "--manufacturer",
+            "acme",
+            "--key",
+            "acme.json",
+            "--image",
+            &file,
+            "--hardware-id",
+            HW,
+            "--version",
+            version,
+            "--min-version",
+            "1.0.0",
+            "--out",
+            &bundle,
+        ]);
+        let role = std::fs::read(self.path(&bundle).join("acme.json")).unwrap();
+        let target = format!("acme/{file}");
+        let mut body = role.clone();
+        body.extend_from_slice(img);
+        let r = self
+            .http
+            .post(format!("{}api/v1/releases/{target}", self.ota_url()))
+            .header("X-Wardgate-Metadata-Length", role.len().to_string())
+            .bearer_auth(&self.acme_token)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            201,
+            "upload {target}: {}",
+            r.text().await.unwrap()
+        );
+        target
+    }
+
+    /// The OTA server's base URL.
+    pub fn ota_url(&self) -> String {
+        format!("https://127.0.0.1:{}/", self.ota_port)
+    }
+
+    /// A URL of the gateway's admin API.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.admin_port)
+    }
+
+    /// A campaign for `target` on this ward's gateway, waves
+    /// `["1", "25%", "100%"]`; its id.
+    pub async fn campaign(&self, target: &str, threshold: f64) -> String {
+        self.campaign_with(target, &["1", "25%", "100%"], threshold)
+            .await
+    }
+
+    /// A campaign for `target` on this ward's gateway with `waves`; its id.
+    pub async fn campaign_with(&self, target: &str, waves: &[&str], threshold: f64) -> String {
+        let r = self
+            .http
+            .post(format!("{}api/v1/campaigns", self.ota_url()))
+            .bearer_auth(&self.admin_token)
+            .json(&serde_json::json!({
+                "name": target,
+                "target": target,
+                "gateways": [GATEWAY_ID],
+                "waves": waves,
+                "failure_threshold_percent": threshold,
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "create campaign for {target}");
+        let v: Value = r.json().await.unwrap();
+        v["id"].as_str().unwrap().to_owned()
+    }
+
+    /// `GET /api/v1/campaigns/<id>` at the OTA server.
+    pub async fn server_campaign(&self, id: &str) -> Value {
+        self.http
+            .get(format!("{}api/v1/campaigns/{id}", self.ota_url()))
+            .bearer_auth(&self.admin_token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// The OTA server's image bytes sent, once it stops changing.
+    pub async fn ota_sent_bytes(&self) -> f64 {
+        let read = || async {
+            let text = self
+                .http
+                .get(format!("{}metrics", self.ota_url()))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            metric(&text, "wardgate_ota_target_sent_bytes_total")
+        };
+        let mut last = read().await;
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let now = read().await;
+            if (now - last).abs() < f64::EPSILON {
+                return now;
+            }
+            last = now;
+        }
+    }
+
+    /// `GET /api/v1/ota/status` (viewer), or `None` while the gateway is
+    /// not answering.
+    pub async fn status(&self) -> Option<Value> {
+        let r = self
+            .http
+            .get(self.admin_url("/api/v1/ota/status"))
+            .bearer_auth(&self.viewer)
+            .send()
+            .await
+            .ok()?;
+        assert_eq!(r.status(), 200);
+        r.json().await.ok()
+    }
+
+    /// The gateway's `/metrics` text.
+    pub async fn gateway_metrics(&self) -> String {
+        self.http
+            .get(self.admin_url("/metrics"))
+            .bearer_auth(&self.viewer)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The campaign's entry in the gateway's status.
+    pub async fn gateway_campaign(&self, id: &str) -> Option<Value> {
+        let s = self.status().await?;
+        s["campaigns"]
+            .as_array()?
+            .iter()
+            .find(|c| c["campaign_id"] == id)
+            .cloned()
+    }
+
+    /// Poll the gateway's campaign until `f` holds; panic with the
+    /// campaign and the gateway's log tail after `limit`.
+    pub async fn wait_campaign(
+        &self,
+        id: &str,
+        limit: Duration,
+        what: &str,
+        f: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let got = wait_for_async(limit, || async {
+            self.gateway_campaign(id).await.filter(|c| f(c))
+        })
+        .await;
+        match got {
+            Some(c) => c,
+            None => panic!(
+                "timed out waiting for {what}: {:#}\n--- gateway log tail ---\n{}",
+                self.gateway_campaign(id).await.unwrap_or(Value::Null),
+                tail(&read_log(&self.path("gateway.log")), 40)
+            ),
+        }
+    }
+
+    /// Audit rows of the gateway database with `action`, oldest first,
+    /// read with `gateway audit export` (beside the running gateway).
+    pub fn audit(&self, action: &str) -> Vec<AuditRow> {
+        let out = ok(Bins::get()
+            .cmd("gateway")
+            .args(["audit", "--config"])
+            .arg(&self.gateway_config)
+            .arg("export"));
+        out.lines()
+            .map(|l| {
+                AuditRow::from_export(l)
+                    .unwrap_or_else(|| panic!("not an audit row of `gateway audit export`: {l}"))
+            })
+            .filter(|r| r.action == action)
+            .collect()
+    }
+}
+
+impl Drop for Ward {
+    /// On a failure, keep every process's log (the temp dir goes) and say
+    /// which processes were still running.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let keep = std::env::temp_dir().join(format!("ota-e2e-logs-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&keep);
+        if let Ok(entries) = std::fs::read_dir(self.dir.path()) {
+            for e in entries.flatten() {
+                if e.path().extension().is_some_and(|x| x == "log") {
+                    let _ = std::fs::copy(e.path(), keep.join(e.file_name()));
+                }
+            }
+        }
+        for (name, child) in &mut self.devices {
+            eprintln!("device process {name}: {:?}", child.0.try_wait());
+        }
+        if let Some(g) = self.gateway.as_mut() {
+            eprintln!("gateway: {:?}", g.0.try_wait());
+        }
+        eprintln!("process logs kept in {}", keep.display());
+    }
+}
+
+/// Log text without terminal colour sequences (`ESC [ ... m`).
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// A state's count in a gateway campaign.
+pub fn count(c: &Value, state: &str) -> u64 {
+    c["counts"][state].as_u64().unwrap_or(0)
+}
+
+/// A device's entry in a gateway campaign.
+pub fn device<'a>(c: &'a Value, id: &str) -> Option<&'a Value> {
+    c["devices"]
+        .as_array()?
+        .iter()
+        .find(|d| d["device_id"] == id)
+}
