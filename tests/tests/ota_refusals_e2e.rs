@@ -40,7 +40,10 @@ async fn wait_audit(
     what: &str,
     f: impl Fn(&AuditRow) -> bool,
 ) -> AuditRow {
-    let found = wait_for_async(limit, || async { w.audit(action).into_iter().find(|r| f(r)) }).await;
+    let found = wait_for_async(limit, || async {
+        w.audit(action).into_iter().find(|r| f(r))
+    })
+    .await;
     found.unwrap_or_else(|| {
         panic!(
             "no {action} audit row: {what}\n--- gateway log tail ---\n{}",
@@ -112,9 +115,12 @@ async fn a_tampered_cached_image_is_refused_by_the_device_and_noticed_by_the_gat
     );
     // It still runs 1.0.0 and says so.
     let c = w
-        .wait_campaign(&campaign, Duration::from_secs(20), "pump-01 on 1.0.0", |c| {
-            device(c, "pump-01").is_some_and(|d| d["firmware_version"] == "1.0.0")
-        })
+        .wait_campaign(
+            &campaign,
+            Duration::from_secs(20),
+            "pump-01 on 1.0.0",
+            |c| device(c, "pump-01").is_some_and(|d| d["firmware_version"] == "1.0.0"),
+        )
         .await;
     assert_eq!(device(&c, "pump-01").unwrap()["state"], "failed");
 
@@ -162,7 +168,11 @@ async fn a_tampered_cached_image_is_refused_by_the_device_and_noticed_by_the_gat
         |r| r.outcome == "allowed" && r.id > verify.id,
     )
     .await;
-    assert_eq!(std::fs::read(&cached).unwrap(), v2, "the cache holds the genuine image again");
+    assert_eq!(
+        std::fs::read(&cached).unwrap(),
+        v2,
+        "the cache holds the genuine image again"
+    );
     assert_eq!(w.ota_sent_bytes().await, 2.0 * v2.len() as f64);
 
     // An operator retries pump-01: it installs the genuine image.
@@ -177,13 +187,20 @@ async fn a_tampered_cached_image_is_refused_by_the_device_and_noticed_by_the_gat
     // The next device gets the genuine image as well.
     w.start_devices("pump-02", 2, 1, &[]);
     let done = w
-        .wait_campaign(&campaign, Duration::from_secs(120), "both healthy on 2.0.0", |c| {
-            ["pump-01", "pump-02"].iter().all(|id| {
-                device(c, id).is_some_and(|d| {
-                    d["state"] == "healthy" && d["reported"] == true && d["firmware_version"] == "2.0.0"
+        .wait_campaign(
+            &campaign,
+            Duration::from_secs(120),
+            "both healthy on 2.0.0",
+            |c| {
+                ["pump-01", "pump-02"].iter().all(|id| {
+                    device(c, id).is_some_and(|d| {
+                        d["state"] == "healthy"
+                            && d["reported"] == true
+                            && d["firmware_version"] == "2.0.0"
+                    })
                 })
-            })
-        })
+            },
+        )
         .await;
     assert_eq!(device(&done, "pump-01").unwrap()["attempts"], 2, "{done:#}");
     let retry = w.audit("ota.retry");
@@ -198,8 +215,8 @@ async fn a_tampered_cached_image_is_refused_by_the_device_and_noticed_by_the_gat
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_device_whose_therapy_starts_as_an_offer_arrives_refuses_it_and_is_offered_again_once_idle()
-{
+async fn a_device_whose_therapy_starts_as_an_offer_arrives_refuses_it_and_is_offered_again_once_idle(
+) {
     const THERAPY: Duration = Duration::from_secs(6);
     let mut w = Ward::new(1).await;
     let v2 = image(IMAGE_LEN, 5);
@@ -208,11 +225,18 @@ async fn a_device_whose_therapy_starts_as_an_offer_arrives_refuses_it_and_is_off
     let campaign = w.campaign_with(&target, &["100%"], 50.0).await;
 
     let done = w
-        .wait_campaign(&campaign, Duration::from_secs(120), "pump-01 healthy on 2.0.0", |c| {
-            device(c, "pump-01").is_some_and(|d| {
-                d["state"] == "healthy" && d["reported"] == true && d["firmware_version"] == "2.0.0"
-            })
-        })
+        .wait_campaign(
+            &campaign,
+            Duration::from_secs(120),
+            "pump-01 healthy on 2.0.0",
+            |c| {
+                device(c, "pump-01").is_some_and(|d| {
+                    d["state"] == "healthy"
+                        && d["reported"] == true
+                        && d["firmware_version"] == "2.0.0"
+                })
+            },
+        )
         .await;
     assert_eq!(device(&done, "pump-01").unwrap()["attempts"], 1, "{done:#}");
 

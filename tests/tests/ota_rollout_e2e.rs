@@ -38,7 +38,6 @@ fn image(seed: u8) -> Vec<u8> {
     wardgate_tests::ota_ward::image(IMAGE_LEN, seed)
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ward_rolls_out_wave_by_wave_through_crashes_and_halts_on_a_failed_canary() {
     let mut w = Ward::new(DEVICES).await;
