@@ -830,3 +830,28 @@ pub fn device<'a>(c: &'a Value, id: &str) -> Option<&'a Value> {
         .iter()
         .find(|d| d["device_id"] == id)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_made_as_the_ota_server_makes_them() {
+        let (token, hash) = new_token();
+        let hex_part = token.strip_prefix("wgota_").unwrap();
+        assert_eq!(hex::decode(hex_part).unwrap().len(), 32);
+        assert_eq!(hash, crate::hash::sha256_hex(token.as_bytes()));
+        assert_ne!(new_token().0, token);
+    }
+
+    #[test]
+    fn audit_export_lines_parse_and_others_do_not() {
+        let line = r#"{"id":7,"ts":"2025-01-02T03:04:05.678Z","actor":"device:pump-01","action":"ota.defer","subject":"pump-01","outcome":"refused","detail":"{\"reason\":\"therapy in progress\"}","prev_hash":"a","hash":"b"}"#;
+        let row = AuditRow::from_export(line).unwrap();
+        assert_eq!((row.id, row.action.as_str()), (7, "ota.defer"));
+        assert_eq!(row.detail_json()["reason"], "therapy in progress");
+        assert_eq!(row.ts.timestamp_subsec_millis(), 678);
+        assert!(AuditRow::from_export("exported 3 audit rows").is_none());
+        assert!(AuditRow::from_export(r#"{"id":"x"}"#).is_none());
+    }
+}
