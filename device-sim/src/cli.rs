@@ -13,6 +13,12 @@
 //! rollout must survive (a power loss ends the process with exit code 137,
 //! as `kill -9` would). Run it again on the same `--state-dir` and the
 //! devices resume where they were.
+//!
+//! With `--scenario` the simulator runs a ward scenario instead of a fleet
+//! (a TOML file as in `device-sim/scenarios/`: device kinds with patients,
+//! clinical events and labelled attacks) live against the gateway, and
+//! prints what each actor saw; `--repeat` keeps the same ward streaming
+//! afterwards, without the attacks, until Ctrl-C.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -85,6 +91,14 @@ pub struct Args {
     /// `therapy-for=<duration>`.
     #[arg(long = "fault", requires = "state_dir")]
     pub faults: Vec<Fault>,
+    /// Run this ward scenario (TOML, see `device-sim/scenarios/`) live
+    /// instead of a fleet; its devices use `<cert-dir>/<id>.pem` and `.key`.
+    #[arg(long, conflicts_with_all = ["state_dir", "count"])]
+    pub scenario: Option<PathBuf>,
+    /// With `--scenario`: once it has run, keep the ward streaming (the
+    /// same devices and patients, without the attacks) until Ctrl-C.
+    #[arg(long, requires = "scenario")]
+    pub repeat: bool,
 }
 
 /// Why the arguments cannot make a fleet.
@@ -189,6 +203,9 @@ pub fn init_tracing() {
 /// Runs the fleet until every device is done or Ctrl-C; prints each failed
 /// device to stderr. Exit code 1 when any device failed.
 pub async fn run(args: Args) -> ExitCode {
+    if let Some(path) = args.scenario.clone() {
+        return crate::scenario_cli::run(&args, &path).await;
+    }
     let opts = match args.fleet_options() {
         Ok(o) => o,
         Err(e) => {
@@ -251,6 +268,24 @@ mod tests {
         assert_eq!((o.devices, o.count, o.port), (2, 5, 8883));
         assert_eq!(o.device_id(1).unwrap().as_str(), "Pump-01");
         assert!(o.ota.is_none(), "no --state-dir: no updates");
+    }
+
+    #[test]
+    fn a_scenario_run_excludes_the_fleet_switches_and_repeat_needs_one() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["device-sim", "--ca", "ca.pem", "--cert-dir", "certs"];
+            argv.extend_from_slice(extra);
+            Args::try_parse_from(argv)
+        };
+        let a = parse(&["--scenario", "ward.toml", "--repeat", "--port", "9"]).unwrap();
+        assert_eq!(
+            a.scenario.as_deref(),
+            Some(std::path::Path::new("ward.toml"))
+        );
+        assert!(a.repeat);
+        assert!(parse(&["--repeat"]).is_err(), "--repeat without --scenario");
+        assert!(parse(&["--scenario", "w.toml", "--count", "3"]).is_err());
+        assert!(parse(&["--scenario", "w.toml", "--state-dir", "s"]).is_err());
     }
 
     #[test]

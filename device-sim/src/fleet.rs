@@ -124,10 +124,20 @@ impl FleetOptions {
 }
 
 fn device_tls(opts: &FleetOptions, id: &DeviceId) -> Result<DeviceTls, FleetError> {
+    read_device_tls(&opts.ca, &opts.cert_dir, id)
+}
+
+/// The CA and `<cert_dir>/<id>.pem` / `.key` of device `id`, as
+/// `gateway pki device` writes them.
+pub(crate) fn read_device_tls(
+    ca: &Path,
+    cert_dir: &Path,
+    id: &DeviceId,
+) -> Result<DeviceTls, FleetError> {
     Ok(DeviceTls {
-        ca_pem: read(&opts.ca)?,
-        cert_pem: read(&opts.cert_dir.join(format!("{id}.pem")))?,
-        key_pem: read(&opts.cert_dir.join(format!("{id}.key")))?,
+        ca_pem: read(ca)?,
+        cert_pem: read(&cert_dir.join(format!("{id}.pem")))?,
+        key_pem: read(&cert_dir.join(format!("{id}.key")))?,
     })
 }
 

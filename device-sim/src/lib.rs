@@ -13,6 +13,7 @@ pub mod cli;
 pub mod fleet;
 pub mod patient;
 pub mod scenario;
+pub mod scenario_cli;
 pub mod ward;
 pub mod ward_run;
 

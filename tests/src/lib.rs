@@ -11,6 +11,8 @@
 //! crates.
 //!
 //! One module per concept:
+//! - [`bins`]: the workspace's own binaries as processes, built once for
+//!   the end-to-end tests, and running a command to its output.
 //! - [`pki`]: the one way to make a test PKI (rcgen): a CA, device
 //!   certificates (`urn:wardgate:device:<id>` + CN), gateway client
 //!   certificates (`urn:wardgate:gateway:<id>`), server certificates for
@@ -37,6 +39,7 @@
 //! Every fallible part returns [`HarnessError`], whose message names what
 //! failed and what to do (usually: run `scripts/setup-test-deps`).
 
+pub mod bins;
 pub mod error;
 pub mod hash;
 pub mod https;

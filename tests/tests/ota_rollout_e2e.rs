@@ -17,13 +17,13 @@
 //!    other device is ever offered 3.0.0; an operator's retry is refused
 //!    while the campaign is halted.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::Value;
 use wardgate_protocol::DeviceId;
+use wardgate_tests::bins::{run_ok, Bins};
 use wardgate_tests::pki::PkiDir;
 use wardgate_tests::port::free_port;
 use wardgate_tests::process::{read_log, ChildGuard};
@@ -39,128 +39,9 @@ const IMAGE_LEN: usize = 256 * 1024;
 /// Where the power-loss device's download stops.
 const POWER_LOSS_AT: usize = 100_000;
 
-/// The workspace binaries under test, from the target directory this test
-/// runs from. `cargo test --workspace` builds them beside this test; when one
-/// is missing or older than a source file of the workspace, they are built
-/// here once (`cargo build --bins`) before anything starts.
-struct Bins {
-    dir: PathBuf,
-}
-
-const BINARIES: [(&str, &str); 4] = [
-    ("gateway", "gateway"),
-    ("ota-server", "ota-server"),
-    ("device-sim", "device-sim"),
-    ("tuf-repo", "tuf-repo"),
-];
-
-/// Newest modification time of the files under `dir`.
-fn newest(dir: &Path) -> Option<std::time::SystemTime> {
-    let mut latest = None;
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        let t = if path.is_dir() {
-            newest(&path)
-        } else {
-            entry.metadata().ok()?.modified().ok()
-        };
-        latest = latest.max(t);
-    }
-    latest
-}
-
-/// `cargo build` of [`BINARIES`] into the target directory of
-/// `profile_dir`, in the environment `cargo test` was started in.
-fn build(profile_dir: &Path, root: &Path) {
-    let target_dir = profile_dir.parent().expect("target dir");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    for (key, _) in std::env::vars() {
-        // What cargo sets for this test only (package facts, library path).
-        let for_this_test = [
-            "CARGO_PKG_",
-            "CARGO_MANIFEST_",
-            "CARGO_CRATE_",
-            "CARGO_BIN_",
-            "CARGO_PRIMARY_PACKAGE",
-            "CARGO_TARGET_TMPDIR",
-        ]
-        .iter()
-        .any(|p| key.starts_with(p));
-        if for_this_test || key == "LD_LIBRARY_PATH" {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.current_dir(root)
-        .env("CARGO_TARGET_DIR", target_dir)
-        .args(["build", "--quiet", "--locked"]);
-    for (package, bin) in BINARIES {
-        cmd.args(["-p", package, "--bin", bin]);
-    }
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
-        cmd.arg("--release");
-    }
-    let status = cmd.status().expect("run cargo build for the binaries");
-    assert!(status.success(), "cargo build of the binaries failed");
-}
-
-impl Bins {
-    fn get() -> &'static Bins {
-        static BINS: OnceLock<Bins> = OnceLock::new();
-        BINS.get_or_init(|| {
-            // <target>/<profile>/deps/<this test> -> <target>/<profile>
-            let exe = std::env::current_exe().expect("test executable path");
-            let profile_dir = exe
-                .parent()
-                .and_then(Path::parent)
-                .expect("test runs from <target>/<profile>/deps")
-                .to_path_buf();
-            let root = wardgate_tests::python::workspace_root();
-            let sources = [
-                "gateway",
-                "ota-server",
-                "device-sim",
-                "tuf-repo",
-                "protocol",
-                "tls",
-            ]
-            .iter()
-            .filter_map(|c| newest(&root.join(c).join("src")))
-            .chain(
-                std::fs::metadata(root.join("Cargo.lock"))
-                    .and_then(|m| m.modified())
-                    .ok(),
-            )
-            .max();
-            let stale = BINARIES.iter().any(|(_, bin)| {
-                let built = std::fs::metadata(profile_dir.join(bin)).and_then(|m| m.modified());
-                match (built, sources) {
-                    (Ok(b), Some(s)) => b < s,
-                    _ => true,
-                }
-            });
-            if stale {
-                build(&profile_dir, root);
-            }
-            Bins { dir: profile_dir }
-        })
-    }
-    fn cmd(&self, name: &str) -> Command {
-        let mut c = Command::new(self.dir.join(name));
-        c.env("WARDGATE_LOG", "info").env("NO_COLOR", "1");
-        c
-    }
-}
-
 /// Run a command to completion; its stdout, or a panic with its output.
 fn ok(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("spawn");
-    let (so, se) = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    assert!(out.status.success(), "{cmd:?} failed:\n{so}\n{se}");
-    so
+    run_ok(cmd).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn field(out: &str, label: &str) -> String {
@@ -209,7 +90,7 @@ impl Ward {
     }
 
     fn tuf_repo(&self, args: &[&str]) -> String {
-        ok(Bins::get()
+        ok(Bins::for_tests()
             .cmd("tuf-repo")
             .current_dir(self.dir.path())
             .args(args))
@@ -320,7 +201,7 @@ token_sha256 = "{acme_hash}"
             d = w.dir.path().display(),
         );
         std::fs::write(w.path("ota.toml"), ota_toml).unwrap();
-        ok(Bins::get()
+        ok(Bins::for_tests()
             .cmd("ota-server")
             .args(["init", "--config"])
             .arg(w.path("ota.toml"))
@@ -374,7 +255,7 @@ device_install_timeout = "20s"
         for i in 1..=DEVICES {
             let id = device_id(i);
             w.pki.device(&DeviceId::parse(&id).unwrap()).unwrap();
-            ok(Bins::get()
+            ok(Bins::for_tests()
                 .cmd("gateway")
                 .arg("device")
                 .arg("--config")
@@ -384,7 +265,7 @@ device_install_timeout = "20s"
                 .args(["--firmware", "1.0.0"]));
         }
         for (role, slot) in [("viewer", 0), ("operator", 1)] {
-            let out = ok(Bins::get()
+            let out = ok(Bins::for_tests()
                 .cmd("gateway")
                 .arg("access")
                 .arg("--config")
@@ -406,7 +287,7 @@ device_install_timeout = "20s"
     fn start_ota_server(&mut self) {
         let log = self.path("ota-server.log");
         let mut child = ChildGuard::spawn_logged(
-            Bins::get()
+            Bins::for_tests()
                 .cmd("ota-server")
                 .args(["serve", "--config"])
                 .arg(self.path("ota.toml")),
@@ -424,7 +305,7 @@ device_install_timeout = "20s"
     fn start_gateway(&mut self) {
         let log = self.path("gateway.log");
         let mut child = ChildGuard::spawn_logged(
-            Bins::get()
+            Bins::for_tests()
                 .cmd("gateway")
                 .args(["run", "--config"])
                 .arg(&self.gateway_config),
@@ -444,7 +325,7 @@ device_install_timeout = "20s"
     fn start_devices(&mut self, name: &str, first: usize, n: usize, faults: &[&str]) {
         let log = self.path(&format!("{name}.log"));
         let edge_port = self.edge_port();
-        let mut cmd = Bins::get().cmd("device-sim");
+        let mut cmd = Bins::for_tests().cmd("device-sim");
         cmd.args(["--host", "localhost", "--port", &edge_port.to_string()])
             .arg("--ca")
             .arg(&self.pki.ca_path)
@@ -1043,7 +924,7 @@ async fn a_ward_rolls_out_wave_by_wave_through_crashes_and_halts_on_a_failed_can
     assert_eq!(r.status(), 403);
 
     // `gateway ota status` reads the same progress beside the running gateway.
-    let out = ok(Bins::get()
+    let out = ok(Bins::for_tests()
         .cmd("gateway")
         .args(["ota", "status", "--config"])
         .arg(&w.gateway_config));
