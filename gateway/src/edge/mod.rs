@@ -118,6 +118,10 @@ pub async fn start(
         acceptor: TlsAcceptor::from(tls_config),
         sink,
         seqs: replay::SeqTracker::default(),
+        buckets: Arc::new(rate_limit::DeviceBuckets::new(
+            cfg.rate_per_second,
+            cfg.rate_burst,
+        )),
         observer,
     });
     tracing::info!(%addr, "edge listening for devices (mutual TLS)");
