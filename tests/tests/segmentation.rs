@@ -635,8 +635,7 @@ fn device_in(status: &Value, id: &str) -> Option<Value> {
         .cloned()
 }
 
-// control: segmentation
-// control: update-rollback
+// control: segmentation, update-rollback
 #[test]
 fn the_device_network_and_hospital_it_stay_apart() {
     if let Some(why) = missing_prerequisite() {
