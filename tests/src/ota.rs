@@ -156,7 +156,13 @@ impl OtaRepo {
             "targets.json",
         ])?;
         repo.run(&["snapshot", "--repo", "authoring", "--key", "snapshot.json"])?;
-        repo.run(&["timestamp", "--repo", "authoring", "--key", "timestamp.json"])?;
+        repo.run(&[
+            "timestamp",
+            "--repo",
+            "authoring",
+            "--key",
+            "timestamp.json",
+        ])?;
         Ok(repo)
     }
 

@@ -290,12 +290,21 @@ bind = "127.0.0.1:{admin_port}"
     async fn publish(&self, version: &str, img: &[u8]) -> String {
         let release = self
             .repo
-            .release(&self.ota_data.join("repo/current"), "pump", version, img, HW)
+            .release(
+                &self.ota_data.join("repo/current"),
+                "pump",
+                version,
+                img,
+                HW,
+            )
             .unwrap();
         let r = self
             .http
             .post(format!("{}{}", self.ota_url(), release.upload_path()))
-            .header("X-Wardgate-Metadata-Length", release.metadata_len.to_string())
+            .header(
+                "X-Wardgate-Metadata-Length",
+                release.metadata_len.to_string(),
+            )
             .bearer_auth(&self.acme_token)
             .body(release.body)
             .send()

@@ -410,7 +410,10 @@ fn the_example_gateway_config_loads_and_validates() {
     config.uplink.cert_file = uplink.cert;
     config.uplink.key_file = uplink.key;
     // The image server is a device-facing listener beside the edge.
-    let ota = config.ota.as_mut().expect("deploy/gateway.toml has an [ota] section");
+    let ota = config
+        .ota
+        .as_mut()
+        .expect("deploy/gateway.toml has an [ota] section");
     let image = ota.rollout.image_listen.expect("ota.image_listen");
     assert_eq!(image.ip(), config.edge.listen.ip());
     assert_ne!(image.port(), config.edge.listen.port());

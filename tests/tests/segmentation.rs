@@ -1060,9 +1060,9 @@ fn the_device_network_and_hospital_it_stay_apart() {
         ("self-test passed; new firmware confirmed", ""),
     ] {
         assert!(
-            device_said.lines().any(|l| l.contains(what)
-                && l.contains(detail)
-                && l.contains("version=2.0.0")),
+            device_said
+                .lines()
+                .any(|l| l.contains(what) && l.contains(detail) && l.contains("version=2.0.0")),
             "no {what:?} ({detail}) for 2.0.0 in the device log:\n{device_said}"
         );
     }
@@ -1076,15 +1076,19 @@ fn the_device_network_and_hospital_it_stay_apart() {
             &[],
         );
         let st: Value = serde_json::from_str(&answer).unwrap_or(Value::Null);
-        (status == 200 && st["state"] == "completed" && st["totals"]["success"] == 1)
-            .then_some(st)
+        (status == 200 && st["state"] == "completed" && st["totals"]["success"] == 1).then_some(st)
     });
     assert!(
         completed.is_some(),
         "the OTA server's campaign did not complete with one success"
     );
     // Still only the edge and the image server from the device host.
-    assert_closed(&t.device, HOSPITAL_HOST, OTA_PORT, "OTA server after the rollout");
+    assert_closed(
+        &t.device,
+        HOSPITAL_HOST,
+        OTA_PORT,
+        "OTA server after the rollout",
+    );
 
     // Kill the processes before the namespaces go.
     drop(running);
