@@ -101,7 +101,8 @@ impl Ward {
         let http = wardgate_tests::https::client(&ca_pem).unwrap();
         let (admin_token, admin_hash) = ota_server::auth::new_token();
         let (acme_token, acme_hash) = ota_server::auth::new_token();
-        let repo = OtaRepo::author(dir.path(), &Bins::get().path("tuf-repo"), "acme").unwrap();
+        let repo = OtaRepo::author(dir.path(), &Bins::get().path("tuf-repo"), "acme")
+            .unwrap_or_else(|e| panic!("author the repository: {e}"));
         let mut w = Self {
             repo,
             ota_data: dir.path().join("ota-data"),

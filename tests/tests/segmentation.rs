@@ -414,7 +414,8 @@ struct OtaServer {
 }
 
 fn ota_server(dir: &Path, p: &Pki) -> OtaServer {
-    let repo = OtaRepo::author(dir, &binary("tuf-repo"), "acme").expect("author the repository");
+    let repo = OtaRepo::author(dir, &binary("tuf-repo"), "acme")
+        .unwrap_or_else(|e| panic!("author the repository: {e}"));
     let (admin_token, admin_hash) = ota_server::auth::new_token();
     let (acme_token, acme_hash) = ota_server::auth::new_token();
     let data = dir.join("ota-data");
@@ -438,7 +439,7 @@ fn ota_server(dir: &Path, p: &Pki) -> OtaServer {
             .arg("--from")
             .arg(repo.authoring()),
     )
-    .expect("ota-server init");
+    .unwrap_or_else(|e| panic!("{e}"));
     OtaServer {
         config,
         data,
@@ -678,7 +679,7 @@ fn the_device_network_and_hospital_it_stay_apart() {
             .args(["access", "--config", gw_config_s, "token", "create"])
             .args(["--name", "hospital.viewer", "--role", "viewer"]),
     )
-    .expect("gateway access token create");
+    .unwrap_or_else(|e| panic!("{e}"));
     let viewer = created
         .lines()
         .find_map(|l| l.trim().strip_prefix("secret:"))
@@ -1034,7 +1035,7 @@ fn the_device_network_and_hospital_it_stay_apart() {
             &image,
             HARDWARE_ID,
         )
-        .expect("sign the release");
+        .unwrap_or_else(|e| panic!("sign the release: {e}"));
     upload(&t, d, &p, &ota, &release);
     let campaign = create_campaign(&t, &p, &ota, &release.target);
     let updated = wait_blocking(Duration::from_secs(150), || {
