@@ -81,10 +81,16 @@ impl Bins {
         Ok(Self { dir })
     }
 
+    /// The path of binary `name` (one of [`BINARIES`]).
+    #[must_use]
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
     /// A command for binary `name`, logging at `info` without colours.
     #[must_use]
     pub fn cmd(&self, name: &str) -> Command {
-        let mut c = Command::new(self.dir.join(name));
+        let mut c = Command::new(self.path(name));
         c.env("WARDGATE_LOG", "info").env("NO_COLOR", "1");
         c
     }
@@ -154,29 +160,6 @@ impl Bins {
                 log: "see the compiler output above".into(),
             })
         }
-    }
-}
-
-/// Runs `cmd` to completion and returns its stdout.
-///
-/// # Errors
-/// [`HarnessError::Spawn`], or [`HarnessError::Exited`] with its stdout and
-/// stderr when it did not succeed.
-pub fn run_ok(cmd: &mut Command) -> Result<String> {
-    let program = format!("{cmd:?}");
-    let out = cmd.output().map_err(|source| HarnessError::Spawn {
-        program: program.clone(),
-        source,
-    })?;
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    if out.status.success() {
-        Ok(stdout)
-    } else {
-        Err(HarnessError::Exited {
-            program,
-            status: out.status,
-            log: format!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr)),
-        })
     }
 }
 

@@ -35,6 +35,11 @@
 //! - [`python`]: the Python interpreter with the independent checkers
 //!   (python-tuf, fhir.resources).
 //! - [`hash`]: SHA-256 in hex.
+//! - [`bins`]: the workspace binaries an end-to-end test runs, built once
+//!   when missing or stale.
+//! - [`ota`]: the operator's and the manufacturer's OTA steps with the
+//!   `tuf-repo` binary (repository, signed release and upload body), and
+//!   the OTA server's and a gateway's `[ota]` configuration from them.
 //!
 //! Every fallible part returns [`HarnessError`], whose message names what
 //! failed and what to do (usually: run `scripts/setup-test-deps`).
@@ -45,6 +50,7 @@ pub mod hash;
 pub mod https;
 pub mod mosquitto;
 pub mod mqtt;
+pub mod ota;
 pub mod pki;
 pub mod port;
 pub mod process;

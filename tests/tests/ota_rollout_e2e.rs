@@ -23,7 +23,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use wardgate_protocol::DeviceId;
-use wardgate_tests::bins::{run_ok, Bins};
+use wardgate_tests::bins::Bins;
+use wardgate_tests::ota::{run_ok, GatewaySettings, OtaRepo, ServerSettings};
 use wardgate_tests::pki::PkiDir;
 use wardgate_tests::port::free_port;
 use wardgate_tests::process::{read_log, ChildGuard};
@@ -70,6 +71,7 @@ fn metric(text: &str, prefix: &str) -> f64 {
 struct Ward {
     dir: tempfile::TempDir,
     pki: PkiDir,
+    repo: OtaRepo,
     http: reqwest::Client,
     ota_port: u16,
     admin_token: String,
@@ -89,13 +91,6 @@ impl Ward {
         self.dir.path().join(name)
     }
 
-    fn tuf_repo(&self, args: &[&str]) -> String {
-        ok(Bins::for_tests()
-            .cmd("tuf-repo")
-            .current_dir(self.dir.path())
-            .args(args))
-    }
-
     /// The operator authors the repository with `tuf-repo` and the OTA
     /// server imports it; the gateway gets its PKI and configuration; the
     /// devices are enrolled with `gateway device enroll`.
@@ -106,7 +101,10 @@ impl Ward {
         let http = wardgate_tests::https::client(&ca_pem).unwrap();
         let (admin_token, admin_hash) = ota_server::auth::new_token();
         let (acme_token, acme_hash) = ota_server::auth::new_token();
+        let repo = OtaRepo::author(dir.path(), &Bins::for_tests().path("tuf-repo"), "acme")
+            .unwrap_or_else(|e| panic!("author the repository: {e}"));
         let mut w = Self {
+            repo,
             ota_data: dir.path().join("ota-data"),
             gateway_config: dir.path().join("gateway.toml"),
             dir,
@@ -122,91 +120,23 @@ impl Ward {
             gateway: None,
             devices: Vec::new(),
         };
-        for k in ["root", "targets", "snapshot", "timestamp", "acme"] {
-            w.tuf_repo(&["keygen", "--out", &format!("{k}.json")]);
-        }
-        w.tuf_repo(&[
-            "init",
-            "--repo",
-            "authoring",
-            "--root-key",
-            "root.json",
-            "--targets-key",
-            "targets.json",
-            "--snapshot-key",
-            "snapshot.json",
-            "--timestamp-key",
-            "timestamp.json",
-        ]);
-        w.tuf_repo(&[
-            "enrol",
-            "--manufacturer",
-            "acme",
-            "--key",
-            "acme.json",
-            "--out",
-            "enrol.json",
-        ]);
-        w.tuf_repo(&[
-            "delegate",
-            "--repo",
-            "authoring",
-            "--manufacturer",
-            "acme",
-            "--manufacturer-key",
-            "acme.pub.json",
-            "--enrolment",
-            "enrol.json",
-            "--targets-key",
-            "targets.json",
-        ]);
-        w.tuf_repo(&["snapshot", "--repo", "authoring", "--key", "snapshot.json"]);
-        w.tuf_repo(&[
-            "timestamp",
-            "--repo",
-            "authoring",
-            "--key",
-            "timestamp.json",
-        ]);
-
-        let ota_toml = format!(
-            r#"listen = "127.0.0.1:{port}"
-data_dir = "{data}"
-
-[tls]
-cert = "{cert}"
-key = "{key}"
-client_ca = "{ca}"
-
-[tuf]
-snapshot_key = "{d}/snapshot.json"
-timestamp_key = "{d}/timestamp.json"
-timestamp_expiry = "1day"
-timestamp_refresh = "6h"
-snapshot_expiry = "7days"
-
-[[admins]]
-name = "ops"
-token_sha256 = "{admin_hash}"
-
-[[manufacturers]]
-name = "acme"
-token_sha256 = "{acme_hash}"
-"#,
-            port = w.ota_port,
-            data = w.ota_data.display(),
-            cert = w.pki.server_cert.display(),
-            key = w.pki.server_key.display(),
-            ca = w.pki.ca_path.display(),
-            d = w.dir.path().display(),
-        );
+        let ota_listen = format!("127.0.0.1:{}", w.ota_port);
+        let ota_toml = w.repo.server_toml(&ServerSettings {
+            listen: &ota_listen,
+            data_dir: &w.ota_data,
+            cert: &w.pki.server_cert,
+            key: &w.pki.server_key,
+            client_ca: &w.pki.ca_path,
+            admin_token_sha256: &admin_hash,
+            manufacturer_token_sha256: &acme_hash,
+        });
         std::fs::write(w.path("ota.toml"), ota_toml).unwrap();
         ok(Bins::for_tests()
             .cmd("ota-server")
             .args(["init", "--config"])
             .arg(w.path("ota.toml"))
             .arg("--from")
-            .arg(w.path("authoring")));
+            .arg(w.repo.authoring()));
 
         // The gateway: client certificate for the OTA server, config, devices.
         let gw = w.pki.ca.issue_gateway(GATEWAY_ID, 30).unwrap();
@@ -226,30 +156,19 @@ server_key = "{key}"
 [admin]
 bind = "127.0.0.1:{admin_port}"
 
-[ota]
-server_url = "https://127.0.0.1:{ota_port}/"
-trusted_root = "{root}"
-ca_cert = "{ca}"
-client_cert = "{gw_cert}"
-client_key = "{gw_key}"
-refresh_interval = "10s"
-image_listen = "127.0.0.1:{image_port}"
-assignments_interval = "500ms"
-tick_interval = "250ms"
-device_reoffer_after = "1s"
-device_offer_timeout = "5s"
-device_download_timeout = "10s"
-device_install_timeout = "20s"
-"#,
+{ota}"#,
             data = w.path("gateway-data").display(),
             ca = w.pki.ca_path.display(),
             cert = w.pki.server_cert.display(),
             key = w.pki.server_key.display(),
             admin_port = w.admin_port,
-            ota_port = w.ota_port,
-            root = w.path("authoring/metadata/1.root.json").display(),
-            gw_cert = gw_files.cert.display(),
-            gw_key = gw_files.key.display(),
+            ota = w.repo.gateway_section(&GatewaySettings {
+                server_url: &w.ota_url(),
+                ca_cert: &w.pki.ca_path,
+                client_cert: &gw_files.cert,
+                client_key: &gw_files.key,
+                image_listen: &format!("127.0.0.1:{image_port}"),
+            }),
         );
         std::fs::write(&w.gateway_config, config).unwrap();
         for i in 1..=DEVICES {
@@ -337,7 +256,7 @@ device_install_timeout = "20s"
             .arg(self.path("nvram"))
             .args(["--hardware-id", HW, "--firmware", "1.0.0"])
             .arg("--manufacturer-key")
-            .arg(self.path("acme.pub.json"))
+            .arg(self.repo.manufacturer_public_key())
             .args(["--health-window", "5s"]);
         for f in faults {
             cmd.args(["--fault", f]);
@@ -370,49 +289,36 @@ device_install_timeout = "20s"
     /// The manufacturer signs `version` with `tuf-repo release` against the
     /// server's current repository and uploads it.
     async fn publish(&self, version: &str, img: &[u8]) -> String {
-        let file = format!("pump-{version}.bin");
-        std::fs::write(self.path(&file), img).unwrap();
-        let bundle = format!("bundle-{version}");
-        let current = self.ota_data.join("repo/current");
-        self.tuf_repo(&[
-            "release",
-            "--repo",
-            current.to_str().unwrap(),
-            "--manufacturer",
-            "acme",
-            "--key",
-            "acme.json",
-            "--image",
-            &file,
-            "--hardware-id",
-            HW,
-            "--version",
-            version,
-            "--min-version",
-            "1.0.0",
-            "--out",
-            &bundle,
-        ]);
-        let role = std::fs::read(self.path(&bundle).join("acme.json")).unwrap();
-        let target = format!("acme/{file}");
-        let mut body = role.clone();
-        body.extend_from_slice(img);
+        let release = self
+            .repo
+            .release(
+                &self.ota_data.join("repo/current"),
+                "pump",
+                version,
+                img,
+                HW,
+            )
+            .unwrap();
         let r = self
             .http
-            .post(format!("{}api/v1/releases/{target}", self.ota_url()))
-            .header("X-Wardgate-Metadata-Length", role.len().to_string())
+            .post(format!("{}{}", self.ota_url(), release.upload_path()))
+            .header(
+                "X-Wardgate-Metadata-Length",
+                release.metadata_len.to_string(),
+            )
             .bearer_auth(&self.acme_token)
-            .body(body)
+            .body(release.body)
             .send()
             .await
             .unwrap();
         assert_eq!(
             r.status(),
             201,
-            "upload {target}: {}",
+            "upload {}: {}",
+            release.target,
             r.text().await.unwrap()
         );
-        target
+        release.target
     }
 
     fn ota_url(&self) -> String {

@@ -10,10 +10,12 @@ use std::time::Duration;
 use rand::RngCore;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use wardgate_tests::bins::{run_ok, Bins};
+use wardgate_tests::bins::Bins;
 use wardgate_tests::mosquitto::{Mosquitto, Subscriber};
+use wardgate_tests::ota::{OtaRepo, ServerSettings};
 use wardgate_tests::pki::PkiDir;
 use wardgate_tests::port::free_port;
+use wardgate_tests::process::run_ok;
 use wardgate_tests::process::{read_log, ChildGuard};
 
 /// The ward around the pumps: monitors, oximeters, ventilators and the
@@ -53,6 +55,7 @@ pub struct Ward {
     ota_admin: String,
     manufacturer_token: String,
     pub upstream: Option<(Mosquitto, Subscriber)>,
+    repo: Option<OtaRepo>,
     /// Devices whose story the demo tells.
     pub failing_pump: String,
     pub therapy_pump: String,
@@ -190,6 +193,7 @@ impl Ward {
             ota_admin,
             manufacturer_token,
             upstream: None,
+            repo: None,
             failing_pump: String::new(),
             therapy_pump: String::new(),
             campaign: String::new(),
@@ -265,105 +269,32 @@ impl Ward {
         Ok(w)
     }
 
-    fn author_repository(&self) -> Result<()> {
-        for k in ["root", "targets", "snapshot", "timestamp", MANUFACTURER] {
-            self.run("tuf-repo", &["keygen", "--out", &format!("{k}.json")])?;
-        }
-        self.run(
-            "tuf-repo",
-            &[
-                "init",
-                "--repo",
-                "authoring",
-                "--root-key",
-                "root.json",
-                "--targets-key",
-                "targets.json",
-                "--snapshot-key",
-                "snapshot.json",
-                "--timestamp-key",
-                "timestamp.json",
-            ],
-        )?;
-        let key = format!("{MANUFACTURER}.json");
-        let public = format!("{MANUFACTURER}.pub.json");
-        self.run(
-            "tuf-repo",
-            &[
-                "enrol",
-                "--manufacturer",
-                MANUFACTURER,
-                "--key",
-                &key,
-                "--out",
-                "enrol.json",
-            ],
-        )?;
-        self.run(
-            "tuf-repo",
-            &[
-                "delegate",
-                "--repo",
-                "authoring",
-                "--manufacturer",
-                MANUFACTURER,
-                "--manufacturer-key",
-                &public,
-                "--enrolment",
-                "enrol.json",
-                "--targets-key",
-                "targets.json",
-            ],
-        )?;
-        self.run(
-            "tuf-repo",
-            &["snapshot", "--repo", "authoring", "--key", "snapshot.json"],
-        )?;
-        self.run(
-            "tuf-repo",
-            &[
-                "timestamp",
-                "--repo",
-                "authoring",
-                "--key",
-                "timestamp.json",
-            ],
-        )?;
-        println!("   root, targets, snapshot and timestamp keys; acme-medical's own key, delegated acme/*");
+    fn author_repository(&mut self) -> Result<()> {
+        let repo = OtaRepo::author(&self.dir, &self.bins.path("tuf-repo"), MANUFACTURER)
+            .map_err(|e| e.to_string())?;
+        println!("   root, targets, snapshot and timestamp keys; acme's own key, delegated acme/*");
+        self.repo = Some(repo);
         Ok(())
     }
 
+    fn repo(&self) -> Result<&OtaRepo> {
+        self.repo
+            .as_ref()
+            .ok_or_else(|| "the TUF repository is not authored yet".to_owned())
+    }
+
     fn start_ota_server(&mut self, admin_hash: &str, manufacturer_hash: &str) -> Result<()> {
-        let config = format!(
-            r#"listen = "127.0.0.1:{port}"
-data_dir = "{dir}/ota-data"
-
-[tls]
-cert = "{cert}"
-key = "{key}"
-client_ca = "{ca}"
-
-[tuf]
-snapshot_key = "{dir}/snapshot.json"
-timestamp_key = "{dir}/timestamp.json"
-timestamp_expiry = "1day"
-timestamp_refresh = "6h"
-snapshot_expiry = "7days"
-
-[[admins]]
-name = "ops"
-token_sha256 = "{admin_hash}"
-
-[[manufacturers]]
-name = "{MANUFACTURER}"
-token_sha256 = "{manufacturer_hash}"
-"#,
-            port = self.ota_port,
-            dir = self.dir.display(),
-            cert = self.hospital.server_cert.display(),
-            key = self.hospital.server_key.display(),
-            ca = self.hospital.ca_path.display(),
-        );
+        let listen = format!("127.0.0.1:{}", self.ota_port);
+        let data_dir = self.path("ota-data");
+        let config = self.repo()?.server_toml(&ServerSettings {
+            listen: &listen,
+            data_dir: &data_dir,
+            cert: &self.hospital.server_cert,
+            key: &self.hospital.server_key,
+            client_ca: &self.hospital.ca_path,
+            admin_token_sha256: admin_hash,
+            manufacturer_token_sha256: manufacturer_hash,
+        });
         std::fs::write(self.path("ota.toml"), config).map_err(|e| e.to_string())?;
         self.run(
             "ota-server",
@@ -472,7 +403,7 @@ message_flood = "quarantine"
 
 [ota]
 server_url = "https://127.0.0.1:{ota}/"
-trusted_root = "{dir}/authoring/metadata/1.root.json"
+trusted_root = "{root}"
 ca_cert = "{hospital_ca}"
 client_cert = "{gw_cert}"
 client_key = "{gw_key}"
@@ -490,6 +421,7 @@ device_install_timeout = "40s"
             admin = self.admin_port,
             ota = self.ota_port,
             hospital_ca = self.hospital.ca_path.display(),
+            root = self.repo()?.trusted_root().display(),
             gw_cert = gw.cert.display(),
             gw_key = gw.key.display(),
         );
@@ -566,47 +498,31 @@ formats = ["json", "fhir"]
     }
 
     async fn publish_release(&self) -> Result<String> {
-        let file = format!("pump-{NEW_VERSION}.bin");
         let img = image();
-        std::fs::write(self.path(&file), &img).map_err(|e| e.to_string())?;
-        let current = self.path("ota-data/repo/current");
-        let key = format!("{MANUFACTURER}.json");
-        self.run(
-            "tuf-repo",
-            &[
-                "release",
-                "--repo",
-                &current.display().to_string(),
-                "--manufacturer",
-                MANUFACTURER,
-                "--key",
-                &key,
-                "--image",
-                &file,
-                "--hardware-id",
-                HARDWARE,
-                "--version",
+        let release = self
+            .repo()?
+            .release(
+                &self.path("ota-data/repo/current"),
+                "pump",
                 NEW_VERSION,
-                "--min-version",
-                OLD_VERSION,
-                "--out",
-                "bundle",
-            ],
-        )?;
-        let role = std::fs::read(self.path("bundle").join(format!("{MANUFACTURER}.json")))
+                &img,
+                HARDWARE,
+            )
             .map_err(|e| e.to_string())?;
-        let target = format!("{MANUFACTURER}/{file}");
-        let mut body = role.clone();
-        body.extend_from_slice(&img);
+        let target = release.target.clone();
         let r = self
             .hospital_http
             .post(format!(
-                "https://127.0.0.1:{}/api/v1/releases/{target}",
-                self.ota_port
+                "https://127.0.0.1:{}/{}",
+                self.ota_port,
+                release.upload_path()
             ))
-            .header("X-Wardgate-Metadata-Length", role.len().to_string())
+            .header(
+                "X-Wardgate-Metadata-Length",
+                release.metadata_len.to_string(),
+            )
             .bearer_auth(&self.manufacturer_token)
-            .body(body)
+            .body(release.body)
             .send()
             .await
             .map_err(|e| format!("upload of {target}: {e}"))?;
@@ -677,6 +593,7 @@ formats = ["json", "fhir"]
             runs.push((start, i - start, Vec::new()));
         }
         let edge = self.edge_port.to_string();
+        let key = self.repo()?.manufacturer_public_key().display().to_string();
         for (first, n, faults) in runs {
             let (first_s, n_s) = (first.to_string(), n.to_string());
             let mut args = vec![
@@ -701,7 +618,7 @@ formats = ["json", "fhir"]
                 "--firmware",
                 OLD_VERSION,
                 "--manufacturer-key",
-                "acme.pub.json",
+                &key,
                 "--health-window",
                 "15s",
             ];
