@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use tokio_rustls::TlsAcceptor;
 
+use super::cooloff::Cooloff;
 use super::events::{EdgeEvent, EdgeObserver};
 use super::rate_limit::DeviceBuckets;
 use super::replay::SeqTracker;
@@ -23,6 +24,8 @@ pub(crate) struct Shared {
     pub(crate) sink: Option<Arc<dyn TelemetrySink>>,
     /// Last accepted `seq` per device, across sessions.
     pub(crate) seqs: SeqTracker,
+    /// Devices kept off for a while after flooding.
+    pub(crate) cooloff: Cooloff,
     /// Publish rate bucket per device, across sessions.
     pub(crate) buckets: Arc<DeviceBuckets>,
     /// Who watches the edge's events, if anyone.
