@@ -14,6 +14,10 @@
 //! as `kill -9` would). Run it again on the same `--state-dir` and the
 //! devices resume where they were.
 //!
+//! Without updates, the run ends with a load report on stdout: messages
+//! acknowledged, throughput and PUBACK latency percentiles (`--duration`
+//! bounds the run: load mode).
+//!
 //! With `--scenario` the simulator runs a ward scenario instead of a fleet
 //! (a TOML file as in `device-sim/scenarios/`: device kinds with patients,
 //! clinical events and labelled attacks) live against the gateway, and
@@ -63,6 +67,10 @@ pub struct Args {
     /// Stop after this many messages per device (0 = run until Ctrl-C).
     #[arg(long, default_value_t = 0)]
     pub count: u64,
+    /// Load mode: stream for this long, then print throughput and PUBACK
+    /// latency percentiles (`30s`, `5m`).
+    #[arg(long, value_parser = interval_arg, conflicts_with = "state_dir")]
+    pub duration: Option<Duration>,
     /// Number of the first device (`<prefix>-<first>`), so that several
     /// processes can run parts of one ward.
     #[arg(long, default_value_t = 0)]
@@ -167,6 +175,7 @@ impl Args {
             prefix: self.prefix,
             interval: self.interval,
             count: self.count,
+            duration: self.duration,
             ota,
         })
     }
@@ -220,8 +229,20 @@ pub async fn run(args: Args) -> ExitCode {
             on_signal.cancel();
         }
     });
-    let failed = fleet::run(opts, shutdown, |e| eprintln!("device-sim: {e}")).await;
+    let (devices, updating) = (opts.devices, opts.ota.is_some());
+    let stats = std::sync::Arc::new(crate::load::LoadStats::default());
+    let started = std::time::Instant::now();
+    let failed = fleet::run_measured(
+        opts,
+        shutdown,
+        |e| eprintln!("device-sim: {e}"),
+        stats.clone(),
+    )
+    .await;
     signal.abort();
+    if !updating {
+        println!("{}", stats.report(devices, started.elapsed()));
+    }
     if failed > 0 {
         ExitCode::FAILURE
     } else {

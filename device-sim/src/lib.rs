@@ -11,6 +11,7 @@
 pub mod attack;
 pub mod cli;
 pub mod fleet;
+pub mod load;
 pub mod patient;
 pub mod scenario;
 pub mod scenario_cli;
