@@ -14,6 +14,16 @@
 //! as `kill -9` would; `therapy-on-offer=<duration>` starts therapy as the
 //! first offer arrives, so the device, not the gateway, refuses it). Run it again on the same `--state-dir` and the
 //! devices resume where they were.
+//!
+//! Without updates, the run ends with a load report on stdout: messages
+//! acknowledged, throughput and PUBACK latency percentiles (`--duration`
+//! bounds the run: load mode).
+//!
+//! With `--scenario` the simulator runs a ward scenario instead of a fleet
+//! (a TOML file as in `device-sim/scenarios/`: device kinds with patients,
+//! clinical events and labelled attacks) live against the gateway, and
+//! prints what each actor saw; `--repeat` keeps the same ward streaming
+//! afterwards, without the attacks, until Ctrl-C.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,6 +68,10 @@ pub struct Args {
     /// Stop after this many messages per device (0 = run until Ctrl-C).
     #[arg(long, default_value_t = 0)]
     pub count: u64,
+    /// Load mode: stream for this long, then print throughput and PUBACK
+    /// latency percentiles (`30s`, `5m`).
+    #[arg(long, value_parser = interval_arg, conflicts_with = "state_dir")]
+    pub duration: Option<Duration>,
     /// Number of the first device (`<prefix>-<first>`), so that several
     /// processes can run parts of one ward.
     #[arg(long, default_value_t = 0)]
@@ -89,6 +103,14 @@ pub struct Args {
     /// offer itself, reported `deferred`).
     #[arg(long = "fault", requires = "state_dir")]
     pub faults: Vec<Fault>,
+    /// Run this ward scenario (TOML, see `device-sim/scenarios/`) live
+    /// instead of a fleet; its devices use `<cert-dir>/<id>.pem` and `.key`.
+    #[arg(long, conflicts_with_all = ["state_dir", "count"])]
+    pub scenario: Option<PathBuf>,
+    /// With `--scenario`: once it has run, keep the ward streaming (the
+    /// same devices and patients, without the attacks) until Ctrl-C.
+    #[arg(long, requires = "scenario")]
+    pub repeat: bool,
 }
 
 /// Why the arguments cannot make a fleet.
@@ -157,6 +179,7 @@ impl Args {
             prefix: self.prefix,
             interval: self.interval,
             count: self.count,
+            duration: self.duration,
             ota,
         })
     }
@@ -193,6 +216,9 @@ pub fn init_tracing() {
 /// Runs the fleet until every device is done or Ctrl-C; prints each failed
 /// device to stderr. Exit code 1 when any device failed.
 pub async fn run(args: Args) -> ExitCode {
+    if let Some(path) = args.scenario.clone() {
+        return crate::scenario_cli::run(&args, &path).await;
+    }
     let opts = match args.fleet_options() {
         Ok(o) => o,
         Err(e) => {
@@ -207,8 +233,20 @@ pub async fn run(args: Args) -> ExitCode {
             on_signal.cancel();
         }
     });
-    let failed = fleet::run(opts, shutdown, |e| eprintln!("device-sim: {e}")).await;
+    let (devices, updating) = (opts.devices, opts.ota.is_some());
+    let stats = std::sync::Arc::new(crate::load::LoadStats::default());
+    let started = std::time::Instant::now();
+    let failed = fleet::run_measured(
+        opts,
+        shutdown,
+        |e| eprintln!("device-sim: {e}"),
+        stats.clone(),
+    )
+    .await;
     signal.abort();
+    if !updating {
+        println!("{}", stats.report(devices, started.elapsed()));
+    }
     if failed > 0 {
         ExitCode::FAILURE
     } else {
@@ -255,6 +293,24 @@ mod tests {
         assert_eq!((o.devices, o.count, o.port), (2, 5, 8883));
         assert_eq!(o.device_id(1).unwrap().as_str(), "Pump-01");
         assert!(o.ota.is_none(), "no --state-dir: no updates");
+    }
+
+    #[test]
+    fn a_scenario_run_excludes_the_fleet_switches_and_repeat_needs_one() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["device-sim", "--ca", "ca.pem", "--cert-dir", "certs"];
+            argv.extend_from_slice(extra);
+            Args::try_parse_from(argv)
+        };
+        let a = parse(&["--scenario", "ward.toml", "--repeat", "--port", "9"]).unwrap();
+        assert_eq!(
+            a.scenario.as_deref(),
+            Some(std::path::Path::new("ward.toml"))
+        );
+        assert!(a.repeat);
+        assert!(parse(&["--repeat"]).is_err(), "--repeat without --scenario");
+        assert!(parse(&["--scenario", "w.toml", "--count", "3"]).is_err());
+        assert!(parse(&["--scenario", "w.toml", "--state-dir", "s"]).is_err());
     }
 
     #[test]

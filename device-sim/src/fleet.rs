@@ -20,6 +20,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use wardgate_protocol::{DeviceActivity, DeviceId, ProtocolError};
 
+use crate::load::LoadStats;
 use crate::ota::{Factory, Faults, OtaConfig, OtaError, OtaSession, RunPlan};
 use crate::{DeviceOptions, DeviceTls, SimDevice, SimError, VitalsGenerator};
 
@@ -109,6 +110,8 @@ pub struct FleetOptions {
     pub interval: Duration,
     /// Stop after this many messages per device (0 = until shut down).
     pub count: u64,
+    /// Stop streaming after this long (load mode); `None`: as `count` says.
+    pub duration: Option<Duration>,
     /// Take firmware updates (`None`: stream vitals only).
     pub ota: Option<FleetOta>,
 }
@@ -124,10 +127,20 @@ impl FleetOptions {
 }
 
 fn device_tls(opts: &FleetOptions, id: &DeviceId) -> Result<DeviceTls, FleetError> {
+    read_device_tls(&opts.ca, &opts.cert_dir, id)
+}
+
+/// The CA and `<cert_dir>/<id>.pem` / `.key` of device `id`, as
+/// `gateway pki device` writes them.
+pub(crate) fn read_device_tls(
+    ca: &Path,
+    cert_dir: &Path,
+    id: &DeviceId,
+) -> Result<DeviceTls, FleetError> {
     Ok(DeviceTls {
-        ca_pem: read(&opts.ca)?,
-        cert_pem: read(&opts.cert_dir.join(format!("{id}.pem")))?,
-        key_pem: read(&opts.cert_dir.join(format!("{id}.key")))?,
+        ca_pem: read(ca)?,
+        cert_pem: read(&cert_dir.join(format!("{id}.pem")))?,
+        key_pem: read(&cert_dir.join(format!("{id}.key")))?,
     })
 }
 
@@ -195,7 +208,11 @@ fn read(path: &Path) -> Result<String, FleetError> {
 ///
 /// # Errors
 /// [`FleetError`] naming the device and the step that failed.
-pub async fn stream_device(opts: &FleetOptions, i: usize) -> Result<(), FleetError> {
+pub async fn stream_device(
+    opts: &FleetOptions,
+    i: usize,
+    stats: &LoadStats,
+) -> Result<(), FleetError> {
     let id = opts.device_id(i)?;
     let tls = device_tls(opts, &id)?;
     let step = |step: String| {
@@ -231,8 +248,14 @@ pub async fn stream_device(opts: &FleetOptions, i: usize) -> Result<(), FleetErr
     let mut vitals = VitalsGenerator::new(i as u64);
     let mut sent = 0;
     let mut tick = tokio::time::interval(opts.interval);
+    let until = opts.duration.map(|d| tokio::time::Instant::now() + d);
     loop {
         tick.tick().await;
+        if until.is_some_and(|u| tokio::time::Instant::now() >= u) {
+            dev.disconnect().await.map_err(step("disconnect".into()))?;
+            return Ok(());
+        }
+        let published = std::time::Instant::now();
         let seq = dev
             .publish_telemetry(vitals.next_readings())
             .await
@@ -240,7 +263,13 @@ pub async fn stream_device(opts: &FleetOptions, i: usize) -> Result<(), FleetErr
         dev.wait_puback(PUBACK_TIMEOUT)
             .await
             .map_err(step(format!("seq {seq}")))?;
-        tracing::info!(device_id = %id, seq, "telemetry acknowledged");
+        stats.record(published.elapsed());
+        if opts.duration.is_some() {
+            // Load mode: a line per message would cost more than the load.
+            tracing::debug!(device_id = %id, seq, "telemetry acknowledged");
+        } else {
+            tracing::info!(device_id = %id, seq, "telemetry acknowledged");
+        }
         sent += 1;
         if opts.count > 0 && sent >= opts.count {
             dev.disconnect().await.map_err(step("disconnect".into()))?;
@@ -256,17 +285,29 @@ pub async fn stream_device(opts: &FleetOptions, i: usize) -> Result<(), FleetErr
 pub async fn run(
     opts: FleetOptions,
     shutdown: CancellationToken,
+    on_failure: impl FnMut(&FleetError),
+) -> usize {
+    run_measured(opts, shutdown, on_failure, Arc::default()).await
+}
+
+/// As [`run`], recording each streaming device's PUBACK latencies in
+/// `stats` (load mode).
+pub async fn run_measured(
+    opts: FleetOptions,
+    shutdown: CancellationToken,
     mut on_failure: impl FnMut(&FleetError),
+    stats: Arc<LoadStats>,
 ) -> usize {
     let opts = Arc::new(opts);
     let mut set = tokio::task::JoinSet::new();
     for i in opts.first..opts.first.saturating_add(opts.devices) {
         let o = opts.clone();
         let stop = shutdown.child_token();
+        let stats = stats.clone();
         set.spawn(async move {
             match &o.ota {
                 Some(ota) => run_updating_device(&o, ota, i, &stop).await,
-                None => stream_device(&o, i).await,
+                None => stream_device(&o, i, &stats).await,
             }
         });
     }
@@ -308,6 +349,7 @@ mod tests {
             prefix: prefix.into(),
             interval: Duration::from_millis(10),
             count: 1,
+            duration: None,
             ota: None,
         }
     }

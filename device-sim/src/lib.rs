@@ -11,8 +11,10 @@
 pub mod attack;
 pub mod cli;
 pub mod fleet;
+pub mod load;
 pub mod patient;
 pub mod scenario;
+pub mod scenario_cli;
 pub mod ward;
 pub mod ward_run;
 

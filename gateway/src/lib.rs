@@ -22,7 +22,7 @@
 //! | embedded broker on loopback with a per-boot credential | [`broker`] |
 //! | device-facing mutual TLS, MQTT parsing | [`edge`], [`edge::tls`], [`edge::frame`] |
 //! | CONNECT admission: client id, enrolment, pinned certificate, no last will | [`edge::admission`] |
-//! | topic ACL and quarantine, payload, replay and rate limits | [`edge::acl`], [`edge::payload`], [`edge::replay`], [`edge::rate_limit`] (joined in [`edge::policy`]) |
+//! | topic ACL and quarantine, payload, replay and rate limits | [`edge::acl`], [`edge::payload`], [`edge::replay`], [`edge::rate_limit`] (joined in [`edge::policy`]); cool-off after a flood: [`edge::cooloff`] |
 //! | device registry (active / quarantined / revoked) | [`registry`] |
 //! | hash-chained audit log | [`audit`] |
 //! | device CA, server and device certificates | [`pki`] |

@@ -513,7 +513,10 @@ async fn rate_limit() {
     })
     .await;
     let mut by = Bystander::new(&gw).await;
-    let mut dev = gw.device("chatty").await;
+    let tls = gw.enroll("chatty");
+    let mut dev = SimDevice::connect(&gw.options("chatty", tls.clone()))
+        .await
+        .unwrap();
     let mut v = VitalsGenerator::new(4);
     for _ in 0..20 {
         if dev.publish_telemetry(v.next_readings()).await.is_err() {
@@ -521,9 +524,41 @@ async fn rate_limit() {
         }
     }
     dev.wait_disconnected(T).await.unwrap();
-    gw.wait_audit("chatty", "edge.violation", "rate_limit")
+    let row = gw
+        .wait_audit("chatty", "edge.violation", "rate_limit")
         .await;
+    let detail: serde_json::Value = serde_json::from_str(&row.detail).unwrap();
+    assert_eq!(detail["cooloff_seconds"], 1, "{detail}");
+    // Reconnecting at once: closed after the handshake, counted, and no
+    // new audit row per attempt; the bystander is not affected.
+    // (The detector's own alert rows may still come: edge rows only.)
+    let edge_rows = || {
+        gw.audit("chatty", None)
+            .iter()
+            .filter(|r| r.action.starts_with("edge."))
+            .count()
+    };
+    let rows = edge_rows();
+    assert!(
+        SimDevice::connect(&gw.options("chatty", tls.clone()))
+            .await
+            .is_err(),
+        "a flooder got back in during its cool-off"
+    );
+    let metrics = gw
+        .handle()
+        .context
+        .metrics
+        .edge
+        .connection_count("cooling_off");
+    assert!(metrics >= 1, "cool-off refusals are counted");
+    assert_eq!(edge_rows(), rows, "no audit row per refusal");
     by.still_works(&gw).await;
+    // Once the penalty is over it may connect again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    SimDevice::connect(&gw.options("chatty", tls))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

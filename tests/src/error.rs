@@ -90,6 +90,16 @@ pub enum HarnessError {
         /// Its log, when there is one.
         log: String,
     },
+    /// A program run to completion (a `tuf-repo` step, say) failed.
+    #[error("{command} failed ({status}):\n{output}")]
+    Failed {
+        /// The command line.
+        command: String,
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// What it wrote on stdout and stderr.
+        output: String,
+    },
     /// An HTTPS client for the test CA could not be built.
     #[error("cannot build the test HTTPS client: {source}")]
     Http {

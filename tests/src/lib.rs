@@ -11,6 +11,8 @@
 //! crates.
 //!
 //! One module per concept:
+//! - [`bins`]: the workspace's own binaries as processes, built once for
+//!   the end-to-end tests, and running a command to its output.
 //! - [`pki`]: the one way to make a test PKI (rcgen): a CA, device
 //!   certificates (`urn:wardgate:device:<id>` + CN), gateway client
 //!   certificates (`urn:wardgate:gateway:<id>`), server certificates for
@@ -36,15 +38,22 @@
 //! - [`ota_ward`]: one ward with the real processes (`tuf-repo`,
 //!   `ota-server`, `gateway`, `device-sim`) for the end-to-end OTA tests,
 //!   driven only through the binaries.
+//! - [`bins`]: the workspace binaries an end-to-end test runs, built once
+//!   when missing or stale.
+//! - [`ota`]: the operator's and the manufacturer's OTA steps with the
+//!   `tuf-repo` binary (repository, signed release and upload body), and
+//!   the OTA server's and a gateway's `[ota]` configuration from them.
 //!
 //! Every fallible part returns [`HarnessError`], whose message names what
 //! failed and what to do (usually: run `scripts/setup-test-deps`).
 
+pub mod bins;
 pub mod error;
 pub mod hash;
 pub mod https;
 pub mod mosquitto;
 pub mod mqtt;
+pub mod ota;
 pub mod ota_ward;
 pub mod pki;
 pub mod port;

@@ -152,27 +152,36 @@ impl Mosquitto {
     }
 }
 
-/// What a [`Subscriber`] saw: per topic, payloads in arrival order.
+/// What a [`Subscriber`] saw: per topic, payloads in arrival order (or
+/// only their number, for a [`Subscriber::start_counting`] that runs for
+/// hours).
 #[derive(Default, Debug, Clone)]
 pub struct Received {
-    /// Payloads per topic.
+    /// Payloads per topic (empty when only counting).
     pub by_topic: BTreeMap<String, Vec<Vec<u8>>>,
     /// Arrival time of each payload, parallel to `by_topic`.
     pub arrived_at: BTreeMap<String, Vec<chrono::DateTime<chrono::Utc>>>,
+    /// Payloads per topic, counted.
+    pub counts: BTreeMap<String, usize>,
+    count_only: bool,
 }
 
 impl Received {
     /// How many payloads arrived on topics ending in `topic_suffix`.
     #[must_use]
     pub fn count(&self, topic_suffix: &str) -> usize {
-        self.by_topic
+        self.counts
             .iter()
             .filter(|(t, _)| t.ends_with(topic_suffix))
-            .map(|(_, v)| v.len())
+            .map(|(_, n)| n)
             .sum()
     }
 
     fn record(&mut self, topic: &str, payload: &[u8]) {
+        *self.counts.entry(topic.to_owned()).or_default() += 1;
+        if self.count_only {
+            return;
+        }
         let now = chrono::Utc::now();
         self.by_topic
             .entry(topic.to_owned())
@@ -214,6 +223,32 @@ impl Subscriber {
         client_id: &str,
         filter: &str,
     ) -> Result<Self> {
+        Self::start_with(broker, pki, identity, client_id, filter, false).await
+    }
+
+    /// As [`Subscriber::start`], but keeping only the number of messages
+    /// per topic, so that its memory stays bounded however long it runs.
+    ///
+    /// # Errors
+    /// As [`Subscriber::start`].
+    pub async fn start_counting(
+        broker: &Mosquitto,
+        pki: &PkiDir,
+        identity: &ClientIdentity,
+        client_id: &str,
+        filter: &str,
+    ) -> Result<Self> {
+        Self::start_with(broker, pki, identity, client_id, filter, true).await
+    }
+
+    async fn start_with(
+        broker: &Mosquitto,
+        pki: &PkiDir,
+        identity: &ClientIdentity,
+        client_id: &str,
+        filter: &str,
+        count_only: bool,
+    ) -> Result<Self> {
         let tls = crate::tls::client_config_files(&pki.ca_path, identity)?;
         let mut options = MqttOptions::new(client_id, "127.0.0.1", broker.port);
         options
@@ -222,7 +257,10 @@ impl Subscriber {
             .set_max_packet_size(1 << 20, 1 << 20)
             .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
         let (client, eventloop) = AsyncClient::new(options, SUBSCRIBER_QUEUE);
-        let received = Arc::new(Mutex::new(Received::default()));
+        let received = Arc::new(Mutex::new(Received {
+            count_only,
+            ..Received::default()
+        }));
         let connected = Arc::new(AtomicBool::new(false));
         let cancel = CancellationToken::new();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();

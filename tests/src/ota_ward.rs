@@ -16,9 +16,8 @@
 //! `$TMPDIR/ota-e2e-logs-<pid>`.
 #![allow(clippy::missing_panics_doc)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use rand::RngCore;
@@ -26,6 +25,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use wardgate_protocol::DeviceId;
 
+use crate::bins::Bins;
+use crate::ota::{OtaRepo, ServerSettings};
 use crate::pki::PkiDir;
 use crate::port::free_port;
 use crate::process::{read_log, ChildGuard};
@@ -90,131 +91,9 @@ impl AuditRow {
     }
 }
 
-/// The workspace binaries under test, from the target directory this test
-/// runs from. `cargo test --workspace` builds them beside this test; when one
-/// is missing or older than a source file of the workspace, they are built
-/// here once (`cargo build --bins`) before anything starts.
-pub struct Bins {
-    dir: PathBuf,
-}
-
-const BINARIES: [(&str, &str); 4] = [
-    ("gateway", "gateway"),
-    ("ota-server", "ota-server"),
-    ("device-sim", "device-sim"),
-    ("tuf-repo", "tuf-repo"),
-];
-
-/// Newest modification time of the files under `dir`.
-fn newest(dir: &Path) -> Option<std::time::SystemTime> {
-    let mut latest = None;
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        let t = if path.is_dir() {
-            newest(&path)
-        } else {
-            entry.metadata().ok()?.modified().ok()
-        };
-        latest = latest.max(t);
-    }
-    latest
-}
-
-/// `cargo build` of [`BINARIES`] into the target directory of
-/// `profile_dir`, in the environment `cargo test` was started in.
-fn build(profile_dir: &Path, root: &Path) {
-    let target_dir = profile_dir.parent().expect("target dir");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    for (key, _) in std::env::vars() {
-        // What cargo sets for this test only (package facts, library path).
-        let for_this_test = [
-            "CARGO_PKG_",
-            "CARGO_MANIFEST_",
-            "CARGO_CRATE_",
-            "CARGO_BIN_",
-            "CARGO_PRIMARY_PACKAGE",
-            "CARGO_TARGET_TMPDIR",
-        ]
-        .iter()
-        .any(|p| key.starts_with(p));
-        if for_this_test || key == "LD_LIBRARY_PATH" {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.current_dir(root)
-        .env("CARGO_TARGET_DIR", target_dir)
-        .args(["build", "--quiet", "--locked"]);
-    for (package, bin) in BINARIES {
-        cmd.args(["-p", package, "--bin", bin]);
-    }
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
-        cmd.arg("--release");
-    }
-    let status = cmd.status().expect("run cargo build for the binaries");
-    assert!(status.success(), "cargo build of the binaries failed");
-}
-
-impl Bins {
-    /// The binaries beside the running test, built first if stale.
-    pub fn get() -> &'static Bins {
-        static BINS: OnceLock<Bins> = OnceLock::new();
-        BINS.get_or_init(|| {
-            // <target>/<profile>/deps/<this test> -> <target>/<profile>
-            let exe = std::env::current_exe().expect("test executable path");
-            let profile_dir = exe
-                .parent()
-                .and_then(Path::parent)
-                .expect("test runs from <target>/<profile>/deps")
-                .to_path_buf();
-            let root = crate::python::workspace_root();
-            let sources = [
-                "gateway",
-                "ota-server",
-                "device-sim",
-                "tuf-repo",
-                "protocol",
-                "tls",
-            ]
-            .iter()
-            .filter_map(|c| newest(&root.join(c).join("src")))
-            .chain(
-                std::fs::metadata(root.join("Cargo.lock"))
-                    .and_then(|m| m.modified())
-                    .ok(),
-            )
-            .max();
-            let stale = BINARIES.iter().any(|(_, bin)| {
-                let built = std::fs::metadata(profile_dir.join(bin)).and_then(|m| m.modified());
-                match (built, sources) {
-                    (Ok(b), Some(s)) => b < s,
-                    _ => true,
-                }
-            });
-            if stale {
-                build(&profile_dir, root);
-            }
-            Bins { dir: profile_dir }
-        })
-    }
-
-    /// A command for binary `name`, logging at `info` without colour.
-    pub fn cmd(&self, name: &str) -> Command {
-        let mut c = Command::new(self.dir.join(name));
-        c.env("WARDGATE_LOG", "info").env("NO_COLOR", "1");
-        c
-    }
-}
-
 /// Run a command to completion; its stdout, or a panic with its output.
 pub fn ok(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("spawn");
-    let (so, se) = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    assert!(out.status.success(), "{cmd:?} failed:\n{so}\n{se}");
-    so
+    crate::process::run_ok(cmd).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The value after `label` on a line of `out`.
@@ -263,6 +142,8 @@ pub struct Ward {
     pub ota_data: PathBuf,
     /// `gateway.toml`.
     pub gateway_config: PathBuf,
+    /// The operator's repository (keys and authoring folder in `dir`).
+    pub repo: Option<OtaRepo>,
     /// The gateway's admin API port.
     pub admin_port: u16,
     /// Gateway admin token, role viewer.
@@ -283,14 +164,6 @@ impl Ward {
         self.dir.path().join(name)
     }
 
-    /// Run `tuf-repo` in the ward's dir; its stdout.
-    pub fn tuf_repo(&self, args: &[&str]) -> String {
-        ok(Bins::get()
-            .cmd("tuf-repo")
-            .current_dir(self.dir.path())
-            .args(args))
-    }
-
     /// The operator authors the repository with `tuf-repo` and the OTA
     /// server imports it; the gateway gets its PKI and configuration; the
     /// devices are enrolled with `gateway device enroll`.
@@ -304,6 +177,7 @@ impl Ward {
         let mut w = Self {
             ota_data: dir.path().join("ota-data"),
             gateway_config: dir.path().join("gateway.toml"),
+            repo: None,
             dir,
             pki,
             http,
@@ -317,86 +191,21 @@ impl Ward {
             gateway: None,
             devices: Vec::new(),
         };
-        for k in ["root", "targets", "snapshot", "timestamp", "acme"] {
-            w.tuf_repo(&["keygen", "--out", &format!("{k}.json")]);
-        }
-        w.tuf_repo(&[
-            "init",
-            "--repo",
-            "authoring",
-            "--root-key",
-            "root.json",
-            "--targets-key",
-            "targets.json",
-            "--snapshot-key",
-            "snapshot.json",
-            "--timestamp-key",
-            "timestamp.json",
-        ]);
-        w.tuf_repo(&[
-            "enrol",
-            "--manufacturer",
-            "acme",
-            "--key",
-            "acme.json",
-            "--out",
-            "enrol.json",
-        ]);
-        w.tuf_repo(&[
-            "delegate",
-            "--repo",
-            "authoring",
-            "--manufacturer",
-            "acme",
-            "--manufacturer-key",
-            "acme.pub.json",
-            "--enrolment",
-            "enrol.json",
-            "--targets-key",
-            "targets.json",
-        ]);
-        w.tuf_repo(&["snapshot", "--repo", "authoring", "--key", "snapshot.json"]);
-        w.tuf_repo(&[
-            "timestamp",
-            "--repo",
-            "authoring",
-            "--key",
-            "timestamp.json",
-        ]);
-
-        let ota_toml = format!(
-            r#"listen = "127.0.0.1:{port}"
-data_dir = "{data}"
-
-[tls]
-cert = "{cert}"
-key = "{key}"
-client_ca = "{ca}"
-
-[tuf]
-snapshot_key = "{d}/snapshot.json"
-timestamp_key = "{d}/timestamp.json"
-timestamp_expiry = "1day"
-timestamp_refresh = "6h"
-snapshot_expiry = "7days"
-
-[[admins]]
-name = "ops"
-token_sha256 = "{admin_hash}"
-
-[[manufacturers]]
-name = "acme"
-token_sha256 = "{acme_hash}"
-"#,
-            port = w.ota_port,
-            data = w.ota_data.display(),
-            cert = w.pki.server_cert.display(),
-            key = w.pki.server_key.display(),
-            ca = w.pki.ca_path.display(),
-            d = w.dir.path().display(),
-        );
+        let repo = OtaRepo::author(w.dir.path(), &Bins::for_tests().path("tuf-repo"), "acme")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let listen = format!("127.0.0.1:{}", w.ota_port);
+        let ota_toml = repo.server_toml(&ServerSettings {
+            listen: &listen,
+            data_dir: &w.ota_data,
+            cert: &w.pki.server_cert,
+            key: &w.pki.server_key,
+            client_ca: &w.pki.ca_path,
+            admin_token_sha256: &admin_hash,
+            manufacturer_token_sha256: &acme_hash,
+        });
+        w.repo = Some(repo);
         std::fs::write(w.path("ota.toml"), ota_toml).unwrap();
-        ok(Bins::get()
+        ok(Bins::for_tests()
             .cmd("ota-server")
             .args(["init", "--config"])
             .arg(w.path("ota.toml"))
@@ -450,7 +259,7 @@ device_install_timeout = "20s"
         for i in 1..=devices {
             let id = device_id(i);
             w.pki.device(&DeviceId::parse(&id).unwrap()).unwrap();
-            ok(Bins::get()
+            ok(Bins::for_tests()
                 .cmd("gateway")
                 .arg("device")
                 .arg("--config")
@@ -460,7 +269,7 @@ device_install_timeout = "20s"
                 .args(["--firmware", "1.0.0"]));
         }
         for (role, slot) in [("viewer", 0), ("operator", 1)] {
-            let out = ok(Bins::get()
+            let out = ok(Bins::for_tests()
                 .cmd("gateway")
                 .arg("access")
                 .arg("--config")
@@ -483,7 +292,7 @@ device_install_timeout = "20s"
     pub fn start_ota_server(&mut self) {
         let log = self.path("ota-server.log");
         let mut child = ChildGuard::spawn_logged(
-            Bins::get()
+            Bins::for_tests()
                 .cmd("ota-server")
                 .args(["serve", "--config"])
                 .arg(self.path("ota.toml")),
@@ -502,7 +311,7 @@ device_install_timeout = "20s"
     pub fn start_gateway(&mut self) {
         let log = self.path("gateway.log");
         let mut child = ChildGuard::spawn_logged(
-            Bins::get()
+            Bins::for_tests()
                 .cmd("gateway")
                 .args(["run", "--config"])
                 .arg(&self.gateway_config),
@@ -522,7 +331,7 @@ device_install_timeout = "20s"
     pub fn start_devices(&mut self, name: &str, first: usize, n: usize, faults: &[&str]) {
         let log = self.path(&format!("{name}.log"));
         let edge_port = self.edge_port();
-        let mut cmd = Bins::get().cmd("device-sim");
+        let mut cmd = Bins::for_tests().cmd("device-sim");
         cmd.args(["--host", "localhost", "--port", &edge_port.to_string()])
             .arg("--ca")
             .arg(&self.pki.ca_path)
@@ -569,39 +378,28 @@ device_install_timeout = "20s"
     /// The manufacturer signs `version` with `tuf-repo release` against the
     /// server's current repository and uploads it.
     pub async fn publish(&self, version: &str, img: &[u8]) -> String {
-        let file = format!("pump-{version}.bin");
-        std::fs::write(self.path(&file), img).unwrap();
-        let bundle = format!("bundle-{version}");
-        let current = self.ota_data.join("repo/current");
-        self.tuf_repo(&[
-            "release",
-            "--repo",
-            current.to_str().unwrap(),
-            "--manufacturer",
-            "acme",
-            "--key",
-            "acme.json",
-            "--image",
-            &file,
-            "--hardware-id",
-            HW,
-            "--version",
-            version,
-            "--min-version",
-            "1.0.0",
-            "--out",
-            &bundle,
-        ]);
-        let role = std::fs::read(self.path(&bundle).join("acme.json")).unwrap();
-        let target = format!("acme/{file}");
-        let mut body = role.clone();
-        body.extend_from_slice(img);
+        let release = self
+            .repo
+            .as_ref()
+            .expect("the repository is authored in Ward::new")
+            .release(
+                &self.ota_data.join("repo/current"),
+                "pump",
+                version,
+                img,
+                HW,
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        let target = release.target.clone();
         let r = self
             .http
-            .post(format!("{}api/v1/releases/{target}", self.ota_url()))
-            .header("X-Wardgate-Metadata-Length", role.len().to_string())
+            .post(format!("{}{}", self.ota_url(), release.upload_path()))
+            .header(
+                "X-Wardgate-Metadata-Length",
+                release.metadata_len.to_string(),
+            )
             .bearer_auth(&self.acme_token)
-            .body(body)
+            .body(release.body)
             .send()
             .await
             .unwrap();
@@ -753,7 +551,7 @@ device_install_timeout = "20s"
     /// Audit rows of the gateway database with `action`, oldest first,
     /// read with `gateway audit export` (beside the running gateway).
     pub fn audit(&self, action: &str) -> Vec<AuditRow> {
-        let out = ok(Bins::get()
+        let out = ok(Bins::for_tests()
             .cmd("gateway")
             .args(["audit", "--config"])
             .arg(&self.gateway_config)

@@ -218,6 +218,27 @@ pub fn read_log(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
+/// Run `cmd` to completion; its stdout, or [`HarnessError::Failed`].
+///
+/// # Errors
+/// [`HarnessError::Spawn`] when it cannot start, [`HarnessError::Failed`]
+/// when it exits unsuccessfully.
+pub fn run_ok(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().map_err(|source| HarnessError::Spawn {
+        program: format!("{cmd:?}"),
+        source,
+    })?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        return Err(HarnessError::Failed {
+            command: format!("{cmd:?}"),
+            status: out.status,
+            output: format!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr)),
+        });
+    }
+    Ok(stdout)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

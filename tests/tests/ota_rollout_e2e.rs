@@ -20,9 +20,8 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use wardgate_tests::ota_ward::{
-    count, device, device_id, metric, ok, strip_ansi, tail, Bins, Ward,
-};
+use wardgate_tests::bins::Bins;
+use wardgate_tests::ota_ward::{count, device, device_id, metric, ok, strip_ansi, tail, Ward};
 use wardgate_tests::process::read_log;
 use wardgate_tests::wait::wait_for_async;
 
@@ -353,7 +352,7 @@ async fn a_ward_rolls_out_wave_by_wave_through_crashes_and_halts_on_a_failed_can
     assert_eq!(r.status(), 403);
 
     // `gateway ota status` reads the same progress beside the running gateway.
-    let out = ok(Bins::get()
+    let out = ok(Bins::for_tests()
         .cmd("gateway")
         .args(["ota", "status", "--config"])
         .arg(&w.gateway_config));

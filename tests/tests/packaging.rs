@@ -409,6 +409,27 @@ fn the_example_gateway_config_loads_and_validates() {
     config.uplink.ca_file = pki.ca_path.clone();
     config.uplink.cert_file = uplink.cert;
     config.uplink.key_file = uplink.key;
+    // The image server is a device-facing listener beside the edge.
+    let ota = config
+        .ota
+        .as_mut()
+        .expect("deploy/gateway.toml has an [ota] section");
+    let image = ota.rollout.image_listen.expect("ota.image_listen");
+    assert_eq!(image.ip(), config.edge.listen.ip());
+    assert_ne!(image.port(), config.edge.listen.port());
+    assert!(!ota.rollout.allow_wildcard_bind);
+    let gw = pki.client("ward-3a-ota").expect("OTA client identity");
+    ota.server.trusted_root = dir.path().join("root.json");
+    // Start-up checks the pinned root's shape; its keys are checked by the
+    // TUF client once it runs (gateway/tests/ota_tuf_client.rs).
+    std::fs::write(
+        &ota.server.trusted_root,
+        r#"{"signed":{"_type":"root"},"signatures":[]}"#,
+    )
+    .expect("root.json");
+    ota.server.ca_cert = pki.ca_path.clone();
+    ota.server.client_cert = gw.cert;
+    ota.server.client_key = gw.key;
     config.validate().expect("deploy/gateway.toml validates");
 }
 

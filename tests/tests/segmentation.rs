@@ -8,11 +8,17 @@
 //! | host | networks | runs |
 //! | --- | --- | --- |
 //! | device | device (`10.71.1.2`), default route via the gateway | `device-sim`, and a listener used to prove it cannot be reached |
-//! | gateway | device (`10.71.1.1`), hospital (`10.71.2.1`), management (`10.71.3.1`) | `gateway run` (edge on the device side, admin API on the management address, embedded broker on loopback) |
+//! | gateway | device (`10.71.1.1`), hospital (`10.71.2.1`), management (`10.71.3.1`) | `gateway run` (edge and OTA image server on the device side, admin API on the management address, embedded broker on loopback, OTA agent fetching from the hospital side) |
 //! | hospital | hospital (`10.71.2.2`), management (`10.71.3.2`), default route via the gateway | Mosquitto (the upstream broker), `ota-server` |
 //!
 //! Checked, each on its own: telemetry from the device host reaches the
-//! hospital broker through the edge and the uplink; from the device host
+//! hospital broker through the edge and the uplink; a firmware update
+//! reaches a device on the device host once the rollout exists (a release
+//! signed with `tuf-repo` and uploaded to the hospital's `ota-server`, a
+//! campaign created there, the gateway's OTA agent stages the image and
+//! serves it on the device-side address, and the device, a `device-sim`
+//! with A/B slots, ends on the new version, as `GET /api/v1/ota/status`
+//! from the management network shows); from the device host
 //! the hospital host (broker and OTA server), the admin API, the embedded
 //! broker's ports and the gateway's management address cannot be reached;
 //! from the hospital host the device host cannot be reached. Every "cannot"
@@ -24,23 +30,22 @@
 //! the management address (Linux answers for any local address on any
 //! interface).
 //!
-//! Needs root, `ip`, `nft`, Mosquitto and the workspace binaries
-//! (`cargo test --workspace` builds them; `.ci/run` runs this as root).
-//! Without root or the tools it is skipped with a message saying what is
-//! missing (and fails instead under CI, where `CI` is set). Namespaces are named per run and removed on drop, also when an
-//! assertion fails.
-//!
-//! OTA hook: when the gateway's `[ota]` section is wired into `gateway run`,
-//! [`ota_update_hook`] is where one device on the device host is updated
-//! from the hospital host's `ota-server` through the gateway's image server
-//! (which [`bind_policy`](gateway::config::bind_policy) places on the
-//! device side).
+//! Needs root, `ip`, `nft`, `curl`, Mosquitto and the workspace binaries
+//! (built here when missing or stale, see [`Bins`]; `.ci/run` runs this as
+//! root). Without root or the tools it is skipped with a message saying
+//! what is missing (and fails instead under CI, where `CI` is set).
+//! Namespaces are named per run and removed on drop, also when an
+//! assertion fails or the topology is only half built; every process in
+//! them is killed first.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use serde_json::Value;
 use wardgate_protocol::DeviceId;
+use wardgate_tests::bins::Bins;
+use wardgate_tests::ota::{run_ok, GatewaySettings, OtaRepo, Release, ServerSettings};
 use wardgate_tests::pki::{Ca, ClientIdentity};
 use wardgate_tests::process::{read_log, ChildGuard, Stream};
 use wardgate_tests::wait::wait_blocking;
@@ -55,6 +60,10 @@ const EDGE_PORT: u16 = 8883;
 const ADMIN_PORT: u16 = 8443;
 const UPSTREAM_PORT: u16 = 8883;
 const OTA_PORT: u16 = 9443;
+/// The image server's port: the shipped firewall's `image_port`.
+const IMAGE_PORT: u16 = 8444;
+const GATEWAY_ID: &str = "ward-7";
+const HARDWARE_ID: &str = "acme-m1";
 const DEVICE_LISTENER_PORT: u16 = 8080;
 const READY: Duration = Duration::from_secs(60);
 /// `device-sim --devices 1 --prefix monitor` numbers its device from 00.
@@ -72,6 +81,7 @@ fn missing_prerequisite() -> Option<String> {
         ("ip", "iproute2"),
         ("nft", "nftables"),
         ("mosquitto_sub", "mosquitto-clients"),
+        ("curl", "curl"),
     ] {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
@@ -99,21 +109,9 @@ fn missing_prerequisite() -> Option<String> {
     None
 }
 
-/// A workspace binary built beside this test (`cargo test --workspace`
-/// builds every package's binaries).
+/// A workspace binary, built first if missing or stale.
 fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target profile dir");
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "{} not built; run `cargo build -p gateway -p device-sim -p ota-server` (or the whole `cargo test --workspace`) first",
-        path.display()
-    );
-    path
+    Bins::for_tests().path(name)
 }
 
 fn run_ip(args: &[&str]) {
@@ -140,6 +138,8 @@ impl Topology {
             "{:x}",
             (std::process::id() ^ (chrono::Utc::now().timestamp_subsec_nanos() >> 8)) & 0xff_ffff
         );
+        // Built before anything is created, so that a failure half-way
+        // still removes what was made (drop ignores what is not there).
         let t = Self {
             device: format!("wgdev-{tag}"),
             gateway: format!("wggw-{tag}"),
@@ -309,6 +309,10 @@ struct Pki {
     uplink: ClientIdentity,
     consumer: ClientIdentity,
     ota_server: ClientIdentity,
+    /// The admin API's server certificate, for the management address.
+    admin: ClientIdentity,
+    /// The gateway's client certificate for the OTA server.
+    ota_client: ClientIdentity,
 }
 
 fn pki(dir: &Path) -> Pki {
@@ -333,6 +337,14 @@ fn pki(dir: &Path) -> Pki {
             &device_dir.join(format!("{DEVICE}.key")),
         )
         .expect("write device cert");
+    let ota_client = ClientIdentity {
+        cert: ward_dir.join("gateway-ota.pem"),
+        key: ward_dir.join("gateway-ota.key"),
+    };
+    ward.issue_gateway(GATEWAY_ID, 30)
+        .expect("gateway client cert")
+        .write(&ota_client.cert, &ota_client.key)
+        .expect("write gateway client cert");
 
     let hospital = Ca::generate("Hospital IT CA", 30).expect("hospital CA");
     let (hospital_ca, _) = hospital.write(&hospital_dir).expect("write hospital CA");
@@ -346,9 +358,9 @@ fn pki(dir: &Path) -> Pki {
             .expect("write hospital cert");
         id
     };
-    let server = |name: &str| {
+    let server = |name: &str, host: &str| {
         hospital
-            .issue_server(&[HOSPITAL_HOST.to_owned()], 30)
+            .issue_server(&[host.to_owned()], 30)
             .map(|i| files(name, i))
             .expect("hospital server cert")
     };
@@ -364,8 +376,10 @@ fn pki(dir: &Path) -> Pki {
         edge_key,
         device_dir,
         hospital_ca,
-        upstream: server("upstream"),
-        ota_server: server("ota-server"),
+        upstream: server("upstream", HOSPITAL_HOST),
+        ota_server: server("ota-server", HOSPITAL_HOST),
+        admin: server("admin", MGMT_GW),
+        ota_client,
         uplink: client("ward-7-gateway"),
         consumer: client("hospital-consumer"),
     }
@@ -388,82 +402,56 @@ fn mosquitto_conf(dir: &Path, p: &Pki) -> PathBuf {
     )
 }
 
-/// An OTA server repository (authored with `tuf-repo` as the operator
-/// would), its config on the hospital address, and `ota-server init`.
-async fn ota_server_config(dir: &Path, p: &Pki) -> PathBuf {
-    use tuf_repo::repo::init::{init, InitConfig, InitSigners, RoleSpec};
-    use tuf_repo::{Expiries, KdfParams, RepoDir, SigningKey};
-    let spec = |k: &SigningKey| RoleSpec {
-        keys: vec![k.public_key()],
-        threshold: 1,
-    };
-    let (root, targets, snapshot, timestamp) = (
-        SigningKey::generate(),
-        SigningKey::generate(),
-        SigningKey::generate(),
-        SigningKey::generate(),
-    );
-    let authoring = dir.join("authoring");
-    let repo = RepoDir::new(&authoring);
-    repo.create_dirs().expect("repo dirs");
-    init(
-        &repo,
-        &InitConfig {
-            root: spec(&root),
-            targets: spec(&targets),
-            snapshot: spec(&snapshot),
-            timestamp: spec(&timestamp),
-            expiries: Expiries::default(),
-        },
-        &InitSigners {
-            root: vec![root],
-            targets: vec![targets],
-            snapshot: vec![snapshot.clone()],
-            timestamp: vec![timestamp.clone()],
-        },
-    )
-    .await
-    .expect("author the TUF repository");
-    let (snap_key, ts_key) = (dir.join("snapshot.key"), dir.join("timestamp.key"));
-    snapshot
-        .save(&snap_key, None, KdfParams::default())
-        .expect("snapshot key");
-    timestamp
-        .save(&ts_key, None, KdfParams::default())
-        .expect("timestamp key");
-    let (_, admin_hash) = ota_server::auth::new_token();
-    let config = write(
-        &dir.join("ota-server.toml"),
-        &format!(
-            "listen = \"{HOSPITAL_HOST}:{OTA_PORT}\"\ndata_dir = \"{data}\"\nlog_format = \"text\"\n\
-             [tls]\ncert = \"{cert}\"\nkey = \"{key}\"\nclient_ca = \"{ca}\"\n\
-             [tuf]\nsnapshot_key = \"{snap}\"\ntimestamp_key = \"{ts}\"\n\
-             [[admins]]\nname = \"ops\"\ntoken_sha256 = \"{admin_hash}\"\n",
-            data = dir.join("ota-data").display(),
-            cert = p.ota_server.cert.display(),
-            key = p.ota_server.key.display(),
-            ca = p.ward_ca.display(),
-            snap = snap_key.display(),
-            ts = ts_key.display(),
-        ),
-    );
-    let out = Command::new(binary("ota-server"))
-        .args(["init", "--config"])
-        .arg(&config)
-        .arg("--from")
-        .arg(&authoring)
-        .output()
-        .expect("run ota-server init");
-    assert!(
-        out.status.success(),
-        "ota-server init: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    config
+/// The hospital's OTA server: a repository the operator authored with
+/// `tuf-repo` (one manufacturer, `acme`), imported with `ota-server init`,
+/// configured on the hospital address; and the API tokens.
+struct OtaServer {
+    config: PathBuf,
+    data: PathBuf,
+    repo: OtaRepo,
+    admin_token: String,
+    acme_token: String,
 }
 
-/// The gateway's config: each listener on its side.
-fn gateway_config(dir: &Path, p: &Pki) -> PathBuf {
+fn ota_server(dir: &Path, p: &Pki) -> OtaServer {
+    let repo = OtaRepo::author(dir, &binary("tuf-repo"), "acme")
+        .unwrap_or_else(|e| panic!("author the repository: {e}"));
+    let (admin_token, admin_hash) = ota_server::auth::new_token();
+    let (acme_token, acme_hash) = ota_server::auth::new_token();
+    let data = dir.join("ota-data");
+    let config = write(
+        &dir.join("ota-server.toml"),
+        &repo.server_toml(&ServerSettings {
+            listen: &format!("{HOSPITAL_HOST}:{OTA_PORT}"),
+            data_dir: &data,
+            cert: &p.ota_server.cert,
+            key: &p.ota_server.key,
+            // Gateways present certificates of the ward CA.
+            client_ca: &p.ward_ca,
+            admin_token_sha256: &admin_hash,
+            manufacturer_token_sha256: &acme_hash,
+        }),
+    );
+    run_ok(
+        Command::new(binary("ota-server"))
+            .args(["init", "--config"])
+            .arg(&config)
+            .arg("--from")
+            .arg(repo.authoring()),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    OtaServer {
+        config,
+        data,
+        repo,
+        admin_token,
+        acme_token,
+    }
+}
+
+/// The gateway's config: each listener on its side; the OTA agent fetches
+/// from the hospital host and serves images on the device-side address.
+fn gateway_config(dir: &Path, p: &Pki, ota: &OtaServer) -> PathBuf {
     write(
         &dir.join("gateway.toml"),
         &format!(
@@ -478,6 +466,8 @@ server_key = "{edge_key}"
 
 [admin]
 bind = "{MGMT_GW}:{ADMIN_PORT}"
+tls_cert = "{admin_cert}"
+tls_key = "{admin_key}"
 
 [uplink]
 enabled = true
@@ -489,7 +479,8 @@ cert_file = "{uplink_cert}"
 key_file = "{uplink_key}"
 topic_prefix = "wardgate/ward"
 formats = ["json"]
-"#,
+
+{ota_section}"#,
             data = dir.join("gateway-data").display(),
             ward_ca = p.ward_ca.display(),
             edge_cert = p.edge_cert.display(),
@@ -497,6 +488,15 @@ formats = ["json"]
             hospital_ca = p.hospital_ca.display(),
             uplink_cert = p.uplink.cert.display(),
             uplink_key = p.uplink.key.display(),
+            admin_cert = p.admin.cert.display(),
+            admin_key = p.admin.key.display(),
+            ota_section = ota.repo.gateway_section(&GatewaySettings {
+                server_url: &format!("https://{HOSPITAL_HOST}:{OTA_PORT}/"),
+                ca_cert: &p.hospital_ca,
+                client_cert: &p.ota_client.cert,
+                client_key: &p.ota_client.key,
+                image_listen: &format!("{DEVICE_GW}:{IMAGE_PORT}"),
+            }),
         ),
     )
 }
@@ -513,7 +513,7 @@ fn firewall(dir: &Path, device_if: &str) -> PathBuf {
                 Some("define device_if") => format!("\"{device_if}\""),
                 Some("define device_addr") => DEVICE_GW.to_owned(),
                 Some("define edge_port") => EDGE_PORT.to_string(),
-                Some("define image_port") => "8444".to_owned(),
+                Some("define image_port") => IMAGE_PORT.to_string(),
                 _ => return line.to_owned(),
             };
             set += 1;
@@ -539,28 +539,106 @@ fn broker_ports(ns: &str) -> Vec<u16> {
         .collect()
 }
 
-/// Where one device gets an update from the hospital's OTA server through
-/// the gateway, once `[ota]` is wired into `gateway run`. Until then it
-/// checks the part that exists: the OTA server is reachable from the
-/// gateway host (the hospital side), not from the device host.
-fn ota_update_hook(t: &Topology) {
-    assert_open(
-        &t.gateway,
-        HOSPITAL_HOST,
-        OTA_PORT,
-        "OTA server from the gateway",
-    );
-    assert_closed(
-        &t.device,
-        HOSPITAL_HOST,
-        OTA_PORT,
-        "OTA server from a device",
-    );
+/// What an HTTPS request made with `curl` from host `ns` got: the status
+/// (0 when no HTTP answer came) and the body (curl's error then).
+fn curl(ns: &str, ca: &Path, token: &str, url: &str, args: &[&str]) -> (u16, String) {
+    let out = Topology::exec(ns, Path::new("curl"))
+        .args(["-sS", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}"])
+        .arg("--cacert")
+        .arg(ca)
+        .arg("-H")
+        .arg(format!("Authorization: Bearer {token}"))
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    match status.trim().parse() {
+        Ok(code) if code > 0 => (code, body.to_owned()),
+        _ => (0, String::from_utf8_lossy(&out.stderr).into_owned()),
+    }
 }
 
-// control: segmentation
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_device_network_and_hospital_it_stay_apart() {
+/// The manufacturer uploads `release` from the hospital host.
+fn upload(t: &Topology, d: &Path, p: &Pki, ota: &OtaServer, release: &Release) {
+    let body = write(&d.join("upload.bin"), "");
+    std::fs::write(&body, &release.body).expect("write the upload body");
+    let (status, answer) = curl(
+        &t.hospital,
+        &p.hospital_ca,
+        &ota.acme_token,
+        &format!(
+            "https://{HOSPITAL_HOST}:{OTA_PORT}/{}",
+            release.upload_path()
+        ),
+        &[
+            "-H",
+            &format!("X-Wardgate-Metadata-Length: {}", release.metadata_len),
+            "-H",
+            "Content-Type: application/octet-stream",
+            "--data-binary",
+            &format!("@{}", body.display()),
+        ],
+    );
+    assert_eq!(status, 201, "upload {}: {answer}", release.target);
+}
+
+/// The operator's campaign for `target` on this gateway, created from the
+/// hospital host; its id.
+fn create_campaign(t: &Topology, p: &Pki, ota: &OtaServer, target: &str) -> String {
+    let request = serde_json::json!({
+        "name": target,
+        "target": target,
+        "gateways": [GATEWAY_ID],
+        "waves": ["100%"],
+        "failure_threshold_percent": 0.0,
+    });
+    let (status, answer) = curl(
+        &t.hospital,
+        &p.hospital_ca,
+        &ota.admin_token,
+        &format!("https://{HOSPITAL_HOST}:{OTA_PORT}/api/v1/campaigns"),
+        &[
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            &request.to_string(),
+        ],
+    );
+    assert_eq!(status, 201, "create the campaign: {answer}");
+    let created: Value = serde_json::from_str(&answer).expect("campaign JSON");
+    created["id"].as_str().expect("campaign id").to_owned()
+}
+
+/// `GET /api/v1/ota/status` of the gateway, from the management network.
+fn ota_status(t: &Topology, p: &Pki, viewer: &str) -> Value {
+    let (status, answer) = curl(
+        &t.hospital,
+        &p.hospital_ca,
+        viewer,
+        &format!("https://{MGMT_GW}:{ADMIN_PORT}/api/v1/ota/status"),
+        &[],
+    );
+    assert_eq!(status, 200, "GET /api/v1/ota/status: {answer}");
+    serde_json::from_str(&answer).expect("status JSON")
+}
+
+/// The device's entry in campaign `id` of the gateway's status.
+fn device_in(status: &Value, id: &str) -> Option<Value> {
+    status["campaigns"]
+        .as_array()?
+        .iter()
+        .find(|c| c["campaign_id"] == id)?["devices"]
+        .as_array()?
+        .iter()
+        .find(|d| d["device_id"] == DEVICE)
+        .cloned()
+}
+
+// control: segmentation, update-rollback
+#[test]
+fn the_device_network_and_hospital_it_stay_apart() {
     if let Some(why) = missing_prerequisite() {
         // CI (`.ci/run`, as root, after scripts/setup-test-deps) must run it.
         assert!(
@@ -573,8 +651,8 @@ async fn the_device_network_and_hospital_it_stay_apart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let p = pki(d);
-    let ota_config = ota_server_config(d, &p).await;
-    let gw_config = gateway_config(d, &p);
+    let ota = ota_server(d, &p);
+    let gw_config = gateway_config(d, &p, &ota);
     let gw_config_s = gw_config.to_str().expect("utf-8 path");
     let enrolled = Command::new(binary("gateway"))
         .args(["device", "--config", gw_config_s, "enroll", "--id", DEVICE])
@@ -582,7 +660,7 @@ async fn the_device_network_and_hospital_it_stay_apart() {
             "--model",
             "M-1",
             "--hardware-id",
-            "acme-m1",
+            HARDWARE_ID,
             "--manufacturer",
             "acme",
         ])
@@ -595,6 +673,18 @@ async fn the_device_network_and_hospital_it_stay_apart() {
         "{}",
         String::from_utf8_lossy(&enrolled.stderr)
     );
+    // A viewer token for hospital IT's look at the rollout.
+    let created = run_ok(
+        Command::new(binary("gateway"))
+            .args(["access", "--config", gw_config_s, "token", "create"])
+            .args(["--name", "hospital.viewer", "--role", "viewer"]),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let viewer = created
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("secret:"))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_else(|| panic!("no secret in {created}"));
 
     // Declared before the processes, so it is dropped (namespaces deleted)
     // after every process in them was killed.
@@ -630,7 +720,7 @@ async fn the_device_network_and_hospital_it_stay_apart() {
         ChildGuard::spawn_logged(
             Topology::exec(&t.hospital, &binary("ota-server"))
                 .args(["serve", "--config"])
-                .arg(&ota_config),
+                .arg(&ota.config),
             &log("ota-server"),
         )
         .expect("ota-server"),
@@ -710,6 +800,10 @@ async fn the_device_network_and_hospital_it_stay_apart() {
         read_log(&gw_log)
     );
     running.push(gateway);
+    // The admin API starts last, after the OTA agent and its image server.
+    wait_open(&t.hospital, MGMT_GW, ADMIN_PORT, "admin API", || {
+        read_log(&gw_log)
+    });
     let ip_forward = Topology::exec(&t.gateway, Path::new("cat"))
         .arg("/proc/sys/net/ipv4/ip_forward")
         .output()
@@ -745,9 +839,22 @@ async fn the_device_network_and_hospital_it_stay_apart() {
         "admin API from the management network",
     );
     assert_open(&t.device, DEVICE_GW, EDGE_PORT, "edge from the device host");
+    assert_open(
+        &t.device,
+        DEVICE_GW,
+        IMAGE_PORT,
+        "image server from the device host",
+    );
+    assert_open(
+        &t.gateway,
+        HOSPITAL_HOST,
+        OTA_PORT,
+        "OTA server from the gateway",
+    );
 
-    // The binds alone: nothing but the edge listens on the device-side
-    // address (a refusal, not a silent drop), and nothing is forwarded.
+    // The binds alone: nothing but the edge and the image server listens on
+    // the device-side address (a refusal, not a silent drop), and nothing
+    // is forwarded.
     for (port, what) in broker
         .iter()
         .map(|&p| (p, "embedded broker"))
@@ -764,6 +871,12 @@ async fn the_device_network_and_hospital_it_stay_apart() {
         HOSPITAL_HOST,
         UPSTREAM_PORT,
         "hospital broker (no forwarding)",
+    );
+    assert_closed(
+        &t.device,
+        HOSPITAL_HOST,
+        OTA_PORT,
+        "OTA server (no forwarding)",
     );
     assert_closed(
         &t.hospital,
@@ -834,8 +947,9 @@ async fn the_device_network_and_hospital_it_stay_apart() {
         read_log(&gw_log)
     );
 
-    // From the device host: nothing but the edge.
+    // From the device host: nothing but the edge and the image server.
     assert_closed(&t.device, HOSPITAL_HOST, UPSTREAM_PORT, "hospital broker");
+    assert_closed(&t.device, HOSPITAL_HOST, OTA_PORT, "OTA server");
     assert_closed(
         &t.device,
         HOSPITAL_GW,
@@ -879,7 +993,103 @@ async fn the_device_network_and_hospital_it_stay_apart() {
         "admin API from the management network",
     );
 
-    ota_update_hook(&t);
+    // An update reaches a device once the rollout exists. The device takes
+    // updates (A/B slots in its NVRAM, the manufacturer's key built in).
+    let device_log = log("ota-device");
+    running.push(
+        ChildGuard::spawn_logged(
+            Topology::exec(&t.device, &binary("device-sim"))
+                .args(["--host", DEVICE_GW, "--port", &EDGE_PORT.to_string()])
+                .arg("--ca")
+                .arg(&p.ward_ca)
+                .arg("--cert-dir")
+                .arg(&p.device_dir)
+                .args(["--devices", "1", "--prefix", "monitor", "--interval", "1s"])
+                .arg("--state-dir")
+                .arg(d.join("nvram"))
+                .args(["--hardware-id", HARDWARE_ID, "--firmware", "1.0.0"])
+                .arg("--manufacturer-key")
+                .arg(ota.repo.manufacturer_public_key())
+                .args(["--health-window", "5s"])
+                .env("WARDGATE_LOG", "info")
+                .env("NO_COLOR", "1"),
+            &device_log,
+        )
+        .expect("device-sim taking updates"),
+    );
+    // No rollout yet: nothing for the gateway to run.
+    let before = ota_status(&t, &p, &viewer);
+    assert!(
+        before["campaigns"].as_array().is_some_and(Vec::is_empty),
+        "a campaign before any was created: {before:#}"
+    );
+    // The manufacturer signs 2.0.0 against the server's repository and
+    // uploads it; the operator starts the campaign for this gateway.
+    let image: Vec<u8> = (0..96 * 1024).map(|i| (i % 251) as u8 ^ 0x5a).collect();
+    let release = ota
+        .repo
+        .release(
+            &ota.data.join("repo/current"),
+            "monitor",
+            "2.0.0",
+            &image,
+            HARDWARE_ID,
+        )
+        .unwrap_or_else(|e| panic!("sign the release: {e}"));
+    upload(&t, d, &p, &ota, &release);
+    let campaign = create_campaign(&t, &p, &ota, &release.target);
+    let updated = wait_blocking(Duration::from_secs(150), || {
+        device_in(&ota_status(&t, &p, &viewer), &campaign).filter(|dev| {
+            dev["state"] == "healthy"
+                && dev["reported"] == true
+                && dev["firmware_version"] == "2.0.0"
+        })
+    });
+    assert!(
+        updated.is_some(),
+        "the device did not end healthy on 2.0.0: {:#}\n--- device ---\n{}\n--- gateway ---\n{}",
+        ota_status(&t, &p, &viewer),
+        read_log(&device_log),
+        read_log(&gw_log)
+    );
+    // The device confirmed the new firmware itself, after downloading all
+    // of it from the gateway's device-side image server.
+    let device_said = read_log(&device_log);
+    let whole = format!("received={}", image.len());
+    for (what, detail) in [
+        ("firmware downloaded", whole.as_str()),
+        ("self-test passed; new firmware confirmed", ""),
+    ] {
+        assert!(
+            device_said
+                .lines()
+                .any(|l| l.contains(what) && l.contains(detail) && l.contains("version=2.0.0")),
+            "no {what:?} ({detail}) for 2.0.0 in the device log:\n{device_said}"
+        );
+    }
+    // The OTA server has the result, reported by the gateway.
+    let completed = wait_blocking(Duration::from_secs(30), || {
+        let (status, answer) = curl(
+            &t.hospital,
+            &p.hospital_ca,
+            &ota.admin_token,
+            &format!("https://{HOSPITAL_HOST}:{OTA_PORT}/api/v1/campaigns/{campaign}"),
+            &[],
+        );
+        let st: Value = serde_json::from_str(&answer).unwrap_or(Value::Null);
+        (status == 200 && st["state"] == "completed" && st["totals"]["success"] == 1).then_some(st)
+    });
+    assert!(
+        completed.is_some(),
+        "the OTA server's campaign did not complete with one success"
+    );
+    // Still only the edge and the image server from the device host.
+    assert_closed(
+        &t.device,
+        HOSPITAL_HOST,
+        OTA_PORT,
+        "OTA server after the rollout",
+    );
 
     // Kill the processes before the namespaces go.
     drop(running);

@@ -22,8 +22,9 @@ use super::error::ConfigError;
 pub enum ResponseAction {
     /// Record and publish the alert only.
     Alert,
-    /// Also quarantine the device through the registry (confined to
-    /// status / cmd / OTA; its telemetry no longer reaches the uplink)
+    /// Also quarantine the device through the registry (it may only
+    /// publish `status` and `ota/report` and receive `cmd` and `ota/offer`;
+    /// its telemetry no longer reaches the uplink)
     /// until an operator releases it.
     Quarantine,
 }
@@ -40,8 +41,8 @@ pub struct AnomalyConfig {
     pub queue: usize,
     /// Most devices and peers tracked at once (state is small, but bounded).
     pub max_tracked: usize,
-    /// One alert per device and kind within this time; repeats are counted
-    /// in the alert's evidence, not raised again.
+    /// One alert per device and kind within this time; repeats within it
+    /// are not raised again.
     #[serde(with = "humantime_serde")]
     pub cooldown: Duration,
     /// Messages a device must send before its own baselines are trusted.
@@ -83,7 +84,7 @@ pub struct AnomalyConfig {
     /// Response per alert kind (`alert` or `quarantine`); kinds not listed
     /// get `alert`.
     pub response: BTreeMap<String, ResponseAction>,
-    /// Publish alerts upstream (uplink broker, `<uplink.topic_prefix>/alerts/...`)
+    /// Publish alerts upstream (uplink broker, `<uplink.topic_prefix>/alerts`)
     /// when the uplink is enabled.
     pub upstream: bool,
 }

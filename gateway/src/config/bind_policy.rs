@@ -2,8 +2,8 @@
 //! that would put a listener on the wrong side.
 //!
 //! A ward gateway sits between the device network and hospital IT. Each
-//! listener belongs to one side: the device edge (and, when wired, the OTA
-//! image server) to the device network, the admin API (and the ward
+//! listener belongs to one side: the device edge and the OTA image server
+//! (`ota.image_listen`) to the device network, the admin API (and the ward
 //! console) to the management network; the embedded broker is on loopback
 //! (checked in [`super::validate`]). A wildcard bind (`0.0.0.0`, `::`)
 //! listens on every interface, so a device-facing listener would also be
@@ -43,7 +43,8 @@ impl Side {
 
 /// The field that allows a wildcard bind for the listener `field`: the
 /// `allow_wildcard_bind` of the same section (`edge.listen` ->
-/// `edge.allow_wildcard_bind`).
+/// `edge.allow_wildcard_bind`, `ota.image_listen` ->
+/// `ota.allow_wildcard_bind`).
 #[must_use]
 pub fn allow_field(field: &str) -> String {
     let section = field.split_once('.').map_or(field, |(section, _)| section);
@@ -98,6 +99,20 @@ pub fn check_listeners(config: &Config) -> Result<(), ConfigError> {
             config.admin.bind,
             Side::Management,
             config.admin.allow_wildcard_bind,
+        ));
+    }
+    // The image server exists only with an `[ota]` section; a section
+    // without `image_listen` is refused by its own validation.
+    if let Some((ota, addr)) = config
+        .ota
+        .as_ref()
+        .and_then(|ota| Some((ota, ota.rollout.image_listen?)))
+    {
+        listeners.push((
+            "ota.image_listen",
+            addr,
+            Side::Device,
+            ota.rollout.allow_wildcard_bind,
         ));
     }
     for &(field, addr, side, allow) in &listeners {
@@ -199,5 +214,50 @@ mod tests {
         c.edge.listen = "127.0.0.1:8883".parse().unwrap();
         c.admin.bind = "127.0.0.1:8443".parse().unwrap();
         check_listeners(&c).unwrap();
+    }
+
+    fn with_image_listen(addr: &str) -> Config {
+        let mut c = Config::default();
+        c.edge.listen = "10.20.0.1:8883".parse().unwrap();
+        let mut ota = crate::config::OtaSection::default();
+        ota.rollout.image_listen = Some(addr.parse().unwrap());
+        c.ota = Some(ota);
+        c
+    }
+
+    // control: segmentation
+    #[test]
+    fn the_ota_image_server_is_a_device_facing_listener() {
+        // A wildcard is refused, naming the field, the side and the flag.
+        for wildcard in ["0.0.0.0:8444", "[::]:8444", "[::ffff:0.0.0.0]:8444"] {
+            let mut c = with_image_listen(wildcard);
+            let (field, reason) = field_of(check_listeners(&c).unwrap_err());
+            assert_eq!(field, "ota.image_listen", "{wildcard}");
+            assert!(
+                reason.contains("set `ota.allow_wildcard_bind = true`"),
+                "{reason}"
+            );
+            assert!(reason.contains("device network"), "{reason}");
+            // The edge's flag does not allow the image server's wildcard.
+            c.edge.allow_wildcard_bind = true;
+            assert_eq!(
+                field_of(check_listeners(&c).unwrap_err()).0,
+                "ota.image_listen"
+            );
+            if let Some(ota) = c.ota.as_mut() {
+                ota.rollout.allow_wildcard_bind = true;
+            }
+            check_listeners(&c).unwrap();
+        }
+        // The device-side address (or loopback) is accepted.
+        for ok in ["10.20.0.1:8444", "127.0.0.1:8444", "[fd00::1]:8444"] {
+            check_listeners(&with_image_listen(ok)).unwrap();
+        }
+        // The admin API may not share the image server's device-side address.
+        let mut c = with_image_listen("10.20.0.2:8444");
+        c.admin.bind = "10.20.0.2:8443".parse().unwrap();
+        let (field, reason) = field_of(check_listeners(&c).unwrap_err());
+        assert_eq!(field, "admin.bind");
+        assert!(reason.contains("ota.image_listen"), "{reason}");
     }
 }

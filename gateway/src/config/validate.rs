@@ -678,13 +678,19 @@ mod tests {
         ));
     }
 
-    /// An `[ota]` section with every file in place, from TOML.
+    /// An `[ota]` section with every file in place, from TOML (`extra` may
+    /// name its own `image_listen`).
     fn with_ota(dir: &Path, extra: &str) -> Result<ValidConfig, ConfigError> {
         let root = dir.join("root.json");
         std::fs::write(&root, r#"{"signed":{"_type":"root"},"signatures":[]}"#).unwrap();
         let mut c = with_edge_files(dir);
         let text = format!(
-            "[ota]\nserver_url = \"https://ota.example:8443\"\ntrusted_root = {root:?}\nca_cert = {ca:?}\nclient_cert = {cert:?}\nclient_key = {key:?}\nimage_listen = \"10.20.0.1:8444\"\nassignments_interval = \"10s\"\n{extra}",
+            "[ota]\nserver_url = \"https://ota.example:8443\"\ntrusted_root = {root:?}\nca_cert = {ca:?}\nclient_cert = {cert:?}\nclient_key = {key:?}\n{listen}assignments_interval = \"10s\"\n{extra}",
+            listen = if extra.contains("image_listen") {
+                ""
+            } else {
+                "image_listen = \"10.20.0.1:8444\"\n"
+            },
             root = root.display().to_string(),
             ca = c.edge.ca_cert.display().to_string(),
             cert = c.edge.server_cert.display().to_string(),
@@ -751,8 +757,37 @@ mod tests {
         assert_eq!(refused_field(v.clone().validate()), "ota.image_listen");
         if let Some(ota) = v.ota.as_mut() {
             ota.rollout.image_listen = Some(v.edge.listen);
-            ota.rollout.image_allow_wildcard = true;
+            ota.rollout.allow_wildcard_bind = true;
         }
         assert_eq!(refused_field(v.validate()), "ota.image_listen");
+    }
+
+    // control: segmentation
+    #[test]
+    fn a_wildcard_image_server_is_refused_at_start_up_unless_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let wildcard = "image_listen = \"0.0.0.0:8444\"\n";
+        let err = with_ota(d, wildcard).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(&err, ConfigError::Invalid { field, .. } if field == "ota.image_listen"),
+            "{text}"
+        );
+        assert!(
+            text.contains("wildcard") && text.contains("ota.allow_wildcard_bind = true"),
+            "{text}"
+        );
+        // Allowed by the section's flag, under its name or its former one
+        // (configuration files written before the bind policy covered it).
+        for flag in ["allow_wildcard_bind", "image_allow_wildcard"] {
+            let v = with_ota(d, &format!("{wildcard}{flag} = true\n")).unwrap();
+            let ota = v.ota.as_ref().unwrap();
+            assert!(ota.rollout.allow_wildcard_bind, "{flag}");
+            assert!(ota.unknown.is_empty(), "{flag}: {:?}", ota.unknown);
+        }
+        // The device-side address needs no flag.
+        let v = with_ota(d, "image_listen = \"10.20.0.1:8444\"\n").unwrap();
+        assert!(!v.ota.as_ref().unwrap().rollout.allow_wildcard_bind);
     }
 }

@@ -6,8 +6,10 @@
 //! `telemetry`, `status` and `ota/report`, and receives `cmd` and
 //! `ota/offer`. QoS is 0 or 1, and only `status` may be retained. A
 //! quarantined device is confined further: it may only publish `status` and
-//! subscribe to exactly its `cmd` and `ota/offer` topics. Everything else is
-//! a [`Violation`].
+//! `ota/report`, and subscribe to exactly its `cmd` and `ota/offer` topics.
+//! It stays in rollouts (a security update may be why it is quarantined),
+//! so it must be able to say how its update went; its telemetry stays out.
+//! Everything else is a [`Violation`].
 
 use wardgate_protocol::{DeviceId, DeviceTopic, Direction, TopicKind, TOPIC_PREFIX};
 
@@ -78,7 +80,7 @@ impl TopicAcl {
                 topic: topic.to_owned(),
             });
         }
-        if self.confined && parsed.kind != TopicKind::Status {
+        if self.confined && !matches!(parsed.kind, TopicKind::Status | TopicKind::OtaReport) {
             return Err(Violation::Quarantined {
                 topic: topic.to_owned(),
             });

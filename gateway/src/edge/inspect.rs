@@ -14,6 +14,7 @@
 //! Inspection decides only; committing telemetry to the sink and writing to
 //! the broker is the relay's part, so the two can be pipelined apart.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use rumqttd::protocol::Packet;
@@ -22,7 +23,7 @@ use wardgate_protocol::{DeviceId, DeviceMessage, TopicKind};
 use super::codec::Codec;
 use super::frame::{Frame, PacketKind};
 use super::policy::DevicePolicy;
-use super::rate_limit::TokenBucket;
+use super::rate_limit::DeviceBuckets;
 use super::replay::{PayloadDigest, SeqTracker, SeqVerdict, SessionSeqs};
 use super::violation::Violation;
 use crate::sink::AcceptedTelemetry;
@@ -65,7 +66,9 @@ pub(crate) struct Inspector {
     codec: Codec,
     max_packet: usize,
     policy: DevicePolicy,
-    bucket: TokenBucket,
+    /// Every device's publish rate bucket (this device's outlives the
+    /// session).
+    buckets: Arc<DeviceBuckets>,
     /// Whether accepted telemetry is handed to a sink (else not collected).
     collect: bool,
     /// The messages this session accepted as new.
@@ -79,7 +82,7 @@ impl Inspector {
         codec: Codec,
         max_packet: usize,
         policy: DevicePolicy,
-        bucket: TokenBucket,
+        buckets: Arc<DeviceBuckets>,
         collect: bool,
     ) -> Self {
         Self {
@@ -87,7 +90,7 @@ impl Inspector {
             codec,
             max_packet,
             policy,
-            bucket,
+            buckets,
             collect,
             seqs: SessionSeqs::default(),
         }
@@ -144,7 +147,7 @@ impl Inspector {
     }
 
     fn publish(&mut self, frame: &Frame, seqs: &SeqTracker) -> Result<Decision, Violation> {
-        if !self.bucket.try_take(Instant::now()) {
+        if !self.buckets.try_take(&self.device, Instant::now()) {
             return Err(Violation::RateLimited);
         }
         let Packet::Publish(publish, props) = self.decode(frame)? else {

@@ -23,7 +23,12 @@
 //! A [`violation::Violation`] ends the session at once: the broker
 //! connection is dropped before anything after the offending packet is
 //! forwarded, an audit row is written and `wardgate_edge_violations_total{reason}`
-//! counted. Registry changes reach live sessions through
+//! counted. A device cut off for its publish rate is kept off for a
+//! doubling penalty ([`cooloff`]): its reconnects are closed right after the
+//! handshake, counted but not audited one by one, and its rate bucket is
+//! per device, not per session ([`rate_limit::DeviceBuckets`]), so a flood
+//! costs the others nothing (benchmark: `gateway/benches/fairness.rs`).
+//! Registry changes reach live sessions through
 //! [`crate::registry::Registry::subscribe`]. Connection count, packet size,
 //! queues and timeouts are all bounded, and each session is its own task,
 //! so one device cannot stall the others.
@@ -33,6 +38,7 @@ pub mod admission;
 mod broker_link;
 mod codec;
 mod connack;
+pub mod cooloff;
 pub mod events;
 pub mod frame;
 mod inspect;
@@ -118,6 +124,11 @@ pub async fn start(
         acceptor: TlsAcceptor::from(tls_config),
         sink,
         seqs: replay::SeqTracker::default(),
+        cooloff: cooloff::Cooloff::default(),
+        buckets: Arc::new(rate_limit::DeviceBuckets::new(
+            cfg.rate_per_second,
+            cfg.rate_burst,
+        )),
         observer,
     });
     tracing::info!(%addr, "edge listening for devices (mutual TLS)");

@@ -161,5 +161,10 @@ mod tests {
         assert!(p
             .check_publish("wardgate/v1/devices/pump-1/status", 1, true, status)
             .is_ok());
+        // A quarantined device still reports on an update it was offered.
+        let report = br#"{"schema":1,"seq":3,"ts":"2026-01-01T00:00:00Z","campaign_id":"c1","version":"2.0.0","outcome":"healthy"}"#;
+        assert!(p
+            .check_publish("wardgate/v1/devices/pump-1/ota/report", 1, false, report)
+            .is_ok());
     }
 }

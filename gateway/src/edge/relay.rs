@@ -45,7 +45,6 @@ use super::events::EdgeEvent;
 use super::frame::{take_frame, Frame, PacketKind};
 use super::inspect::{Decision, Inspector};
 use super::policy::DevicePolicy;
-use super::rate_limit::TokenBucket;
 use super::replay::{PayloadDigest, SeqVerdict};
 use super::shared::Shared;
 use super::violation::Violation;
@@ -117,7 +116,7 @@ where
         admitted.codec,
         cfg.max_packet_bytes,
         DevicePolicy::new(device.clone(), admitted.state, cfg.max_payload_bytes),
-        TokenBucket::new(cfg.rate_per_second, cfg.rate_burst, Instant::now()),
+        shared.buckets.clone(),
         shared.sink.is_some(),
     );
     let from_device = DeviceLoop {

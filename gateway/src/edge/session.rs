@@ -17,6 +17,7 @@ use wardgate_protocol::DeviceId;
 use super::admission::{admit, Admitted};
 use super::broker_link::{self, LinkError};
 use super::connack;
+use super::cooloff;
 use super::events::EdgeEvent;
 use super::relay::{relay, End};
 use super::report::{audit, refuse_peer, violation_before_connect};
@@ -68,6 +69,29 @@ pub(crate) async fn run(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
         }
     };
     let span = tracing::info_span!("device", device_id = %identity.device_id, %peer);
+    if let Some(left) = shared
+        .cooloff
+        .remaining(&identity.device_id, std::time::Instant::now())
+    {
+        // No MQTT, registry or audit work (see cooloff). The connection
+        // is held, idle, until the penalty is over and then closed, so that
+        // a client reconnecting in a loop pays one handshake per penalty
+        // rather than hundreds (it holds one of the edge's connection
+        // permits meanwhile, like any session).
+        span.in_scope(|| {
+            tracing::debug!(
+                left_ms = left.as_millis(),
+                "device cooling off after a flood; connection held, then closed"
+            );
+        });
+        shared.ctx.metrics.edge.connection("cooling_off");
+        tokio::select! {
+            () = tokio::time::sleep(left.min(cooloff::MAX_HOLD)) => {}
+            () = shared.ctx.shutdown.cancelled() => {}
+        }
+        drop(tls);
+        return;
+    }
     device_session(shared, tls, identity, peer)
         .instrument(span)
         .await;
@@ -211,15 +235,24 @@ async fn ended(shared: &Shared, device: &DeviceId, peer: SocketAddr, end: End) {
         End::Violation(v) => {
             tracing::warn!(reason = v.reason(), detail = %v, "policy violation; device disconnected");
             shared.ctx.metrics.edge.violation(v.reason());
+            let mut detail = serde_json::json!({
+                "reason": v.reason(), "error": v.to_string(), "peer": peer.to_string(),
+            });
+            if matches!(v, Violation::RateLimited) {
+                let penalty = shared.cooloff.strike(device, std::time::Instant::now());
+                tracing::warn!(
+                    penalty_s = penalty.as_secs(),
+                    "device exceeded its publish rate; its connections are closed until the penalty ends"
+                );
+                detail["cooloff_seconds"] = penalty.as_secs().into();
+            }
             AuditEvent::new(
                 format!("device:{device}"),
                 "edge.violation",
                 device.as_str(),
                 Outcome::Refused,
             )
-            .with_detail(serde_json::json!({
-                "reason": v.reason(), "error": v.to_string(), "peer": peer.to_string(),
-            }))
+            .with_detail(detail)
         }
         End::Revoked => {
             tracing::warn!("device revoked while connected; disconnected");

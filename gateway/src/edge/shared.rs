@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use tokio_rustls::TlsAcceptor;
 
+use super::cooloff::Cooloff;
 use super::events::{EdgeEvent, EdgeObserver};
+use super::rate_limit::DeviceBuckets;
 use super::replay::SeqTracker;
 use crate::broker::BrokerHandle;
 use crate::context::GatewayContext;
@@ -22,6 +24,10 @@ pub(crate) struct Shared {
     pub(crate) sink: Option<Arc<dyn TelemetrySink>>,
     /// Last accepted `seq` per device, across sessions.
     pub(crate) seqs: SeqTracker,
+    /// Devices kept off for a while after flooding.
+    pub(crate) cooloff: Cooloff,
+    /// Publish rate bucket per device, across sessions.
+    pub(crate) buckets: Arc<DeviceBuckets>,
     /// Who watches the edge's events, if anyone.
     pub(crate) observer: Option<Arc<dyn EdgeObserver>>,
 }

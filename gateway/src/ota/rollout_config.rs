@@ -5,8 +5,10 @@
 //! These are fields of the `[ota]` section, kept in their own struct until
 //! the section is assembled in one place; every field has a safe default
 //! except `ota.image_listen`, which must name the device-side address as
-//! `edge.listen` does. A wildcard bind is refused unless
-//! `ota.image_allow_wildcard` says so.
+//! `edge.listen` does. Where it may bind is the start-up bind policy's
+//! ([`crate::config::bind_policy`]): a device-facing listener, so a
+//! wildcard is refused unless `ota.allow_wildcard_bind` is set (its former
+//! name `ota.image_allow_wildcard` is still read).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -32,8 +34,11 @@ pub struct OtaRolloutConfig {
     /// Device-side address of the image server (HTTPS, mutual TLS with the
     /// ward device CA of `edge.ca_cert`, the gateway's `edge.server_cert`).
     pub image_listen: Option<SocketAddr>,
-    /// Allow `image_listen` to be a wildcard address (all interfaces).
-    pub image_allow_wildcard: bool,
+    /// Allow `image_listen` to be a wildcard address (every interface); see
+    /// [`crate::config::bind_policy`]. Read under its former name
+    /// `image_allow_wildcard` too, so existing files keep their meaning.
+    #[serde(alias = "image_allow_wildcard")]
+    pub allow_wildcard_bind: bool,
     /// Base URL devices download from, e.g. `https://gw-3a.ward.local:8444`;
     /// must match a name in the server certificate. Default: `https://` and
     /// the bound address.
@@ -83,7 +88,7 @@ impl Default for OtaRolloutConfig {
         let t = Timeouts::default();
         Self {
             image_listen: None,
-            image_allow_wildcard: false,
+            allow_wildcard_bind: false,
             image_url: None,
             image_max_downloads: 16,
             image_max_connections: 256,
@@ -128,16 +133,12 @@ impl OtaRolloutConfig {
                 reason: reason.to_owned(),
             })
         };
-        let Some(listen) = self.image_listen else {
+        // Which side it binds on is checked with every other listener
+        // (`bind_policy::check_listeners`), not here.
+        if self.image_listen.is_none() {
             return bad(
                 "image_listen",
                 "required when OTA is enabled: the device-side address devices download images from, e.g. \"10.20.0.1:8444\"",
-            );
-        };
-        if listen.ip().is_unspecified() && !self.image_allow_wildcard {
-            return bad(
-                "image_listen",
-                "is a wildcard address (all interfaces), which would expose the image server beyond the device network; bind the device-side address, or set ota.image_allow_wildcard = true",
             );
         }
         if let Some(url) = &self.image_url {
@@ -238,16 +239,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_need_a_listen_address_and_refuse_wildcards() {
+    fn defaults_need_a_listen_address() {
         let mut c = OtaRolloutConfig::default();
         assert_eq!(c.validate().unwrap_err().field, "image_listen");
-        c.image_listen = Some("0.0.0.0:8444".parse().unwrap());
-        let e = c.validate().unwrap_err();
-        assert!(e.to_string().contains("ota.image_allow_wildcard"), "{e}");
-        c.image_allow_wildcard = true;
-        c.validate().unwrap();
         c.image_listen = Some("10.20.0.1:8444".parse().unwrap());
-        c.image_allow_wildcard = false;
         c.validate().unwrap();
         c.image_url = Some("http://gw.local".into());
         assert_eq!(c.validate().unwrap_err().field, "image_url");
@@ -266,5 +261,14 @@ mod tests {
         assert_eq!(c.timeouts().offered, Duration::from_secs(90));
         assert_eq!(c.timeouts().max_offers, 3);
         assert!(toml::from_str::<OtaRolloutConfig>("image_lsten = \"x\"").is_err());
+    }
+
+    #[test]
+    fn the_former_wildcard_key_is_read_as_allow_wildcard_bind() {
+        for key in ["allow_wildcard_bind", "image_allow_wildcard"] {
+            let c: OtaRolloutConfig = toml::from_str(&format!("{key} = true\n")).unwrap();
+            assert!(c.allow_wildcard_bind, "{key}");
+        }
+        assert!(!OtaRolloutConfig::default().allow_wildcard_bind);
     }
 }

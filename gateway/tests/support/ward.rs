@@ -168,6 +168,7 @@ pub fn telemetry_payload(seq: u64) -> Vec<u8> {
 }
 
 /// Options for one device connection.
+#[derive(Clone)]
 pub struct Device {
     pub id: String,
     topic: String,
@@ -295,6 +296,66 @@ impl Device {
                     report.error = Some("no progress for 30 s".into());
                     return report;
                 }
+            }
+        }
+    }
+}
+
+impl Device {
+    /// Connect and publish `seqs` as telemetry (QoS 1), one every
+    /// `interval` whatever the acknowledgements, as a bedside device does;
+    /// stops at the first connection error. The payload's `ts` is the time
+    /// of each publish, so arrival minus `ts` upstream is the end-to-end
+    /// latency.
+    pub async fn send_paced(
+        &self,
+        seqs: impl IntoIterator<Item = u64>,
+        interval: Duration,
+    ) -> SendReport {
+        let (client, mut eventloop) = AsyncClient::new(self.options.clone(), 64);
+        let mut report = SendReport::default();
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pending = seqs.into_iter();
+        let mut connected = false;
+        let mut outstanding = 0usize;
+        let mut done_sending = false;
+        loop {
+            tokio::select! {
+                _ = ticker.tick(), if connected && !done_sending => {
+                    match pending.next() {
+                        Some(seq) => {
+                            if client
+                                .try_publish(self.topic.clone(), QoS::AtLeastOnce, false, telemetry_payload(seq))
+                                .is_err()
+                            {
+                                report.error = Some("client queue".into());
+                                return report;
+                            }
+                            outstanding += 1;
+                        }
+                        None => done_sending = true,
+                    }
+                }
+                ev = tokio::time::timeout(Duration::from_secs(30), eventloop.poll()) => match ev {
+                    Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => connected = true,
+                    Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => {
+                        outstanding = outstanding.saturating_sub(1);
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        report.error = Some(e.to_string());
+                        return report;
+                    }
+                    Err(_) => {
+                        report.error = Some("no progress for 30 s".into());
+                        return report;
+                    }
+                },
+            }
+            if done_sending && outstanding == 0 {
+                let _ = client.try_disconnect();
+                return report;
             }
         }
     }
