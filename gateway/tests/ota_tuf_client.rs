@@ -2,7 +2,8 @@
 //! a refresh gives each manufacturer's signed metadata exactly as a device
 //! checks it; every refused refresh (expired timestamp, a key that is not
 //! delegated, a target outside the manufacturer's path, older metadata after
-//! a restart) keeps the last good state, is audited and counted. Hostile
+//! a restart) keeps the last good state, is audited and counted, and raises
+//! one `update_metadata_refused` alert for the operator. Hostile
 //! repositories are served as a compromised server or mirror would: a copy
 //! of the real one, changed and re-signed with the online snapshot and
 //! timestamp keys (never a manufacturer's key).
@@ -211,6 +212,20 @@ async fn expired_timestamp_is_refused_audited_and_stops_rollout_steps() {
     let status = tuf.status();
     assert_eq!(status.last_failure, Some(RefreshFailure::Expired));
     assert!(!status.fresh);
+    // The operator is alerted once for the episode, however often the
+    // refresh is refused again.
+    assert!(tuf.refresh().await.is_err());
+    let alerts: Vec<_> = gw
+        .alert_store()
+        .list(100, false)
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.kind == gateway::anomaly::AlertKind::UpdateMetadataRefused)
+        .collect();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].evidence["reason"], "expired");
+    assert_eq!(alerts[0].evidence["fresh"], false);
+    assert!(alerts[0].device.is_none() && alerts[0].subject.starts_with("ota:"));
     server.stop().await;
 }
 

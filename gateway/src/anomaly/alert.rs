@@ -36,11 +36,16 @@ pub enum AlertKind {
     FlatSignal,
     /// The detector's queue overflowed: events were not examined.
     EventsDropped,
+    /// The OTA server's signed update metadata was refused by the gateway's
+    /// TUF client for a security reason (expired: a freeze; rolled back;
+    /// bad signature; tampered; outside a delegation; clock; pinned root):
+    /// no rollout step starts until a refresh verifies again.
+    UpdateMetadataRefused,
 }
 
 impl AlertKind {
     /// Every kind.
-    pub const ALL: [AlertKind; 10] = [
+    pub const ALL: [AlertKind; 11] = [
         AlertKind::MessageFlood,
         AlertKind::PayloadSize,
         AlertKind::ConnectionChurn,
@@ -51,6 +56,7 @@ impl AlertKind {
         AlertKind::ImplausibleChange,
         AlertKind::FlatSignal,
         AlertKind::EventsDropped,
+        AlertKind::UpdateMetadataRefused,
     ];
 
     /// The stored and configured name (`anomaly.response.<name>`).
@@ -67,6 +73,7 @@ impl AlertKind {
             AlertKind::ImplausibleChange => "implausible_change",
             AlertKind::FlatSignal => "flat_signal",
             AlertKind::EventsDropped => "events_dropped",
+            AlertKind::UpdateMetadataRefused => "update_metadata_refused",
         }
     }
 

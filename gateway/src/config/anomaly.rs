@@ -90,7 +90,7 @@ pub struct AnomalyConfig {
 }
 
 /// The alert kinds a response can be configured for.
-pub const ALERT_KINDS: [&str; 10] = [
+pub const ALERT_KINDS: [&str; 11] = [
     "message_flood",
     "payload_size",
     "connection_churn",
@@ -101,6 +101,7 @@ pub const ALERT_KINDS: [&str; 10] = [
     "implausible_change",
     "flat_signal",
     "events_dropped",
+    "update_metadata_refused",
 ];
 
 impl Default for AnomalyConfig {

@@ -122,6 +122,17 @@ mod tests {
     }
 
     #[test]
+    fn every_alert_kind_is_explained_in_plain_words() {
+        let wording = include_str!("static/wording.js");
+        for kind in crate::anomaly::AlertKind::ALL {
+            assert!(
+                wording.contains(&format!("  {}: {{", kind.as_str())),
+                "wording.js has no entry for alert kind {kind}"
+            );
+        }
+    }
+
+    #[test]
     fn every_response_carries_the_security_headers() {
         let r = serve(&ASSETS[2]);
         for (name, value) in SECURITY_HEADERS {

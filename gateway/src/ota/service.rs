@@ -30,6 +30,11 @@ pub enum OtaStartError {
     /// Campaign execution or the image server for devices.
     #[error("OTA rollout failed to start; check ota.image_listen and the edge's TLS files")]
     Rollout(#[source] RolloutError),
+    /// The alert store that refused update metadata is raised in.
+    #[error(
+        "OTA agent cannot open the alert store in the gateway database; check storage.data_dir"
+    )]
+    Alerts(#[source] crate::anomaly::StoreError),
 }
 
 /// The running OTA agent.
@@ -64,7 +69,10 @@ impl OtaService {
                 metrics.clone(),
             )
             .await
-            .map_err(OtaStartError::Tuf)?,
+            .map_err(OtaStartError::Tuf)?
+            .with_alerts(
+                crate::anomaly::AlertStore::open(&ctx.db_path).map_err(OtaStartError::Alerts)?,
+            ),
         );
         ctx.tasks.spawn(Arc::clone(&tuf).run(ctx.shutdown.clone()));
         let images = Arc::new(

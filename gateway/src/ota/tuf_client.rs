@@ -9,7 +9,11 @@
 //! rolled back, unreachable, ...) keeps the last good state, returns
 //! [`OtaError::Refresh`], writes an `ota.refresh` audit row (outcome
 //! `refused`, the reason in its detail) and counts
-//! `wardgate_ota_refresh_total{outcome}`. Rollout code asks
+//! `wardgate_ota_refresh_total{outcome}`; a refusal for a security reason
+//! (anything but an unreachable server or local storage) also raises an
+//! `update_metadata_refused` alert for the operator, once per episode
+//! (again only after a success or a different reason), when the client has
+//! an alert store ([`TufClient::with_alerts`]). Rollout code asks
 //! [`TufClient::is_fresh`] (or uses [`TufClient::fresh_target`]) before
 //! every step, so nothing new starts on expired metadata.
 
@@ -78,6 +82,8 @@ pub struct TufClient {
     wake: Notify,
     audit: AuditLog,
     metrics: OtaMetrics,
+    /// Where refusals for a security reason are raised as alerts.
+    alerts: Option<crate::anomaly::AlertStore>,
 }
 
 /// Puts the configured root in place unless the directory already trusts a
@@ -153,6 +159,7 @@ impl TufClient {
             wake: Notify::new(),
             audit,
             metrics,
+            alerts: None,
         };
         match load_local(&client.dir, &client.urls.targets).await {
             Ok(trusted) => {
@@ -167,6 +174,15 @@ impl TufClient {
             Err(e) => client.record_failure(&e, "stored").await,
         }
         Ok(client)
+    }
+
+    /// Raise `update_metadata_refused` alerts into `alerts` (the gateway's
+    /// alert store: the admin API, the console and the upstream alert
+    /// topic read it).
+    #[must_use]
+    pub fn with_alerts(mut self, alerts: crate::anomaly::AlertStore) -> Self {
+        self.alerts = Some(alerts);
+        self
     }
 
     fn read_state(&self) -> Option<Arc<TrustedMetadata>> {
@@ -296,14 +312,17 @@ impl TufClient {
             OtaError::Refresh { message, .. } => message.clone(),
             other => other.to_string(),
         };
-        {
+        let failure = e.refresh_failure().unwrap_or(RefreshFailure::Other);
+        let previous = {
             let mut last = self.last();
+            let previous = last.failure;
             *last = LastAttempt {
                 at: Some(Utc::now()),
-                failure: Some(e.refresh_failure().unwrap_or(RefreshFailure::Other)),
+                failure: Some(failure),
                 error: Some(message.clone()),
             };
-        }
+            previous
+        };
         let good = self.read_state();
         let now = Utc::now();
         tracing::warn!(
@@ -328,6 +347,56 @@ impl TufClient {
         }));
         if let Err(err) = self.audit.append_async(event).await {
             tracing::error!(error = %err, "cannot write the ota.refresh audit row");
+        }
+        let security = !matches!(
+            failure,
+            RefreshFailure::Unreachable | RefreshFailure::Storage | RefreshFailure::Other
+        ) && !matches!(e, OtaError::Storage { .. });
+        if security && previous != Some(failure) {
+            self.raise_alert(reason, &message, good.as_deref(), now)
+                .await;
+        }
+    }
+
+    /// One `update_metadata_refused` alert for this refusal.
+    async fn raise_alert(
+        &self,
+        reason: &str,
+        message: &str,
+        kept: Option<&TrustedMetadata>,
+        now: DateTime<Utc>,
+    ) {
+        let Some(alerts) = &self.alerts else {
+            return;
+        };
+        let finding = crate::anomaly::Finding {
+            at: now,
+            device: None,
+            subject: format!("ota:{}", self.urls.metadata),
+            kind: crate::anomaly::AlertKind::UpdateMetadataRefused,
+            score: 1.0,
+            evidence: serde_json::json!({
+                "reason": reason,
+                "message": message,
+                "kept_snapshot_version": kept.map(TrustedMetadata::snapshot_version),
+                "kept_expires": kept.map(TrustedMetadata::expires),
+                "fresh": kept.is_some_and(|k| k.is_fresh(now)),
+            }),
+        };
+        match alerts
+            .insert_async(finding, crate::config::ResponseAction::Alert)
+            .await
+        {
+            Ok(alert) => {
+                tracing::warn!(
+                    alert_id = alert.id,
+                    reason,
+                    "update metadata refused: alert raised"
+                );
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot raise the update_metadata_refused alert");
+            }
         }
     }
 

@@ -685,6 +685,12 @@ impl GatewaySide {
         )
         .await
         .unwrap()
+        .with_alerts(self.alert_store())
+    }
+
+    /// The alert store in this gateway's database.
+    pub fn alert_store(&self) -> gateway::anomaly::AlertStore {
+        gateway::anomaly::AlertStore::open(&self.dir.path().join("gateway.db")).unwrap()
     }
 
     /// `ota.refresh` audit rows with outcome `refused`, oldest first.

@@ -258,6 +258,12 @@ export const ALERT = {
     why: "An attack or fault could have gone unnoticed in that time.",
     next: "Call the gateway's administrator.",
   },
+  update_metadata_refused: {
+    title: "Firmware updates stopped: update information refused",
+    what: "The gateway refused the signed update information from the hospital's update server (the reason is in the evidence: expired, rolled back, bad signature or tampered).",
+    why: "Expired or altered update information can be an attempt to hold devices on old, vulnerable firmware or to slip in firmware nobody signed; until it verifies again no update step starts, and devices keep running their current firmware safely.",
+    next: `Call ${IT_SECURITY} and the update server's administrator; nothing needs to be done at the bedside.`,
+  },
   unknown: {
     title: "Alert",
     what: "The gateway raised an alert about this device.",
