@@ -202,6 +202,19 @@ pub fn interval_arg(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A token cancelled on Ctrl-C, and the task watching for it (abort it
+/// when the run ends first).
+pub(crate) fn cancel_on_ctrl_c() -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let shutdown = CancellationToken::new();
+    let on_signal = shutdown.clone();
+    let signal = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_signal.cancel();
+        }
+    });
+    (shutdown, signal)
+}
+
 /// Initialises `tracing` (text on stderr), filtered by `WARDGATE_LOG`
 /// (default `info`). A second call keeps the first setting.
 pub fn init_tracing() {
@@ -226,13 +239,7 @@ pub async fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let shutdown = CancellationToken::new();
-    let on_signal = shutdown.clone();
-    let signal = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_signal.cancel();
-        }
-    });
+    let (shutdown, signal) = cancel_on_ctrl_c();
     let (devices, updating) = (opts.devices, opts.ota.is_some());
     let stats = std::sync::Arc::new(crate::load::LoadStats::default());
     let started = std::time::Instant::now();

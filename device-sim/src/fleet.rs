@@ -124,6 +124,18 @@ impl FleetOptions {
     pub fn device_id(&self, i: usize) -> Result<DeviceId, FleetError> {
         DeviceId::parse(&format!("{}-{i:02}", self.prefix)).map_err(FleetError::DeviceId)
     }
+
+    /// The connection options of device `id` with its TLS material.
+    fn device_options(&self, id: &DeviceId, tls: DeviceTls) -> DeviceOptions {
+        DeviceOptions {
+            id: id.clone(),
+            client_id: None,
+            host: self.host.clone(),
+            port: self.port,
+            tls,
+            keep_alive: KEEP_ALIVE,
+        }
+    }
 }
 
 fn device_tls(opts: &FleetOptions, id: &DeviceId) -> Result<DeviceTls, FleetError> {
@@ -175,14 +187,7 @@ pub async fn run_updating_device(
     config.faults = ota.faults.clone();
     config.health_window = ota.health_window;
     let mut session = OtaSession::open(config).map_err(ota_err)?;
-    let device_opts = DeviceOptions {
-        id: id.clone(),
-        client_id: None,
-        host: opts.host.clone(),
-        port: opts.port,
-        tls,
-        keep_alive: KEEP_ALIVE,
-    };
+    let device_opts = opts.device_options(&id, tls);
     let plan = RunPlan {
         telemetry_interval: Some(opts.interval),
         telemetry_count: opts.count,
@@ -223,14 +228,7 @@ pub async fn stream_device(
             source: Box::new(source),
         }
     };
-    let device_opts = DeviceOptions {
-        id: id.clone(),
-        client_id: None,
-        host: opts.host.clone(),
-        port: opts.port,
-        tls,
-        keep_alive: KEEP_ALIVE,
-    };
+    let device_opts = opts.device_options(&id, tls);
     let mut dev = SimDevice::connect(&device_opts)
         .await
         .map_err(step("connect".into()))?;

@@ -15,7 +15,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use chrono::Utc;
-use tokio_util::sync::CancellationToken;
 use wardgate_protocol::DeviceId;
 
 use crate::cli::Args;
@@ -43,13 +42,7 @@ pub async fn run(args: &Args, path: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let shutdown = CancellationToken::new();
-    let on_signal = shutdown.clone();
-    let signal = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_signal.cancel();
-        }
-    });
+    let (shutdown, signal) = crate::cli::cancel_on_ctrl_c();
     let mut round = 1u32;
     loop {
         let seq_base = u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0);

@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use support::ward::{Device, Ward};
+use support::ward::{wait_uplink_connected, Device, Ward};
 use wardgate_protocol::message::Telemetry;
 use wardgate_tests::mosquitto::{Mosquitto, Received, Subscriber};
 use wardgate_tests::pki::PkiDir;
@@ -166,18 +166,7 @@ async fn run() -> Result<()> {
     config.edge.rate_per_second = defaults.rate_per_second;
     config.edge.rate_burst = defaults.rate_burst;
     let handle = gateway::app::Gateway::start(config).await?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !handle
-        .context
-        .metrics
-        .encode()
-        .contains("wardgate_uplink_connected 1")
-    {
-        if tokio::time::Instant::now() > deadline {
-            bail!("uplink did not connect");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_uplink_connected(&handle).await?;
     let devices: Vec<Device> = idents
         .iter()
         .map(|i| ward.device(i))

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use chrono::{DateTime, Utc};
-use support::ward::{tally, Device, Ward};
+use support::ward::{tally, wait_uplink_connected, Device, Ward};
 use wardgate_protocol::message::Telemetry;
 use wardgate_tests::mosquitto::{Mosquitto, Received, Subscriber};
 use wardgate_tests::pki::PkiDir;
@@ -177,18 +177,7 @@ async fn run() -> Result<()> {
         .map(|id| ward.enroll(id))
         .collect::<Result<_>>()?;
     let handle = gateway::app::Gateway::start(ward.config()?).await?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !handle
-        .context
-        .metrics
-        .encode()
-        .contains("wardgate_uplink_connected 1")
-    {
-        if tokio::time::Instant::now() > deadline {
-            bail!("uplink did not connect");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_uplink_connected(&handle).await?;
     let devices: Vec<Device> = idents
         .iter()
         .map(|i| ward.device(i))

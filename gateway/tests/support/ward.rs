@@ -361,6 +361,23 @@ impl Device {
     }
 }
 
+/// Wait until the in-process gateway's uplink is connected (30 s at most).
+///
+/// # Errors
+/// When it did not connect in time.
+pub async fn wait_uplink_connected(handle: &gateway::app::GatewayHandle) -> Result<()> {
+    let connected = wardgate_tests::wait::wait_for(Duration::from_secs(30), || {
+        handle
+            .context
+            .metrics
+            .encode()
+            .contains("wardgate_uplink_connected 1")
+    })
+    .await;
+    anyhow::ensure!(connected, "uplink did not connect");
+    Ok(())
+}
+
 /// Count, per (device, seq), how many times it arrived; returns
 /// (missing, duplicates) against `expected`.
 pub fn tally(expected: &[(String, u64)], arrived: &[(String, u64)]) -> (Vec<(String, u64)>, usize) {
