@@ -69,11 +69,13 @@ async fn a_ward_rolls_out_wave_by_wave_through_crashes_and_halts_on_a_failed_can
                 .await
                 .is_some_and(|c| device(&c, &therapy_id).is_some())
         {
+            // Long enough to outlast the waves before its own on a loaded
+            // machine (6 s once ran out before its wave came).
             w.start_devices(
                 "therapy",
                 THERAPY,
                 1,
-                &["therapy-for=6s", "self-test-fails=3.0.0"],
+                &["therapy-for=30s", "self-test-fails=3.0.0"],
             );
             therapy_started = true;
         }
