@@ -14,7 +14,7 @@ pub mod fleet;
 pub mod load;
 pub mod patient;
 pub mod scenario;
-pub mod scenario_cli;
+pub mod steps;
 pub mod ward;
 pub mod ward_run;
 

@@ -35,7 +35,7 @@ use wardgate_protocol::DeviceId;
 
 use crate::attack::AttackKind;
 use crate::patient::ClinicalEvent;
-use crate::ward::DeviceKind;
+use crate::steps::DeviceKind;
 
 /// Why a scenario could not be used.
 #[derive(Debug, thiserror::Error)]

@@ -18,172 +18,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde::{Deserialize, Serialize};
-use wardgate_protocol::{
-    topic, DeviceActivity, DeviceId, Reading, Status, Telemetry, TopicKind, SCHEMA_VERSION,
-};
+use wardgate_protocol::{topic, DeviceId, Reading, Status, Telemetry, TopicKind, SCHEMA_VERSION};
 
-use crate::attack::{self, AttackKind};
-use crate::patient::{Measures, Patient};
+use crate::attack::{self, AttackWindow};
+use crate::patient::Patient;
 use crate::scenario::{Scenario, ScenarioError};
-
-/// The kinds of bedside device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeviceKind {
-    /// Multi-parameter patient monitor.
-    PatientMonitor,
-    /// Pulse oximeter.
-    PulseOximeter,
-    /// Ventilator.
-    Ventilator,
-    /// Infusion pump.
-    InfusionPump,
-}
-
-impl DeviceKind {
-    /// What it measures.
-    #[must_use]
-    pub fn measures(self) -> Measures {
-        match self {
-            DeviceKind::PatientMonitor => Measures::Monitor,
-            DeviceKind::PulseOximeter => Measures::Oximeter,
-            DeviceKind::Ventilator => Measures::Ventilator,
-            DeviceKind::InfusionPump => Measures::Pump,
-        }
-    }
-
-    /// Model name for the registry.
-    #[must_use]
-    pub fn model(self) -> &'static str {
-        match self {
-            DeviceKind::PatientMonitor => "PM-100",
-            DeviceKind::PulseOximeter => "OX-20",
-            DeviceKind::Ventilator => "VT-300",
-            DeviceKind::InfusionPump => "IP-50",
-        }
-    }
-
-    /// What it reports in its status.
-    #[must_use]
-    pub fn activity(self) -> DeviceActivity {
-        match self {
-            DeviceKind::InfusionPump | DeviceKind::Ventilator => DeviceActivity::TherapyInProgress,
-            _ => DeviceActivity::Idle,
-        }
-    }
-}
-
-/// Who acts.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Actor {
-    /// The device itself, with its certificate.
-    Device(DeviceId),
-    /// Someone else holding the device's certificate and key.
-    Thief(DeviceId),
-    /// A party without a ward certificate.
-    Stranger,
-}
-
-/// What an actor does.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Open an MQTT session over mutual TLS (no-op when one is open).
-    Connect,
-    /// Close the session cleanly.
-    Disconnect,
-    /// Open a TLS connection without a ward certificate.
-    ConnectUntrusted,
-    /// Publish at QoS 1 (connecting first if no session is open).
-    Publish {
-        /// Topic.
-        topic: String,
-        /// Payload bytes, exactly as sent.
-        payload: Vec<u8>,
-        /// RETAIN flag.
-        retain: bool,
-    },
-}
-
-/// One step of the timeline.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Step {
-    /// Offset from the start of the scenario.
-    pub at: Duration,
-    /// Who.
-    pub actor: Actor,
-    /// What.
-    pub action: Action,
-}
-
-/// Where a labelled attack lies on the timeline.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AttackWindow {
-    /// Which attack.
-    pub kind: AttackKind,
-    /// The device attacked or misused.
-    pub device: DeviceId,
-    /// Start offset.
-    pub start: Duration,
-    /// End offset.
-    pub end: Duration,
-}
-
-/// A device of the ward.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WardDevice {
-    /// Its id.
-    pub id: DeviceId,
-    /// Its kind.
-    pub kind: DeviceKind,
-    /// Its reading interval.
-    pub interval: Duration,
-}
-
-/// How a planned reading is altered by an attack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tamper {
-    /// Untouched.
-    None,
-    /// Heart rate moved by +90 (`true`) or kept low (`false`), alternating.
-    Jump(bool),
-    /// Every value held at what it was when the attack began.
-    Freeze,
-}
-
-/// Something planned for a device, before `seq`s are assigned.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Planned {
-    /// Open a session.
-    Connect,
-    /// Close it.
-    Disconnect,
-    /// A stranger's connection without certificate.
-    ConnectUntrusted,
-    /// The status message.
-    Status,
-    /// Telemetry from the patient model, maybe tampered.
-    Vitals(Tamper),
-    /// Telemetry with these readings.
-    Readings(Vec<Reading>),
-    /// Bytes on the device's telemetry topic, no `seq`.
-    Raw(Vec<u8>),
-    /// Telemetry with the next `seq`, on another device's topic.
-    Spoof(DeviceId),
-    /// The telemetry payload sent `back` messages ago, again.
-    Replay(usize),
-}
-
-/// One planned entry of a device.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Entry {
-    /// When.
-    pub at: Duration,
-    /// Who (the device, or an attacker using it).
-    pub actor: Actor,
-    /// What.
-    pub what: Planned,
-}
+pub use crate::steps::{Action, Actor, DeviceKind, Entry, Planned, Step, Tamper, WardDevice};
 
 /// The whole ward's timeline.
 #[derive(Debug, Clone)]
@@ -439,6 +279,7 @@ fn realize(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::attack::AttackKind;
 
     fn scenario(attacks: &str) -> Scenario {
         Scenario::parse(&format!(

@@ -57,6 +57,7 @@ pub mod pki;
 pub mod registry;
 pub mod render;
 pub mod sink;
+pub mod stored_seq;
 pub mod uplink;
 
 pub use app::{Gateway, GatewayError, GatewayHandle};

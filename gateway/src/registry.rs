@@ -442,15 +442,15 @@ impl Registry {
     /// What is stored about `id`'s recent messages for replay protection:
     /// the highest stored `seq` and the digests of the newest messages
     /// (written by the outbox thread with each message, see
-    /// [`crate::edge::replay`]).
+    /// [`crate::stored_seq`]; the edge decides with it in `crate::edge::replay`).
     ///
     /// # Errors
     /// A database error.
     pub fn stored_seqs(
         &self,
         id: &DeviceId,
-    ) -> Result<crate::edge::replay::StoredSeqs, RegistryError> {
-        use crate::edge::replay::{PayloadDigest, StoredSeqs};
+    ) -> Result<crate::stored_seq::StoredSeqs, RegistryError> {
+        use crate::stored_seq::{PayloadDigest, StoredSeqs};
         let conn = self.lock()?;
         let last: Option<i64> = conn
             .prepare_cached("SELECT last_seq FROM devices WHERE id = ?1")?

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use wardgate_protocol::DeviceId;
 
-pub use crate::edge::replay::PayloadDigest;
+pub use crate::stored_seq::PayloadDigest;
 
 /// One telemetry message that passed the edge's policy checks.
 #[derive(Debug, Clone)]

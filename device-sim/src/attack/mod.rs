@@ -9,9 +9,25 @@
 
 pub mod plan;
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
+use wardgate_protocol::DeviceId;
 
 pub use plan::plan;
+
+/// Where a labelled attack lies on the timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttackWindow {
+    /// Which attack.
+    pub kind: AttackKind,
+    /// The device attacked or misused.
+    pub device: DeviceId,
+    /// Start offset.
+    pub start: Duration,
+    /// End offset.
+    pub end: Duration,
+}
 
 /// The attacks the simulator can stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

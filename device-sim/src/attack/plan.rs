@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use wardgate_protocol::{DeviceId, Reading, VitalKind};
 
-use super::AttackKind;
-use crate::ward::{Actor, AttackWindow, Entry, Planned, Tamper};
+use super::{AttackKind, AttackWindow};
+use crate::steps::{Actor, Entry, Planned, Tamper};
 
 /// Messages per second of the publish flood (within the edge's default
 /// limit of 50, so only behaviour gives it away).

@@ -13,6 +13,8 @@
 //! | the guard: token, role, TOTP, break-glass use, refusal audit and metric | [`guard`] |
 //! | reading the `Authorization` and `X-Wardgate-TOTP` headers | [`headers`] |
 //! | handlers (registry, audit, status, tokens, review, OTA progress and retry) | `handlers` |
+//! | the alert routes over the detector's store (list, acknowledge, release) | [`alerts_api`] |
+//! | the console's read routes (`/api/v1/readings`, `/api/v1/session`) | [`console_api`] |
 //! | JSON errors, refusal -> HTTP status, [`AdminError`] | [`error`] |
 //! | `wardgate_admin_*` metric families | [`metrics`] |
 //! | state shared by guard and handlers | [`state`] |
@@ -46,6 +48,8 @@
 //! re-exported here for callers of the earlier layout; new code imports
 //! them from [`crate::access`].
 
+pub mod alerts_api;
+pub mod console_api;
 pub mod error;
 pub mod guard;
 mod handlers;

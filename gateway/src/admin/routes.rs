@@ -123,31 +123,31 @@ pub fn router(state: Arc<AdminState>) -> Router {
         )
         // Ward console (crate::console): the page without a token, its two
         // extra read routes behind the guard.
-        .merge(crate::console::assets::router())
+        .merge(super::console_api::page_router())
         .route(
             "/api/v1/readings",
-            guarded(s, Action::ReadDevices, get(crate::console::api::readings)),
+            guarded(s, Action::ReadDevices, get(super::console_api::readings)),
         )
         .route(
             "/api/v1/session",
-            guarded(s, Action::ReadStatus, get(crate::console::api::session)),
+            guarded(s, Action::ReadStatus, get(super::console_api::session)),
         )
-        // Anomaly alerts (handlers in crate::anomaly::api).
+        // Anomaly alerts (handlers in super::alerts_api).
         .route(
             "/api/v1/alerts",
-            guarded(s, Action::ReadAlerts, get(crate::anomaly::api::list)),
+            guarded(s, Action::ReadAlerts, get(super::alerts_api::list)),
         )
         .route(
             "/api/v1/alerts/{id}/acknowledge",
             guarded(
                 s,
                 Action::AcknowledgeAlert,
-                post(crate::anomaly::api::acknowledge),
+                post(super::alerts_api::acknowledge),
             ),
         )
         .route(
             "/api/v1/alerts/{id}/release",
-            guarded(s, Action::ReleaseDevice, post(crate::anomaly::api::release)),
+            guarded(s, Action::ReleaseDevice, post(super::alerts_api::release)),
         )
         .fallback(handlers::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), time_limit))

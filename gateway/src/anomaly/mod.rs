@@ -21,7 +21,7 @@
 //! | the running detector: bounded queue, task, tick ([`Feed`]) | [`service`] |
 //! | the edge's controls on a recorded timeline, in simulated time | [`sim_edge`] |
 //! | alerts to the hospital broker on `<prefix>/alerts` | [`upstream`] |
-//! | `GET /api/v1/alerts`, acknowledge, release | [`api`] |
+//! | `GET /api/v1/alerts`, acknowledge, release (HTTP layer) | `crate::admin::alerts_api` |
 //! | `wardgate_anomaly_*` metrics | [`metrics`] |
 //!
 //! Settings are the `[anomaly]` section ([`crate::config::AnomalyConfig`]).
@@ -29,7 +29,6 @@
 //! (`gateway/benches/anomaly_eval.rs`) runs a simulated ward hour in seconds.
 
 pub mod alert;
-pub mod api;
 pub mod baseline;
 pub mod detector;
 pub mod metrics;

@@ -1,7 +1,7 @@
 //! [`ConfigError`]: why a configuration was refused, naming the file,
 //! variable or field at fault.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Why the configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -49,4 +49,15 @@ impl ConfigError {
             reason: reason.into(),
         }
     }
+}
+
+/// Refuse a private key file readable or writable by group or others.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] with the mode and the `chmod` to run, or when
+/// the permissions cannot be read.
+pub fn check_private(field: &str, path: &Path) -> Result<(), ConfigError> {
+    // Fails closed: permissions that cannot be read are a refusal too.
+    wardgate_tls::keyfile::check_private(path)
+        .map_err(|e| ConfigError::invalid(field, e.to_string()))
 }

@@ -8,6 +8,8 @@
 //! | reading the file and typing it | [`load`] |
 //! | `WARDGATE_<SECTION>__<FIELD>` overrides | [`env`](mod@env) |
 //! | every refusal, and [`ValidConfig`], the only way past them | [`validate`] |
+//! | the `[ota]` fields of the TUF client and image cache | [`ota`](mod@ota) |
+//! | the `[ota]` fields of the rollout (image server, timeouts) | [`ota_rollout`] |
 //! | which network side each listener binds on; wildcard binds refused | [`bind_policy`] |
 //! | [`ConfigError`] | [`error`] |
 //!
@@ -20,13 +22,17 @@ pub mod bind_policy;
 pub mod env;
 pub mod error;
 pub mod load;
+pub mod ota;
+pub mod ota_rollout;
 pub mod sections;
 pub mod validate;
 
 pub use anomaly::{AnomalyConfig, ResponseAction};
-pub use error::ConfigError;
+pub use error::{check_private, ConfigError};
+pub use ota::OtaConfig;
+pub use ota_rollout::{OtaRolloutConfig, Timeouts};
 pub use sections::{
     AdminConfig, BrokerConfig, Config, EdgeConfig, Format, FullPolicy, LogConfig, LogFormat,
     OtaSection, StorageConfig, UplinkConfig,
 };
-pub use validate::{check_private, IntoValidConfig, ValidConfig};
+pub use validate::{IntoValidConfig, ValidConfig};

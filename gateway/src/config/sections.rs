@@ -3,8 +3,8 @@
 //!
 //! Every component reads its section from here, and nothing here knows
 //! about the components' behaviour. The one import from elsewhere is the OTA
-//! agent's two plain settings structs ([`crate::ota::OtaConfig`] for the
-//! TUF client and image cache, [`crate::ota::OtaRolloutConfig`] for
+//! agent's two plain settings structs ([`crate::config::OtaConfig`] for the
+//! TUF client and image cache, [`crate::config::OtaRolloutConfig`] for
 //! campaign execution and the image server), which [`OtaSection`] puts side
 //! by side as the fields of one `[ota]` table. Whether a value is
 //! acceptable is decided in one place, [`super::validate`], which turns a
@@ -364,9 +364,9 @@ impl Default for UplinkConfig {
 
 /// `[ota]`: the OTA agent. One flat table holding the fields of two
 /// structs: where the OTA server is and what the gateway trusts
-/// ([`crate::ota::OtaConfig`]: `server_url`, `trusted_root`, `ca_cert`,
+/// ([`crate::config::OtaConfig`]: `server_url`, `trusted_root`, `ca_cert`,
 /// `client_cert`, `client_key`, `refresh_interval`, ...) and how campaigns
-/// run on the ward ([`crate::ota::OtaRolloutConfig`]: `image_listen`,
+/// run on the ward ([`crate::config::OtaRolloutConfig`]: `image_listen`,
 /// `assignments_interval`, `device_*_timeout`, ...). A key neither knows is
 /// kept in `unknown` and refused by validation, naming it.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -374,10 +374,10 @@ impl Default for UplinkConfig {
 pub struct OtaSection {
     /// TUF client and image cache settings.
     #[serde(flatten)]
-    pub server: crate::ota::OtaConfig,
+    pub server: crate::config::OtaConfig,
     /// Campaign execution and image server settings.
     #[serde(flatten)]
-    pub rollout: crate::ota::OtaRolloutConfig,
+    pub rollout: crate::config::OtaRolloutConfig,
     /// Keys that are no `[ota]` setting (refused by validation).
     #[serde(flatten)]
     pub unknown: BTreeMap<String, toml::Value>,

@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::error::ConfigError;
+use super::error::{check_private, ConfigError};
 use super::sections::{AdminConfig, Config, EdgeConfig, OtaSection, UplinkConfig};
 
 /// A configuration that passed [`Config::validate`]. It can only be built
@@ -384,17 +384,6 @@ fn require_file(field: &str, path: &Path, what: &str) -> Result<(), ConfigError>
         ));
     }
     Ok(())
-}
-
-/// Refuse a private key file readable or writable by group or others.
-///
-/// # Errors
-/// [`ConfigError::Invalid`] with the mode and the `chmod` to run, or when
-/// the permissions cannot be read.
-pub fn check_private(field: &str, path: &Path) -> Result<(), ConfigError> {
-    // Fails closed: permissions that cannot be read are a refusal too.
-    wardgate_tls::keyfile::check_private(path)
-        .map_err(|e| ConfigError::invalid(field, e.to_string()))
 }
 
 #[cfg(test)]

@@ -5,13 +5,8 @@
 //! style files (no inline script, no `eval`, no other hosts), refuses
 //! framing, plus `no-store`, `nosniff` and no referrer.
 
-use axum::extract::Path;
 use axum::http::{header, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
-
-use crate::admin::error::ApiError;
 
 /// The content security policy of every console response.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
@@ -75,25 +70,17 @@ fn serve(asset: &Asset) -> Response {
     response
 }
 
-async fn page() -> Response {
+/// The console page (`GET /console`).
+#[must_use]
+pub fn page() -> Response {
     serve(&ASSETS[0])
 }
 
-async fn file(Path(name): Path<String>) -> Response {
-    match ASSETS.iter().find(|a| a.name == name) {
-        Some(asset) => serve(asset),
-        None => ApiError::not_found(format!("the console has no file `{name}`; open /console"))
-            .into_response(),
-    }
-}
-
-/// `GET /console` (the page) and `GET /console/{file}` (its assets), for
-/// any state type: these routes read no state.
-pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new()
-        .route("/console", get(page))
-        .route("/console/", get(page))
-        .route("/console/{file}", get(file))
+/// One of the page's files by name (`GET /console/{file}`); `None` for a
+/// name the console does not have, which the HTTP layer answers with 404.
+#[must_use]
+pub fn file(name: &str) -> Option<Response> {
+    ASSETS.iter().find(|a| a.name == name).map(serve)
 }
 
 #[cfg(test)]

@@ -16,13 +16,12 @@
 //! | the embedded page and its headers (`GET /console`, `/console/{file}`) | [`assets`] |
 //! | recent vitals and live connections per device, bounded, in memory | [`recent`] |
 //! | the telemetry sink wrapper that feeds [`recent`] from the edge | [`recording`] |
-//! | the two read routes the page needs beyond the API (`/api/v1/readings`, `/api/v1/session`) | [`api`] |
+//! | the two read routes the page needs beyond the API (`/api/v1/readings`, `/api/v1/session`) | `crate::admin::console_api` |
 //!
 //! The page polls (one call per panel every few seconds, never one call
 //! per device), so a ward of 200 devices costs the same number of requests
 //! as a ward of two.
 
-pub mod api;
 pub mod assets;
 pub mod recent;
 pub mod recording;

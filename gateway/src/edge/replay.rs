@@ -35,64 +35,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-use sha2::{Digest as _, Sha256};
 use wardgate_protocol::DeviceId;
 
 use super::violation::Violation;
-
-/// How many recent stored messages per device are remembered for resends;
-/// at least the in-flight window ([`crate::edge::IN_FLIGHT_WINDOW`]) plus
-/// PUBACKs that can be lost in a dropped connection.
-pub const REPLAY_WINDOW: usize = 64;
-
-/// The first 16 bytes of a payload's SHA-256: enough to tell a resend from
-/// a different message under the same `seq`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PayloadDigest(pub [u8; 16]);
-
-impl PayloadDigest {
-    /// The digest of `payload`.
-    #[must_use]
-    pub fn of(payload: &[u8]) -> Self {
-        let full = Sha256::digest(payload);
-        let mut d = [0u8; 16];
-        d.copy_from_slice(&full[..16]);
-        Self(d)
-    }
-
-    /// From stored bytes, if they are 16 long.
-    #[must_use]
-    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
-        <[u8; 16]>::try_from(bytes).ok().map(Self)
-    }
-}
-
-/// What is stored about a device's messages.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StoredSeqs {
-    /// The highest stored `seq`.
-    pub last: Option<u64>,
-    /// The most recent stored messages, oldest first, at most
-    /// [`REPLAY_WINDOW`].
-    pub recent: VecDeque<(u64, PayloadDigest)>,
-}
-
-impl StoredSeqs {
-    /// Record a stored message.
-    pub fn push(&mut self, seq: u64, digest: PayloadDigest) {
-        if self.last.is_none_or(|l| seq > l) {
-            self.last = Some(seq);
-        }
-        if self.recent.len() == REPLAY_WINDOW {
-            self.recent.pop_front();
-        }
-        self.recent.push_back((seq, digest));
-    }
-
-    fn knows(&self, seq: u64, digest: PayloadDigest) -> bool {
-        self.recent.iter().any(|&(s, d)| s == seq && d == digest)
-    }
-}
+pub use crate::stored_seq::{PayloadDigest, StoredSeqs, REPLAY_WINDOW};
 
 /// How a PUBLISH's `seq` relates to what the device already sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -40,8 +40,9 @@ use wardgate_protocol::{DeviceId, OtaOffer, OtaOutcome, SCHEMA_VERSION};
 
 use crate::audit::{AuditEvent, AuditLog, Outcome};
 use crate::broker::BrokerHandle;
+use crate::config::ota_rollout::{OtaRolloutConfig, RolloutConfigError};
+use crate::config::OtaConfig;
 use crate::context::GatewayContext;
-use crate::ota::config::OtaConfig;
 use crate::ota::device_state::{
     AssignedCampaign, DeviceStateError, DeviceStates, DeviceUpdate, Input, SeenStatus, StepContext,
     Timeouts, UpdateState,
@@ -52,7 +53,6 @@ use crate::ota::image_server::{
     PROGRESS_QUEUE,
 };
 use crate::ota::offers::{self, DeviceEvent, OfferSender, OffersError};
-use crate::ota::rollout_config::{OtaRolloutConfig, RolloutConfigError};
 use crate::ota::rollout_metrics::RolloutMetrics;
 use crate::ota::server_api::{Assignment, DeviceResult, ServerApi, ServerApiError};
 use crate::ota::tuf_client::TufClient;

@@ -34,6 +34,7 @@
 //!   reports `deferred`.)
 //! - Every waiting state has a timeout ([`Timeouts`]): see [`next_step`].
 
+pub use crate::config::ota_rollout::Timeouts;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -189,51 +190,6 @@ pub enum ResultOutcome {
     Success,
     /// Failed or rolled back.
     Failure,
-}
-
-/// How long each waiting state may last.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Timeouts {
-    /// `pending`: the device has not been seen idle while the campaign
-    /// could proceed (offline, or in a fault) -> `failed`.
-    #[serde(with = "humantime_serde")]
-    pub pending: Duration,
-    /// `offered`: no report since the last offer -> offer again, up to
-    /// `max_offers`, then `failed`.
-    #[serde(with = "humantime_serde")]
-    pub offered: Duration,
-    /// `downloading`: no progress (report or image bytes) -> offer again
-    /// (the device resumes), up to `max_offers`, then `failed`.
-    #[serde(with = "humantime_serde")]
-    pub downloading: Duration,
-    /// `installed`: no health report -> `healthy` if the device's latest
-    /// status shows the target running, else `failed`.
-    #[serde(with = "humantime_serde")]
-    pub installed: Duration,
-    /// `deferred`: therapy still in progress -> `failed` (an operator may
-    /// retry later).
-    #[serde(with = "humantime_serde")]
-    pub deferred: Duration,
-    /// A device's new status re-sends a pending offer (it reconnected)
-    /// only if the last offer is at least this old.
-    #[serde(with = "humantime_serde")]
-    pub reoffer_after: Duration,
-    /// Offers per attempt before an unresponsive device is `failed`.
-    pub max_offers: u32,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Self {
-            pending: Duration::from_secs(24 * 3600),
-            offered: Duration::from_secs(5 * 60),
-            downloading: Duration::from_secs(30 * 60),
-            installed: Duration::from_secs(20 * 60),
-            deferred: Duration::from_secs(24 * 3600),
-            reoffer_after: Duration::from_secs(10),
-            max_offers: 5,
-        }
-    }
 }
 
 /// One device's update in one campaign (a row of `ota_device_updates`).

@@ -107,8 +107,8 @@ pub struct CacheSettings {
     pub max_parallel_downloads: usize,
 }
 
-impl From<&super::config::OtaConfig> for CacheSettings {
-    fn from(c: &super::config::OtaConfig) -> Self {
+impl From<&crate::config::OtaConfig> for CacheSettings {
+    fn from(c: &crate::config::OtaConfig) -> Self {
         Self {
             download_timeout: c.download_timeout,
             max_parallel_downloads: c.max_parallel_downloads,

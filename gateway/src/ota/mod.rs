@@ -4,7 +4,7 @@
 //!
 //! | part | module |
 //! | --- | --- |
-//! | `[ota]` settings | [`config`] ([`OtaConfig`]) |
+//! | `[ota]` settings | [`crate::config::ota`] ([`OtaConfig`]) |
 //! | TUF client: pinned root, refresh on interval and on demand, last good state, audit and metric on refusal, freshness | [`tuf_client`] ([`TufClient`]) |
 //! | the TUF workflow over a metadata directory (shared with `gateway ota tuf-client`) | [`load`], [`metadata_dir`] |
 //! | verified metadata: roles, expiry, target lookup with the manufacturer's signed metadata | [`trusted`] ([`TrustedMetadata`], [`TargetInfo`]) |
@@ -19,7 +19,7 @@
 //! | offers out, status and reports in (the embedded broker's local link) | [`offers`] |
 //! | HTTPS image server for devices (mutual TLS, Range, ETag, bounded) | [`image_server`] |
 //! | progress for the admin API and CLI, operator retry | [`api`] |
-//! | rollout settings (`[ota]` fields) | [`rollout_config`] ([`OtaRolloutConfig`]) |
+//! | rollout settings (`[ota]` fields) | [`crate::config::ota_rollout`] ([`OtaRolloutConfig`]) |
 //! | `wardgate_ota_*` rollout metrics | [`rollout_metrics`] ([`RolloutMetrics`]) |
 //! | errors and refusal classes | [`error`] ([`OtaError`], [`RefreshFailure`]) |
 //! | the agent of a running gateway, started from `[ota]` | [`service`] ([`OtaService`]) |
@@ -33,7 +33,6 @@
 
 pub mod agent;
 pub mod api;
-pub mod config;
 pub mod device_state;
 pub mod download;
 pub mod error;
@@ -44,7 +43,6 @@ pub mod load;
 pub mod metadata_dir;
 pub mod metrics;
 pub mod offers;
-pub mod rollout_config;
 pub mod rollout_metrics;
 pub mod server_api;
 pub mod service;
@@ -52,13 +50,13 @@ pub mod transport;
 pub mod trusted;
 pub mod tuf_client;
 
+pub use crate::config::OtaConfig;
+pub use crate::config::OtaRolloutConfig;
 pub use agent::Rollout;
-pub use config::OtaConfig;
 pub use device_state::DeviceStates;
 pub use error::{OtaError, RefreshFailure};
 pub use image_cache::{CacheSettings, CachedImage, Fetch, ImageCache, ImageDigest};
 pub use metrics::OtaMetrics;
-pub use rollout_config::OtaRolloutConfig;
 pub use rollout_metrics::RolloutMetrics;
 pub use server_api::ServerApi;
 pub use service::{OtaService, OtaStartError};

@@ -25,8 +25,8 @@ use tough::{async_trait, Transport, TransportError, TransportErrorKind, Transpor
 use tuf_repo::{HttpsTransport, HttpsTransportConfig};
 use url::Url;
 
-use super::config::OtaConfig;
 use super::error::OtaError;
+use crate::config::OtaConfig;
 
 /// Most metadata bytes recorded during one refresh (all files together).
 pub const MAX_RECORDED_BYTES: usize = 64 * 1024 * 1024;

@@ -27,7 +27,6 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tuf_repo::HttpsTransport;
 
-use super::config::OtaConfig;
 use super::error::{OtaError, RefreshFailure};
 use super::load::{load_local, load_remote, RepoUrls};
 use super::metadata_dir::{version_of, MetadataDir};
@@ -35,6 +34,7 @@ use super::metrics::OtaMetrics;
 use super::transport::https_transport;
 use super::trusted::{RoleStatus, TargetInfo, TrustedMetadata};
 use crate::audit::{AuditEvent, AuditLog, Outcome};
+use crate::config::OtaConfig;
 
 /// The audit action of refreshes.
 pub const AUDIT_ACTION: &str = "ota.refresh";

@@ -32,8 +32,8 @@ use super::{
     bound_detail, fits, Command, FetchPage, FullPolicy, NoticeHook, OutboxLimits, PendingMessage,
     Shared, UplinkNotice,
 };
-use crate::edge::replay::REPLAY_WINDOW;
 use crate::sink::{AcceptedTelemetry, PayloadDigest, SinkError, StoreRequest};
+use crate::stored_seq::REPLAY_WINDOW;
 use crate::uplink::error::UplinkError;
 use crate::uplink::seal::OutboxKey;
 

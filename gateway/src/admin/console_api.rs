@@ -1,5 +1,7 @@
-//! The two read routes the console needs beyond the rest of the admin API,
-//! both behind the same guard (registered in `crate::admin::routes`):
+//! The console's routes (registered in [`super::routes`]): its page and
+//! files from [`crate::console::assets`], without a token (they hold no
+//! data), and the two read routes the page needs beyond the rest of the
+//! admin API, both behind the same guard:
 //!
 //! | route | action (role) | what |
 //! | --- | --- | --- |
@@ -12,17 +14,39 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
 use axum::{Extension, Json};
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::recent::SAMPLES_PER_DEVICE;
+use super::error::ApiError;
+use super::guard::Caller;
+use super::state::AdminState;
 use crate::access::policy::Action;
-use crate::admin::error::ApiError;
-use crate::admin::guard::Caller;
-use crate::admin::state::AdminState;
+use crate::console::assets;
+use crate::console::recent::SAMPLES_PER_DEVICE;
+
+/// `GET /console` (the page) and `GET /console/{file}` (its assets), for
+/// any state type: these routes read no state.
+pub fn page_router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    async fn page() -> Response {
+        assets::page()
+    }
+    async fn file(Path(name): Path<String>) -> Response {
+        assets::file(&name).unwrap_or_else(|| {
+            ApiError::not_found(format!("the console has no file `{name}`; open /console"))
+                .into_response()
+        })
+    }
+    Router::new()
+        .route("/console", get(page))
+        .route("/console/", get(page))
+        .route("/console/{file}", get(file))
+}
 
 /// Readings per device when the query names none.
 pub const DEFAULT_LAST: usize = 20;

@@ -25,6 +25,8 @@
 //! prints what each actor saw; `--repeat` keeps the same ward streaming
 //! afterwards, without the attacks, until Ctrl-C.
 
+pub mod scenario;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -230,7 +232,7 @@ pub fn init_tracing() {
 /// device to stderr. Exit code 1 when any device failed.
 pub async fn run(args: Args) -> ExitCode {
     if let Some(path) = args.scenario.clone() {
-        return crate::scenario_cli::run(&args, &path).await;
+        return scenario::run(&args, &path).await;
     }
     let opts = match args.fleet_options() {
         Ok(o) => o,

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use wardgate_protocol::DeviceId;
 
-use crate::cli::Args;
+use super::Args;
 use crate::fleet::read_device_tls;
 use crate::scenario::Scenario;
 use crate::ward::{Actor, Timeline};
@@ -42,7 +42,7 @@ pub async fn run(args: &Args, path: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (shutdown, signal) = crate::cli::cancel_on_ctrl_c();
+    let (shutdown, signal) = super::cancel_on_ctrl_c();
     let mut round = 1u32;
     loop {
         let seq_base = u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0);

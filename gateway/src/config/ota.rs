@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::config::{check_private, ConfigError};
+use super::error::{check_private, ConfigError};
 
 /// Settings of the gateway's OTA agent (TUF client and image cache).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

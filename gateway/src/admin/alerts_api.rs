@@ -1,5 +1,5 @@
-//! The alert routes of the admin API (wired in `crate::admin::routes`,
-//! guarded like every route there):
+//! The alert routes of the admin API (wired in [`super::routes`], guarded
+//! like every route there) over the detector's [`AlertStore`]:
 //!
 //! | route | role | what |
 //! | --- | --- | --- |
@@ -20,8 +20,8 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::store::{AlertStore, StoreError};
-use crate::admin::{AdminState, ApiError, Caller};
+use super::{AdminState, ApiError, Caller};
+use crate::anomaly::store::{AlertStore, StoreError};
 use crate::registry::{DeviceState, RegistryError};
 
 type ApiResult<T> = Result<T, ApiError>;
