@@ -44,6 +44,18 @@ fn store_error(e: StoreError) -> ApiError {
     }
 }
 
+/// Run `f` on the alert store off the async runtime (SQLite blocks).
+async fn on_store<T: Send + 'static>(
+    store: &AlertStore,
+    f: impl FnOnce(&AlertStore) -> Result<T, StoreError> + Send + 'static,
+) -> ApiResult<T> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .map_err(store_error)
+}
+
 fn alert_id(raw: &str) -> ApiResult<i64> {
     raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
         ApiError::bad_request(format!("`{raw}` is not an alert id (a positive integer)"))
@@ -112,15 +124,8 @@ pub(crate) async fn acknowledge(
     let id = alert_id(&id)?;
     let note = note(body)?;
     let actor = caller.actor();
-    let s = store.clone();
-    let changed = tokio::task::spawn_blocking(move || s.acknowledge(id, &actor, &note))
-        .await
-        .map_err(|e| ApiError::internal(&e))?
-        .map_err(store_error)?;
-    let alert = tokio::task::spawn_blocking(move || store.get(id))
-        .await
-        .map_err(|e| ApiError::internal(&e))?
-        .map_err(store_error)?;
+    let changed = on_store(&store, move |s| s.acknowledge(id, &actor, &note)).await?;
+    let alert = on_store(&store, move |s| s.get(id)).await?;
     Ok(Json(json!({"changed": changed, "alert": alert})))
 }
 
@@ -135,11 +140,7 @@ pub(crate) async fn release(
     let store = store(&state)?;
     let id = alert_id(&id)?;
     let note = note(body)?;
-    let s = store.clone();
-    let alert = tokio::task::spawn_blocking(move || s.get(id))
-        .await
-        .map_err(|e| ApiError::internal(&e))?
-        .map_err(store_error)?;
+    let alert = on_store(&store, move |s| s.get(id)).await?;
     let Some(device) = alert.device.clone() else {
         return Err(ApiError::conflict(format!(
             "alert {id} is about {} and names no device; there is nothing to release",
@@ -173,13 +174,10 @@ pub(crate) async fn release(
             RegistryError::Revoked(_) => ApiError::conflict(e.to_string()),
             other => ApiError::internal(&other),
         })?;
-    let s = store.clone();
-    tokio::task::spawn_blocking(move || {
+    let alert = on_store(&store, move |s| {
         s.mark_released(id, &actor, &note)?;
         s.get(id)
     })
-    .await
-    .map_err(|e| ApiError::internal(&e))?
-    .map_err(store_error)
-    .map(|alert| Json(json!({"released": device, "alert": alert})))
+    .await?;
+    Ok(Json(json!({"released": device, "alert": alert})))
 }

@@ -10,6 +10,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{post, MethodRouter};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -237,34 +238,18 @@ async fn change_state(
     Ok(Json(json!({"changed": changed, "device": device})))
 }
 
-/// `POST /api/v1/devices/{id}/quarantine`.
-pub(crate) async fn quarantine_device(
-    State(state): State<Arc<AdminState>>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
-    change_state(state, &caller, &id, DeviceState::Quarantined, body).await
-}
-
-/// `POST /api/v1/devices/{id}/reactivate`.
-pub(crate) async fn reactivate_device(
-    State(state): State<Arc<AdminState>>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
-    change_state(state, &caller, &id, DeviceState::Active, body).await
-}
-
-/// `POST /api/v1/devices/{id}/revoke`: final; the edge disconnects the device.
-pub(crate) async fn revoke_device(
-    State(state): State<Arc<AdminState>>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
-    change_state(state, &caller, &id, DeviceState::Revoked, body).await
+/// `POST /api/v1/devices/{id}/quarantine`, `.../reactivate` and
+/// `.../revoke` (final; the edge disconnects the device): one handler each,
+/// differing only in the state they set.
+pub(crate) fn set_state(to: DeviceState) -> MethodRouter<Arc<AdminState>> {
+    post(
+        move |State(state): State<Arc<AdminState>>,
+              Extension(caller): Extension<Caller>,
+              Path(id): Path<String>,
+              body: Result<Bytes, BytesRejection>| async move {
+            change_state(state, &caller, &id, to, body).await
+        },
+    )
 }
 
 /// Query of `GET /api/v1/audit`.

@@ -3,25 +3,25 @@
 //! refused call, by [`crate::access::Refusal::reason`]) and
 //! `wardgate_admin_requests_total{action}` (authorised calls).
 
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-
-use crate::metrics::{Labels, Metrics};
+use crate::metrics::{CounterBy, Metrics};
 
 /// The admin component's metric families.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct AdminMetrics {
     /// `wardgate_admin_refusals_total{reason}`.
-    pub refusals: Family<Labels, Counter>,
+    pub refusals: CounterBy,
     /// `wardgate_admin_requests_total{action}`: authorised calls.
-    pub requests: Family<Labels, Counter>,
+    pub requests: CounterBy,
 }
 
 impl AdminMetrics {
     /// New families, registered in the shared registry.
     #[must_use]
     pub fn register(metrics: &Metrics) -> Self {
-        let this = Self::default();
+        let this = Self {
+            refusals: CounterBy::new("reason"),
+            requests: CounterBy::new("action"),
+        };
         metrics.register(
             "wardgate_admin_refusals",
             "Admin API calls refused, by reason",
@@ -37,23 +37,17 @@ impl AdminMetrics {
 
     /// Count a refusal.
     pub fn refusal(&self, reason: &str) {
-        self.refusals
-            .get_or_create(&vec![("reason".to_owned(), reason.to_owned())])
-            .inc();
+        self.refusals.inc(reason);
     }
 
     /// Count an authorised call.
     pub fn request(&self, action: &str) {
-        self.requests
-            .get_or_create(&vec![("action".to_owned(), action.to_owned())])
-            .inc();
+        self.requests.inc(action);
     }
 
     /// Current value of `wardgate_admin_refusals_total{reason}`.
     #[must_use]
     pub fn refusal_count(&self, reason: &str) -> u64 {
-        self.refusals
-            .get_or_create(&vec![("reason".to_owned(), reason.to_owned())])
-            .get()
+        self.refusals.get(reason)
     }
 }

@@ -17,6 +17,7 @@ use super::guard;
 use super::handlers;
 use super::state::AdminState;
 use crate::access::policy::Action;
+use crate::registry::DeviceState;
 
 fn guarded(
     state: &Arc<AdminState>,
@@ -44,111 +45,83 @@ async fn time_limit(State(state): State<Arc<AdminState>>, req: Request, next: Ne
     }
 }
 
-/// The admin API routes, each behind the guard with its [`Action`].
-pub fn router(state: Arc<AdminState>) -> Router {
-    let s = &state;
-    Router::new()
-        .route("/healthz", get(handlers::healthz))
-        .route(
-            "/metrics",
-            guarded(s, Action::ReadMetrics, get(handlers::metrics)),
-        )
-        .route(
-            "/api/v1/status",
-            guarded(s, Action::ReadStatus, get(handlers::status)),
-        )
-        .route(
-            "/api/v1/devices",
-            guarded(s, Action::ReadDevices, get(handlers::list_devices)).merge(guarded(
-                s,
-                Action::EnrollDevice,
-                post(handlers::enroll_device),
-            )),
-        )
-        .route(
-            "/api/v1/devices/{id}",
-            guarded(s, Action::ReadDevices, get(handlers::get_device)),
-        )
-        .route(
+/// Every guarded route: path, the [`Action`] it is (and so the least role
+/// that may call it, [`Action::min_role`]), and its handler. One table, so
+/// that an auditor reads the whole route-to-action map in one place.
+fn guarded_routes() -> Vec<(&'static str, Action, MethodRouter<Arc<AdminState>>)> {
+    use super::{alerts_api as alerts, console_api as console, handlers as h};
+    use Action as A;
+    vec![
+        ("/metrics", A::ReadMetrics, get(h::metrics)),
+        ("/api/v1/status", A::ReadStatus, get(h::status)),
+        ("/api/v1/devices", A::ReadDevices, get(h::list_devices)),
+        ("/api/v1/devices", A::EnrollDevice, post(h::enroll_device)),
+        ("/api/v1/devices/{id}", A::ReadDevices, get(h::get_device)),
+        (
             "/api/v1/devices/{id}/quarantine",
-            guarded(
-                s,
-                Action::QuarantineDevice,
-                post(handlers::quarantine_device),
-            ),
-        )
-        .route(
+            A::QuarantineDevice,
+            h::set_state(DeviceState::Quarantined),
+        ),
+        (
             "/api/v1/devices/{id}/reactivate",
-            guarded(
-                s,
-                Action::ReactivateDevice,
-                post(handlers::reactivate_device),
-            ),
-        )
-        .route(
+            A::ReactivateDevice,
+            h::set_state(DeviceState::Active),
+        ),
+        (
             "/api/v1/devices/{id}/revoke",
-            guarded(s, Action::RevokeDevice, post(handlers::revoke_device)),
-        )
-        .route(
-            "/api/v1/audit",
-            guarded(s, Action::ReadAudit, get(handlers::recent_audit)),
-        )
-        .route(
-            "/api/v1/audit/verify",
-            guarded(s, Action::ReadAudit, get(handlers::verify_audit)),
-        )
-        .route(
-            "/api/v1/tokens",
-            guarded(s, Action::ListTokens, get(handlers::list_tokens)).merge(guarded(
-                s,
-                Action::CreateToken,
-                post(handlers::create_token),
-            )),
-        )
-        .route(
+            A::RevokeDevice,
+            h::set_state(DeviceState::Revoked),
+        ),
+        ("/api/v1/audit", A::ReadAudit, get(h::recent_audit)),
+        ("/api/v1/audit/verify", A::ReadAudit, get(h::verify_audit)),
+        ("/api/v1/tokens", A::ListTokens, get(h::list_tokens)),
+        ("/api/v1/tokens", A::CreateToken, post(h::create_token)),
+        (
             "/api/v1/tokens/{id}",
-            guarded(s, Action::RevokeToken, delete(handlers::revoke_token)),
-        )
-        .route(
+            A::RevokeToken,
+            delete(h::revoke_token),
+        ),
+        (
             "/api/v1/access/review",
-            guarded(s, Action::ReviewAccess, get(handlers::review_access)),
-        )
-        .route(
-            "/api/v1/ota/status",
-            guarded(s, Action::ReadOtaStatus, get(handlers::ota_status)),
-        )
-        .route(
+            A::ReviewAccess,
+            get(h::review_access),
+        ),
+        ("/api/v1/ota/status", A::ReadOtaStatus, get(h::ota_status)),
+        (
             "/api/v1/ota/devices/{id}/retry",
-            guarded(s, Action::RetryOtaUpdate, post(handlers::retry_ota_update)),
-        )
-        // Ward console (crate::console): the page without a token, its two
-        // extra read routes behind the guard.
-        .merge(super::console_api::page_router())
-        .route(
-            "/api/v1/readings",
-            guarded(s, Action::ReadDevices, get(super::console_api::readings)),
-        )
-        .route(
-            "/api/v1/session",
-            guarded(s, Action::ReadStatus, get(super::console_api::session)),
-        )
-        // Anomaly alerts (handlers in super::alerts_api).
-        .route(
-            "/api/v1/alerts",
-            guarded(s, Action::ReadAlerts, get(super::alerts_api::list)),
-        )
-        .route(
+            A::RetryOtaUpdate,
+            post(h::retry_ota_update),
+        ),
+        // The ward console's two reads beyond the rest of the API.
+        ("/api/v1/readings", A::ReadDevices, get(console::readings)),
+        ("/api/v1/session", A::ReadStatus, get(console::session)),
+        // Anomaly alerts.
+        ("/api/v1/alerts", A::ReadAlerts, get(alerts::list)),
+        (
             "/api/v1/alerts/{id}/acknowledge",
-            guarded(
-                s,
-                Action::AcknowledgeAlert,
-                post(super::alerts_api::acknowledge),
-            ),
-        )
-        .route(
+            A::AcknowledgeAlert,
+            post(alerts::acknowledge),
+        ),
+        (
             "/api/v1/alerts/{id}/release",
-            guarded(s, Action::ReleaseDevice, post(super::alerts_api::release)),
-        )
+            A::ReleaseDevice,
+            post(alerts::release),
+        ),
+    ]
+}
+
+/// The admin API routes, each behind the guard with its [`Action`]; the
+/// health check and the console's page and files need no token.
+pub fn router(state: Arc<AdminState>) -> Router {
+    let mut router = Router::new()
+        .route("/healthz", get(handlers::healthz))
+        .merge(super::console_api::page_router());
+    // Two methods on one path (GET and POST /api/v1/devices) are merged by
+    // axum into one route, each with its own guard.
+    for (path, action, handler) in guarded_routes() {
+        router = router.route(path, guarded(&state, action, handler));
+    }
+    router
         .fallback(handlers::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), time_limit))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))

@@ -2,12 +2,11 @@
 //! it raised, what it could not look at.
 
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 
-use crate::metrics::{Labels, Metrics};
+use crate::metrics::{CounterBy, Metrics};
 
 /// Handles on the detector's families; cheap to clone.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct AnomalyMetrics {
     /// `wardgate_anomaly_events_total`: edge events examined.
     pub events: Counter,
@@ -15,7 +14,7 @@ pub struct AnomalyMetrics {
     /// because the detector's queue (`anomaly.queue`) was full.
     pub dropped: Counter,
     /// `wardgate_anomaly_alerts_total{kind}`: alerts raised.
-    pub alerts: Family<Labels, Counter>,
+    pub alerts: CounterBy,
     /// `wardgate_anomaly_quarantines_total`: devices quarantined by a response.
     pub quarantines: Counter,
     /// `wardgate_anomaly_alerts_published_total`: alerts the upstream
@@ -27,7 +26,13 @@ impl AnomalyMetrics {
     /// Register the families in `metrics`.
     #[must_use]
     pub fn register(metrics: &Metrics) -> Self {
-        let m = Self::default();
+        let m = Self {
+            events: Counter::default(),
+            dropped: Counter::default(),
+            alerts: CounterBy::new("kind"),
+            quarantines: Counter::default(),
+            published: Counter::default(),
+        };
         metrics.register(
             "wardgate_anomaly_events",
             "Edge events examined by the anomaly detector",
@@ -58,16 +63,12 @@ impl AnomalyMetrics {
 
     /// Count an alert of `kind`.
     pub fn alert(&self, kind: &str) {
-        self.alerts
-            .get_or_create(&vec![("kind".to_owned(), kind.to_owned())])
-            .inc();
+        self.alerts.inc(kind);
     }
 
     /// Alerts of `kind` counted so far.
     #[must_use]
     pub fn alert_count(&self, kind: &str) -> u64 {
-        self.alerts
-            .get_or_create(&vec![("kind".to_owned(), kind.to_owned())])
-            .get()
+        self.alerts.get(kind)
     }
 }

@@ -92,16 +92,13 @@ pub struct Invocation {
     task: Task,
 }
 
+/// What runs: `gateway run` with its configuration already read and
+/// validated, or any other subcommand as parsed (they read their own files
+/// when they run).
 #[derive(Debug)]
 enum Task {
     Run(Box<ValidConfig>),
-    Pki(pki::PkiArgs),
-    Device(device::DeviceArgs),
-    Audit(audit::AuditArgs),
-    Access(access::AccessCli),
-    Ota(ota::OtaArgs),
-    Backup(backup::BackupArgs),
-    Restore(backup::RestoreArgs),
+    Other(Command),
 }
 
 impl Cli {
@@ -135,13 +132,7 @@ impl Cli {
                 log.default_filter.clone_from(&config.log.level);
                 Task::Run(Box::new(config))
             }
-            Command::Pki(args) => Task::Pki(args),
-            Command::Device(args) => Task::Device(args),
-            Command::Audit(args) => Task::Audit(args),
-            Command::Access(args) => Task::Access(args),
-            Command::Ota(args) => Task::Ota(args),
-            Command::Backup(args) => Task::Backup(args),
-            Command::Restore(args) => Task::Restore(args),
+            other => Task::Other(other),
         };
         Ok(Invocation { log, task })
     }
@@ -155,15 +146,20 @@ impl Invocation {
     /// and exits non-zero.
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let mut out = std::io::stdout().lock();
-        match self.task {
-            Task::Run(config) => run::run(*config),
-            Task::Pki(args) => pki::run(&args, &mut out).map(|()| ExitCode::SUCCESS),
-            Task::Device(args) => device::run(&args, &mut out).map(|()| ExitCode::SUCCESS),
-            Task::Audit(args) => audit::run(&args, &mut out),
-            Task::Access(args) => access::run_cli(args, &mut out).map(|()| ExitCode::SUCCESS),
-            Task::Ota(args) => ota::run(&args, &mut out),
-            Task::Backup(args) => backup::run_backup(&args, &mut out),
-            Task::Restore(args) => backup::run_restore(&args, &mut out),
+        let command = match self.task {
+            Task::Run(config) => return run::run(*config),
+            Task::Other(command) => command,
+        };
+        match command {
+            // Read in `prepare`: never reaches here.
+            Command::Run(args) => run::run(ValidConfig::load(&args.config)?),
+            Command::Pki(args) => pki::run(&args, &mut out).map(|()| ExitCode::SUCCESS),
+            Command::Device(args) => device::run(&args, &mut out).map(|()| ExitCode::SUCCESS),
+            Command::Audit(args) => audit::run(&args, &mut out),
+            Command::Access(args) => access::run_cli(args, &mut out).map(|()| ExitCode::SUCCESS),
+            Command::Ota(args) => ota::run(&args, &mut out),
+            Command::Backup(args) => backup::run_backup(&args, &mut out),
+            Command::Restore(args) => backup::run_restore(&args, &mut out),
         }
     }
 }

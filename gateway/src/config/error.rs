@@ -61,3 +61,27 @@ pub fn check_private(field: &str, path: &Path) -> Result<(), ConfigError> {
     wardgate_tls::keyfile::check_private(path)
         .map_err(|e| ConfigError::invalid(field, e.to_string()))
 }
+
+/// Refuse an empty path or one that is not an existing file; `what` says
+/// what the field should name.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] naming the field and what to set it to.
+pub fn require_file(field: &str, path: &Path, what: &str) -> Result<(), ConfigError> {
+    if path.as_os_str().is_empty() {
+        return Err(ConfigError::invalid(
+            field,
+            format!("is missing: set it to {what}"),
+        ));
+    }
+    if !path.is_file() {
+        return Err(ConfigError::invalid(
+            field,
+            format!(
+                "{} does not exist or is not a file: set it to {what}",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -28,7 +28,7 @@ pub mod sections;
 pub mod validate;
 
 pub use anomaly::{AnomalyConfig, ResponseAction};
-pub use error::{check_private, ConfigError};
+pub use error::{check_private, require_file, ConfigError};
 pub use ota::OtaConfig;
 pub use ota_rollout::{OtaRolloutConfig, Timeouts};
 pub use sections::{

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::error::{check_private, ConfigError};
+use super::error::{check_private, require_file, ConfigError};
 
 /// Settings of the gateway's OTA agent (TUF client and image cache).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -217,25 +217,6 @@ fn range(
         return Err(ConfigError::invalid(
             field,
             format!("is {}, must be {what}", humantime::format_duration(value)),
-        ));
-    }
-    Ok(())
-}
-
-fn require_file(field: &str, path: &Path, what: &str) -> Result<(), ConfigError> {
-    if path.as_os_str().is_empty() {
-        return Err(ConfigError::invalid(
-            field,
-            format!("is missing: set it to {what}"),
-        ));
-    }
-    if !path.is_file() {
-        return Err(ConfigError::invalid(
-            field,
-            format!(
-                "{} does not exist or is not a file: set it to {what}",
-                path.display()
-            ),
         ));
     }
     Ok(())

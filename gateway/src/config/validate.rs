@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::error::{check_private, ConfigError};
+use super::error::{check_private, require_file, ConfigError};
 use super::sections::{AdminConfig, Config, EdgeConfig, OtaSection, UplinkConfig};
 
 /// A configuration that passed [`Config::validate`]. It can only be built
@@ -365,25 +365,6 @@ impl UplinkConfig {
         }
         Ok(())
     }
-}
-
-fn require_file(field: &str, path: &Path, what: &str) -> Result<(), ConfigError> {
-    if path.as_os_str().is_empty() {
-        return Err(ConfigError::invalid(
-            field,
-            format!("is missing: set it to {what}"),
-        ));
-    }
-    if !path.is_file() {
-        return Err(ConfigError::invalid(
-            field,
-            format!(
-                "{} does not exist or is not a file: set it to {what}",
-                path.display()
-            ),
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
