@@ -104,7 +104,7 @@ mod tests {
     use crate::access::clock::Clock;
     use crate::access::role::Role;
     use crate::access::token::record::NewToken;
-    use crate::access::token::store::fixture::{new, refusal, store};
+    use crate::access::token::store::fixture::{new, refusal, store, totp_admin};
     use crate::access::totp::code::STEP_SECONDS;
     use crate::access::totp::vault::VaultError;
     use crate::access::totp::vault::KEY_FILE;
@@ -112,12 +112,7 @@ mod tests {
     #[test]
     fn totp_required_checked_and_not_reusable() {
         let (_dir, clock, store) = store();
-        let issued = store
-            .create(NewToken {
-                bind_totp: true,
-                ..new("carol", Role::Admin)
-            })
-            .unwrap();
+        let issued = store.create(totp_admin("carol")).unwrap();
         let id = issued.token.id().clone();
         let secret = issued.totp.unwrap();
         let now = || u64::try_from(clock.now().timestamp()).unwrap();
@@ -165,12 +160,7 @@ mod tests {
     #[test]
     fn repeated_wrong_totp_codes_lock_the_token_for_a_while() {
         let (_dir, clock, store) = store();
-        let issued = store
-            .create(NewToken {
-                bind_totp: true,
-                ..new("mallory-target", Role::Admin)
-            })
-            .unwrap();
+        let issued = store.create(totp_admin("mallory-target")).unwrap();
         let id = issued.token.id().clone();
         let secret = issued.totp.unwrap();
         let now = || u64::try_from(clock.now().timestamp()).unwrap();
@@ -219,12 +209,7 @@ mod tests {
     #[test]
     fn totp_secret_is_sealed_and_a_copied_database_alone_is_useless() {
         let (dir, clock, store) = store();
-        let issued = store
-            .create(NewToken {
-                bind_totp: true,
-                ..new("sealed", Role::Admin)
-            })
-            .unwrap();
+        let issued = store.create(totp_admin("sealed")).unwrap();
         let secret = issued.totp.unwrap();
         let stored: Vec<u8> = store
             .conn()

@@ -286,15 +286,14 @@ mod tests {
         }
     }
 
+    /// The observation of one single-valued reading of monitor-01.
+    fn single(kind: VitalKind, value: f64) -> Value {
+        observation(&rec(Vital::Single { kind, value }), Utc::now())
+    }
+
     #[test]
     fn heart_rate_carries_loinc_mdc_ucum_and_device_time() {
-        let o = observation(
-            &rec(Vital::Single {
-                kind: VitalKind::HeartRate,
-                value: 72.0,
-            }),
-            Utc::now(),
-        );
+        let o = single(VitalKind::HeartRate, 72.0);
         assert_eq!(o["code"]["coding"][0]["code"], "8867-4");
         assert_eq!(o["code"]["coding"][1]["system"], MDC);
         assert_eq!(o["code"]["coding"][1]["code"], "147842");
@@ -322,13 +321,7 @@ mod tests {
 
     #[test]
     fn spo2_has_both_loinc_codes() {
-        let o = observation(
-            &rec(Vital::Single {
-                kind: VitalKind::Spo2,
-                value: 97.0,
-            }),
-            Utc::now(),
-        );
+        let o = single(VitalKind::Spo2, 97.0);
         let codes: Vec<_> = o["code"]["coding"]
             .as_array()
             .unwrap()

@@ -24,41 +24,36 @@ pub struct Code {
     pub display: &'static str,
 }
 
+impl Code {
+    /// A code and its display text.
+    #[must_use]
+    pub const fn new(code: &'static str, display: &'static str) -> Self {
+        Self { code, display }
+    }
+}
+
 /// LOINC code(s) of a vital kind, preferred first; `None` for kinds that
 /// are not vital signs in FHIR's sense (infusion rate).
 #[must_use]
 pub fn loinc(kind: VitalKind) -> Option<&'static [Code]> {
+    // `const` blocks: a `const fn` call is not promoted to `'static` alone.
     Some(match kind {
-        VitalKind::HeartRate => &[Code {
-            code: "8867-4",
-            display: "Heart rate",
-        }],
-        VitalKind::Spo2 => &[
-            Code {
-                code: "59408-5",
-                display: "Oxygen saturation in Arterial blood by Pulse oximetry",
-            },
-            Code {
-                code: "2708-6",
-                display: "Oxygen saturation in Arterial blood",
-            },
-        ],
-        VitalKind::RespiratoryRate => &[Code {
-            code: "9279-1",
-            display: "Respiratory rate",
-        }],
-        VitalKind::Temperature => &[Code {
-            code: "8310-5",
-            display: "Body temperature",
-        }],
-        VitalKind::SystolicBp => &[Code {
-            code: "8480-6",
-            display: "Systolic blood pressure",
-        }],
-        VitalKind::DiastolicBp => &[Code {
-            code: "8462-4",
-            display: "Diastolic blood pressure",
-        }],
+        VitalKind::HeartRate => const { &[Code::new("8867-4", "Heart rate")] },
+        VitalKind::Spo2 => {
+            const {
+                &[
+                    Code::new(
+                        "59408-5",
+                        "Oxygen saturation in Arterial blood by Pulse oximetry",
+                    ),
+                    Code::new("2708-6", "Oxygen saturation in Arterial blood"),
+                ]
+            }
+        }
+        VitalKind::RespiratoryRate => const { &[Code::new("9279-1", "Respiratory rate")] },
+        VitalKind::Temperature => const { &[Code::new("8310-5", "Body temperature")] },
+        VitalKind::SystolicBp => const { &[Code::new("8480-6", "Systolic blood pressure")] },
+        VitalKind::DiastolicBp => const { &[Code::new("8462-4", "Diastolic blood pressure")] },
         VitalKind::InfusionRate => return None,
     })
 }
@@ -91,15 +86,10 @@ pub fn text(kind: VitalKind) -> &'static str {
 }
 
 /// LOINC code of the blood-pressure panel.
-pub const BP_PANEL_LOINC: Code = Code {
-    code: "85354-9",
-    display: "Blood pressure panel with all children optional",
-};
+pub const BP_PANEL_LOINC: Code =
+    Code::new("85354-9", "Blood pressure panel with all children optional");
 /// IEEE 11073 code of the non-invasive blood-pressure group.
-pub const BP_PANEL_MDC: Code = Code {
-    code: "150020",
-    display: "MDC_PRESS_BLD_NONINV",
-};
+pub const BP_PANEL_MDC: Code = Code::new("150020", "MDC_PRESS_BLD_NONINV");
 
 /// The one internal vital-sign record: one reading of one message.
 #[derive(Debug, Clone, PartialEq)]

@@ -284,6 +284,14 @@ pub(in crate::access) mod fixture {
         }
     }
 
+    /// An admin token bound to TOTP.
+    pub fn totp_admin(name: &str) -> NewToken {
+        NewToken {
+            bind_totp: true,
+            ..new(name, Role::Admin)
+        }
+    }
+
     /// The refusal inside `r`, or a panic.
     pub fn refusal(r: Result<impl std::fmt::Debug, AuthFailure>) -> Refusal {
         match r {
