@@ -58,6 +58,8 @@ pub mod registry;
 pub mod render;
 pub mod sink;
 pub mod stored_seq;
+#[cfg(test)]
+mod testing;
 pub mod uplink;
 
 pub use app::{Gateway, GatewayError, GatewayHandle};

@@ -543,10 +543,7 @@ mod tests {
     use wardgate_protocol::VitalKind;
 
     use super::*;
-
-    fn dev(s: &str) -> DeviceId {
-        DeviceId::parse(s).unwrap()
-    }
+    use crate::testing::id as dev;
 
     fn peer(port: u16) -> SocketAddr {
         SocketAddr::from(([10, 0, 0, 7], port))

@@ -98,7 +98,7 @@ pub struct Invocation {
 #[derive(Debug)]
 enum Task {
     Run(Box<ValidConfig>),
-    Other(Command),
+    Other(Box<Command>),
 }
 
 impl Cli {
@@ -132,7 +132,7 @@ impl Cli {
                 log.default_filter.clone_from(&config.log.level);
                 Task::Run(Box::new(config))
             }
-            other => Task::Other(other),
+            other => Task::Other(Box::new(other)),
         };
         Ok(Invocation { log, task })
     }
@@ -148,7 +148,7 @@ impl Invocation {
         let mut out = std::io::stdout().lock();
         let command = match self.task {
             Task::Run(config) => return run::run(*config),
-            Task::Other(command) => command,
+            Task::Other(command) => *command,
         };
         match command {
             // Read in `prepare`: never reaches here.

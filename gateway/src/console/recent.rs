@@ -185,10 +185,7 @@ impl RecentActivity {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn id(s: &str) -> DeviceId {
-        DeviceId::parse(s).unwrap()
-    }
+    use crate::testing::id;
 
     fn payload(seq: u64, hr: f64) -> Vec<u8> {
         format!(

@@ -86,10 +86,7 @@ impl DevicePolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn id(s: &str) -> DeviceId {
-        DeviceId::parse(s).unwrap()
-    }
+    use crate::testing::id;
 
     fn telemetry(seq: u64, hr: f64) -> Vec<u8> {
         format!(r#"{{"schema":1,"seq":{seq},"ts":"2026-01-01T00:00:00Z","readings":[{{"kind":"heart_rate","value":{hr}}}]}}"#).into_bytes()

@@ -169,10 +169,7 @@ impl SessionSeqs {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn id(s: &str) -> DeviceId {
-        DeviceId::parse(s).unwrap()
-    }
+    use crate::testing::id;
 
     #[test]
     fn seq_must_strictly_increase_per_device() {

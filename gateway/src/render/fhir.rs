@@ -270,10 +270,7 @@ mod tests {
     use super::*;
     use crate::render::fhir_id;
     use crate::render::vital::records;
-
-    fn id(s: &str) -> DeviceId {
-        DeviceId::parse(s).unwrap()
-    }
+    use crate::testing::id;
 
     fn rec(vital: Vital) -> Measurement {
         Measurement {

@@ -121,11 +121,8 @@ fn hashed(device: &DeviceId, seq: u64, vital: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::id;
     use proptest::prelude::*;
-
-    fn id(s: &str) -> DeviceId {
-        DeviceId::parse(s).unwrap()
-    }
 
     #[test]
     fn underscore_and_hyphen_ids_stay_apart() {

@@ -142,10 +142,7 @@ pub fn records(device_id: &DeviceId, payload: &[u8]) -> Result<Vec<VitalRecord>,
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn id(s: &str) -> DeviceId {
-        DeviceId::parse(s).unwrap()
-    }
+    use crate::testing::id;
 
     #[test]
     fn one_record_per_reading_in_order_with_codes_and_units() {

@@ -88,11 +88,8 @@ pub fn audit_hook(audit: AuditLog) -> NoticeHook {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::id;
     use crate::uplink::FullPolicy;
-
-    fn id(s: &str) -> DeviceId {
-        DeviceId::parse(s).unwrap()
-    }
 
     #[test]
     fn notices_map_to_audit_events_without_vitals() {
