@@ -125,6 +125,17 @@ impl FleetOptions {
         DeviceId::parse(&format!("{}-{i:02}", self.prefix)).map_err(FleetError::DeviceId)
     }
 
+    /// The id of device `i` and its TLS material, read from `ca` and
+    /// `cert_dir`.
+    ///
+    /// # Errors
+    /// [`FleetError::DeviceId`] or [`FleetError::Read`].
+    fn device(&self, i: usize) -> Result<(DeviceId, DeviceTls), FleetError> {
+        let id = self.device_id(i)?;
+        let tls = read_device_tls(&self.ca, &self.cert_dir, &id)?;
+        Ok((id, tls))
+    }
+
     /// The connection options of device `id` with its TLS material.
     fn device_options(&self, id: &DeviceId, tls: DeviceTls) -> DeviceOptions {
         DeviceOptions {
@@ -136,10 +147,6 @@ impl FleetOptions {
             keep_alive: KEEP_ALIVE,
         }
     }
-}
-
-fn device_tls(opts: &FleetOptions, id: &DeviceId) -> Result<DeviceTls, FleetError> {
-    read_device_tls(&opts.ca, &opts.cert_dir, id)
 }
 
 /// The CA and `<cert_dir>/<id>.pem` / `.key` of device `id`, as
@@ -168,17 +175,12 @@ pub async fn run_updating_device(
     i: usize,
     shutdown: &CancellationToken,
 ) -> Result<(), FleetError> {
-    let id = opts.device_id(i)?;
-    let tls = device_tls(opts, &id)?;
+    let (id, tls) = opts.device(i)?;
     let ota_err = |source: OtaError| FleetError::Ota {
         device: id.clone(),
         source: Box::new(source),
     };
-    let client_tls = crate::client_config(&tls).map_err(|source| FleetError::Device {
-        device: id.clone(),
-        step: "TLS".into(),
-        source: Box::new(source),
-    })?;
+    let client_tls = crate::client_config(&tls).map_err(failed_at(&id, "TLS"))?;
     let mut config = OtaConfig::new(
         ota.state_dir.join(id.as_str()),
         ota.factory.clone(),
@@ -201,6 +203,18 @@ pub async fn run_updating_device(
     Ok(())
 }
 
+/// A [`FleetError::Device`] for `device` failing at `step`, to `map_err` a
+/// [`SimError`] with.
+fn failed_at(device: &DeviceId, step: impl Into<String>) -> impl FnOnce(SimError) -> FleetError {
+    let device = device.clone();
+    let step = step.into();
+    move |source| FleetError::Device {
+        device,
+        step,
+        source: Box::new(source),
+    }
+}
+
 fn read(path: &Path) -> Result<String, FleetError> {
     std::fs::read_to_string(path).map_err(|source| FleetError::Read {
         path: path.to_owned(),
@@ -218,20 +232,11 @@ pub async fn stream_device(
     i: usize,
     stats: &LoadStats,
 ) -> Result<(), FleetError> {
-    let id = opts.device_id(i)?;
-    let tls = device_tls(opts, &id)?;
-    let step = |step: String| {
-        let device = id.clone();
-        move |source: SimError| FleetError::Device {
-            device,
-            step,
-            source: Box::new(source),
-        }
-    };
+    let (id, tls) = opts.device(i)?;
     let device_opts = opts.device_options(&id, tls);
     let mut dev = SimDevice::connect(&device_opts)
         .await
-        .map_err(step("connect".into()))?;
+        .map_err(failed_at(&id, "connect"))?;
     // A real device keeps its `seq` in non-volatile memory; the gateway
     // refuses any seq it has seen before, across restarts. The simulator
     // keeps no state, so it starts from the wall clock in milliseconds,
@@ -242,7 +247,7 @@ pub async fn stream_device(
     dev.set_seq(seq_start);
     dev.publish_status(DeviceActivity::Idle, FIRMWARE_VERSION)
         .await
-        .map_err(step("status".into()))?;
+        .map_err(failed_at(&id, "status"))?;
     let mut vitals = VitalsGenerator::new(i as u64);
     let mut sent = 0;
     let mut tick = tokio::time::interval(opts.interval);
@@ -250,17 +255,19 @@ pub async fn stream_device(
     loop {
         tick.tick().await;
         if until.is_some_and(|u| tokio::time::Instant::now() >= u) {
-            dev.disconnect().await.map_err(step("disconnect".into()))?;
+            dev.disconnect()
+                .await
+                .map_err(failed_at(&id, "disconnect"))?;
             return Ok(());
         }
         let published = std::time::Instant::now();
         let seq = dev
             .publish_telemetry(vitals.next_readings())
             .await
-            .map_err(step("telemetry".into()))?;
+            .map_err(failed_at(&id, "telemetry"))?;
         dev.wait_puback(PUBACK_TIMEOUT)
             .await
-            .map_err(step(format!("seq {seq}")))?;
+            .map_err(failed_at(&id, format!("seq {seq}")))?;
         stats.record(published.elapsed());
         if opts.duration.is_some() {
             // Load mode: a line per message would cost more than the load.
@@ -270,7 +277,9 @@ pub async fn stream_device(
         }
         sent += 1;
         if opts.count > 0 && sent >= opts.count {
-            dev.disconnect().await.map_err(step("disconnect".into()))?;
+            dev.disconnect()
+                .await
+                .map_err(failed_at(&id, "disconnect"))?;
             return Ok(());
         }
     }

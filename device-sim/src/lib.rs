@@ -271,17 +271,13 @@ impl SimDevice {
     /// # Errors
     /// [`SimError::Client`] if the client queue is closed.
     pub async fn publish_telemetry(&mut self, readings: Vec<Reading>) -> Result<u64, SimError> {
-        self.seq += 1;
-        let t = Telemetry {
+        self.publish_next(TopicKind::Telemetry, false, |seq| Telemetry {
             schema: SCHEMA_VERSION,
-            seq: self.seq,
+            seq,
             ts: Utc::now(),
             readings,
-        };
-        let payload = serde_json::to_vec(&t)?;
-        self.publish_raw(&topic(&self.id, TopicKind::Telemetry), payload)
-            .await?;
-        Ok(self.seq)
+        })
+        .await
     }
 
     /// Publish a status message (retained) with the next `seq`.
@@ -293,23 +289,30 @@ impl SimDevice {
         activity: DeviceActivity,
         firmware: &str,
     ) -> Result<u64, SimError> {
-        self.seq += 1;
-        let s = Status {
+        self.publish_next(TopicKind::Status, true, |seq| Status {
             schema: SCHEMA_VERSION,
-            seq: self.seq,
+            seq,
             ts: Utc::now(),
             activity,
             firmware_version: firmware.to_owned(),
             battery_pct: None,
-        };
-        let payload = serde_json::to_vec(&s)?;
+        })
+        .await
+    }
+
+    /// Publish the device's next message, built by `message` from the next
+    /// `seq`, at QoS 1 on its `kind` topic (`retain`ed or not); the one
+    /// place that advances `seq`. Returns the seq used.
+    async fn publish_next<M: serde::Serialize>(
+        &mut self,
+        kind: TopicKind,
+        retain: bool,
+        message: impl FnOnce(u64) -> M,
+    ) -> Result<u64, SimError> {
+        self.seq += 1;
+        let payload = serde_json::to_vec(&message(self.seq))?;
         self.client
-            .publish(
-                topic(&self.id, TopicKind::Status),
-                QoS::AtLeastOnce,
-                true,
-                payload,
-            )
+            .publish(topic(&self.id, kind), QoS::AtLeastOnce, retain, payload)
             .await?;
         Ok(self.seq)
     }

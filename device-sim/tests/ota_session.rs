@@ -15,9 +15,10 @@ mod support;
 
 use std::time::Duration;
 
-use device_sim::ota::{run_device, OtaSession, RunEnd, RunPlan};
+use device_sim::ota::{run_device, OtaConfig, OtaError, OtaSession, RunEnd, RunPlan};
 use device_sim::{DeviceEvent, DeviceOptions, SimDevice};
 use support::*;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use wardgate_protocol::{DeviceActivity, OtaOffer, OtaOutcome, OtaReport, Status, Telemetry};
 
@@ -99,6 +100,17 @@ impl GatewaySide {
         }
     }
 
+    /// Read until the device reports `healthy` and then says it runs
+    /// `version`, as after an update and its reboot.
+    async fn until_healthy_on(&mut self, version: &str) {
+        self.until("healthy", |s| has_report(s, OtaOutcome::Healthy))
+            .await;
+        self.until(&format!("status with {version}"), |s| {
+            has_status(s, DeviceActivity::Idle, version)
+        })
+        .await;
+    }
+
     fn outcomes(&self) -> Vec<OtaOutcome> {
         self.seen
             .iter()
@@ -131,49 +143,73 @@ fn has_report(seen: &[Seen], outcome: OtaOutcome) -> bool {
         .any(|s| matches!(s, Seen::Report(r) if r.outcome == outcome))
 }
 
+/// A device running [`run_device`] on its own task until [`Running::stop`].
+struct Running {
+    stop: CancellationToken,
+    task: JoinHandle<(OtaSession, Result<RunEnd, OtaError>)>,
+}
+
+impl Running {
+    /// Start device `id` with `cfg` on the broker at `port`, sending
+    /// telemetry every `telemetry_interval` (`None`: none) and reconnecting
+    /// quickly.
+    fn start(
+        b: &Bench,
+        port: u16,
+        id: &str,
+        cfg: OtaConfig,
+        telemetry_interval: Option<Duration>,
+    ) -> Self {
+        let mut session = OtaSession::open(cfg).unwrap();
+        let opts = b.device_options(id, port);
+        let plan = RunPlan {
+            telemetry_interval,
+            reconnect_delay: Duration::from_millis(100),
+            ..RunPlan::default()
+        };
+        let stop = CancellationToken::new();
+        let task = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let end = run_device(&opts, &mut session, &plan, &stop).await;
+                (session, end)
+            })
+        };
+        Self { stop, task }
+    }
+
+    /// Shut the device down; it must end with [`RunEnd::Shutdown`].
+    /// Returns its session.
+    async fn stop(self) -> OtaSession {
+        self.stop.cancel();
+        let (session, end) = self.task.await.unwrap();
+        assert_eq!(end.unwrap(), RunEnd::Shutdown);
+        session
+    }
+}
+
 #[tokio::test]
 async fn an_offer_over_mqtt_installs_reboots_and_reports_healthy_with_the_new_version() {
-    let b = Bench::new().await;
-    let broker = Mosquitto::start(&b.pki, &b.dir.path().join("broker"));
-    let rel = b
-        .maker
-        .release("pump-fw-2.1.0.bin", "2.1.0", HW, image(2 * 1024 * 1024, 21))
-        .await;
-    let url = b
-        .server
-        .put("pump-fw-2.1.0.bin", rel.image.clone(), Some("\"v1\""));
+    let (b, rel, url) = Bench::with_release(image(2 * 1024 * 1024, 21), Some("\"v1\"")).await;
+    let broker = b.broker();
     // Cut the download once, so the session also lives through a resume.
     b.server.cut_next_response_at(700_001);
 
     let mut gw = GatewaySide::connect(&b, broker.port, "pump-30").await;
-    let session = OtaSession::open(b.config("pump-30", "1.0.0")).unwrap();
-    let opts = b.device_options("pump-30", broker.port);
-    let stop = CancellationToken::new();
-    let plan = RunPlan {
-        telemetry_interval: Some(Duration::from_millis(50)),
-        reconnect_delay: Duration::from_millis(100),
-        ..RunPlan::default()
-    };
-    let task = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut session = session;
-            let end = run_device(&opts, &mut session, &plan, &stop).await;
-            (session, end)
-        })
-    };
+    let device = Running::start(
+        &b,
+        broker.port,
+        "pump-30",
+        b.config("pump-30", "1.0.0"),
+        Some(Duration::from_millis(50)),
+    );
 
     gw.until("the first status", |s| {
         has_status(s, DeviceActivity::Idle, "1.0.0")
     })
     .await;
     gw.offer(&rel.offer("c-7", &url)).await;
-    gw.until("healthy", |s| has_report(s, OtaOutcome::Healthy))
-        .await;
-    gw.until("status with 2.1.0", |s| {
-        has_status(s, DeviceActivity::Idle, "2.1.0")
-    })
-    .await;
+    gw.until_healthy_on("2.1.0").await;
     // Some telemetry after the reboot, too.
     gw.until("telemetry after the reboot", |s| {
         let healthy = s
@@ -182,9 +218,7 @@ async fn an_offer_over_mqtt_installs_reboots_and_reports_healthy_with_the_new_ve
         healthy.is_some_and(|h| s[h..].iter().any(|x| matches!(x, Seen::Telemetry(_))))
     })
     .await;
-    stop.cancel();
-    let (session, end) = task.await.unwrap();
-    assert_eq!(end.unwrap(), RunEnd::Shutdown);
+    let session = device.stop().await;
     assert_eq!(session.firmware_version().to_string(), "2.1.0");
 
     assert_eq!(
@@ -225,30 +259,12 @@ async fn an_offer_over_mqtt_installs_reboots_and_reports_healthy_with_the_new_ve
 
 #[tokio::test]
 async fn a_device_in_therapy_defers_then_reports_idle_and_takes_the_offer() {
-    let b = Bench::new().await;
-    let broker = Mosquitto::start(&b.pki, &b.dir.path().join("broker"));
-    let (rel, url) = b
-        .publish("pump-fw-2.1.0.bin", "2.1.0", image(100_000, 22))
-        .await;
+    let (b, rel, url) = Bench::with_release(image(100_000, 22), None).await;
+    let broker = b.broker();
     let mut gw = GatewaySide::connect(&b, broker.port, "pump-31").await;
     let mut cfg = b.config("pump-31", "1.0.0");
     cfg.faults.therapy_for = Some(Duration::from_secs(2));
-    let session = OtaSession::open(cfg).unwrap();
-    let opts = b.device_options("pump-31", broker.port);
-    let stop = CancellationToken::new();
-    let plan = RunPlan {
-        telemetry_interval: None,
-        reconnect_delay: Duration::from_millis(100),
-        ..RunPlan::default()
-    };
-    let task = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut session = session;
-            let end = run_device(&opts, &mut session, &plan, &stop).await;
-            (session, end)
-        })
-    };
+    let device = Running::start(&b, broker.port, "pump-31", cfg, None);
     gw.until("therapy status", |s| {
         has_status(s, DeviceActivity::TherapyInProgress, "1.0.0")
     })
@@ -271,15 +287,8 @@ async fn a_device_in_therapy_defers_then_reports_idle_and_takes_the_offer() {
         gw.statuses()
     );
     gw.offer(&rel.offer("c-8", &url)).await;
-    gw.until("healthy", |s| has_report(s, OtaOutcome::Healthy))
-        .await;
-    gw.until("status with 2.1.0", |s| {
-        has_status(s, DeviceActivity::Idle, "2.1.0")
-    })
-    .await;
-    stop.cancel();
-    let (_session, end) = task.await.unwrap();
-    assert_eq!(end.unwrap(), RunEnd::Shutdown);
+    gw.until_healthy_on("2.1.0").await;
+    device.stop().await;
     assert_eq!(
         gw.outcomes(),
         [

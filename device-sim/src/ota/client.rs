@@ -121,6 +121,12 @@ impl UpdateReport {
         }
     }
 
+    /// [`UpdateReport::new`] for `offer`'s campaign and version.
+    #[must_use]
+    pub fn on_offer(offer: &OtaOffer, outcome: OtaOutcome, detail: &str) -> Self {
+        Self::new(&offer.campaign_id, &offer.version, outcome, detail)
+    }
+
     /// The wire message with `seq`.
     #[must_use]
     pub fn to_message(&self, seq: u64) -> OtaReport {
@@ -176,6 +182,34 @@ pub enum OfferResult {
         /// The slot to boot on trial.
         slot: Slot,
     },
+}
+
+impl OfferResult {
+    /// The outcome the device reports for this end of an offer.
+    #[must_use]
+    pub const fn outcome(self) -> OtaOutcome {
+        match self {
+            Self::Refused | Self::Failed => OtaOutcome::Failed,
+            Self::Deferred => OtaOutcome::Deferred,
+            Self::AlreadyRunning => OtaOutcome::Healthy,
+            Self::Installed { .. } => OtaOutcome::Installed,
+        }
+    }
+}
+
+/// End the handling of `offer` with `result`: first report the outcome it
+/// stands for, with `detail`, to `sink`. Every answer of
+/// [`OtaClient::handle_offer`] goes through here, so what the gateway is
+/// told always matches what the device did.
+async fn answer<S: ReportSink + Send>(
+    sink: &mut S,
+    offer: &OtaOffer,
+    result: OfferResult,
+    detail: &str,
+) -> Result<OfferResult, OtaError> {
+    sink.report(UpdateReport::on_offer(offer, result.outcome(), detail))
+        .await;
+    Ok(result)
 }
 
 /// What a boot found and did.
@@ -297,13 +331,7 @@ impl OtaClient {
                     "booted {} from slot {}; self-test passed; slot {previous} keeps {previous_version} as fallback",
                     trial.version, trial.slot
                 );
-                let report = UpdateReport::new(
-                    &trial.campaign_id,
-                    &trial.version.to_string(),
-                    OtaOutcome::Healthy,
-                    &detail,
-                );
-                Ok(self.booted(vec![report]))
+                Ok(self.booted_with_report(&trial, OtaOutcome::Healthy, &detail))
             }
             Ok(Err(reason)) => self.roll_back(&trial, &reason).await,
             Err(_) => {
@@ -325,6 +353,17 @@ impl OtaClient {
         }
     }
 
+    /// [`OtaClient::booted`] with the one report of how `trial` ended.
+    fn booted_with_report(&self, trial: &Trial, outcome: OtaOutcome, detail: &str) -> Boot {
+        let report = UpdateReport::new(
+            &trial.campaign_id,
+            &trial.version.to_string(),
+            outcome,
+            detail,
+        );
+        self.booted(vec![report])
+    }
+
     async fn roll_back(&mut self, trial: &Trial, reason: &str) -> Result<Boot, OtaError> {
         self.nvram
             .update(|s| {
@@ -342,13 +381,7 @@ impl OtaClient {
             state.active,
             state.firmware_version()
         );
-        let report = UpdateReport::new(
-            &trial.campaign_id,
-            &trial.version.to_string(),
-            OtaOutcome::RolledBack,
-            &detail,
-        );
-        Ok(self.booted(vec![report]))
+        Ok(self.booted_with_report(trial, OtaOutcome::RolledBack, &detail))
     }
 
     /// Handle one offer from the gateway, sending reports to `sink` as they
@@ -365,9 +398,6 @@ impl OtaClient {
         let state = self.nvram.state().clone();
         let running = state.firmware_version();
         let active = state.active;
-        let report = |outcome, detail: &str| {
-            UpdateReport::new(&offer.campaign_id, &offer.version, outcome, detail)
-        };
         let offered_sha = offer.sha256.to_ascii_lowercase();
 
         if let Some(trial) = &state.trial {
@@ -375,39 +405,33 @@ impl OtaClient {
                 .slot(trial.slot)
                 .is_some_and(|i| i.sha256 == offered_sha);
             if same {
-                sink.report(report(
-                    OtaOutcome::Installed,
-                    &format!(
-                        "already installed in slot {}; rebooting into it",
-                        trial.slot
-                    ),
-                ))
+                let detail = format!(
+                    "already installed in slot {}; rebooting into it",
+                    trial.slot
+                );
+                return answer(
+                    sink,
+                    offer,
+                    OfferResult::Installed { slot: trial.slot },
+                    &detail,
+                )
                 .await;
-                return Ok(OfferResult::Installed { slot: trial.slot });
             }
-            sink.report(report(
-                OtaOutcome::Failed,
-                &format!(
-                    "{} installed in slot {} waits for its reboot; offer again once the device reports its firmware version",
-                    trial.version, trial.slot
-                ),
-            ))
-            .await;
-            return Ok(OfferResult::Failed);
+            let detail = format!(
+                "{} installed in slot {} waits for its reboot; offer again once the device reports its firmware version",
+                trial.version, trial.slot
+            );
+            return answer(sink, offer, OfferResult::Failed, &detail).await;
         }
 
         if state
             .active_image()
             .is_some_and(|i| i.sha256 == offered_sha && i.version.to_string() == offer.version)
         {
-            sink.report(report(
-                OtaOutcome::Healthy,
-                &format!(
-                    "already running {running} from slot {active} (same image); nothing to install"
-                ),
-            ))
-            .await;
-            return Ok(OfferResult::AlreadyRunning);
+            let detail = format!(
+                "already running {running} from slot {active} (same image); nothing to install"
+            );
+            return answer(sink, offer, OfferResult::AlreadyRunning, &detail).await;
         }
 
         let verified = match verify_offer(
@@ -420,31 +444,20 @@ impl OtaClient {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(campaign_id = %offer.campaign_id, target = %offer.target_name, error = %e, "firmware offer refused");
-                sink.report(report(
-                    OtaOutcome::Failed,
-                    &format!("{e}; nothing installed, still running {running} from slot {active}"),
-                ))
-                .await;
-                return Ok(OfferResult::Refused);
+                let detail =
+                    format!("{e}; nothing installed, still running {running} from slot {active}");
+                return answer(sink, offer, OfferResult::Refused, &detail).await;
             }
         };
         let https = reqwest::Url::parse(&offer.download_url).is_ok_and(|u| u.scheme() == "https");
         if !https {
-            sink.report(report(
-                OtaOutcome::Failed,
-                "download_url is not an https URL; this device downloads firmware only over mutual TLS from the gateway",
-            ))
-            .await;
-            return Ok(OfferResult::Refused);
+            let detail = "download_url is not an https URL; this device downloads firmware only over mutual TLS from the gateway";
+            return answer(sink, offer, OfferResult::Refused, detail).await;
         }
         if self.therapy.in_progress() {
             tracing::info!(campaign_id = %offer.campaign_id, "offer deferred: therapy in progress");
-            sink.report(report(
-                OtaOutcome::Deferred,
-                &format!("therapy in progress: update to {} not started; offer it again once the device reports idle", verified.version),
-            ))
-            .await;
-            return Ok(OfferResult::Deferred);
+            let detail = format!("therapy in progress: update to {} not started; offer it again once the device reports idle", verified.version);
+            return answer(sink, offer, OfferResult::Deferred, &detail).await;
         }
 
         // The idle slot: continue what is there if it is the same image.
@@ -457,9 +470,7 @@ impl OtaClient {
                 tracing::info!(old_target = %old.target_name, old_version = %old.version, "abandoning an unfinished download for a newer offer");
             }
             if let Err(e) = erase_slot(&self.nvram, idle).await {
-                sink.report(report(OtaOutcome::Failed, &e.to_string()))
-                    .await;
-                return Ok(OfferResult::Failed);
+                return answer(sink, offer, OfferResult::Failed, &e.to_string()).await;
             }
         }
         let pending = match &state.pending {
@@ -509,7 +520,12 @@ impl OtaClient {
             )
         };
         tracing::info!(campaign_id = %offer.campaign_id, version = %verified.version, slot = %idle, resume_at = have, "downloading firmware");
-        sink.report(report(OtaOutcome::Downloading, &detail)).await;
+        sink.report(UpdateReport::on_offer(
+            offer,
+            OtaOutcome::Downloading,
+            &detail,
+        ))
+        .await;
 
         let still = format!("still running {running} from slot {active}");
         loop {
@@ -536,12 +552,8 @@ impl OtaClient {
                         .as_ref()
                         .map_or(0, |p| p.bytes_downloaded);
                     tracing::warn!(error = %e, "firmware download failed");
-                    sink.report(report(
-                        OtaOutcome::Failed,
-                        &format!("{e}; the {kept} bytes in slot {idle} are kept and the download resumes when offered again; {still}"),
-                    ))
-                    .await;
-                    return Ok(OfferResult::Failed);
+                    let detail = format!("{e}; the {kept} bytes in slot {idle} are kept and the download resumes when offered again; {still}");
+                    return answer(sink, offer, OfferResult::Failed, &detail).await;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "firmware download refused");
@@ -552,12 +564,8 @@ impl OtaClient {
                         _ => "image refused",
                     };
                     self.abandon(idle).await?;
-                    sink.report(report(
-                        OtaOutcome::Failed,
-                        &format!("{e}: {why}; slot {idle} erased, {still}"),
-                    ))
-                    .await;
-                    return Ok(OfferResult::Failed);
+                    let detail = format!("{e}: {why}; slot {idle} erased, {still}");
+                    return answer(sink, offer, OfferResult::Failed, &detail).await;
                 }
             }
             match check_slot_file_async(&path, &verified).await {
@@ -590,29 +598,20 @@ impl OtaClient {
                     }
                     tracing::warn!(campaign_id = %offer.campaign_id, error = %e, "downloaded image refused");
                     self.abandon(idle).await?;
-                    sink.report(report(
-                        OtaOutcome::Failed,
-                        &format!("{e}: the image served is not the one the manufacturer signed; slot {idle} erased, {still}"),
-                    ))
-                    .await;
-                    return Ok(OfferResult::Failed);
+                    let detail = format!("{e}: the image served is not the one the manufacturer signed; slot {idle} erased, {still}");
+                    return answer(sink, offer, OfferResult::Failed, &detail).await;
                 }
                 Err(e @ SlotCheckError::Io { .. }) => {
-                    sink.report(report(OtaOutcome::Failed, &format!("{e}; {still}")))
-                        .await;
-                    return Ok(OfferResult::Failed);
+                    let detail = format!("{e}; {still}");
+                    return answer(sink, offer, OfferResult::Failed, &detail).await;
                 }
             }
         }
 
         if self.therapy.in_progress() {
             tracing::info!(campaign_id = %offer.campaign_id, "image ready; installation deferred: therapy in progress");
-            sink.report(report(
-                OtaOutcome::Deferred,
-                &format!("therapy started: {} downloaded and verified in slot {idle}, installation waits; offer it again once the device reports idle", verified.version),
-            ))
-            .await;
-            return Ok(OfferResult::Deferred);
+            let detail = format!("therapy started: {} downloaded and verified in slot {idle}, installation waits; offer it again once the device reports idle", verified.version);
+            return answer(sink, offer, OfferResult::Deferred, &detail).await;
         }
 
         let image = SlotImage {
@@ -635,15 +634,11 @@ impl OtaClient {
             })
             .await?;
         tracing::info!(campaign_id = %offer.campaign_id, version = %verified.version, slot = %idle, "firmware installed; rebooting into it");
-        sink.report(report(
-            OtaOutcome::Installed,
-            &format!(
-                "image verified (length and SHA-256 match the manufacturer's signed metadata) and installed in slot {idle}; rebooting into {}, slot {active} keeps {running} as fallback",
-                verified.version
-            ),
-        ))
-        .await;
-        Ok(OfferResult::Installed { slot: idle })
+        let detail = format!(
+            "image verified (length and SHA-256 match the manufacturer's signed metadata) and installed in slot {idle}; rebooting into {}, slot {active} keeps {running} as fallback",
+            verified.version
+        );
+        answer(sink, offer, OfferResult::Installed { slot: idle }, &detail).await
     }
 
     /// Forget the pending update and erase its slot.

@@ -23,7 +23,7 @@ use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _};
 
 use crate::ota::error::OtaError;
 use crate::ota::faults::Faults;
-use crate::ota::nvram::Nvram;
+use crate::ota::nvram::{Nvram, PendingUpdate};
 use crate::ota::slot::Slot;
 
 /// Bytes between two checkpoints (`fsync` of the slot, progress in NVRAM).
@@ -197,13 +197,7 @@ impl Downloader {
         nvram: &mut Nvram,
         faults: &Faults,
     ) -> Result<Downloaded, DownloadError> {
-        let Some(pending) = nvram.state().pending.clone() else {
-            return Err(OtaError::StateInvalid {
-                path: nvram.dir().to_path_buf(),
-                reason: "download started without a pending update".into(),
-            }
-            .into());
-        };
+        let pending = pending_update(nvram, "download started without a pending update")?;
         let path = nvram.slot_path(pending.slot);
         let started_at = slot_len(&path).await?.min(pending.length);
         let mut requests = 0;
@@ -263,13 +257,7 @@ impl Downloader {
         path: &Path,
         received: &mut u64,
     ) -> Result<Attempt, DownloadError> {
-        let Some(pending) = nvram.state().pending.clone() else {
-            return Err(OtaError::StateInvalid {
-                path: nvram.dir().to_path_buf(),
-                reason: "the pending update vanished during its download".into(),
-            }
-            .into());
-        };
+        let pending = pending_update(nvram, "the pending update vanished during its download")?;
         let length = pending.length;
         let mut offset = slot_len(path).await?;
         if offset > length {
@@ -316,14 +304,13 @@ impl Downloader {
                         offset
                     }
                     _ => {
-                        // Not the range asked for: start over.
-                        truncate(path).await?;
-                        checkpoint(nvram, 0, None, false).await?;
-                        return Ok(Attempt::Retry {
-                            progressed: false,
-                            reason: "the server answered with another byte range than requested"
-                                .into(),
-                        });
+                        // Not the range asked for.
+                        return start_over(
+                            nvram,
+                            path,
+                            "the server answered with another byte range than requested",
+                        )
+                        .await;
                     }
                 }
             }
@@ -337,12 +324,12 @@ impl Downloader {
                 0
             }
             StatusCode::RANGE_NOT_SATISFIABLE => {
-                truncate(path).await?;
-                checkpoint(nvram, 0, None, false).await?;
-                return Ok(Attempt::Retry {
-                    progressed: false,
-                    reason: "the server could not serve the rest of the image (HTTP 416)".into(),
-                });
+                return start_over(
+                    nvram,
+                    path,
+                    "the server could not serve the rest of the image (HTTP 416)",
+                )
+                .await;
             }
             s @ (StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) => {
                 return Ok(Attempt::Busy {
@@ -360,13 +347,7 @@ impl Downloader {
         };
         // Only a 206 continues from a non-zero offset.
         let resumed = pos > 0;
-        let mut file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .await
-            .map_err(slot_err(path))?;
+        let mut file = open_slot(path, false).await?;
         file.set_len(pos).await.map_err(slot_err(path))?;
         file.seek(SeekFrom::Start(pos))
             .await
@@ -459,14 +440,20 @@ async fn slot_len(path: &Path) -> Result<u64, DownloadError> {
     }
 }
 
-async fn truncate(path: &Path) -> Result<(), DownloadError> {
-    let f = tokio::fs::OpenOptions::new()
+/// Open (or create) the slot file at `path` for writing, emptied if
+/// `truncate`.
+async fn open_slot(path: &Path, truncate: bool) -> Result<tokio::fs::File, DownloadError> {
+    tokio::fs::OpenOptions::new()
         .write(true)
         .create(true)
-        .truncate(true)
+        .truncate(truncate)
         .open(path)
         .await
-        .map_err(slot_err(path))?;
+        .map_err(slot_err(path))
+}
+
+async fn truncate(path: &Path) -> Result<(), DownloadError> {
+    let f = open_slot(path, true).await?;
     f.sync_all().await.map_err(slot_err(path))?;
     Ok(())
 }
@@ -477,6 +464,34 @@ async fn truncate(path: &Path) -> Result<(), DownloadError> {
 /// [`DownloadError::Slot`] if it cannot be truncated.
 pub async fn erase_slot(nvram: &Nvram, slot: Slot) -> Result<(), DownloadError> {
     truncate(&nvram.slot_path(slot)).await
+}
+
+/// The pending update in `nvram`; its absence is a state fault, described
+/// by `missing`.
+fn pending_update(nvram: &Nvram, missing: &str) -> Result<PendingUpdate, DownloadError> {
+    nvram.state().pending.clone().ok_or_else(|| {
+        OtaError::StateInvalid {
+            path: nvram.dir().to_path_buf(),
+            reason: missing.into(),
+        }
+        .into()
+    })
+}
+
+/// The server answered something the bytes in the slot cannot be continued
+/// from: empty the slot, reset the progress and retry from byte 0 (`reason`
+/// is logged with the retry).
+async fn start_over(
+    nvram: &mut Nvram,
+    path: &Path,
+    reason: &str,
+) -> Result<Attempt, DownloadError> {
+    truncate(path).await?;
+    checkpoint(nvram, 0, None, false).await?;
+    Ok(Attempt::Retry {
+        progressed: false,
+        reason: reason.into(),
+    })
 }
 
 async fn checkpoint(

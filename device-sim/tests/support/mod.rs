@@ -1,8 +1,10 @@
-//! Test harness for the device's update client: a ward PKI (rcgen), a
-//! release signed by the manufacturer with `tuf-repo` (as in production),
-//! and a real HTTPS image server with mutual TLS and Range/ETag support on
-//! 127.0.0.1:0 that records what it was asked and can cut a response short
-//! at a chosen byte.
+//! Test harness for the device's update client: a ward PKI and a real
+//! Mosquitto (both from the shared harness, `wardgate_tests`), a release
+//! signed by the manufacturer with `tuf-repo` (as in production), a real
+//! HTTPS image server with mutual TLS and Range/ETag support on 127.0.0.1:0
+//! that records what it was asked and can cut a response short at a chosen
+//! byte, and the steps the tests take with a device: offer, lose power,
+//! restart.
 
 #![allow(dead_code, missing_docs, clippy::missing_panics_doc)]
 
@@ -19,75 +21,64 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use chrono::Utc;
-use device_sim::ota::{Factory, OtaConfig, UpdateReport};
+use device_sim::ota::{Factory, OfferResult, OtaClient, OtaConfig, OtaError, Slot, UpdateReport};
 use device_sim::{DeviceOptions, DeviceTls};
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
-use sha2::{Digest, Sha256};
 use tuf_repo::firmware::FirmwareMeta;
 use tuf_repo::repo::delegate::{delegate, enrol};
 use tuf_repo::repo::init::{init, InitConfig, InitSigners, RoleSpec};
 use tuf_repo::repo::release::{release, ReleaseRequest};
 use tuf_repo::{Expiries, ManufacturerName, RepoDir, SigningKey};
 use wardgate_protocol::{DeviceId, OtaOffer, OtaOutcome};
+use wardgate_tests::hash::sha256_hex;
+use wardgate_tests::mosquitto::Mosquitto;
+use wardgate_tests::pki::{PkiDir, DAYS};
 
 pub const HW: &str = "acme-pump-p7";
 pub const MANUFACTURER: &str = "acme-medical";
+/// The file of the release most tests offer (version 2.1.0).
+pub const RELEASE_FILE: &str = "pump-fw-2.1.0.bin";
 
-/// The ward's device CA, with the gateway's server certificate.
+/// The ward's PKI, made by the shared harness ([`wardgate_tests::pki`]): the
+/// device CA and the gateway's server certificate for `localhost` /
+/// `127.0.0.1`, written into a folder because Mosquitto is configured by
+/// file.
 pub struct Pki {
-    ca: rcgen::Certificate,
-    ca_key: KeyPair,
-    pub ca_pem: String,
-    pub server_chain: Vec<rustls::pki_types::CertificateDer<'static>>,
-    pub server_key: rustls::pki_types::PrivateKeyDer<'static>,
-    pub server_cert_pem: String,
-    pub server_key_pem: String,
+    pub files: PkiDir,
 }
 
 impl Pki {
-    pub fn new() -> Self {
-        let ca_key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name
-            .push(DnType::CommonName, "test ward device CA");
-        let ca = p.self_signed(&ca_key).unwrap();
-        let sk = KeyPair::generate().unwrap();
-        let mut sp =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-        sp.distinguished_name.push(DnType::CommonName, "gateway");
-        sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let server = sp.signed_by(&sk, &ca, &ca_key).unwrap();
+    pub fn new(dir: &Path) -> Self {
         Self {
-            ca_pem: ca.pem(),
-            server_chain: vec![server.der().clone()],
-            server_key: rustls::pki_types::PrivateKeyDer::Pkcs8(sk.serialize_der().into()),
-            server_cert_pem: server.pem(),
-            server_key_pem: sk.serialize_pem(),
-            ca,
-            ca_key,
+            files: PkiDir::generate(dir, "test ward device CA").unwrap(),
         }
     }
 
-    /// A device (or other client) certificate with common name `id`.
+    /// A device (or other client) certificate for `id` (SAN URI
+    /// `urn:wardgate:device:<id>` and CN `id`).
     pub fn device(&self, id: &str) -> DeviceTls {
-        let k = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name.push(DnType::CommonName, id);
-        p.subject_alt_names = vec![rcgen::SanType::URI(
-            format!("urn:wardgate:device:{id}").try_into().unwrap(),
-        )];
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let cert = p.signed_by(&k, &self.ca, &self.ca_key).unwrap();
+        let id = DeviceId::parse(id).unwrap();
+        let issued = self.files.ca.issue_device(&id, DAYS).unwrap();
         DeviceTls {
-            ca_pem: self.ca_pem.clone(),
-            cert_pem: cert.pem(),
-            key_pem: k.serialize_pem(),
+            ca_pem: self.files.ca.cert_pem.clone(),
+            cert_pem: issued.cert_pem,
+            key_pem: issued.key_pem,
         }
     }
 
     pub fn client_config(&self, id: &str) -> Arc<rustls::ClientConfig> {
         Arc::new(device_sim::client_config(&self.device(id)).unwrap())
+    }
+
+    /// The gateway's TLS server side: its certificate, and client
+    /// certificates of the ward CA required.
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        let read = |path: &Path| std::fs::read_to_string(path).unwrap();
+        wardgate_tests::tls::server_config(
+            &read(&self.files.server_cert),
+            &read(&self.files.server_key),
+            Some(&self.files.ca.cert_pem),
+        )
+        .unwrap()
     }
 }
 
@@ -236,7 +227,7 @@ impl Release {
             target_name: self.target.clone(),
             version: self.version.clone(),
             length: self.image.len() as u64,
-            sha256: hex::encode(Sha256::digest(&self.image)),
+            sha256: sha256_hex(&self.image),
             hardware_id: HW.into(),
             download_url: url.into(),
             targets_metadata: self.targets_metadata.clone(),
@@ -253,6 +244,14 @@ pub struct Request {
     pub status: u16,
 }
 
+impl Request {
+    /// `(status, Range, If-Range)`: what the download tests check of a
+    /// request.
+    pub fn answer(&self) -> (u16, Option<&str>, Option<&str>) {
+        (self.status, self.range.as_deref(), self.if_range.as_deref())
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     images: HashMap<String, (Vec<u8>, Option<String>)>,
@@ -263,6 +262,14 @@ struct Inner {
     /// Answer this many next requests with 503 and `Retry-After: 1`, as a
     /// server at its limit of concurrent downloads.
     busy: u32,
+}
+
+impl Inner {
+    /// Log `asked` as answered with `status`.
+    fn answered(&mut self, mut asked: Request, status: StatusCode) {
+        asked.status = status.as_u16();
+        self.log.push(asked);
+    }
 }
 
 /// A real HTTPS image server with mutual TLS (clients need a certificate of
@@ -281,23 +288,6 @@ impl Drop for ImageServer {
 
 impl ImageServer {
     pub fn start(pki: &Pki) -> Self {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        for c in rustls_pemfile::certs(&mut pki.ca_pem.as_bytes()) {
-            roots.add(c.unwrap()).unwrap();
-        }
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-            Arc::new(roots),
-            provider.clone(),
-        )
-        .build()
-        .unwrap();
-        let cfg = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(pki.server_chain.clone(), pki.server_key.clone_key())
-            .unwrap();
         let inner = Arc::new(Mutex::new(Inner::default()));
         let app = Router::new()
             .route("/ota/{*path}", get(serve_image))
@@ -308,7 +298,7 @@ impl ImageServer {
         let handle = axum_server::Handle::new();
         let server = axum_server::from_tcp_rustls(
             listener,
-            axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(cfg)),
+            axum_server::tls_rustls::RustlsConfig::from_config(pki.server_config()),
         )
         .handle(handle.clone());
         tokio::spawn(async move { server.serve(app.into_make_service()).await });
@@ -359,36 +349,30 @@ async fn serve_image(
             .and_then(|v: &header::HeaderValue| v.to_str().ok())
             .map(str::to_owned)
     };
-    let range = text(header::RANGE);
-    let if_range = text(header::IF_RANGE);
+    let asked = Request {
+        path,
+        range: text(header::RANGE),
+        if_range: text(header::IF_RANGE),
+        status: 0,
+    };
     let mut g = inner.lock().unwrap();
     if g.busy > 0 {
         g.busy -= 1;
-        g.log.push(Request {
-            path,
-            range,
-            if_range,
-            status: 503,
-        });
+        g.answered(asked, StatusCode::SERVICE_UNAVAILABLE);
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::RETRY_AFTER, "1")],
         )
             .into_response();
     }
-    let Some((bytes, etag)) = g.images.get(&path).cloned() else {
-        g.log.push(Request {
-            path,
-            range,
-            if_range,
-            status: 404,
-        });
+    let Some((bytes, etag)) = g.images.get(&asked.path).cloned() else {
+        g.answered(asked, StatusCode::NOT_FOUND);
         return StatusCode::NOT_FOUND.into_response();
     };
     let len = bytes.len() as u64;
     // If-Range: the range applies only if the image is still the same one.
-    let range_applies = if_range.is_none() || (etag.is_some() && if_range == etag);
-    let start = match (&range, range_applies) {
+    let range_applies = asked.if_range.is_none() || (etag.is_some() && asked.if_range == etag);
+    let start = match (&asked.range, range_applies) {
         (Some(r), true) => match r.strip_prefix("bytes=").and_then(|r| r.strip_suffix('-')) {
             Some(n) => match n.parse::<u64>() {
                 Ok(n) => Some(n),
@@ -399,12 +383,7 @@ async fn serve_image(
         _ => None,
     };
     if start.is_some_and(|s| s >= len) {
-        g.log.push(Request {
-            path,
-            range,
-            if_range,
-            status: 416,
-        });
+        g.answered(asked, StatusCode::RANGE_NOT_SATISFIABLE);
         return StatusCode::RANGE_NOT_SATISFIABLE.into_response();
     }
     let status = if start.is_some() {
@@ -412,12 +391,7 @@ async fn serve_image(
     } else {
         StatusCode::OK
     };
-    g.log.push(Request {
-        path,
-        range,
-        if_range,
-        status: status.as_u16(),
-    });
+    g.answered(asked, status);
     let cut = g.cut_at.take();
     drop(g);
     let from = start.unwrap_or(0);
@@ -464,17 +438,44 @@ pub struct Bench {
 }
 
 impl Bench {
-    /// Sign `file` at `version` for the bench's hardware id and serve it;
-    /// returns the release and the image's URL.
+    /// Sign `file` at `version` for the bench's hardware id and serve it
+    /// without an ETag; returns the release and the image's URL.
     pub async fn publish(&self, file: &str, version: &str, image: Vec<u8>) -> (Release, String) {
+        self.publish_with_etag(file, version, image, None).await
+    }
+
+    /// [`Bench::publish`], serving the image with `etag`.
+    pub async fn publish_with_etag(
+        &self,
+        file: &str,
+        version: &str,
+        image: Vec<u8>,
+        etag: Option<&str>,
+    ) -> (Release, String) {
         let rel = self.maker.release(file, version, HW, image).await;
-        let url = self.server.put(file, rel.image.clone(), None);
+        let url = self.server.put(file, rel.image.clone(), etag);
         (rel, url)
+    }
+
+    /// A bench serving the release most tests offer, [`RELEASE_FILE`] at
+    /// version 2.1.0, with `image` (and `etag`, if given).
+    pub async fn with_release(image: Vec<u8>, etag: Option<&str>) -> (Self, Release, String) {
+        let (b, rel) = Self::with_signed(image).await;
+        let url = b.server.put(RELEASE_FILE, rel.image.clone(), etag);
+        (b, rel, url)
+    }
+
+    /// A bench with that release signed but not served, for tests that
+    /// serve something else in its place.
+    pub async fn with_signed(image: Vec<u8>) -> (Self, Release) {
+        let b = Self::new().await;
+        let rel = b.maker.release(RELEASE_FILE, "2.1.0", HW, image).await;
+        (b, rel)
     }
 
     pub async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let pki = Pki::new();
+        let pki = Pki::new(&dir.path().join("pki"));
         let server = ImageServer::start(&pki);
         let maker = Manufacturer::new(&dir.path().join("maker")).await;
         Self {
@@ -495,6 +496,18 @@ impl Bench {
         );
         cfg.download.retry_delay = Duration::from_millis(20);
         cfg
+    }
+
+    /// The update client of a device `id` on `version`, as
+    /// [`Bench::config`] builds it.
+    pub fn open_device(&self, id: &str, version: &str) -> OtaClient {
+        OtaClient::open(&self.config(id, version)).unwrap()
+    }
+
+    /// A real Mosquitto with the bench's PKI, standing in for the
+    /// gateway's broker (client certificates required).
+    pub fn broker(&self) -> Mosquitto {
+        Mosquitto::start_new(&self.pki.files, &self.dir.path().join("broker")).unwrap()
     }
 
     /// Device options to reach a broker at `port` as `id`.
@@ -523,88 +536,39 @@ pub fn last_detail(reports: &[UpdateReport]) -> String {
         .unwrap_or_default()
 }
 
-/// Mosquitto (Debian's), the real MQTT broker standing in for the gateway's
-/// broker: TLS with the ward CA, client certificates required. Killed on
-/// drop.
-pub struct Mosquitto {
-    pub port: u16,
-    dir: PathBuf,
-    child: std::process::Child,
+/// Offer `offer` to `dev`, check that the device answers `expected`, and
+/// return what it reported on the way.
+pub async fn offer_expecting(
+    dev: &mut OtaClient,
+    offer: &OtaOffer,
+    expected: OfferResult,
+) -> Vec<UpdateReport> {
+    let mut reports = Vec::new();
+    let r = dev.handle_offer(offer, &mut reports).await.unwrap();
+    assert_eq!(r, expected, "{reports:?}");
+    reports
 }
 
-pub const MOSQUITTO: &str = "/usr/sbin/mosquitto";
-
-impl Mosquitto {
-    pub fn start(pki: &Pki, dir: &Path) -> Self {
-        assert!(
-            Path::new(MOSQUITTO).exists(),
-            "{MOSQUITTO} is missing; run scripts/setup-test-deps"
-        );
-        std::fs::create_dir_all(dir).unwrap();
-        let w = |name: &str, text: &str| {
-            let p = dir.join(name);
-            std::fs::write(&p, text).unwrap();
-            p
-        };
-        let ca = w("ca.pem", &pki.ca_pem);
-        let cert = w("broker.pem", &pki.server_cert_pem);
-        let key = w("broker.key", &pki.server_key_pem);
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut conf = format!(
-            "listener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\nuse_identity_as_username true\nallow_anonymous false\nlog_dest file {}\n",
-            ca.display(),
-            cert.display(),
-            key.display(),
-            dir.join("mosquitto.log").display()
-        );
-        let root = std::process::Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| o.stdout.starts_with(b"0"));
-        if root {
-            conf.push_str("user root\n");
-        }
-        let conf_path = w("mosquitto.conf", &conf);
-        let child = std::process::Command::new(MOSQUITTO)
-            .arg("-c")
-            .arg(&conf_path)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut m = Self {
-            port,
-            dir: dir.to_path_buf(),
-            child,
-        };
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = m.child.try_wait() {
-                panic!("mosquitto exited with {status}; log:\n{}", m.log());
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "mosquitto did not listen; log:\n{}",
-                m.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        m
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("mosquitto.log")).unwrap_or_default()
-    }
+/// Offer `offer` to `dev`, which must install it into `slot`; returns
+/// what it reported.
+pub async fn installs_into(dev: &mut OtaClient, offer: &OtaOffer, slot: Slot) -> Vec<UpdateReport> {
+    offer_expecting(dev, offer, OfferResult::Installed { slot }).await
 }
 
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A device process on `cfg` that loses power during the download of
+/// `offer` (`cfg.faults.power_loss_after` set): returns the power loss and
+/// what was reported before it. The process is gone afterwards, as after
+/// `kill -9`; only its state folder stays.
+pub async fn lose_power_during(cfg: &OtaConfig, offer: &OtaOffer) -> (OtaError, Vec<UpdateReport>) {
+    let mut dev = OtaClient::open(cfg).unwrap();
+    let mut reports = Vec::new();
+    let e = dev.handle_offer(offer, &mut reports).await.unwrap_err();
+    (e, reports)
+}
+
+/// Power back: the power-loss switch off, and a new process opens the
+/// same state folder.
+pub fn power_back(cfg: &mut OtaConfig) -> OtaClient {
+    cfg.faults.power_loss_after = None;
+    OtaClient::open(cfg).unwrap()
 }

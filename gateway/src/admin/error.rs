@@ -114,59 +114,68 @@ pub fn refusal_status(r: Refusal) -> StatusCode {
 /// Stable error code of a refusal in JSON bodies.
 #[must_use]
 pub fn refusal_code(r: Refusal) -> &'static str {
-    match r {
-        Refusal::MissingToken
-        | Refusal::MalformedToken
-        | Refusal::UnknownToken
-        | Refusal::WrongSecret
-        | Refusal::RevokedToken
-        | Refusal::ExpiredToken => "unauthenticated",
-        Refusal::Forbidden { .. } => "forbidden",
-        Refusal::TotpRequired => "totp_required",
-        Refusal::TotpMalformed | Refusal::TotpInvalid => "totp_invalid",
-        Refusal::TotpReused => "totp_reused",
-        Refusal::TotpLocked => "totp_locked",
-    }
+    refusal_answer(r).0
 }
 
-/// What the refused caller should do next. Authentication failures share
-/// one message so a prober learns nothing about which tokens exist.
+/// What the refused caller should do next.
 #[must_use]
 pub fn refusal_message(r: Refusal) -> String {
+    refusal_answer(r).1
+}
+
+/// The code and the advice of a refusal, side by side. Authentication
+/// failures share one of each, so a prober learns nothing about which
+/// tokens exist.
+fn refusal_answer(r: Refusal) -> (&'static str, String) {
     match r {
         Refusal::MissingToken
         | Refusal::MalformedToken
         | Refusal::UnknownToken
         | Refusal::WrongSecret
         | Refusal::RevokedToken
-        | Refusal::ExpiredToken => {
+        | Refusal::ExpiredToken => (
+            "unauthenticated",
             "send a valid, unexpired token as `Authorization: Bearer wgt_...`; \
              an administrator can issue one with `gateway access token create`"
-                .to_owned()
-        }
-        Refusal::Forbidden { have, need, action } => format!(
-            "a {have} token may not {action}; this needs a {need} token (ask an administrator)"
+                .to_owned(),
         ),
-        Refusal::TotpRequired => format!(
-            "this token is bound to TOTP: send the current 6-digit code in the `{}` header",
-            TOTP_HEADER
+        Refusal::Forbidden { have, need, action } => (
+            "forbidden",
+            format!(
+                "a {have} token may not {action}; this needs a {need} token (ask an administrator)"
+            ),
         ),
-        Refusal::TotpMalformed | Refusal::TotpInvalid => format!(
-            "the `{}` code does not match; check the authenticator app and the gateway's clock",
-            TOTP_HEADER
+        Refusal::TotpRequired => (
+            "totp_required",
+            format!(
+                "this token is bound to TOTP: send the current 6-digit code in the `{TOTP_HEADER}` header"
+            ),
         ),
-        Refusal::TotpReused => "this TOTP code was already used; wait for the next code".to_owned(),
-        Refusal::TotpLocked => format!(
-            "too many wrong TOTP codes in a row: mutating calls with this token are locked for \
-             {} minutes; check the authenticator app and the gateway's clock, or ask an administrator",
-            TOTP_LOCKOUT_SECONDS / 60
+        Refusal::TotpMalformed | Refusal::TotpInvalid => (
+            "totp_invalid",
+            format!(
+                "the `{TOTP_HEADER}` code does not match; check the authenticator app and the gateway's clock"
+            ),
+        ),
+        Refusal::TotpReused => (
+            "totp_reused",
+            "this TOTP code was already used; wait for the next code".to_owned(),
+        ),
+        Refusal::TotpLocked => (
+            "totp_locked",
+            format!(
+                "too many wrong TOTP codes in a row: mutating calls with this token are locked for \
+                 {} minutes; check the authenticator app and the gateway's clock, or ask an administrator",
+                TOTP_LOCKOUT_SECONDS / 60
+            ),
         ),
     }
 }
 
 impl From<Refusal> for ApiError {
     fn from(r: Refusal) -> Self {
-        Self::new(refusal_status(r), refusal_code(r), refusal_message(r))
+        let (code, message) = refusal_answer(r);
+        Self::new(refusal_status(r), code, message)
     }
 }
 
