@@ -85,3 +85,24 @@ pub fn require_file(field: &str, path: &Path, what: &str) -> Result<(), ConfigEr
     }
     Ok(())
 }
+
+/// Refuse `value` outside `range`, naming the field; `bounds` is the range
+/// as the operator reads it (`"1s and 300s"`).
+///
+/// # Errors
+/// [`ConfigError::Invalid`]: "must be between {bounds}".
+pub fn within<T: PartialOrd>(
+    field: &str,
+    value: &T,
+    range: std::ops::RangeInclusive<T>,
+    bounds: &str,
+) -> Result<(), ConfigError> {
+    if range.contains(value) {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            field,
+            format!("must be between {bounds}"),
+        ))
+    }
+}

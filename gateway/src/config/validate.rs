@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::error::{check_private, require_file, ConfigError};
+use super::error::{check_private, require_file, within, ConfigError};
 use super::sections::{AdminConfig, Config, EdgeConfig, OtaSection, UplinkConfig};
 
 /// A configuration that passed [`Config::validate`]. It can only be built
@@ -256,48 +256,48 @@ impl AdminConfig {
                 format!("{} is outside 1024..=16777216", self.max_body_bytes),
             );
         }
-        if !(Duration::from_secs(1)..=Duration::from_secs(300)).contains(&self.request_timeout) {
-            return bad(
-                "admin.request_timeout",
-                "must be between 1s and 300s".into(),
-            );
-        }
-        if !(Duration::from_secs(1)..=Duration::from_secs(60)).contains(&self.handshake_timeout) {
-            return bad(
-                "admin.handshake_timeout",
-                "must be between 1s and 60s".into(),
-            );
-        }
-        if !(1..=4096).contains(&self.max_concurrent_requests) {
-            return bad(
-                "admin.max_concurrent_requests",
-                "must be between 1 and 4096".into(),
-            );
-        }
-        if !(1..=1440).contains(&self.break_glass_max_minutes) {
-            return bad(
-                "admin.break_glass_max_minutes",
-                "must be between 1 and 1440 (one day)".into(),
-            );
-        }
-        if !(1..=3650).contains(&self.stale_after_days) {
-            return bad(
-                "admin.stale_after_days",
-                "must be between 1 and 3650".into(),
-            );
-        }
+        within(
+            "admin.request_timeout",
+            &self.request_timeout,
+            Duration::from_secs(1)..=Duration::from_secs(300),
+            "1s and 300s",
+        )?;
+        within(
+            "admin.handshake_timeout",
+            &self.handshake_timeout,
+            Duration::from_secs(1)..=Duration::from_secs(60),
+            "1s and 60s",
+        )?;
+        within(
+            "admin.max_concurrent_requests",
+            &self.max_concurrent_requests,
+            1..=4096,
+            "1 and 4096",
+        )?;
+        within(
+            "admin.break_glass_max_minutes",
+            &self.break_glass_max_minutes,
+            1..=1440,
+            "1 and 1440 (one day)",
+        )?;
+        within(
+            "admin.stale_after_days",
+            &self.stale_after_days,
+            1..=3650,
+            "1 and 3650",
+        )?;
         if self.totp_skew_steps > 2 {
             return bad(
                 "admin.totp_skew_steps",
                 "must be 0, 1 or 2 (each step is 30s)".into(),
             );
         }
-        if !(1..=100_000).contains(&self.audit_page_max) {
-            return bad(
-                "admin.audit_page_max",
-                "must be between 1 and 100000".into(),
-            );
-        }
+        within(
+            "admin.audit_page_max",
+            &self.audit_page_max,
+            1..=100_000,
+            "1 and 100000",
+        )?;
         Ok(())
     }
 }
@@ -425,7 +425,10 @@ mod tests {
             ("max_body_bytes = 10", "admin.max_body_bytes"),
             ("request_timeout = \"0s\"", "admin.request_timeout"),
             ("totp_skew_steps = 5", "admin.totp_skew_steps"),
-            ("break_glass_max_minutes = 0", "admin.break_glass_max_minutes"),
+            (
+                "break_glass_max_minutes = 0",
+                "admin.break_glass_max_minutes",
+            ),
         ];
         for (line, field) in cases {
             let c: AdminConfig = toml::from_str(line).unwrap();
