@@ -467,6 +467,13 @@ mod tests {
         (dir, log)
     }
 
+    /// Five rows, changed by `sql` behind the log's back, then verified.
+    fn verify_after(sql: &str) -> VerifyReport {
+        let (d, log) = log_with(5);
+        raw(&d).execute(sql, []).unwrap();
+        log.verify().unwrap()
+    }
+
     fn raw(dir: &tempfile::TempDir) -> Connection {
         let c = Connection::open(dir.path().join("gw.db")).unwrap();
         c.execute_batch("DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete;")
@@ -501,11 +508,7 @@ mod tests {
 
     #[test]
     fn detects_edit() {
-        let (d, log) = log_with(5);
-        raw(&d)
-            .execute("UPDATE audit_log SET subject = 'forged' WHERE id = 3", [])
-            .unwrap();
-        let report = log.verify().unwrap();
+        let report = verify_after("UPDATE audit_log SET subject = 'forged' WHERE id = 3");
         assert_eq!(report.problems.len(), 1, "{report:?}");
         assert_eq!(report.problems[0].row_id, 3);
         assert!(report.problems[0].problem.contains("edited"));
@@ -540,11 +543,7 @@ mod tests {
 
     #[test]
     fn detects_delete() {
-        let (d, log) = log_with(5);
-        raw(&d)
-            .execute("DELETE FROM audit_log WHERE id = 2", [])
-            .unwrap();
-        let report = log.verify().unwrap();
+        let report = verify_after("DELETE FROM audit_log WHERE id = 2");
         assert!(report.problems.iter().all(|p| p.row_id == 3), "{report:?}");
         assert!(report
             .problems

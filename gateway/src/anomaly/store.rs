@@ -262,17 +262,7 @@ impl AlertStore {
             "UPDATE anomaly_alerts SET acknowledged_at = ?2, acknowledged_by = ?3 WHERE id = ?1",
             params![id, Utc::now().timestamp_millis(), actor],
         )?;
-        append_in(
-            &tx,
-            &AuditEvent::new(
-                actor,
-                "anomaly.acknowledge",
-                format!("alert:{id}"),
-                Outcome::Allowed,
-            )
-            .with_detail(serde_json::json!({"alert_id": id, "note": note})),
-        )
-        .map_err(StoreError::Audit)?;
+        audit_operator(&tx, actor, "anomaly.acknowledge", id, note)?;
         tx.commit()?;
         Ok(true)
     }
@@ -296,17 +286,7 @@ impl AlertStore {
         if n == 0 {
             return Err(StoreError::NotFound(id));
         }
-        append_in(
-            &tx,
-            &AuditEvent::new(
-                actor,
-                "anomaly.release",
-                format!("alert:{id}"),
-                Outcome::Allowed,
-            )
-            .with_detail(serde_json::json!({"alert_id": id, "note": note})),
-        )
-        .map_err(StoreError::Audit)?;
+        audit_operator(&tx, actor, "anomaly.release", id, note)?;
         tx.commit()?;
         Ok(())
     }
@@ -352,6 +332,21 @@ impl AlertStore {
     pub async fn mark_published_async(&self, id: i64) -> Result<(), StoreError> {
         self.blocking(move |s| s.mark_published(id)).await
     }
+}
+
+/// The audit row of an operator's action on alert `id`, written in the
+/// same transaction as the change.
+fn audit_operator(
+    tx: &rusqlite::Transaction<'_>,
+    actor: &str,
+    action: &str,
+    id: i64,
+    note: &str,
+) -> Result<(), StoreError> {
+    let event = AuditEvent::new(actor, action, format!("alert:{id}"), Outcome::Allowed)
+        .with_detail(serde_json::json!({"alert_id": id, "note": note}));
+    append_in(tx, &event).map_err(StoreError::Audit)?;
+    Ok(())
 }
 
 #[cfg(test)]

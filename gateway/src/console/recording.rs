@@ -7,6 +7,9 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+use wardgate_protocol::DeviceId;
+
 use super::recent::RecentActivity;
 use crate::sink::{
     AcceptFuture, AcceptedTelemetry, StoreRequest, StoredFuture, SubmitFuture, TelemetrySink,
@@ -50,10 +53,7 @@ impl TelemetrySink for RecordingSink {
     // unchanged, recording only once the commit succeeded.
     fn store(&self, request: StoreRequest) -> AcceptFuture<'_> {
         Box::pin(async move {
-            let seen = request
-                .telemetry
-                .as_ref()
-                .map(|t| (t.device_id.clone(), t.payload.clone(), t.received_at));
+            let seen = reading_of(&request);
             if let Some(inner) = &self.inner {
                 inner.store(request).await?;
             }
@@ -67,10 +67,7 @@ impl TelemetrySink for RecordingSink {
     #[allow(clippy::async_yields_async)] // the commit in progress is the result, awaited later
     fn submit(&self, request: StoreRequest) -> SubmitFuture<'_> {
         Box::pin(async move {
-            let seen = request
-                .telemetry
-                .as_ref()
-                .map(|t| (t.device_id.clone(), t.payload.clone(), t.received_at));
+            let seen = reading_of(&request);
             let commit: StoredFuture = match &self.inner {
                 Some(inner) => inner.submit(request).await,
                 None => Box::pin(std::future::ready(Ok(()))),
@@ -85,6 +82,15 @@ impl TelemetrySink for RecordingSink {
             }) as StoredFuture
         })
     }
+}
+
+/// What [`RecentActivity::record`] needs of a store request's telemetry
+/// (none for status and OTA reports), taken before the request moves on.
+fn reading_of(request: &StoreRequest) -> Option<(DeviceId, bytes::Bytes, DateTime<Utc>)> {
+    request
+        .telemetry
+        .as_ref()
+        .map(|t| (t.device_id.clone(), t.payload.clone(), t.received_at))
 }
 
 #[cfg(test)]
