@@ -586,6 +586,16 @@ mod tests {
         all
     }
 
+    /// A detector with the default settings that has seen `device` stream
+    /// normally for 30 s from the returned instant.
+    fn warmed_detector(device: &str) -> (Detector, DeviceId, DateTime<Utc>) {
+        let mut det = Detector::new(AnomalyConfig::default());
+        let d = dev(device);
+        let t0 = Utc::now();
+        warmed(&mut det, &d, t0, 30);
+        (det, d, t0)
+    }
+
     #[test]
     fn a_steady_device_raises_nothing_and_a_flood_is_caught_fast() {
         let mut det = Detector::new(AnomalyConfig::default());
@@ -612,10 +622,7 @@ mod tests {
 
     #[test]
     fn a_second_place_publishing_under_one_identity_is_a_duplicate() {
-        let mut det = Detector::new(AnomalyConfig::default());
-        let d = dev("pump-03");
-        let t0 = Utc::now();
-        warmed(&mut det, &d, t0, 30);
+        let (mut det, d, t0) = warmed_detector("pump-03");
         // The thief connects while the device streams: one overlap, as a
         // quick reconnect would be.
         let t1 = t0 + Duration::milliseconds(29_500);
@@ -717,10 +724,7 @@ mod tests {
 
     #[test]
     fn impossible_jumps_and_frozen_values() {
-        let mut det = Detector::new(AnomalyConfig::default());
-        let d = dev("monitor-04");
-        let t0 = Utc::now();
-        warmed(&mut det, &d, t0, 30);
+        let (mut det, d, t0) = warmed_detector("monitor-04");
         let f = det.observe(&obs(
             t0 + Duration::seconds(30),
             1,
