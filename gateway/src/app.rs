@@ -55,6 +55,9 @@ pub enum GatewayError {
     /// The OTA agent (`[ota]`): TUF client, image cache or rollout.
     #[error("OTA agent failed to start")]
     Ota(#[source] OtaStartError),
+    /// Audit anchoring (its key, or the publisher's TLS files).
+    #[error("audit anchoring failed to start")]
+    Anchoring(#[source] crate::anchoring::AnchoringError),
     /// The `gateway.start` row could not be written to the audit log.
     #[error("audit log failed to start: cannot write the gateway.start row")]
     Audit(#[source] AuditError),
@@ -185,6 +188,8 @@ impl Gateway {
             )
             .await
             .map_err(GatewayError::Audit)?;
+        // After `gateway.start`, so that the first anchor covers it.
+        crate::anchoring::spawn(ctx).map_err(GatewayError::Anchoring)?;
         Ok(Started {
             broker,
             edge,

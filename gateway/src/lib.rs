@@ -41,6 +41,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod anchoring;
 pub mod anomaly;
 pub mod app;
 pub mod audit;

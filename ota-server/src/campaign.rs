@@ -894,14 +894,26 @@ mod tests {
         c
     }
 
+    fn ward(name: &str) -> GatewayId {
+        GatewayId::parse(name).unwrap()
+    }
+
+    /// Creates the campaign `spec` in a new transaction on `c`, which the
+    /// test then drives; returns the transaction and the campaign id.
+    fn start<'c>(
+        c: &'c mut rusqlite::Connection,
+        spec: &CampaignSpec,
+    ) -> (Transaction<'c>, String) {
+        let tx = c.transaction().unwrap();
+        let id = create(&tx, spec).unwrap();
+        (tx, id)
+    }
+
     fn spec(threshold: f64, waves: &[&str]) -> CampaignSpec {
         NewCampaign {
             name: "t".into(),
             target: TargetPath::new("acme/fw-2.bin").unwrap(),
-            gateways: vec![
-                GatewayId::parse("ward-a").unwrap(),
-                GatewayId::parse("ward-b").unwrap(),
-            ],
+            gateways: vec![ward("ward-a"), ward("ward-b")],
             waves: waves.iter().map(|s| (*s).to_owned()).collect(),
             failure_threshold_percent: threshold,
             window: None,
@@ -931,12 +943,8 @@ mod tests {
     #[test]
     fn waves_advance_and_complete() {
         let mut c = db();
-        let tx = c.transaction().unwrap();
-        let id = create(&tx, &spec(10.0, &["1", "50%", "100%"])).unwrap();
-        let (a, b) = (
-            GatewayId::parse("ward-a").unwrap(),
-            GatewayId::parse("ward-b").unwrap(),
-        );
+        let (tx, id) = start(&mut c, &spec(10.0, &["1", "50%", "100%"]));
+        let (a, b) = (ward("ward-a"), ward("ward-b"));
         let mut got_a = assignments_for(&tx, &a, &devs("pa", 10), 600).unwrap();
         let mut got_b = assignments_for(&tx, &b, &devs("pb", 10), 600).unwrap();
         // Canary: one device in all (inventory of b arrived after a's fetch).
@@ -964,9 +972,8 @@ mod tests {
     #[test]
     fn failure_over_threshold_halts() {
         let mut c = db();
-        let tx = c.transaction().unwrap();
-        let id = create(&tx, &spec(10.0, &["1", "100%"])).unwrap();
-        let a = GatewayId::parse("ward-a").unwrap();
+        let (tx, id) = start(&mut c, &spec(10.0, &["1", "100%"]));
+        let a = ward("ward-a");
         let got = assignments_for(&tx, &a, &devs("pa", 5), 0).unwrap();
         assert_eq!(got[0].devices.len(), 1);
         ok(&tx, &id, &a, &got[0].devices, Outcome::Failure);
@@ -984,9 +991,8 @@ mod tests {
     #[test]
     fn devices_enrolled_mid_campaign_join_the_remaining_waves() {
         let mut c = db();
-        let tx = c.transaction().unwrap();
-        let id = create(&tx, &spec(50.0, &["1", "100%"])).unwrap();
-        let a = GatewayId::parse("ward-a").unwrap();
+        let (tx, id) = start(&mut c, &spec(50.0, &["1", "100%"]));
+        let a = ward("ward-a");
         let first = devs("pa", 2);
         let got = assignments_for(&tx, &a, &first, 0).unwrap();
         let canary = got[0].devices.clone();
@@ -1014,13 +1020,11 @@ mod tests {
     #[test]
     fn campaign_covers_only_the_hardware_its_release_is_built_for() {
         let mut c = db();
-        let tx = c.transaction().unwrap();
-        let id = create(
-            &tx,
+        let (tx, id) = start(
+            &mut c,
             &spec(10.0, &["100%"]).scoped_to_hardware(Some(vec!["acme-pump-p7".into()])),
-        )
-        .unwrap();
-        let a = GatewayId::parse("ward-a").unwrap();
+        );
+        let a = ward("ward-a");
         let dev = |id: &str, hw: Option<&str>| InventoryDevice {
             device_id: DeviceId::parse(id).unwrap(),
             hardware_id: hw.map(str::to_owned),

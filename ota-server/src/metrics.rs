@@ -23,10 +23,11 @@ pub struct CodeLabels {
     pub code: String,
 }
 
-/// All server metrics.
-#[derive(Debug)]
+/// All server metrics: plain handles, updated where things happen.
+/// [`Metrics::render`] registers them into a fresh registry per scrape, so
+/// the list of families lives in one place only.
+#[derive(Debug, Default)]
 pub struct Metrics {
-    registry: Registry,
     /// Requests by route and status.
     pub http_requests: Family<RouteLabels, Counter>,
     /// Releases published.
@@ -48,83 +49,11 @@ pub struct Metrics {
     pub tls_handshake_failures: Counter,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Metrics {
-    /// Creates and registers every metric.
+    /// Fresh, zeroed metrics.
     #[must_use]
     pub fn new() -> Self {
-        let mut registry = Registry::default();
-        let http_requests = Family::<RouteLabels, Counter>::default();
-        let releases_published = Counter::default();
-        let refusals = Family::<CodeLabels, Counter>::default();
-        let target_bytes_sent = Counter::default();
-        let timestamp_refreshes = Counter::default();
-        let timestamp_refresh_failures = Counter::default();
-        let timestamp_expiry_seconds = Gauge::default();
-        let gateway_results = Family::<CodeLabels, Counter>::default();
-        let tls_handshake_failures = Counter::default();
-        registry.register(
-            "wardgate_ota_tls_handshake_failures",
-            "TLS handshakes refused or timed out",
-            tls_handshake_failures.clone(),
-        );
-        registry.register(
-            "wardgate_ota_http_requests",
-            "HTTP requests by route and status",
-            http_requests.clone(),
-        );
-        registry.register(
-            "wardgate_ota_releases_published",
-            "Manufacturer releases published",
-            releases_published.clone(),
-        );
-        registry.register(
-            "wardgate_ota_refusals",
-            "Requests refused, by stable error code",
-            refusals.clone(),
-        );
-        registry.register(
-            "wardgate_ota_target_sent_bytes",
-            "Firmware image bytes sent to clients",
-            target_bytes_sent.clone(),
-        );
-        registry.register(
-            "wardgate_ota_timestamp_refreshes",
-            "Times timestamp.json was re-signed",
-            timestamp_refreshes.clone(),
-        );
-        registry.register(
-            "wardgate_ota_timestamp_refresh_failures",
-            "Failed timestamp re-signings (needs an operator)",
-            timestamp_refresh_failures.clone(),
-        );
-        registry.register(
-            "wardgate_ota_timestamp_expiry_seconds",
-            "Unix time at which the served timestamp.json expires",
-            timestamp_expiry_seconds.clone(),
-        );
-        registry.register(
-            "wardgate_ota_gateway_results",
-            "Per-device results posted by gateways, by outcome",
-            gateway_results.clone(),
-        );
-        Self {
-            registry,
-            http_requests,
-            releases_published,
-            refusals,
-            target_bytes_sent,
-            timestamp_refreshes,
-            timestamp_refresh_failures,
-            timestamp_expiry_seconds,
-            gateway_results,
-            tls_handshake_failures,
-        }
+        Self::default()
     }
 
     /// Counts a refusal with its stable code.
@@ -137,8 +66,54 @@ impl Metrics {
     /// Renders the text exposition format.
     #[must_use]
     pub fn render(&self) -> String {
+        let mut registry = Registry::default();
+        registry.register(
+            "wardgate_ota_tls_handshake_failures",
+            "TLS handshakes refused or timed out",
+            self.tls_handshake_failures.clone(),
+        );
+        registry.register(
+            "wardgate_ota_http_requests",
+            "HTTP requests by route and status",
+            self.http_requests.clone(),
+        );
+        registry.register(
+            "wardgate_ota_releases_published",
+            "Manufacturer releases published",
+            self.releases_published.clone(),
+        );
+        registry.register(
+            "wardgate_ota_refusals",
+            "Requests refused, by stable error code",
+            self.refusals.clone(),
+        );
+        registry.register(
+            "wardgate_ota_target_sent_bytes",
+            "Firmware image bytes sent to clients",
+            self.target_bytes_sent.clone(),
+        );
+        registry.register(
+            "wardgate_ota_timestamp_refreshes",
+            "Times timestamp.json was re-signed",
+            self.timestamp_refreshes.clone(),
+        );
+        registry.register(
+            "wardgate_ota_timestamp_refresh_failures",
+            "Failed timestamp re-signings (needs an operator)",
+            self.timestamp_refresh_failures.clone(),
+        );
+        registry.register(
+            "wardgate_ota_timestamp_expiry_seconds",
+            "Unix time at which the served timestamp.json expires",
+            self.timestamp_expiry_seconds.clone(),
+        );
+        registry.register(
+            "wardgate_ota_gateway_results",
+            "Per-device results posted by gateways, by outcome",
+            self.gateway_results.clone(),
+        );
         let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+        if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
             out.clear();
         }
         out

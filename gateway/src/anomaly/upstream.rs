@@ -13,7 +13,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS, Transport};
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -41,7 +41,7 @@ pub fn spawn(
     cancel: CancellationToken,
 ) {
     let publisher = Publisher {
-        options: options(settings),
+        options: settings.side_client("alerts"),
         topic: alert_topic(&settings.topic_prefix),
         backoff: (settings.backoff_initial, settings.backoff_max),
         store,
@@ -50,17 +50,6 @@ pub fn spawn(
         cancel,
     };
     tasks.spawn(publisher.run());
-}
-
-fn options(s: &BridgeSettings) -> MqttOptions {
-    let mut o = MqttOptions::new(format!("{}-alerts", s.client_id), s.host.clone(), s.port);
-    o.set_keep_alive(s.keep_alive)
-        .set_clean_session(true)
-        .set_max_packet_size(64 * 1024, 64 * 1024)
-        .set_transport(Transport::tls_with_config(
-            rumqttc::TlsConfiguration::Rustls(s.tls.clone()),
-        ));
-    o
 }
 
 struct Publisher {

@@ -44,6 +44,45 @@ pub struct Config {
     pub ota: Option<OtaSection>,
     /// Behavioural anomaly detection (its struct lives in [`super::anomaly`]).
     pub anomaly: super::anomaly::AnomalyConfig,
+    /// Anchors of the audit chain.
+    pub audit: AuditConfig,
+}
+
+/// `[audit]`: how the running gateway anchors its audit chain
+/// ([`crate::audit::anchor`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// How often the chain head is signed and exported (1s to 24h).
+    #[serde(with = "humantime_serde")]
+    pub anchor_interval: Duration,
+    /// The JSON-lines file anchors are appended to, for the operator to
+    /// ship to a SIEM; default `<storage.data_dir>/audit-anchors.jsonl`.
+    pub anchor_file: Option<PathBuf>,
+    /// Also publish each anchor, retained, on
+    /// `<uplink.topic_prefix>/audit/anchor` when the uplink is enabled.
+    pub anchor_upstream: bool,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            anchor_interval: Duration::from_secs(300),
+            anchor_file: None,
+            anchor_upstream: true,
+        }
+    }
+}
+
+impl AuditConfig {
+    /// Where anchors are appended, for the gateway whose data lives in
+    /// `storage`.
+    #[must_use]
+    pub fn anchor_path(&self, storage: &StorageConfig) -> PathBuf {
+        self.anchor_file
+            .clone()
+            .unwrap_or_else(|| storage.data_dir.join("audit-anchors.jsonl"))
+    }
 }
 
 /// `[storage]`

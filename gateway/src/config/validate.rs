@@ -84,6 +84,12 @@ impl Config {
             ota.validate(&self.edge)?;
         }
         self.anomaly.validate()?;
+        within(
+            "audit.anchor_interval",
+            &self.audit.anchor_interval,
+            Duration::from_secs(1)..=Duration::from_secs(24 * 3600),
+            "1s and 24h",
+        )?;
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(ConfigError::invalid(
                 "log.level",

@@ -54,6 +54,7 @@ use crate::ota::image_server::{
 };
 use crate::ota::offers::{self, DeviceEvent, OfferSender, OffersError};
 use crate::ota::rollout_metrics::RolloutMetrics;
+use crate::ota::rounds::every_interval_or_wake;
 use crate::ota::server_api::{Assignment, DeviceResult, ServerApi, ServerApiError};
 use crate::ota::tuf_client::TufClient;
 use crate::ota::{inventory, OtaError, TargetInfo};
@@ -215,7 +216,7 @@ impl RolloutHandle {
             .run(move |s| Ok(crate::ota::api::retry(s, &device, &actor, Utc::now())))
             .await
             .map_err(crate::ota::api::RetryError::State)??;
-        self.inner.metrics.state(row.state.as_str());
+        self.inner.metrics.states.inc(row.state.as_str());
         self.sync_now();
         Ok(row)
     }
@@ -364,21 +365,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 async fn sync_loop(inner: Arc<Inner>, interval: std::time::Duration, shutdown: CancellationToken) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            _ = ticker.tick() => {}
-            () = inner.wake.notified() => {}
+    every_interval_or_wake(interval, &inner.wake, &shutdown, || async {
+        if let Err(e) = inner.sync_round().await {
+            tracing::error!(error = %e, "OTA rollout round failed; retrying next round");
         }
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            r = inner.sync_round() => if let Err(e) = r {
-                tracing::error!(error = %e, "OTA rollout round failed; retrying next round");
-            },
-        }
-    }
+    })
+    .await;
     tracing::debug!("OTA rollout sync loop stopped");
 }
 
@@ -487,7 +479,7 @@ impl Inner {
             return Ok(());
         };
         if applied.changed() {
-            self.metrics.state(applied.row.state.as_str());
+            self.metrics.states.inc(applied.row.state.as_str());
         }
         if device_failed && applied.changed() && applied.from.holds_offer() {
             self.recheck_image(campaign, plan, device, &applied.row.detail)
@@ -937,7 +929,7 @@ impl Inner {
         let (version, target, note) = match verdict {
             Ok(t) => (Some(t.firmware.version.clone()), Some(t), None),
             Err((reason, words)) => {
-                self.metrics.step_refused(reason);
+                self.metrics.steps_refused.inc(reason);
                 (
                     stored_version.clone(),
                     None,
@@ -1050,7 +1042,7 @@ impl Inner {
             .collect();
         for (_, state) in &reported {
             if let Some(o) = state.server_outcome() {
-                self.metrics.result(match o {
+                self.metrics.results.inc(match o {
                     crate::ota::device_state::ResultOutcome::Success => "success",
                     crate::ota::device_state::ResultOutcome::Failure => "failure",
                 });

@@ -1320,6 +1320,12 @@ pub(crate) mod tests {
         }
     }
 
+    /// The status of an idle device still on the old firmware (1.0.0),
+    /// the usual reason for an offer in these tests.
+    fn idle_on_old() -> Input {
+        status(DeviceActivity::Idle, "1.0.0")
+    }
+
     fn report(outcome: OtaOutcome) -> Input {
         Input::Report {
             outcome,
@@ -1332,12 +1338,7 @@ pub(crate) mod tests {
         use UpdateState as S;
         let (target, to) = (v("2.0.0"), Timeouts::default());
         let c = ctx(10, &target, &to);
-        let s = next_step(
-            &row(S::Pending, 0),
-            &status(DeviceActivity::Idle, "1.0.0"),
-            &c,
-        )
-        .unwrap();
+        let s = next_step(&row(S::Pending, 0), &idle_on_old(), &c).unwrap();
         assert_eq!((s.state, s.offer), (S::Offered, true));
         let mut r = row(S::Offered, 10);
         for (outcome, want) in [
@@ -1363,7 +1364,7 @@ pub(crate) mod tests {
         for state in [S::Healthy, S::Failed, S::RolledBack] {
             let r = row(state, 0);
             for input in [
-                status(DeviceActivity::Idle, "1.0.0"),
+                idle_on_old(),
                 report(OtaOutcome::Downloading),
                 report(OtaOutcome::Healthy),
                 Input::Tick,
@@ -1447,22 +1448,13 @@ pub(crate) mod tests {
         assert_eq!(next_step(&row(S::Downloading, 0), &therapy, &c), None);
         let s = next_step(&row(S::Downloading, 0), &report(OtaOutcome::Deferred), &c).unwrap();
         assert_eq!(s.state, S::Deferred);
-        let s = next_step(
-            &row(S::Deferred, 0),
-            &status(DeviceActivity::Idle, "1.0.0"),
-            &c,
-        )
-        .unwrap();
+        let s = next_step(&row(S::Deferred, 0), &idle_on_old(), &c).unwrap();
         assert_eq!((s.state, s.offer), (S::Offered, true));
         // Nothing is offered while no step may start.
         let mut closed = c.clone();
         closed.may_offer = false;
         assert_eq!(
-            next_step(
-                &row(S::Deferred, 0),
-                &status(DeviceActivity::Idle, "1.0.0"),
-                &closed
-            ),
+            next_step(&row(S::Deferred, 0), &idle_on_old(), &closed),
             None
         );
     }
@@ -1471,7 +1463,7 @@ pub(crate) mod tests {
     fn an_idle_device_with_an_open_offer_is_offered_again() {
         use UpdateState as S;
         let (target, to) = (v("2.0.0"), Timeouts::default());
-        let idle = status(DeviceActivity::Idle, "1.0.0");
+        let idle = idle_on_old();
         let soon = ctx(5, &target, &to);
         assert_eq!(next_step(&row(S::Offered, 0), &idle, &soon), None);
         // Idle mid-download: the download stopped (a power loss); resume.
@@ -1551,7 +1543,7 @@ pub(crate) mod tests {
         assert_eq!(store.ensure_assigned("c1", &dev, 1, t(5)).unwrap(), r);
         let c = ctx(10, &target, &to);
         let a = store
-            .apply("c1", &dev, &status(DeviceActivity::Idle, "1.0.0"), &c)
+            .apply("c1", &dev, &idle_on_old(), &c)
             .unwrap()
             .unwrap();
         assert!(a.offer && a.changed());
@@ -1570,7 +1562,7 @@ pub(crate) mod tests {
         let r = store.update("c1", &dev).unwrap().unwrap();
         assert_eq!(r.state, S::RolledBack);
         assert!(store
-            .apply("c1", &dev, &status(DeviceActivity::Idle, "1.0.0"), &c)
+            .apply("c1", &dev, &idle_on_old(), &c)
             .unwrap()
             .is_none());
         assert_eq!(store.unreported("c1").unwrap().len(), 1);

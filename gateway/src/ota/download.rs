@@ -341,10 +341,14 @@ mod tests {
 
     #[test]
     fn parses_content_range() {
-        assert_eq!(content_range("bytes 10-99/100"), Some((10, Some(100))));
-        assert_eq!(content_range("bytes 0-0/*"), Some((0, None)));
-        assert_eq!(content_range("bytes */100"), None);
-        assert_eq!(content_range("items 1-2/3"), None);
+        for (header, start_and_total) in [
+            ("bytes 10-99/100", Some((10, Some(100)))),
+            ("bytes 0-0/*", Some((0, None))),
+            ("bytes */100", None),
+            ("items 1-2/3", None),
+        ] {
+            assert_eq!(content_range(header), start_and_total, "{header}");
+        }
     }
 
     #[test]

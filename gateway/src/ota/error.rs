@@ -176,6 +176,18 @@ impl OtaError {
         }
     }
 
+    /// Runs the file work `f` on the blocking pool; a task that panicked or
+    /// was cancelled is an [`OtaError::Join`]. The one way the TUF client,
+    /// its metadata directory and the image cache leave the async runtime
+    /// for the file system.
+    pub(crate) async fn blocking<T: Send + 'static>(
+        f: impl FnOnce() -> Result<T, Self> + Send + 'static,
+    ) -> Result<T, Self> {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| Self::Join(e.to_string()))?
+    }
+
     /// The refresh failure class, if this is a refused refresh.
     #[must_use]
     pub fn refresh_failure(&self) -> Option<RefreshFailure> {

@@ -143,7 +143,9 @@ pub struct ImageCache {
     metrics: OtaMetrics,
 }
 
-fn create_private_dir(path: &Path) -> Result<(), OtaError> {
+/// [`crate::context::create_private_dir`] with its error as an
+/// [`OtaError::Storage`] (also used for the TUF client's `ota` folder).
+pub(super) fn create_private_dir(path: &Path) -> Result<(), OtaError> {
     crate::context::create_private_dir(path).map_err(|e| OtaError::Storage {
         action: "create",
         path: path.to_owned(),
@@ -170,13 +172,12 @@ impl ImageCache {
         let partial_dir = dir.join(PARTIAL);
         {
             let (ota, dir, partial_dir) = (ota.clone(), dir.clone(), partial_dir.clone());
-            tokio::task::spawn_blocking(move || {
+            OtaError::blocking(move || {
                 create_private_dir(&ota)?;
                 create_private_dir(&dir)?;
                 create_private_dir(&partial_dir)
             })
-            .await
-            .map_err(|e| OtaError::Join(e.to_string()))??;
+            .await?;
         }
         let cache = Self {
             dir,
@@ -426,7 +427,7 @@ impl ImageCache {
                     .await
                     .map_err(OtaError::storage("stat", &path))?;
                 self.verified().insert(sha.clone(), stamp_of(&meta));
-                self.metrics.download("complete");
+                self.metrics.downloads.inc("complete");
                 self.update_gauge();
                 tracing::info!(
                     target = name,
@@ -455,12 +456,12 @@ impl ImageCache {
                 ))
             }
             Err(e @ OtaError::Interrupted { .. }) => {
-                self.metrics.download("interrupted");
+                self.metrics.downloads.inc("interrupted");
                 tracing::warn!(target = name, sha256 = %sha, "{e}");
                 Err(e)
             }
             Err(e @ OtaError::ImageRefused { .. }) => {
-                self.metrics.download("refused");
+                self.metrics.downloads.inc("refused");
                 self.metrics.corrupt.inc();
                 tracing::error!(target = name, sha256 = %sha, "{e}");
                 self.audit(
@@ -478,7 +479,7 @@ impl ImageCache {
 
     async fn persist(&self, partial: &Path, path: &Path) -> Result<(), OtaError> {
         let (partial, path, dir) = (partial.to_owned(), path.to_owned(), self.dir.clone());
-        tokio::task::spawn_blocking(move || {
+        OtaError::blocking(move || {
             std::fs::rename(&partial, &path)
                 .map_err(OtaError::storage("move into place", &path))?;
             std::fs::File::open(&dir)
@@ -486,7 +487,6 @@ impl ImageCache {
                 .map_err(OtaError::storage("sync", &dir))
         })
         .await
-        .map_err(|e| OtaError::Join(e.to_string()))?
     }
 
     /// Every complete, verified image.
@@ -573,6 +573,59 @@ impl ImageCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::Digest;
+
+    const GOOD_IMAGE: &[u8] = b"good image";
+
+    /// A data folder with an empty `ota/images` folder, and the audit log
+    /// and metrics a cache opened on it uses: the tests put image files
+    /// there by hand before [`Fixture::open`] so that opening checks them.
+    struct Fixture {
+        dir: tempfile::TempDir,
+        audit: AuditLog,
+        metrics: OtaMetrics,
+        images: PathBuf,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let audit = AuditLog::open(&dir.path().join("gw.db")).unwrap();
+            let images = dir.path().join("ota/images");
+            std::fs::create_dir_all(&images).unwrap();
+            Self {
+                dir,
+                audit,
+                metrics: OtaMetrics::default(),
+                images,
+            }
+        }
+
+        /// Writes `bytes` as the cached file named by the SHA-256 of
+        /// `digest_of` (the same bytes for a good image, others for a
+        /// corrupt one); returns that digest.
+        fn put_image(&self, digest_of: &[u8], bytes: &[u8]) -> String {
+            let sha = hex::encode(sha2::Sha256::digest(digest_of));
+            std::fs::write(self.images.join(&sha), bytes).unwrap();
+            sha
+        }
+
+        async fn open(&self) -> ImageCache {
+            let settings = CacheSettings {
+                download_timeout: Duration::from_secs(10),
+                max_parallel_downloads: 1,
+            };
+            ImageCache::open(
+                self.dir.path(),
+                reqwest::Client::new(),
+                settings,
+                self.audit.clone(),
+                self.metrics.clone(),
+            )
+            .await
+            .unwrap()
+        }
+    }
 
     #[test]
     fn digests_are_checked_once() {
@@ -585,36 +638,16 @@ mod tests {
 
     #[tokio::test]
     async fn corrupt_images_are_removed_at_open_and_by_verify() {
-        use sha2::Digest;
-        let d = tempfile::tempdir().unwrap();
-        let audit = AuditLog::open(&d.path().join("gw.db")).unwrap();
-        let metrics = OtaMetrics::default();
-        let settings = CacheSettings {
-            download_timeout: Duration::from_secs(10),
-            max_parallel_downloads: 1,
-        };
-        let images = d.path().join("ota/images");
-        std::fs::create_dir_all(&images).unwrap();
-        let good = b"good image".to_vec();
-        let good_sha = hex::encode(sha2::Sha256::digest(&good));
-        std::fs::write(images.join(&good_sha), &good).unwrap();
-        let bad_sha = hex::encode(sha2::Sha256::digest(b"other"));
-        std::fs::write(images.join(&bad_sha), b"not other").unwrap();
-        let cache = ImageCache::open(
-            d.path(),
-            reqwest::Client::new(),
-            settings,
-            audit.clone(),
-            metrics.clone(),
-        )
-        .await
-        .unwrap();
+        let f = Fixture::new();
+        let good_sha = f.put_image(GOOD_IMAGE, GOOD_IMAGE);
+        let bad_sha = f.put_image(b"other", b"not other");
+        let cache = f.open().await;
         assert!(cache.path_for(&good_sha).is_some());
         assert!(cache.path_for(&bad_sha).is_none());
-        assert!(!images.join(&bad_sha).exists());
-        assert_eq!(metrics.corrupt.get(), 1);
+        assert!(!f.images.join(&bad_sha).exists());
+        assert_eq!(f.metrics.corrupt.get(), 1);
         assert_eq!(
-            audit
+            f.audit
                 .find(&bad_sha, Some("ota.image.verify"))
                 .unwrap()
                 .len(),
@@ -622,18 +655,18 @@ mod tests {
         );
 
         // Tampered after verification: verify() catches it.
-        std::fs::write(images.join(&good_sha), b"evil image").unwrap();
+        std::fs::write(f.images.join(&good_sha), b"evil image").unwrap();
         assert!(matches!(
             cache.verify(&good_sha).await,
             Err(OtaError::Tampered { .. })
         ));
         assert!(cache.path_for(&good_sha).is_none());
-        assert!(!images.join(&good_sha).exists());
+        assert!(!f.images.join(&good_sha).exists());
 
         // Unused images and partial files go.
-        std::fs::write(images.join(&good_sha), &good).unwrap();
+        std::fs::write(f.images.join(&good_sha), GOOD_IMAGE).unwrap();
         cache.verify(&good_sha).await.unwrap();
-        std::fs::write(images.join(PARTIAL).join(&bad_sha), b"part").unwrap();
+        std::fs::write(f.images.join(PARTIAL).join(&bad_sha), b"part").unwrap();
         let removed = cache.remove_unused(&[]).await.unwrap();
         assert_eq!(removed.len(), 2);
         assert!(cache.images().is_empty());
@@ -641,28 +674,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_changed_cached_file_is_hashed_again_before_it_is_used() {
-        use sha2::Digest;
-        let d = tempfile::tempdir().unwrap();
-        let audit = AuditLog::open(&d.path().join("gw.db")).unwrap();
-        let metrics = OtaMetrics::default();
-        let settings = CacheSettings {
-            download_timeout: Duration::from_secs(5),
-            max_parallel_downloads: 1,
-        };
-        let images = d.path().join("ota/images");
-        std::fs::create_dir_all(&images).unwrap();
-        let good = b"good image".to_vec();
-        let sha = hex::encode(sha2::Sha256::digest(&good));
-        std::fs::write(images.join(&sha), &good).unwrap();
-        let cache = ImageCache::open(
-            d.path(),
-            reqwest::Client::new(),
-            settings,
-            audit.clone(),
-            metrics.clone(),
-        )
-        .await
-        .unwrap();
+        let f = Fixture::new();
+        let sha = f.put_image(GOOD_IMAGE, GOOD_IMAGE);
+        let cache = f.open().await;
         // Nothing listens there: a download would fail.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -671,10 +685,10 @@ mod tests {
             .port();
         let expected = Expected {
             url: url::Url::parse(&format!("http://127.0.0.1:{port}/x")).unwrap(),
-            length: good.len() as u64,
+            length: GOOD_IMAGE.len() as u64,
             sha256: sha.clone(),
         };
-        let file = images.join(&sha);
+        let file = f.images.join(&sha);
         let later = SystemTime::now() + Duration::from_secs(5);
 
         // Touched, same bytes: the image server stops serving it until it
@@ -690,7 +704,7 @@ mod tests {
         assert_eq!(how, Fetch::Cached);
         assert_eq!(img.path, file);
         assert!(cache.path_for(&sha).is_some());
-        assert_eq!(metrics.corrupt.get(), 0);
+        assert_eq!(f.metrics.corrupt.get(), 0);
 
         // Other bytes: deleted, audited with why it was checked, counted,
         // and downloaded again (which fails here).
@@ -698,8 +712,8 @@ mod tests {
         assert!(cache.path_for(&sha).is_none());
         assert!(cache.fetch_expected("acme/x.bin", &expected).await.is_err());
         assert!(!file.exists());
-        assert_eq!(metrics.corrupt.get(), 1);
-        let rows = audit.find(&sha, Some("ota.image.verify")).unwrap();
+        assert_eq!(f.metrics.corrupt.get(), 1);
+        let rows = f.audit.find(&sha, Some("ota.image.verify")).unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].outcome, "refused");
         assert_eq!(

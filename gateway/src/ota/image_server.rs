@@ -151,6 +151,14 @@ struct Shared {
     retry_after: Duration,
 }
 
+impl Shared {
+    /// Counts one response or refused connection in
+    /// `wardgate_ota_image_requests_total{outcome}`.
+    fn count(&self, outcome: &str) {
+        self.deps.metrics.image_requests.inc(outcome);
+    }
+}
+
 /// Bind and serve until `shutdown`; the accept loop and every connection
 /// run in `tasks`.
 ///
@@ -201,7 +209,7 @@ pub async fn start(
                 }
             };
             let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-                shared.deps.metrics.image_request("connection_limit");
+                shared.count("connection_limit");
                 tracing::warn!(%peer, "image server at its connection limit (ota.image_max_connections); connection closed");
                 drop(tcp);
                 continue;
@@ -231,6 +239,27 @@ async fn audit(shared: &Shared, event: AuditEvent) {
     if let Err(e) = shared.deps.audit.append_async(event).await {
         tracing::error!(error = %e, "cannot write an image server audit row");
     }
+}
+
+/// The refused row of whoever the image server turned away: `actor`
+/// (`peer:<addr>` or `device:<id>`) at `action` on `subject`, with why in
+/// `detail`. Every refusal of the image server is audited through here.
+async fn audit_refused(
+    shared: &Shared,
+    actor: String,
+    action: &str,
+    subject: &str,
+    detail: serde_json::Value,
+) {
+    let event = AuditEvent::new(actor, action, subject, Outcome::Refused).with_detail(detail);
+    audit(shared, event).await;
+}
+
+/// The `ota.image` refused row of a known device (at the handshake or at
+/// a request).
+async fn audit_device_refused(shared: &Shared, device: &DeviceId, detail: serde_json::Value) {
+    let actor = format!("device:{device}");
+    audit_refused(shared, actor, "ota.image", device.as_str(), detail).await;
 }
 
 async fn connection(
@@ -299,16 +328,13 @@ async fn connection(
 
 async fn refuse_handshake(shared: &Shared, peer: SocketAddr, reason: &str, detail: &str) {
     tracing::warn!(%peer, reason, detail, "image server refused a connection");
-    shared.deps.metrics.image_request(reason);
-    audit(
+    shared.count(reason);
+    audit_refused(
         shared,
-        AuditEvent::new(
-            format!("peer:{peer}"),
-            "ota.image.tls",
-            peer.ip().to_string(),
-            Outcome::Refused,
-        )
-        .with_detail(serde_json::json!({"reason": reason, "error": detail})),
+        format!("peer:{peer}"),
+        "ota.image.tls",
+        &peer.ip().to_string(),
+        serde_json::json!({"reason": reason, "error": detail}),
     )
     .await;
 }
@@ -368,19 +394,12 @@ async fn identify(
     match verdict {
         Ok(()) => Some(Peer::Device(device)),
         Err((reason, words)) => {
-            shared.deps.metrics.image_request(reason);
+            shared.count(reason);
             tracing::warn!(device_id = %device, %peer, reason, "image server refused a device");
-            audit(
+            audit_device_refused(
                 shared,
-                AuditEvent::new(
-                    format!("device:{device}"),
-                    "ota.image",
-                    device.as_str(),
-                    Outcome::Refused,
-                )
-                .with_detail(
-                    serde_json::json!({"reason": reason, "error": words, "peer": peer.to_string()}),
-                ),
+                &device,
+                serde_json::json!({"reason": reason, "error": words, "peer": peer.to_string()}),
             )
             .await;
             Some(Peer::Refused(device, words))
@@ -416,7 +435,7 @@ async fn handle(shared: &Shared, peer: &Peer, req: &Request<Incoming>) -> Respon
     let device = match peer {
         Peer::Device(d) => d,
         Peer::Refused(d, words) => {
-            shared.deps.metrics.image_request("forbidden");
+            shared.count("forbidden");
             return text(
                 StatusCode::FORBIDDEN,
                 format!("device {d} may not download images: {words}"),
@@ -424,7 +443,7 @@ async fn handle(shared: &Shared, peer: &Peer, req: &Request<Incoming>) -> Respon
         }
     };
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        shared.deps.metrics.image_request("method_not_allowed");
+        shared.count("method_not_allowed");
         let mut r = text(
             StatusCode::METHOD_NOT_ALLOWED,
             "only GET and HEAD /images/<sha256>".into(),
@@ -439,7 +458,7 @@ async fn handle(shared: &Shared, peer: &Peer, req: &Request<Incoming>) -> Respon
         .strip_prefix("/images/")
         .filter(|s| is_sha256_hex(s))
     else {
-        shared.deps.metrics.image_request("not_found");
+        shared.count("not_found");
         return text(
             StatusCode::NOT_FOUND,
             "no such resource; images are at /images/<sha256 in lowercase hex>".into(),
@@ -450,17 +469,12 @@ async fn handle(shared: &Shared, peer: &Peer, req: &Request<Incoming>) -> Respon
     match offered {
         Ok(true) => {}
         Ok(false) => {
-            shared.deps.metrics.image_request("not_offered");
+            shared.count("not_offered");
             tracing::warn!(device_id = %device, sha256 = sha, "image requested without an open offer; refused");
-            audit(
+            audit_device_refused(
                 shared,
-                AuditEvent::new(
-                    format!("device:{device}"),
-                    "ota.image",
-                    device.as_str(),
-                    Outcome::Refused,
-                )
-                .with_detail(serde_json::json!({"reason": "not_offered", "sha256": sha})),
+                device,
+                serde_json::json!({"reason": "not_offered", "sha256": sha}),
             )
             .await;
             return text(
@@ -469,13 +483,13 @@ async fn handle(shared: &Shared, peer: &Peer, req: &Request<Incoming>) -> Respon
             );
         }
         Err(e) => {
-            shared.deps.metrics.image_request("error");
+            shared.count("error");
             tracing::error!(error = %e, "image server cannot read the rollout state");
             return busy(shared, "the rollout state is unavailable; try again");
         }
     }
     let Some(path) = shared.deps.images.image_path(sha) else {
-        shared.deps.metrics.image_request("not_cached");
+        shared.count("not_cached");
         return busy(
             shared,
             "the image is not in the gateway's cache yet; try again",
@@ -589,7 +603,7 @@ async fn serve_file(
     let mut file = match tokio::fs::File::open(path).await {
         Ok(f) => f,
         Err(e) => {
-            shared.deps.metrics.image_request("not_cached");
+            shared.count("not_cached");
             tracing::error!(path = %path.display(), error = %e, "cached image cannot be opened");
             return busy(shared, "the image cannot be read from the cache; try again");
         }
@@ -597,7 +611,7 @@ async fn serve_file(
     let len = match file.metadata().await {
         Ok(m) => m.len(),
         Err(e) => {
-            shared.deps.metrics.image_request("not_cached");
+            shared.count("not_cached");
             tracing::error!(path = %path.display(), error = %e, "cached image cannot be read");
             return busy(shared, "the image cannot be read from the cache; try again");
         }
@@ -612,7 +626,7 @@ async fn serve_file(
         h.insert(header::ETAG, v);
     }
     if etag_listed(header_str(headers, &header::IF_NONE_MATCH), &etag) {
-        shared.deps.metrics.image_request("not_modified");
+        shared.count("not_modified");
         let mut r = Response::new(empty());
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         *r.headers_mut() = h;
@@ -636,7 +650,7 @@ async fn serve_file(
             (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
         }
         ByteRange::Unsatisfiable => {
-            shared.deps.metrics.image_request("range_not_satisfiable");
+            shared.count("range_not_satisfiable");
             let mut r = text(
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 format!("the image has {len} bytes; ask for a range inside it"),
@@ -649,14 +663,14 @@ async fn serve_file(
     };
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
     if head {
-        shared.deps.metrics.image_request("head");
+        shared.count("head");
         let mut r = Response::new(empty());
         *r.status_mut() = status;
         *r.headers_mut() = h;
         return r;
     }
     let Ok(permit) = Arc::clone(&shared.downloads).try_acquire_owned() else {
-        shared.deps.metrics.image_request("busy");
+        shared.count("busy");
         return busy(
             shared,
             "the gateway is serving its maximum of downloads (ota.image_max_downloads); try again",
@@ -664,19 +678,16 @@ async fn serve_file(
     };
     if start > 0 {
         if let Err(e) = file.seek(std::io::SeekFrom::Start(start)).await {
-            shared.deps.metrics.image_request("error");
+            shared.count("error");
             tracing::error!(path = %path.display(), error = %e, "cannot seek in a cached image");
             return busy(shared, "the image cannot be read from the cache; try again");
         }
     }
-    shared
-        .deps
-        .metrics
-        .image_request(if status == StatusCode::OK {
-            "ok"
-        } else {
-            "partial"
-        });
+    shared.count(if status == StatusCode::OK {
+        "ok"
+    } else {
+        "partial"
+    });
     tracing::info!(device_id = %device, sha256 = sha, start, bytes = count, "serving image");
     let note = ImageProgress {
         device: device.clone(),
@@ -757,38 +768,26 @@ mod tests {
     #[test]
     fn ranges() {
         assert_eq!(ByteRange::parse(None, 10), ByteRange::Full);
-        assert_eq!(
-            ByteRange::parse(Some("bytes=4-"), 10),
-            ByteRange::Part { start: 4, end: 9 }
-        );
-        assert_eq!(
-            ByteRange::parse(Some("bytes=2-3"), 10),
-            ByteRange::Part { start: 2, end: 3 }
-        );
-        assert_eq!(
-            ByteRange::parse(Some("bytes=-4"), 10),
-            ByteRange::Part { start: 6, end: 9 }
-        );
-        assert_eq!(
-            ByteRange::parse(Some("bytes=-40"), 10),
-            ByteRange::Part { start: 0, end: 9 }
-        );
-        assert_eq!(
-            ByteRange::parse(Some("bytes=5-500"), 10),
-            ByteRange::Part { start: 5, end: 9 }
-        );
-        assert_eq!(
-            ByteRange::parse(Some("bytes=10-"), 10),
-            ByteRange::Unsatisfiable
-        );
-        assert_eq!(
-            ByteRange::parse(Some("bytes=-0"), 10),
-            ByteRange::Unsatisfiable
-        );
-        assert_eq!(
-            ByteRange::parse(Some("bytes=0-"), 0),
-            ByteRange::Unsatisfiable
-        );
+        for (header, start, end) in [
+            ("bytes=4-", 4, 9),
+            ("bytes=2-3", 2, 3),
+            ("bytes=-4", 6, 9),
+            ("bytes=-40", 0, 9),
+            ("bytes=5-500", 5, 9),
+        ] {
+            assert_eq!(
+                ByteRange::parse(Some(header), 10),
+                ByteRange::Part { start, end },
+                "{header}"
+            );
+        }
+        for (header, len) in [("bytes=10-", 10), ("bytes=-0", 10), ("bytes=0-", 0)] {
+            assert_eq!(
+                ByteRange::parse(Some(header), len),
+                ByteRange::Unsatisfiable,
+                "{header} of {len} bytes"
+            );
+        }
         for whole in [
             "bytes=0-1,4-5",
             "items=0-1",

@@ -131,9 +131,7 @@ pub async fn load_local(dir: &MetadataDir, targets: &Url) -> Result<TrustedMetad
 
 async fn prepare(dir: &MetadataDir) -> Result<(), OtaError> {
     let d = dir.clone();
-    tokio::task::spawn_blocking(move || d.prepare_datastore())
-        .await
-        .map_err(|e| OtaError::Join(e.to_string()))?
+    OtaError::blocking(move || d.prepare_datastore()).await
 }
 
 async fn commit(
@@ -142,16 +140,12 @@ async fn commit(
     consistent: bool,
 ) -> Result<Vec<String>, OtaError> {
     let d = dir.clone();
-    tokio::task::spawn_blocking(move || d.commit(&fetched, consistent))
-        .await
-        .map_err(|e| OtaError::Join(e.to_string()))?
+    OtaError::blocking(move || d.commit(&fetched, consistent)).await
 }
 
 async fn save_last_good(dir: &MetadataDir, files: BTreeSet<String>) -> Result<(), OtaError> {
     let d = dir.clone();
-    tokio::task::spawn_blocking(move || d.save_last_good(&files))
-        .await
-        .map_err(|e| OtaError::Join(e.to_string()))?
+    OtaError::blocking(move || d.save_last_good(&files)).await
 }
 
 fn newest_root_consistent(trusted: &[u8], fetched: &[Fetched]) -> bool {

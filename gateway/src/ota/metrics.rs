@@ -3,26 +3,25 @@
 //! image cache.
 
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
-use crate::metrics::{Labels, Metrics};
+use crate::metrics::{CounterBy, Metrics};
 
 /// Counters and gauges of the TUF client and the image cache. Cheap to
 /// clone (each family is an `Arc` inside).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct OtaMetrics {
     /// `wardgate_ota_refresh_total{outcome}`: TUF refreshes by outcome
     /// (`ok`, or the refusal class: `expired`, `rollback`, `bad_signature`,
     /// `tampered`, `outside_delegation`, `unreachable`, ...).
-    pub refresh: Family<Labels, Counter>,
+    pub refresh: CounterBy,
     /// `wardgate_ota_metadata_expiry_timestamp_seconds`: Unix time at which
     /// the first loaded role expires (0 when nothing is loaded). Alert when
     /// it nears `time()`.
     pub metadata_expiry: Gauge,
     /// `wardgate_ota_image_downloads_total{outcome}`: image downloads from
     /// the OTA server (`complete`, `interrupted`, `refused`).
-    pub downloads: Family<Labels, Counter>,
+    pub downloads: CounterBy,
     /// `wardgate_ota_image_received_bytes_total`: image bytes received from
     /// the OTA server (central egress of this ward).
     pub received_bytes: Counter,
@@ -33,8 +32,19 @@ pub struct OtaMetrics {
     pub cached_images: Gauge,
 }
 
-fn label(name: &str, value: &str) -> Labels {
-    vec![(name.to_owned(), value.to_owned())]
+/// Unregistered families (for tests of one component); a gateway uses
+/// [`OtaMetrics::register`].
+impl Default for OtaMetrics {
+    fn default() -> Self {
+        Self {
+            refresh: CounterBy::new("outcome"),
+            metadata_expiry: Gauge::default(),
+            downloads: CounterBy::new("outcome"),
+            received_bytes: Counter::default(),
+            corrupt: Counter::default(),
+            cached_images: Gauge::default(),
+        }
+    }
 }
 
 impl OtaMetrics {
@@ -75,30 +85,16 @@ impl OtaMetrics {
         m
     }
 
-    /// Count a refresh outcome.
-    pub fn refresh(&self, outcome: &str) {
-        self.refresh.get_or_create(&label("outcome", outcome)).inc();
-    }
-
     /// Current value of `wardgate_ota_refresh_total{outcome}`.
     #[must_use]
     pub fn refresh_count(&self, outcome: &str) -> u64 {
-        self.refresh.get_or_create(&label("outcome", outcome)).get()
-    }
-
-    /// Count a download outcome.
-    pub fn download(&self, outcome: &str) {
-        self.downloads
-            .get_or_create(&label("outcome", outcome))
-            .inc();
+        self.refresh.get(outcome)
     }
 
     /// Current value of `wardgate_ota_image_downloads_total{outcome}`.
     #[must_use]
     pub fn download_count(&self, outcome: &str) -> u64 {
-        self.downloads
-            .get_or_create(&label("outcome", outcome))
-            .get()
+        self.downloads.get(outcome)
     }
 }
 
@@ -110,8 +106,8 @@ mod tests {
     fn families_are_exposed() {
         let registry = Metrics::new();
         let m = OtaMetrics::register(&registry);
-        m.refresh("expired");
-        m.download("complete");
+        m.refresh.inc("expired");
+        m.downloads.inc("complete");
         m.received_bytes.inc_by(10);
         let text = registry.encode();
         assert!(

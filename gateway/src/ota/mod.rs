@@ -23,6 +23,7 @@
 //! | `wardgate_ota_*` rollout metrics | [`rollout_metrics`] ([`RolloutMetrics`]) |
 //! | errors and refusal classes | [`error`] ([`OtaError`], [`RefreshFailure`]) |
 //! | the agent of a running gateway, started from `[ota]` | [`service`] ([`OtaService`]) |
+//! | the schedule of the background loops (interval, wake-up, shutdown) | `rounds` |
 //!
 //! Wiring in a running gateway ([`OtaService::start`], called by
 //! [`crate::Gateway::start`] when the file has an `[ota]` section): register
@@ -44,6 +45,7 @@ pub mod metadata_dir;
 pub mod metrics;
 pub mod offers;
 pub mod rollout_metrics;
+mod rounds;
 pub mod server_api;
 pub mod service;
 pub mod transport;

@@ -9,37 +9,33 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
-use crate::metrics::{Labels, Metrics};
+use crate::metrics::{CounterBy, Labels, Metrics};
 
 /// The rollout's families.
 #[derive(Clone, Debug)]
 pub struct RolloutMetrics {
     /// `wardgate_ota_offers_total{kind}`: offers sent (`first`, `again`).
-    pub offers: Family<Labels, Counter>,
+    pub offers: CounterBy,
     /// `wardgate_ota_device_states_total{state}`: device updates entering a state.
-    pub states: Family<Labels, Counter>,
+    pub states: CounterBy,
     /// `wardgate_ota_results_total{outcome}`: outcomes the OTA server accepted.
-    pub results: Family<Labels, Counter>,
+    pub results: CounterBy,
     /// `wardgate_ota_server_requests_total{endpoint,outcome}`: calls to the
     /// OTA server's gateway API.
     pub server_requests: Family<Labels, Counter>,
     /// `wardgate_ota_steps_refused_total{reason}`: rollout steps the gateway
     /// would not start (expired metadata, unverifiable target, ...).
-    pub steps_refused: Family<Labels, Counter>,
+    pub steps_refused: CounterBy,
     /// `wardgate_ota_device_messages_invalid_total`: status or report
     /// messages that did not parse.
     pub invalid_messages: Counter,
     /// `wardgate_ota_image_requests_total{outcome}`: image server responses
     /// and refused connections.
-    pub image_requests: Family<Labels, Counter>,
+    pub image_requests: CounterBy,
     /// `wardgate_ota_image_bytes_served_total`: image bytes sent to devices.
     pub image_bytes_served: Counter,
     /// `wardgate_ota_image_downloads_active`: downloads in progress.
     pub image_downloads_active: Gauge,
-}
-
-fn label(name: &str, value: &str) -> Labels {
-    vec![(name.to_owned(), value.to_owned())]
 }
 
 impl RolloutMetrics {
@@ -47,13 +43,13 @@ impl RolloutMetrics {
     #[must_use]
     pub fn register(metrics: &Metrics) -> Self {
         let m = Self {
-            offers: Family::default(),
-            states: Family::default(),
-            results: Family::default(),
+            offers: CounterBy::new("kind"),
+            states: CounterBy::new("state"),
+            results: CounterBy::new("outcome"),
             server_requests: Family::default(),
-            steps_refused: Family::default(),
+            steps_refused: CounterBy::new("reason"),
             invalid_messages: Counter::default(),
-            image_requests: Family::default(),
+            image_requests: CounterBy::new("outcome"),
             image_bytes_served: Counter::default(),
             image_downloads_active: Gauge::default(),
         };
@@ -108,17 +104,7 @@ impl RolloutMetrics {
     /// Count an offer.
     pub fn offer(&self, again: bool) {
         let kind = if again { "again" } else { "first" };
-        self.offers.get_or_create(&label("kind", kind)).inc();
-    }
-
-    /// Count a device update entering `state`.
-    pub fn state(&self, state: &str) {
-        self.states.get_or_create(&label("state", state)).inc();
-    }
-
-    /// Count an outcome the server accepted.
-    pub fn result(&self, outcome: &str) {
-        self.results.get_or_create(&label("outcome", outcome)).inc();
+        self.offers.inc(kind);
     }
 
     /// Count a call to the OTA server.
@@ -129,33 +115,5 @@ impl RolloutMetrics {
                 ("outcome".to_owned(), outcome.to_owned()),
             ])
             .inc();
-    }
-
-    /// Count a refused rollout step.
-    pub fn step_refused(&self, reason: &str) {
-        self.steps_refused
-            .get_or_create(&label("reason", reason))
-            .inc();
-    }
-
-    /// Count an image server outcome.
-    pub fn image_request(&self, outcome: &str) {
-        self.image_requests
-            .get_or_create(&label("outcome", outcome))
-            .inc();
-    }
-
-    /// Current count of an image server outcome.
-    #[must_use]
-    pub fn image_request_count(&self, outcome: &str) -> u64 {
-        self.image_requests
-            .get_or_create(&label("outcome", outcome))
-            .get()
-    }
-
-    /// Current count of offers of `kind`.
-    #[must_use]
-    pub fn offer_count(&self, kind: &str) -> u64 {
-        self.offers.get_or_create(&label("kind", kind)).get()
     }
 }

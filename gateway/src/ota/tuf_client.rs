@@ -28,9 +28,11 @@ use tokio_util::sync::CancellationToken;
 use tuf_repo::HttpsTransport;
 
 use super::error::{OtaError, RefreshFailure};
+use super::image_cache::create_private_dir;
 use super::load::{load_local, load_remote, RepoUrls};
 use super::metadata_dir::{version_of, MetadataDir};
 use super::metrics::OtaMetrics;
+use super::rounds::every_interval_or_wake;
 use super::transport::https_transport;
 use super::trusted::{RoleStatus, TargetInfo, TrustedMetadata};
 use crate::audit::{AuditEvent, AuditLog, Outcome};
@@ -137,16 +139,11 @@ impl TufClient {
         {
             let dir = dir.clone();
             let root = config.trusted_root.clone();
-            tokio::task::spawn_blocking(move || {
-                crate::context::create_private_dir(&ota_dir).map_err(|e| OtaError::Storage {
-                    action: "create",
-                    path: ota_dir.clone(),
-                    source: std::io::Error::other(e.to_string()),
-                })?;
+            OtaError::blocking(move || {
+                create_private_dir(&ota_dir)?;
                 pin_root(&dir, &root)
             })
-            .await
-            .map_err(|e| OtaError::Join(e.to_string()))??;
+            .await?;
         }
         let client = Self {
             dir,
@@ -258,7 +255,7 @@ impl TufClient {
         trusted: &TrustedMetadata,
         previous: Option<Arc<TrustedMetadata>>,
     ) {
-        self.metrics.refresh("ok");
+        self.metrics.refresh.inc("ok");
         let recovered = {
             let mut last = self.last();
             let recovered = last.failure.is_some();
@@ -282,18 +279,29 @@ impl TufClient {
             targets = trusted.target_names().len(),
             "accepted new TUF metadata"
         );
+        self.audit_refresh(
+            Outcome::Allowed,
+            serde_json::json!({
+                "snapshot_version": trusted.snapshot_version(),
+                "previous_snapshot_version": previous.map(|p| p.snapshot_version()),
+                "expires": trusted.expires(),
+                "roles": trusted.roles(),
+            }),
+        )
+        .await;
+    }
+
+    /// Writes the `ota.refresh` audit row of an accepted or refused
+    /// refresh. A row that cannot be written is logged, not returned: the
+    /// refresh's outcome stands either way.
+    async fn audit_refresh(&self, outcome: Outcome, detail: serde_json::Value) {
         let event = AuditEvent::new(
             "gateway",
             AUDIT_ACTION,
             self.urls.metadata.as_str(),
-            Outcome::Allowed,
+            outcome,
         )
-        .with_detail(serde_json::json!({
-            "snapshot_version": trusted.snapshot_version(),
-            "previous_snapshot_version": previous.map(|p| p.snapshot_version()),
-            "expires": trusted.expires(),
-            "roles": trusted.roles(),
-        }));
+        .with_detail(detail);
         if let Err(e) = self.audit.append_async(event).await {
             tracing::error!(error = %e, "cannot write the ota.refresh audit row");
         }
@@ -307,7 +315,7 @@ impl TufClient {
             },
             RefreshFailure::label,
         );
-        self.metrics.refresh(reason);
+        self.metrics.refresh.inc(reason);
         let message = match e {
             OtaError::Refresh { message, .. } => message.clone(),
             other => other.to_string(),
@@ -331,23 +339,18 @@ impl TufClient {
             fresh = good.as_ref().is_some_and(|g| g.is_fresh(now)),
             "TUF refresh refused: {message}"
         );
-        let event = AuditEvent::new(
-            "gateway",
-            AUDIT_ACTION,
-            self.urls.metadata.as_str(),
+        self.audit_refresh(
             Outcome::Refused,
+            serde_json::json!({
+                "reason": reason,
+                "message": message,
+                "source": source,
+                "kept_snapshot_version": good.as_ref().map(|g| g.snapshot_version()),
+                "kept_expires": good.as_ref().map(|g| g.expires()),
+                "fresh": good.as_ref().is_some_and(|g| g.is_fresh(now)),
+            }),
         )
-        .with_detail(serde_json::json!({
-            "reason": reason,
-            "message": message,
-            "source": source,
-            "kept_snapshot_version": good.as_ref().map(|g| g.snapshot_version()),
-            "kept_expires": good.as_ref().map(|g| g.expires()),
-            "fresh": good.as_ref().is_some_and(|g| g.is_fresh(now)),
-        }));
-        if let Err(err) = self.audit.append_async(event).await {
-            tracing::error!(error = %err, "cannot write the ota.refresh audit row");
-        }
+        .await;
         let security = !matches!(
             failure,
             RefreshFailure::Unreachable | RefreshFailure::Storage | RefreshFailure::Other
@@ -409,19 +412,10 @@ impl TufClient {
     /// [`TufClient::request_refresh`] is called) until `shutdown`.
     /// Refusals are recorded by [`TufClient::refresh`]; the loop goes on.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut ticker = tokio::time::interval(self.refresh_interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                _ = ticker.tick() => {}
-                () = self.wake.notified() => {}
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                _ = self.refresh() => {}
-            }
-        }
+        every_interval_or_wake(self.refresh_interval, &self.wake, &shutdown, || async {
+            let _ = self.refresh().await;
+        })
+        .await;
         tracing::debug!("TUF refresh loop stopped");
     }
 

@@ -93,6 +93,27 @@ impl std::fmt::Debug for BridgeSettings {
 }
 
 impl BridgeSettings {
+    /// Options for a small client of its own beside the uplink (alerts,
+    /// audit anchors): client id `<uplink.client_id>-<suffix>`, the
+    /// uplink's broker and TLS identity, a clean session, 64 KiB packets.
+    /// A separate session, so that what it sends never waits behind a
+    /// telemetry backlog.
+    #[must_use]
+    pub fn side_client(&self, suffix: &str) -> MqttOptions {
+        let mut o = MqttOptions::new(
+            format!("{}-{suffix}", self.client_id),
+            self.host.clone(),
+            self.port,
+        );
+        o.set_keep_alive(self.keep_alive)
+            .set_clean_session(true)
+            .set_max_packet_size(64 * 1024, 64 * 1024)
+            .set_transport(Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(self.tls.clone()),
+            ));
+        o
+    }
+
     /// Resolve settings and load the TLS files named in `config`.
     ///
     /// # Errors

@@ -12,8 +12,9 @@
 //!
 //! Appends run in `BEGIN IMMEDIATE` transactions, so several connections
 //! (the running gateway and a CLI) extend one chain without forking it.
-//! Limitation: removing rows from the *end* of the log leaves a valid,
-//! shorter chain; export the log regularly to keep an external anchor.
+//! Removing rows from the *end* of the log leaves a valid, shorter chain;
+//! signed anchors of the chain head kept outside the gateway reveal it
+//! ([`anchor`]).
 
 use std::io::Write;
 use std::path::Path;
@@ -23,6 +24,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+pub mod anchor;
+pub mod syslog;
 
 /// `prev_hash` of the first row.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -169,6 +173,18 @@ impl VerifyReport {
     pub fn is_intact(&self) -> bool {
         self.problems.is_empty()
     }
+}
+
+/// How [`AuditLog::export_as`] writes rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// One JSON object per row, the fields of [`AuditRecord`].
+    JsonLines,
+    /// One RFC 5424 message per row ([`syslog`]), from `hostname`.
+    Syslog {
+        /// The HOSTNAME field.
+        hostname: String,
+    },
 }
 
 /// Handle on the audit log; cheap to clone. Methods block on SQLite: call
@@ -368,6 +384,28 @@ impl AuditLog {
             .collect()
     }
 
+    /// The chain head: the last row and the row count; `None` while the
+    /// log is empty.
+    ///
+    /// # Errors
+    /// [`AuditError::Sqlite`] on a query failure.
+    pub fn head(&self) -> Result<Option<anchor::ChainHead>, AuditError> {
+        let conn = self.lock()?;
+        let rows: i64 = conn.query_row("SELECT COUNT(*) FROM audit_log", [], |r| r.get(0))?;
+        let last = conn
+            .query_row(
+                "SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1",
+                [],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+            )
+            .optional()?;
+        Ok(last.map(|(row_id, hash)| anchor::ChainHead {
+            row_id,
+            hash,
+            rows: u64::try_from(rows).unwrap_or(0),
+        }))
+    }
+
     /// Walk the whole chain and report every break.
     ///
     /// # Errors
@@ -434,13 +472,26 @@ impl AuditLog {
     /// # Errors
     /// [`AuditError`] on a query or write failure.
     pub fn export(&self, out: &mut dyn Write) -> Result<u64, AuditError> {
+        self.export_as(out, ExportFormat::JsonLines)
+    }
+
+    /// Write every row, one per line, in `format`; returns the row count.
+    ///
+    /// # Errors
+    /// [`AuditError`] on a query or write failure.
+    pub fn export_as(&self, out: &mut dyn Write, format: ExportFormat) -> Result<u64, AuditError> {
         let conn = self.lock()?;
         let mut stmt = conn.prepare(&format!("{SELECT_ALL} ORDER BY id"))?;
         let mut rows = stmt.query([])?;
         let mut n = 0;
         while let Some(row) = rows.next()? {
             let (rec, _) = row_to_record(row)?;
-            let line = serde_json::to_string(&rec).map_err(std::io::Error::other)?;
+            let line = match &format {
+                ExportFormat::JsonLines => {
+                    serde_json::to_string(&rec).map_err(std::io::Error::other)?
+                }
+                ExportFormat::Syslog { hostname } => syslog::line(&rec, hostname),
+            };
             out.write_all(line.as_bytes())?;
             out.write_all(b"\n")?;
             n += 1;
