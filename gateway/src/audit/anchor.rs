@@ -340,22 +340,8 @@ fn highest_anchored(text: &str, key: &VerifyingKey) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::{AuditEvent, AuditLog, Outcome};
-
-    fn log_with(n: usize) -> (tempfile::TempDir, AuditLog) {
-        let dir = tempfile::tempdir().unwrap();
-        let log = AuditLog::open(&dir.path().join("gw.db")).unwrap();
-        for i in 0..n {
-            log.append(&AuditEvent::new(
-                "cli",
-                "test.event",
-                format!("s{i}"),
-                Outcome::Info,
-            ))
-            .unwrap();
-        }
-        (dir, log)
-    }
+    use crate::audit::tests::log_with;
+    use crate::audit::AuditLog;
 
     fn anchor_now(dir: &Path, log: &AuditLog) -> (AnchorKey, String) {
         let key = AnchorKey::load_or_create(dir).unwrap();

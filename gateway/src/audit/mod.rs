@@ -502,10 +502,11 @@ impl AuditLog {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn log_with(n: usize) -> (tempfile::TempDir, AuditLog) {
+    /// A log of `n` rows in a temp dir.
+    pub(crate) fn log_with(n: usize) -> (tempfile::TempDir, AuditLog) {
         let dir = tempfile::tempdir().unwrap();
         let log = AuditLog::open(&dir.path().join("gw.db")).unwrap();
         for i in 0..n {
