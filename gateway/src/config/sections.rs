@@ -149,6 +149,14 @@ pub struct EdgeConfig {
     /// Bounded queue of packets from the broker to one device; a device that
     /// does not read is disconnected when it is full.
     pub outbound_queue: usize,
+    /// Refusals before authentication are summarised per peer address over
+    /// this interval: the first audited at once, the rest in one row
+    /// (`crate::edge::peer_refusals`).
+    #[serde(with = "humantime_serde")]
+    pub peer_refusal_interval: Duration,
+    /// Refusals from one address in an interval after which its new
+    /// connections are closed at accept until the interval ends.
+    pub peer_refusals_before_throttle: u64,
 }
 
 impl Default for EdgeConfig {
@@ -168,6 +176,8 @@ impl Default for EdgeConfig {
             rate_per_second: 50.0,
             rate_burst: 100,
             outbound_queue: 64,
+            peer_refusal_interval: Duration::from_secs(60),
+            peer_refusals_before_throttle: 100,
         }
     }
 }

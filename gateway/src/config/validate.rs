@@ -143,6 +143,18 @@ impl Config {
                 "must not exceed broker.max_payload_bytes",
             ));
         }
+        within(
+            "edge.peer_refusal_interval",
+            &e.peer_refusal_interval,
+            Duration::from_secs(1)..=Duration::from_secs(3600),
+            "1s and 1h",
+        )?;
+        within(
+            "edge.peer_refusals_before_throttle",
+            &e.peer_refusals_before_throttle,
+            1..=1_000_000,
+            "1 and 1000000",
+        )?;
         for (field, d) in [
             ("edge.handshake_timeout", e.handshake_timeout),
             ("edge.connect_timeout", e.connect_timeout),

@@ -28,6 +28,11 @@
 //! handshake, counted but not audited one by one, and its rate bucket is
 //! per device, not per session ([`rate_limit::DeviceBuckets`]), so a flood
 //! costs the others nothing (benchmark: `gateway/benches/fairness.rs`).
+//! Refusals before authentication (bad handshakes, no or foreign
+//! certificates, the connection cap) are summarised per peer address and a
+//! peer that keeps failing is throttled at accept ([`peer_refusals`]), so a
+//! flood of bad handshakes costs neither a database row nor a TLS handshake
+//! per attempt.
 //! Registry changes reach live sessions through
 //! [`crate::registry::Registry::subscribe`]. Connection count, packet size,
 //! queues and timeouts are all bounded, and each session is its own task,
@@ -43,6 +48,7 @@ pub mod events;
 pub mod frame;
 mod inspect;
 pub mod payload;
+pub mod peer_refusals;
 pub mod policy;
 pub mod rate_limit;
 mod relay;
@@ -60,7 +66,6 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
-use crate::audit::{AuditEvent, Outcome};
 use crate::broker::BrokerHandle;
 use crate::context::GatewayContext;
 use crate::sink::TelemetrySink;
@@ -129,9 +134,15 @@ pub async fn start(
             cfg.rate_per_second,
             cfg.rate_burst,
         )),
+        peer_refusals: peer_refusals::PeerRefusals::new(
+            cfg.peer_refusal_interval,
+            cfg.peer_refusals_before_throttle,
+            std::time::Instant::now(),
+        ),
         observer,
     });
     tracing::info!(%addr, "edge listening for devices (mutual TLS)");
+    ctx.tasks.spawn(report::summarise_peer_refusals(shared.clone()));
     ctx.tasks.spawn(accept_loop(listener, shared, limit));
     Ok(EdgeHandle { addr })
 }
@@ -154,6 +165,13 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, limit: Arc<Sema
                 continue;
             }
         };
+        // A peer whose handshakes keep failing costs nothing more until
+        // its interval ends: no TLS, no row (peer_refusals).
+        if shared.peer_refusals.throttle(peer.ip()) {
+            drop(stream);
+            shared.ctx.metrics.edge.connection("peer_throttled");
+            continue;
+        }
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             drop(stream);
             refuse_at_capacity(&shared, peer);
@@ -168,27 +186,21 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, limit: Arc<Sema
     tracing::info!("edge listener stopped");
 }
 
-/// Count, log and (in its own task, so accepting goes on) audit a
-/// connection refused at `edge.max_connections`.
-fn refuse_at_capacity(shared: &Shared, peer: SocketAddr) {
-    shared.ctx.metrics.edge.connection("refused_capacity");
-    tracing::warn!(%peer, "edge at edge.max_connections; connection refused");
-    shared.observe(|| EdgeEvent::RefusedBeforeAuth {
-        peer,
-        reason: "capacity".into(),
-        detail: "edge.max_connections sessions already open".into(),
-    });
-    let audit = shared.ctx.audit.clone();
-    let event = AuditEvent::new(
-        format!("peer:{peer}"),
-        "edge.connect",
-        peer.ip().to_string(),
-        Outcome::Refused,
-    )
-    .with_detail(serde_json::json!({"reason": "capacity"}));
-    shared.ctx.tasks.spawn(async move {
-        if let Err(e) = audit.append_async(event).await {
-            tracing::error!(error = %e, "cannot write audit row");
-        }
+/// Count and (in its own task, so accepting goes on) record a connection
+/// refused at `edge.max_connections`, as any refusal before
+/// authentication ([`report::refuse_peer`]).
+fn refuse_at_capacity(shared: &Arc<Shared>, peer: SocketAddr) {
+    let shared = shared.clone();
+    let tasks = shared.ctx.tasks.clone();
+    tasks.spawn(async move {
+        report::refuse_peer_as(
+            &shared,
+            peer,
+            "edge.connect",
+            "refused_capacity",
+            "capacity",
+            "edge.max_connections sessions already open",
+        )
+        .await;
     });
 }

@@ -6,6 +6,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::cooloff::Cooloff;
 use super::events::{EdgeEvent, EdgeObserver};
+use super::peer_refusals::PeerRefusals;
 use super::rate_limit::DeviceBuckets;
 use super::replay::SeqTracker;
 use crate::broker::BrokerHandle;
@@ -28,6 +29,8 @@ pub(crate) struct Shared {
     pub(crate) cooloff: Cooloff,
     /// Publish rate bucket per device, across sessions.
     pub(crate) buckets: Arc<DeviceBuckets>,
+    /// Refusals before authentication per peer: summarised, throttled.
+    pub(crate) peer_refusals: PeerRefusals,
     /// Who watches the edge's events, if anyone.
     pub(crate) observer: Option<Arc<dyn EdgeObserver>>,
 }
