@@ -25,7 +25,9 @@ use super::frame::{Frame, PacketKind};
 use super::policy::DevicePolicy;
 use super::rate_limit::DeviceBuckets;
 use super::replay::{PayloadDigest, SeqTracker, SeqVerdict, SessionSeqs};
+use super::shared::Shared;
 use super::violation::Violation;
+use crate::registry::DeviceState;
 use crate::sink::AcceptedTelemetry;
 
 /// What to do with a packet that passed inspection.
@@ -76,22 +78,22 @@ pub(crate) struct Inspector {
 }
 
 impl Inspector {
-    /// The controls of one session.
-    pub(crate) fn new(
+    /// The controls of one admitted session of `device`, with the edge's
+    /// limits and its per-device rate buckets.
+    pub(crate) fn for_session(
+        shared: &Shared,
         device: DeviceId,
         codec: Codec,
-        max_packet: usize,
-        policy: DevicePolicy,
-        buckets: Arc<DeviceBuckets>,
-        collect: bool,
+        state: DeviceState,
     ) -> Self {
+        let cfg = &shared.ctx.config.edge;
         Self {
+            policy: DevicePolicy::new(device.clone(), state, cfg.max_payload_bytes),
             device,
             codec,
-            max_packet,
-            policy,
-            buckets,
-            collect,
+            max_packet: cfg.max_packet_bytes,
+            buckets: shared.buckets.clone(),
+            collect: shared.sink.is_some(),
             seqs: SessionSeqs::default(),
         }
     }

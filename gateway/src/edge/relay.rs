@@ -44,7 +44,6 @@ use super::codec::Codec;
 use super::events::EdgeEvent;
 use super::frame::{take_frame, Frame, PacketKind};
 use super::inspect::{Decision, Inspector};
-use super::policy::DevicePolicy;
 use super::replay::{PayloadDigest, SeqVerdict};
 use super::shared::Shared;
 use super::violation::Violation;
@@ -111,14 +110,7 @@ where
             end
         }
     });
-    let inspector = Inspector::new(
-        device.clone(),
-        admitted.codec,
-        cfg.max_packet_bytes,
-        DevicePolicy::new(device.clone(), admitted.state, cfg.max_payload_bytes),
-        shared.buckets.clone(),
-        shared.sink.is_some(),
-    );
+    let inspector = Inspector::for_session(&shared, device.clone(), admitted.codec, admitted.state);
     let from_device = DeviceLoop {
         shared,
         device,
