@@ -17,6 +17,7 @@ use device_sim::VitalsGenerator;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 use support::TestGateway;
 use tokio::sync::Barrier;
+use tokio::task::JoinHandle;
 use wardgate_protocol::{topic, DeviceId, Telemetry, TopicKind, SCHEMA_VERSION};
 
 struct RunResult {
@@ -49,11 +50,7 @@ fn env(name: &str, default: usize) -> usize {
 
 /// Collect `expected` messages from a local-link subscriber; latency from
 /// the payload's `ts` to arrival.
-fn collector(
-    gw: &TestGateway,
-    name: &str,
-    expected: usize,
-) -> tokio::task::JoinHandle<(Vec<u64>, Instant)> {
+fn collector(gw: &TestGateway, name: &str, expected: usize) -> JoinHandle<(Vec<u64>, Instant)> {
     let mut sub = gw.subscriber(name, "wardgate/v1/devices/+/telemetry");
     tokio::spawn(async move {
         let mut lat = Vec::with_capacity(expected);
@@ -68,6 +65,29 @@ fn collector(
         }
         (lat, Instant::now())
     })
+}
+
+/// Release the senders waiting on `barrier` all at once and time until
+/// `collect` has every message. What the sender tasks return (their
+/// sessions) is held until then, so that no disconnect races the last
+/// deliveries.
+async fn timed_run<T>(
+    barrier: &Barrier,
+    collect: JoinHandle<(Vec<u64>, Instant)>,
+    tasks: Vec<JoinHandle<T>>,
+) -> RunResult {
+    barrier.wait().await;
+    let start = Instant::now();
+    let (lat, end) = collect.await.unwrap();
+    let mut keep = Vec::new();
+    for t in tasks {
+        keep.push(t.await.unwrap());
+    }
+    RunResult {
+        msgs: lat.len(),
+        elapsed: end - start,
+        latencies_us: lat,
+    }
 }
 
 async fn through_edge(gw: &TestGateway, devices: usize, per: usize, pass: &str) -> RunResult {
@@ -98,18 +118,7 @@ async fn through_edge(gw: &TestGateway, devices: usize, per: usize, pass: &str) 
             d
         }));
     }
-    barrier.wait().await;
-    let start = Instant::now();
-    let (lat, end) = collect.await.unwrap();
-    let mut keep = Vec::new();
-    for t in tasks {
-        keep.push(t.await.unwrap());
-    }
-    RunResult {
-        msgs: lat.len(),
-        elapsed: end - start,
-        latencies_us: lat,
-    }
+    timed_run(&barrier, collect, tasks).await
 }
 
 async fn bare_broker(gw: &TestGateway, devices: usize, per: usize, pass: &str) -> RunResult {
@@ -163,18 +172,7 @@ async fn bare_broker(gw: &TestGateway, devices: usize, per: usize, pass: &str) -
             (client, acks.await.unwrap())
         }));
     }
-    barrier.wait().await;
-    let start = Instant::now();
-    let (lat, end) = collect.await.unwrap();
-    let mut keep = Vec::new();
-    for t in tasks {
-        keep.push(t.await.unwrap());
-    }
-    RunResult {
-        msgs: lat.len(),
-        elapsed: end - start,
-        latencies_us: lat,
-    }
+    timed_run(&barrier, collect, tasks).await
 }
 
 fn main() {

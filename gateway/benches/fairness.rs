@@ -32,21 +32,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use support::ward::{wait_uplink_connected, Device, Ward};
+use support::bench::{env_or, latency_ms, percentile, run_on_two_workers};
+use support::ward::{wait_uplink_connected, Device, Upstream};
 use wardgate_protocol::message::Telemetry;
-use wardgate_tests::mosquitto::{Mosquitto, Received, Subscriber};
-use wardgate_tests::pki::PkiDir;
+use wardgate_tests::mosquitto::{Received, Subscriber};
 
 const BYSTANDERS: usize = 20;
 const INTERVAL: Duration = Duration::from_millis(100);
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
 
 struct Phase {
     messages: usize,
@@ -65,8 +57,7 @@ fn latencies(r: &Received, seqs: &std::ops::RangeInclusive<u64>) -> Vec<f64> {
             let times = r.arrived_at.get(t).cloned().unwrap_or_default();
             v.iter().zip(times).filter_map(|(p, at)| {
                 let m = Telemetry::from_json(p).ok()?;
-                seqs.contains(&m.seq)
-                    .then(|| (at - m.ts).num_microseconds().unwrap_or(0) as f64 / 1000.0)
+                seqs.contains(&m.seq).then(|| latency_ms(m.ts, at))
             })
         })
         .collect();
@@ -133,25 +124,11 @@ fn flood(
 }
 
 async fn run() -> Result<()> {
-    let seconds: u64 = std::env::var("WARDGATE_BENCH_SECONDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
-    let rounds: u32 = std::env::var("WARDGATE_BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+    let seconds: u64 = env_or("WARDGATE_BENCH_SECONDS", 20);
+    let rounds: u32 = env_or("WARDGATE_BENCH_ROUNDS", 3);
     let per_phase = seconds * 1000 / INTERVAL.as_millis() as u64;
-    let dir = tempfile::tempdir()?;
-    let pki = PkiDir::generate(
-        &dir.path().join("upstream-pki"),
-        "Hospital upstream test CA",
-    )?;
-    let broker = Mosquitto::start_new(&pki, &dir.path().join("mosquitto"))?;
-    let consumer = pki.client("bench-consumer")?;
-    let sub = Subscriber::start(&broker, &pki, &consumer, "bench-consumer", "wardgate/#").await?;
-    let gw_id = pki.client("ward-7-gateway")?;
-    let ward = Ward::new(dir.path(), &broker, &pki, &gw_id, "")?;
+    let upstream = Upstream::start("wardgate/#").await?;
+    let ward = upstream.ward("")?;
     let ids: Vec<String> = (0..BYSTANDERS)
         .map(|i| format!("bystander-{i:02}"))
         .collect();
@@ -174,7 +151,7 @@ async fn run() -> Result<()> {
 
     // Warm-up (sessions open, outbox warm), not measured.
     let warm = 20;
-    bystanders(&devices, 1..=warm, &sub).await?;
+    bystanders(&devices, 1..=warm, &upstream.sub).await?;
     println!(
         "fairness bench: {BYSTANDERS} bystanders at {} msg/s each, QoS 1, edge -> sealed outbox -> Mosquitto; {rounds} rounds of {seconds} s quiet then {seconds} s with one device flooding; edge rate limit {} msg/s, burst {} per device",
         1000 / INTERVAL.as_millis(),
@@ -192,13 +169,13 @@ async fn run() -> Result<()> {
     let cooling_before = handle.context.metrics.edge.connection_count("cooling_off");
     let mut sessions = 0;
     for round in 1..=rounds {
-        let quiet = bystanders(&devices, next..=next + per_phase - 1, &sub).await?;
+        let quiet = bystanders(&devices, next..=next + per_phase - 1, &upstream.sub).await?;
         next += per_phase;
         stop.store(false, Ordering::Relaxed);
         let flood_task = flood(ward.device(&flooder)?, stop.clone(), acked.clone());
         // Let the flood reach its steady state first.
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let flooded = bystanders(&devices, next..=next + per_phase - 1, &sub).await?;
+        let flooded = bystanders(&devices, next..=next + per_phase - 1, &upstream.sub).await?;
         next += per_phase;
         stop.store(true, Ordering::Relaxed);
         sessions += tokio::time::timeout(Duration::from_secs(60), flood_task)
@@ -216,7 +193,7 @@ async fn run() -> Result<()> {
     let refused = handle.context.metrics.edge.violation_count("rate_limit") - refused_before;
     let cooling = handle.context.metrics.edge.connection_count("cooling_off") - cooling_before;
     handle.shutdown(Duration::from_secs(10)).await;
-    sub.stop().await;
+    upstream.sub.stop().await;
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
@@ -234,9 +211,5 @@ async fn run() -> Result<()> {
 }
 
 fn main() -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    rt.block_on(run())
+    run_on_two_workers(run())
 }

@@ -25,19 +25,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use chrono::{DateTime, Utc};
-use support::ward::{tally, wait_uplink_connected, Device, Ward};
+use support::bench::{env_or, latency_ms, percentile, run_on_two_workers};
+use support::ward::{tally, wait_uplink_connected, Device, Upstream};
 use wardgate_protocol::message::Telemetry;
-use wardgate_tests::mosquitto::{Mosquitto, Received, Subscriber};
-use wardgate_tests::pki::PkiDir;
+use wardgate_tests::mosquitto::{Received, Subscriber};
 
 const WINDOW: usize = 16;
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 struct Figures {
     messages: usize,
@@ -52,14 +45,6 @@ impl Figures {
     fn rate(&self) -> f64 {
         self.messages as f64 / self.seconds
     }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
 }
 
 /// Send `messages` from each device concurrently and measure arrivals on
@@ -125,7 +110,7 @@ async fn run_phase(
     let last = arrivals.iter().map(|a| a.3).max().unwrap_or(start);
     let mut lat: Vec<f64> = arrivals
         .iter()
-        .map(|(_, _, ts, at)| (*at - *ts).num_microseconds().unwrap_or(0) as f64 / 1000.0)
+        .map(|(_, _, ts, at)| latency_ms(*ts, *at))
         .collect();
     lat.sort_by(f64::total_cmp);
     Ok(Figures {
@@ -139,19 +124,12 @@ async fn run_phase(
 }
 
 async fn run() -> Result<()> {
-    let n_devices = env_or("WARDGATE_BENCH_DEVICES", 8);
-    let messages = env_or("WARDGATE_BENCH_MESSAGES", 500) as u64;
-    let dir = tempfile::tempdir()?;
-    let pki = PkiDir::generate(
-        &dir.path().join("upstream-pki"),
-        "Hospital upstream test CA",
-    )?;
-    let broker = Mosquitto::start_new(&pki, &dir.path().join("mosquitto"))?;
-    let consumer = pki.client("bench-consumer")?;
-    let sub = Subscriber::start(&broker, &pki, &consumer, "bench-consumer", "#").await?;
+    let n_devices: usize = env_or("WARDGATE_BENCH_DEVICES", 8);
+    let messages: u64 = env_or("WARDGATE_BENCH_MESSAGES", 500);
+    let upstream = Upstream::start("#").await?;
 
     // Baseline: straight to Mosquitto.
-    let direct_id = pki.client("bench-direct")?;
+    let direct_id = upstream.pki.client("bench-direct")?;
     let ids: Vec<String> = (0..n_devices)
         .map(|i| format!("bench-dev-{i:02}"))
         .collect();
@@ -160,18 +138,17 @@ async fn run() -> Result<()> {
         .map(|id| {
             Device::direct(
                 id,
-                &broker,
-                &pki,
+                &upstream.broker,
+                &upstream.pki,
                 &direct_id,
                 format!("baseline/devices/{id}/telemetry"),
             )
         })
         .collect::<Result<_>>()?;
-    let base = run_phase(&sub, direct, messages, "baseline/").await?;
+    let base = run_phase(&upstream.sub, direct, messages, "baseline/").await?;
 
     // Through the gateway.
-    let gw_id = pki.client("ward-7-gateway")?;
-    let ward = Ward::new(dir.path(), &broker, &pki, &gw_id, "")?;
+    let ward = upstream.ward("")?;
     let idents: Vec<_> = ids
         .iter()
         .map(|id| ward.enroll(id))
@@ -182,7 +159,7 @@ async fn run() -> Result<()> {
         .iter()
         .map(|i| ward.device(i))
         .collect::<Result<_>>()?;
-    let gw = run_phase(&sub, devices, messages, "wardgate/ward/").await?;
+    let gw = run_phase(&upstream.sub, devices, messages, "wardgate/ward/").await?;
     let commits = handle
         .context
         .metrics
@@ -194,7 +171,7 @@ async fn run() -> Result<()> {
         })
         .unwrap_or_default();
     handle.shutdown(Duration::from_secs(10)).await;
-    sub.stop().await;
+    upstream.sub.stop().await;
 
     println!(
         "uplink bench: {n_devices} devices x {messages} telemetry messages, window {WINDOW}, QoS 1, TLS on every hop"
@@ -226,9 +203,5 @@ async fn run() -> Result<()> {
 fn main() -> Result<()> {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing
     // special: in both cases run once.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    rt.block_on(run())
+    run_on_two_workers(run())
 }

@@ -61,6 +61,7 @@ pub mod sink;
 pub mod stored_seq;
 #[cfg(test)]
 mod testing;
+pub mod token_bucket;
 pub mod uplink;
 
 pub use app::{Gateway, GatewayError, GatewayHandle};

@@ -4,13 +4,10 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::cli::{gw, ok, BIN};
+use support::cli::{audit_export, gw, init_pki, ok, run, write_config};
 use wardgate_tests::port::free_port;
-use wardgate_tests::process::{ChildGuard, Stream};
 use wardgate_tests::wait::wait_for_async;
 
 fn field(out: &str, name: &str) -> String {
@@ -30,38 +27,16 @@ fn create_token(c: &str, name: &str, role: &str, extra: &[&str]) -> String {
     ok(&[&args[..], extra].concat())
 }
 
-fn write_config(dir: &Path, admin_port: u16) -> std::path::PathBuf {
-    let pki = dir.join("pki");
-    let cfg = format!(
-        "[storage]\ndata_dir = \"{data}\"\n\n[edge]\nlisten = \"127.0.0.1:0\"\nca_cert = \"{pki}/ca.pem\"\n\
-         server_cert = \"{pki}/server.pem\"\nserver_key = \"{pki}/server.key\"\n\n[admin]\n\
-         bind = \"127.0.0.1:{admin_port}\"\nbreak_glass_max_minutes = 60\n",
-        data = dir.join("state").display(),
-        pki = pki.display()
-    );
-    let path = dir.join("gateway.toml");
-    std::fs::write(&path, cfg).unwrap();
-    path
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_cli_tokens_work_against_the_running_gateway() {
     let dir = tempfile::tempdir().unwrap();
     let pki = dir.path().join("pki");
-    let pki_s = pki.to_str().unwrap();
-    ok(&["pki", "--dir", pki_s, "init"]);
-    ok(&[
-        "pki",
-        "--dir",
-        pki_s,
-        "server",
-        "--name",
-        "127.0.0.1",
-        "--name",
-        "localhost",
-    ]);
+    init_pki(&pki);
     let admin_port = free_port().unwrap();
-    let config = write_config(dir.path(), admin_port);
+    let config = write_config(
+        dir.path(),
+        &format!("[admin]\nbind = \"127.0.0.1:{admin_port}\"\nbreak_glass_max_minutes = 60\n"),
+    );
     let c = config.to_str().unwrap();
 
     let out = create_token(c, "ops.admin", "admin", &[]);
@@ -85,18 +60,7 @@ async fn access_cli_tokens_work_against_the_running_gateway() {
         assert!(!list.contains(&s[21..]));
     }
 
-    let mut child = ChildGuard::spawn(
-        Command::new(BIN)
-            .args(["run", "--config", c])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null()),
-    )
-    .unwrap();
-    let line = child
-        .wait_for_line(Stream::Stdout, Duration::from_secs(60), |l| {
-            Some(l.to_owned())
-        })
-        .unwrap();
+    let (child, line) = run(c);
     assert!(line.contains("listening"), "{line}");
 
     let ca = std::fs::read_to_string(pki.join("ca.pem")).unwrap();
@@ -110,12 +74,12 @@ async fn access_cli_tokens_work_against_the_running_gateway() {
     .await;
     assert!(ready, "admin API did not come up on {base}");
 
-    let status = http
-        .get(format!("{base}/api/v1/status"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+    let status_as = |token: &str| {
+        http.get(format!("{base}/api/v1/status"))
+            .bearer_auth(token)
+            .send()
+    };
+    let status = status_as(&admin).await.unwrap();
     assert_eq!(status.status(), reqwest::StatusCode::OK);
     let device = serde_json::json!({
         "id": "vent-07", "model": "V-9", "hardware_id": "hw-v9", "manufacturer": "acme", "firmware_version": "2.1.0"
@@ -151,12 +115,7 @@ async fn access_cli_tokens_work_against_the_running_gateway() {
 
     // Revoked from another process while the gateway runs: refused at once.
     ok(&["access", "--config", c, "token", "revoke", &viewer_id]);
-    let r = http
-        .get(format!("{base}/api/v1/status"))
-        .bearer_auth(&viewer)
-        .send()
-        .await
-        .unwrap();
+    let r = status_as(&viewer).await.unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::UNAUTHORIZED);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unauthenticated");
@@ -167,11 +126,7 @@ async fn access_cli_tokens_work_against_the_running_gateway() {
     assert!(review.contains("revoked"), "{review}");
     drop(child);
 
-    let export = ok(&["audit", "--config", c, "export"]);
-    let rows: Vec<serde_json::Value> = export
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows = audit_export(c);
     let has = |action: &str| rows.iter().filter(|r| r["action"] == action).count();
     assert_eq!(has("admin.token.create"), 3);
     assert_eq!(has("admin.break_glass.create"), 1);

@@ -2,11 +2,12 @@
 //! `WARDGATE_ADMIN__*` overrides reach it, and an invalid admin setting
 //! stops the whole gateway config with the field named.
 
+mod support;
+
 use std::time::Duration;
 
 use gateway::config::ConfigError;
 use gateway::Config;
-use wardgate_tests::pki::Ca;
 
 #[test]
 fn admin_section_parses_with_env_overrides() {
@@ -34,18 +35,13 @@ fn admin_section_parses_with_env_overrides() {
 
 #[test]
 fn invalid_admin_settings_refuse_the_whole_config_by_field() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::generate("test CA", 30).unwrap();
-    let (ca_cert, _) = ca.write(dir.path()).unwrap();
-    let server = ca.issue_server(&["127.0.0.1".to_owned()], 30).unwrap();
-    let (cert, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
-    server.write(&cert, &key).unwrap();
+    let pki = support::TestPki::new();
     let base = format!(
         "[storage]\ndata_dir = {:?}\n[edge]\nca_cert = {:?}\nserver_cert = {:?}\nserver_key = {:?}\n",
-        dir.path().join("data"),
-        ca_cert,
-        cert,
-        key
+        pki.dir.path().join("data"),
+        pki.ca_path,
+        pki.server_cert,
+        pki.server_key
     );
     let ok = Config::from_toml_with_env(&base, "t", Vec::new()).unwrap();
     ok.validate().unwrap();

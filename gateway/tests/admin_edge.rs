@@ -6,15 +6,15 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use gateway::admin::{IssuedToken, NewToken, Role, SystemClock, TokenName, TokenStore};
+use gateway::admin::Role;
 use gateway::registry::DeviceState;
 use gateway::{Config, Gateway};
 use rumqttc::{
     AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
 };
+use support::admin::{never_expiring, token_store};
 use wardgate_protocol::DeviceId;
 use wardgate_tests::pki::Ca;
 use wardgate_tests::tls::client_config;
@@ -46,19 +46,6 @@ async fn until(ev: &mut EventLoop, mut pred: impl FnMut(&Packet) -> bool) -> Res
     tokio::time::timeout(Duration::from_secs(30), fut)
         .await
         .unwrap_or_else(|_| Err("no event within 30 s".to_owned()))
-}
-
-/// A token named `name` with `role` that never expires, bound to a TOTP
-/// secret when `totp`.
-fn never_expiring(store: &TokenStore, name: &str, role: Role, totp: bool) -> IssuedToken {
-    store
-        .create(NewToken {
-            name: TokenName::parse(name).unwrap(),
-            role,
-            lifetime: None,
-            bind_totp: totp,
-        })
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,7 +80,7 @@ async fn revoking_a_device_through_the_api_cuts_its_live_connection() {
             )
             .unwrap();
     }
-    let store = TokenStore::open(&gw.context.db_path, Arc::new(SystemClock), 1).unwrap();
+    let store = token_store(&gw.context.db_path);
     let admin = never_expiring(&store, "ward-admin", Role::Admin, false);
     let viewer = never_expiring(&store, "dashboard", Role::Viewer, false);
 
@@ -189,7 +176,7 @@ async fn quarantine_over_the_api_with_totp_confines_the_live_session() {
     mon.publish_telemetry(vitals.next_readings()).await.unwrap();
     mon.wait_puback(Duration::from_secs(10)).await.unwrap();
 
-    let store = TokenStore::open(&gw.handle().context.db_path, Arc::new(SystemClock), 1).unwrap();
+    let store = token_store(&gw.handle().context.db_path);
     let op = never_expiring(&store, "charge-nurse", Role::Operator, true);
     let secret = op.totp.unwrap();
     let http = wardgate_tests::https::client(&gw.pki.ca.cert_pem).unwrap();

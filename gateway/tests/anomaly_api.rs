@@ -7,31 +7,23 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use device_sim::{DeviceOptions, DeviceTls, SimDevice, VitalsGenerator};
-use gateway::admin::{NewToken, Role, SystemClock, TokenName, TokenStore};
+use gateway::admin::{Role, TokenStore};
 use gateway::config::ResponseAction;
 use gateway::registry::DeviceState;
 use gateway::Gateway;
-use support::ward::Ward;
+use support::admin::{never_expiring, token_store};
+use support::ward::upstream_and_ward;
 use wardgate_protocol::DeviceId;
-use wardgate_tests::mosquitto::{Mosquitto, Subscriber};
-use wardgate_tests::pki::PkiDir;
 use wardgate_tests::wait::wait_for;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
+/// The bearer secret of a new token without TOTP.
 fn token(store: &TokenStore, name: &str, role: Role) -> String {
-    store
-        .create(NewToken {
-            name: TokenName::parse(name).unwrap(),
-            role,
-            lifetime: None,
-            bind_totp: false,
-        })
-        .unwrap()
+    never_expiring(store, name, role, false)
         .token
         .expose()
         .to_owned()
@@ -39,19 +31,8 @@ fn token(store: &TokenStore, name: &str, role: Role) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alert_reaches_api_and_upstream_and_release_is_audited() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(std::env::var("WARDGATE_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_test_writer()
-        .try_init();
-    let dir = tempfile::tempdir().unwrap();
-    let up_pki = PkiDir::generate(&dir.path().join("upstream-pki"), "Hospital CA").unwrap();
-    let broker = Mosquitto::start_new(&up_pki, &dir.path().join("mosquitto")).unwrap();
-    let consumer = up_pki.client("hospital-consumer").unwrap();
-    let sub = Subscriber::start(&broker, &up_pki, &consumer, "consumer", "wardgate/ward/#")
-        .await
-        .unwrap();
-    let gw_id = up_pki.client("ward-7-gateway").unwrap();
-    let ward = Ward::new(dir.path(), &broker, &up_pki, &gw_id, "").unwrap();
+    support::init_tracing();
+    let (up, ward) = upstream_and_ward("").await.unwrap();
     let flooder = ward.enroll("monitor-01").unwrap();
     let bystander = ward.enroll("monitor-02").unwrap();
     let mut config = ward.config().unwrap();
@@ -65,7 +46,7 @@ async fn alert_reaches_api_and_upstream_and_release_is_audited() {
     let ca_pem = std::fs::read_to_string(&config.edge.ca_cert).unwrap();
     let gw = Gateway::start(config).await.unwrap();
     let admin = gw.admin_addr.unwrap();
-    let tokens = TokenStore::open(&gw.context.db_path, Arc::new(SystemClock), 1).unwrap();
+    let tokens = token_store(&gw.context.db_path);
     let viewer = token(&tokens, "dashboard", Role::Viewer);
     let operator = token(&tokens, "charge-nurse-it", Role::Operator);
     let http = wardgate_tests::https::client(&ca_pem).unwrap();
@@ -104,10 +85,8 @@ async fn alert_reaches_api_and_upstream_and_release_is_audited() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let registry = gw.context.registry.clone();
-    let quarantined = wait_for(LIMIT, || {
-        registry.get(&id1).unwrap().unwrap().state == DeviceState::Quarantined
-    })
-    .await;
+    let state = || registry.get(&id1).unwrap().unwrap().state;
+    let quarantined = wait_for(LIMIT, || state() == DeviceState::Quarantined).await;
     assert!(quarantined, "the flooding device is quarantined");
     // The bystander is untouched and still acknowledged.
     calm.publish_telemetry(calm_vitals.next_readings())
@@ -147,7 +126,8 @@ async fn alert_reaches_api_and_upstream_and_release_is_audited() {
 
     // Upstream, on the alert topic of the real broker.
     let upstream = wait_for(LIMIT, || {
-        sub.snapshot()
+        up.sub
+            .snapshot()
             .by_topic
             .get("wardgate/ward/alerts")
             .and_then(|v| {
@@ -162,50 +142,42 @@ async fn alert_reaches_api_and_upstream_and_release_is_audited() {
     assert_eq!(upstream["device"], "monitor-01");
     assert_eq!(upstream["type"], "wardgate.alert");
 
-    // A viewer may not release.
-    let r = http
-        .post(url(&format!("/api/v1/alerts/{id}/release")))
-        .bearer_auth(&viewer)
+    // `POST /api/v1/alerts/{id}/<action>` as `token`, with a note if given.
+    let on_alert = |action: &str, token: &str, note: Option<&str>| {
+        let req = http
+            .post(url(&format!("/api/v1/alerts/{id}/{action}")))
+            .bearer_auth(token);
+        match note {
+            Some(note) => req.json(&serde_json::json!({ "note": note })),
+            None => req,
+        }
         .send()
-        .await
-        .unwrap();
+    };
+
+    // A viewer may not release.
+    let r = on_alert("release", &viewer, None).await.unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::FORBIDDEN);
-    assert_eq!(
-        registry.get(&id1).unwrap().unwrap().state,
-        DeviceState::Quarantined
-    );
+    assert_eq!(state(), DeviceState::Quarantined);
 
     // The operator acknowledges, then releases.
-    let r = http
-        .post(url(&format!("/api/v1/alerts/{id}/acknowledge")))
-        .bearer_auth(&operator)
-        .json(&serde_json::json!({"note": "firmware bug, vendor called"}))
-        .send()
-        .await
-        .unwrap();
+    let r = on_alert(
+        "acknowledge",
+        &operator,
+        Some("firmware bug, vendor called"),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::OK);
-    let r = http
-        .post(url(&format!("/api/v1/alerts/{id}/release")))
-        .bearer_auth(&operator)
-        .json(&serde_json::json!({"note": "patched"}))
-        .send()
+    let r = on_alert("release", &operator, Some("patched"))
         .await
         .unwrap();
     let status = r.status();
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(status, reqwest::StatusCode::OK, "{body}");
     assert_eq!(body["released"], "monitor-01");
-    assert_eq!(
-        registry.get(&id1).unwrap().unwrap().state,
-        DeviceState::Active
-    );
+    assert_eq!(state(), DeviceState::Active);
     // Releasing again is a conflict: it is no longer quarantined.
-    let r = http
-        .post(url(&format!("/api/v1/alerts/{id}/release")))
-        .bearer_auth(&operator)
-        .send()
-        .await
-        .unwrap();
+    let r = on_alert("release", &operator, None).await.unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::CONFLICT);
 
     // Audited, with the operator's token as the actor.
@@ -245,6 +217,6 @@ async fn alert_reaches_api_and_upstream_and_release_is_audited() {
         .await
         .unwrap();
     back.wait_puback(LIMIT).await.unwrap();
-    drop(sub);
+    drop(up.sub);
     gw.shutdown(Duration::from_secs(5)).await;
 }

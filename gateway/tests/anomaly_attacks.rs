@@ -34,10 +34,7 @@ fn scenario(name: &str) -> Scenario {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_attack_is_detected_and_quarantined_while_bystanders_stream() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(std::env::var("WARDGATE_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_test_writer()
-        .try_init();
+    support::init_tracing();
     let gw = TestGateway::start_with(|c| {
         for kind in gateway::config::anomaly::ALERT_KINDS {
             c.anomaly
@@ -97,14 +94,7 @@ async fn every_attack_is_detected_and_quarantined_while_bystanders_stream() {
                     failures.push(format!("{}: detected after {delay}", attack.kind));
                 }
                 if !attack.kind.alert_names_peer() {
-                    let state = gw
-                        .handle()
-                        .context
-                        .registry
-                        .get(&attack.device)
-                        .unwrap()
-                        .unwrap()
-                        .state;
+                    let state = gw.state(&attack.device);
                     if state != DeviceState::Quarantined {
                         failures.push(format!("{}: {} is {state}", attack.kind, attack.device));
                     }
@@ -128,14 +118,7 @@ async fn every_attack_is_detected_and_quarantined_while_bystanders_stream() {
         if let Some(a) = alerts.iter().find(|a| a.subject == subject) {
             failures.push(format!("bystander {} raised {:?}", d.id, a.kind));
         }
-        let state = gw
-            .handle()
-            .context
-            .registry
-            .get(&d.id)
-            .unwrap()
-            .unwrap()
-            .state;
+        let state = gw.state(&d.id);
         if state != DeviceState::Active {
             failures.push(format!("bystander {} is {state}", d.id));
         }

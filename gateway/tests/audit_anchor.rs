@@ -11,27 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 use wardgate_tests::wait::wait_for;
 
-use support::cli::{gw, init_pki, ok, run, write_config};
-
-/// `gateway device enroll` of `id`, which writes one audit row.
-fn enroll(config: &str, id: &str) {
-    ok(&[
-        "device",
-        "--config",
-        config,
-        "enroll",
-        "--id",
-        id,
-        "--model",
-        "P-100",
-        "--hardware-id",
-        "acme-p100",
-        "--manufacturer",
-        "acme",
-        "--firmware",
-        "1.0.0",
-    ]);
-}
+use support::cli::{enroll, gw, init_pki, ok, run, write_config};
 
 /// The anchors in `file`, one JSON object a line.
 fn anchors(file: &Path) -> Vec<Value> {
@@ -74,7 +54,7 @@ fn rows_cut_off_the_end_are_named_by_the_anchor_and_an_altered_anchor_is_refused
     let config = write_config(dir.path(), "");
     let c = config.to_str().unwrap();
     for id in ["pump-01", "pump-02", "pump-03", "pump-04"] {
-        enroll(c, id);
+        enroll(c, id, &[]);
     }
     let out = ok(&["audit", "--config", c, "anchor"]);
     assert!(out.contains("anchored row 4 (4 rows)"), "{out}");
@@ -107,7 +87,10 @@ fn rows_cut_off_the_end_are_named_by_the_anchor_and_an_altered_anchor_is_refused
     let (intact, out) = verify(c, &["--anchor", forged.to_str().unwrap()]);
     assert!(!intact, "{out}");
     assert!(out.contains("anchor REFUSED"), "{out}");
-    assert!(out.contains("does not verify with the trusted anchor key"), "{out}");
+    assert!(
+        out.contains("does not verify with the trusted anchor key"),
+        "{out}"
+    );
 
     // Checked against a key the operator recorded elsewhere: another key
     // refuses the genuine anchor.
@@ -124,7 +107,7 @@ async fn the_running_gateway_anchors_at_start_and_as_the_chain_grows() {
     init_pki(&dir.path().join("pki"));
     let config = write_config(dir.path(), "[audit]\nanchor_interval = \"1s\"\n");
     let c = config.to_str().unwrap();
-    enroll(c, "pump-01");
+    enroll(c, "pump-01", &[]);
     let (_gateway, _line) = run(c);
     let file = dir.path().join("state/audit-anchors.jsonl");
     let first = wait_for(Duration::from_secs(30), || anchors(&file).first().cloned())
@@ -132,7 +115,7 @@ async fn the_running_gateway_anchors_at_start_and_as_the_chain_grows() {
         .expect("the gateway anchors its chain at start");
     let first_row = first["row_id"].as_i64().unwrap();
     assert!(first_row >= 2, "enroll and gateway.start: {first}");
-    enroll(c, "pump-02");
+    enroll(c, "pump-02", &[]);
     let later = wait_for(Duration::from_secs(30), || {
         anchors(&file)
             .into_iter()
@@ -151,7 +134,7 @@ fn the_export_speaks_rfc5424_syslog_for_a_siem() {
     init_pki(&dir.path().join("pki"));
     let config = write_config(dir.path(), "");
     let c = config.to_str().unwrap();
-    enroll(c, "pump-01");
+    enroll(c, "pump-01", &[]);
     let out = ok(&[
         "audit",
         "--config",

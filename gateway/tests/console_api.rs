@@ -6,13 +6,13 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use gateway::admin::{NewToken, Role, SystemClock, TokenName, TokenStore};
+use gateway::admin::{Role, TokenStore};
 use gateway::console::assets::SECURITY_HEADERS;
 use reqwest::StatusCode;
 use serde_json::Value;
+use support::admin::{never_expiring, token_store};
 use wardgate_tests::wait::wait_for_async;
 
 struct Ward {
@@ -27,8 +27,7 @@ impl Ward {
         let gw = support::TestGateway::start().await;
         let admin = gw.handle().admin_addr.expect("admin API on by default");
         let http = wardgate_tests::https::client(&gw.pki.ca.cert_pem).unwrap();
-        let store =
-            TokenStore::open(&gw.handle().context.db_path, Arc::new(SystemClock), 1).unwrap();
+        let store = token_store(&gw.handle().context.db_path);
         Self {
             gw,
             http,
@@ -37,15 +36,9 @@ impl Ward {
         }
     }
 
+    /// The bearer secret of a new token.
     fn token(&self, name: &str, role: Role, totp: bool) -> String {
-        self.store
-            .create(NewToken {
-                name: TokenName::parse(name).unwrap(),
-                role,
-                lifetime: None,
-                bind_totp: totp,
-            })
-            .unwrap()
+        never_expiring(&self.store, name, role, totp)
             .token
             .expose()
             .to_owned()
@@ -109,16 +102,8 @@ async fn readings_and_sessions_come_from_the_edge_behind_the_guard() {
     // Refused without a token, and the refusal is audited like any other.
     let (status, _) = w.get("/api/v1/readings", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let refused =
-        w.gw.handle()
-            .context
-            .audit
-            .all()
-            .unwrap()
-            .into_iter()
-            .filter(|r| r.action == "admin.refused" && r.subject == "read_devices")
-            .count();
-    assert_eq!(refused, 1);
+    let refused = w.gw.audit("read_devices", Some("admin.refused"));
+    assert_eq!(refused.len(), 1);
 
     let mut d = w.gw.device("mon-01").await;
     let mut g = device_sim::VitalsGenerator::new(3);
@@ -162,18 +147,42 @@ async fn readings_and_sessions_come_from_the_edge_behind_the_guard() {
     assert_eq!(v["token"]["role"], "viewer");
     assert_eq!(v["token"]["name"], "ward-screen");
     assert!(v["token"].get("secret").is_none());
-    assert_eq!(v["may"]["quarantine"], false);
-    assert_eq!(v["may"]["revoke"], false);
-    let (_, o) = w.get("/api/v1/session", Some(&operator)).await;
-    assert_eq!(o["may"]["quarantine"], true);
-    assert_eq!(o["may"]["reactivate"], true);
-    assert_eq!(o["may"]["revoke"], false);
-    assert_eq!(o["may"]["review_access"], false);
-    assert_eq!(o["needs_totp"]["quarantine"], true);
-    let (_, a) = w.get("/api/v1/session", Some(&admin)).await;
-    assert_eq!(a["may"]["revoke"], true);
-    assert_eq!(a["may"]["review_access"], true);
-    assert_eq!(a["needs_totp"]["revoke"], false);
+    // What each token's session answer says: (section, action, expected).
+    type Checks<'a> = &'a [(&'a str, &'a str, bool)];
+    let policy: [(&str, Checks<'_>); 3] = [
+        (
+            &viewer,
+            &[("may", "quarantine", false), ("may", "revoke", false)],
+        ),
+        (
+            &operator,
+            &[
+                ("may", "quarantine", true),
+                ("may", "reactivate", true),
+                ("may", "revoke", false),
+                ("may", "review_access", false),
+                ("needs_totp", "quarantine", true),
+            ],
+        ),
+        (
+            &admin,
+            &[
+                ("may", "revoke", true),
+                ("may", "review_access", true),
+                ("needs_totp", "revoke", false),
+            ],
+        ),
+    ];
+    for (token, expected) in policy {
+        let (_, session) = w.get("/api/v1/session", Some(token)).await;
+        for &(section, action, value) in expected {
+            assert_eq!(
+                session[section][action], value,
+                "{section}.{action} of {}",
+                session["token"]["name"]
+            );
+        }
+    }
     let (status, _) = w.get("/api/v1/session", Some("wgt_nope")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }

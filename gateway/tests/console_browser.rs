@@ -17,9 +17,10 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use gateway::access::totp::TotpSecret;
-use gateway::admin::{NewToken, Role, SystemClock, TokenName, TokenStore};
+use gateway::admin::Role;
 use gateway::registry::DeviceState;
 use serde_json::{json, Value};
+use support::admin::{never_expiring, token_store};
 use wardgate_protocol::{Reading, VitalKind};
 use wardgate_tests::port::free_port;
 use wardgate_tests::process::{read_log, ChildGuard};
@@ -251,19 +252,9 @@ async fn viewer_sees_the_ward_and_an_operator_quarantines_a_device_from_the_page
         devices.push(d);
     }
 
-    let store = TokenStore::open(&ctx.db_path, std::sync::Arc::new(SystemClock), 1).unwrap();
-    let issue = |name: &str, role, totp| {
-        store
-            .create(NewToken {
-                name: TokenName::parse(name).unwrap(),
-                role,
-                lifetime: None,
-                bind_totp: totp,
-            })
-            .unwrap()
-    };
-    let viewer = issue("ward-screen", Role::Viewer, false);
-    let operator = issue("charge-nurse", Role::Operator, true);
+    let store = token_store(&ctx.db_path);
+    let viewer = never_expiring(&store, "ward-screen", Role::Viewer, false);
+    let operator = never_expiring(&store, "charge-nurse", Role::Operator, true);
     let secret: TotpSecret = operator.totp.clone().expect("operator bound to TOTP");
 
     let dir = tempfile::tempdir().unwrap();

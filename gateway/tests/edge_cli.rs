@@ -3,43 +3,13 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use device_sim::{DeviceOptions, DeviceTls, SimDevice, VitalsGenerator};
 use wardgate_protocol::DeviceId;
-use wardgate_tests::process::{ChildGuard, Stream};
 use wardgate_tests::wait::wait_for;
 
-use support::cli::{gw, ok, BIN};
-
-fn write_config(dir: &Path) -> std::path::PathBuf {
-    let pki = dir.join("pki");
-    let cfg = format!(
-        r#"
-[storage]
-data_dir = "{data}"
-
-[edge]
-listen = "127.0.0.1:0"
-ca_cert = "{pki}/ca.pem"
-server_cert = "{pki}/server.pem"
-server_key = "{pki}/server.key"
-
-[admin]
-bind = "127.0.0.1:0"
-
-[log]
-format = "json"
-"#,
-        data = dir.join("state").display(),
-        pki = pki.display()
-    );
-    let path = dir.join("gateway.toml");
-    std::fs::write(&path, cfg).unwrap();
-    path
-}
+use support::cli::{audit_export, enroll, gw, init_pki, ok, run, write_config};
 
 // control: audit
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,17 +17,7 @@ async fn cli_pki_enroll_run_revoke_and_audit_verify_detects_tampering() {
     let dir = tempfile::tempdir().unwrap();
     let pki = dir.path().join("pki");
     let pki_s = pki.to_str().unwrap();
-    ok(&["pki", "--dir", pki_s, "init"]);
-    ok(&[
-        "pki",
-        "--dir",
-        pki_s,
-        "server",
-        "--name",
-        "localhost",
-        "--name",
-        "127.0.0.1",
-    ]);
+    init_pki(&pki);
     let out = ok(&["pki", "--dir", pki_s, "device", "--id", "pump-01"]);
     assert!(out.contains("fingerprint "));
     #[cfg(unix)]
@@ -72,26 +32,12 @@ async fn cli_pki_enroll_run_revoke_and_audit_verify_detects_tampering() {
             assert_eq!(mode, 0o600, "{key}");
         }
     }
-    let config = write_config(dir.path());
+    let config = write_config(
+        dir.path(),
+        "[admin]\nbind = \"127.0.0.1:0\"\n\n[log]\nformat = \"json\"\n",
+    );
     let c = config.to_str().unwrap();
-    ok(&[
-        "device",
-        "--config",
-        c,
-        "enroll",
-        "--id",
-        "pump-01",
-        "--model",
-        "P-100",
-        "--hardware-id",
-        "acme-p100",
-        "--manufacturer",
-        "acme",
-        "--firmware",
-        "1.0.0",
-        "--cert",
-        &format!("{pki_s}/pump-01.pem"),
-    ]);
+    enroll(c, "pump-01", &["--cert", &format!("{pki_s}/pump-01.pem")]);
     assert!(ok(&["device", "--config", c, "list"]).contains("pump-01"));
 
     // Insecure key permissions are refused, naming the field.
@@ -113,18 +59,7 @@ async fn cli_pki_enroll_run_revoke_and_audit_verify_detects_tampering() {
         .unwrap();
     }
 
-    let mut child = ChildGuard::spawn(
-        Command::new(BIN)
-            .args(["run", "--config", c])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null()),
-    )
-    .unwrap();
-    let line = child
-        .wait_for_line(Stream::Stdout, Duration::from_secs(60), |l| {
-            Some(l.to_owned())
-        })
-        .unwrap();
+    let (child, line) = run(c);
     let port: u16 = line
         .trim()
         .rsplit(':')
@@ -179,11 +114,7 @@ async fn cli_pki_enroll_run_revoke_and_audit_verify_detects_tampering() {
         "{}",
         String::from_utf8_lossy(&verify.stdout)
     );
-    let export = ok(&["audit", "--config", c, "export"]);
-    let rows: Vec<serde_json::Value> = export
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows = audit_export(c);
     assert!(rows
         .iter()
         .any(|r| r["action"] == "registry.revoke" && r["subject"] == "pump-01"));

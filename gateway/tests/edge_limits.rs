@@ -9,7 +9,6 @@ use support::TestGateway;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use wardgate_tests::mqtt::{connect_v4, read_until_closed};
-use wardgate_tests::tls::raw_tls;
 use wardgate_tests::wait::wait_for_async;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,19 +91,7 @@ async fn silent_device_is_dropped_at_its_keep_alive() {
         c.edge.idle_timeout = Duration::from_secs(1);
     })
     .await;
-    let cert = gw
-        .pki
-        .ca
-        .issue_device(&wardgate_protocol::DeviceId::parse("quiet").unwrap(), 5)
-        .unwrap();
-    gw.enroll("quiet");
-    let mut s = raw_tls(
-        gw.port(),
-        &gw.pki.ca.cert_pem,
-        Some((&cert.cert_pem, &cert.key_pem)),
-    )
-    .await
-    .unwrap();
+    let mut s = gw.raw_device("quiet").await;
     s.write_all(&connect_v4("quiet", None)).await.unwrap();
     read_until_closed(&mut s, Duration::from_secs(10))
         .await

@@ -22,12 +22,7 @@ struct Files {
 
 fn files(gw: &TestGateway, id: &str) -> Files {
     gw.enroll(id);
-    let issued = gw
-        .pki
-        .ca
-        .issue_device(&DeviceId::parse(id).unwrap(), 5)
-        .unwrap();
-    let written = gw.pki.write_files(id, &issued).unwrap();
+    let written = gw.pki.device(&DeviceId::parse(id).unwrap()).unwrap();
     Files {
         ca: gw.pki.ca_path.display().to_string(),
         cert: written.cert.display().to_string(),

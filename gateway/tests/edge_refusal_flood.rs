@@ -24,7 +24,9 @@ async fn bad_handshake(from: SocketAddr, to: SocketAddr) {
     let Ok(mut stream) = socket.connect(to).await else {
         return;
     };
-    let _ = stream.write_all(b"\x16\x03\x01\x00\x05hello, not tls").await;
+    let _ = stream
+        .write_all(b"\x16\x03\x01\x00\x05hello, not tls")
+        .await;
     let mut buf = [0u8; 256];
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
         while let Ok(n) = stream.read(&mut buf).await {
@@ -67,7 +69,10 @@ async fn five_thousand_bad_handshakes_from_one_peer_cost_a_few_rows_and_are_thro
     let mut slowest = Duration::ZERO;
     while !flood.is_finished() || sent < 20 {
         let t = Instant::now();
-        bystander.publish_telemetry(v.next_readings()).await.unwrap();
+        bystander
+            .publish_telemetry(v.next_readings())
+            .await
+            .unwrap();
         bystander
             .wait_puback(Duration::from_secs(10))
             .await
@@ -134,7 +139,10 @@ async fn the_interval_ends_in_one_summary_row_per_peer() {
     .await
     .expect("a summary row once the interval ends");
     let detail = summary.detail_json();
-    assert!(detail["reasons"]["tls_handshake"].as_u64().unwrap() >= 1, "{detail}");
+    assert!(
+        detail["reasons"]["tls_handshake"].as_u64().unwrap() >= 1,
+        "{detail}"
+    );
     assert_eq!(summary.outcome, "refused");
     // None is lost: each refusal is in its interval's summary, or is the
     // single refusal of an interval, which has its own row and no summary.
@@ -158,6 +166,12 @@ async fn the_interval_ends_in_one_summary_row_per_peer() {
     })
     .await;
     let (summed, firsts) = tally();
-    assert!(accounted, "30 refusals, {summed} summarised, {firsts} first rows");
-    assert!(summed <= 30, "no refusal counted twice in summaries: {summed}");
+    assert!(
+        accounted,
+        "30 refusals, {summed} summarised, {firsts} first rows"
+    );
+    assert!(
+        summed <= 30,
+        "no refusal counted twice in summaries: {summed}"
+    );
 }

@@ -147,12 +147,7 @@ async fn replayed_seq() {
     );
 
     // The replay is refused across reconnects too.
-    let tls = gw.pki.device_tls(
-        &gw.pki
-            .ca
-            .issue_device(&DeviceId::parse("attacker").unwrap(), 5)
-            .unwrap(),
-    );
+    let tls = gw.certificate("attacker");
     let mut again = SimDevice::connect(&gw.options("attacker", tls))
         .await
         .unwrap();
@@ -227,12 +222,7 @@ async fn client_id_differs_from_certificate() {
 async fn unenrolled_device() {
     let gw = TestGateway::start().await;
     let mut by = Bystander::new(&gw).await;
-    let issued = gw
-        .pki
-        .ca
-        .issue_device(&DeviceId::parse("stranger").unwrap(), 5)
-        .unwrap();
-    let err = SimDevice::connect(&gw.options("stranger", gw.pki.device_tls(&issued)))
+    let err = SimDevice::connect(&gw.options("stranger", gw.certificate("stranger")))
         .await
         .unwrap_err();
     assert!(!err.to_string().is_empty());
@@ -392,31 +382,11 @@ async fn expired_certificate() {
     by.still_works(&gw).await;
 }
 
-/// A raw, authenticated device socket.
-async fn raw_device(
-    gw: &TestGateway,
-    id: &str,
-) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    gw.enroll(id);
-    let cert = gw
-        .pki
-        .ca
-        .issue_device(&DeviceId::parse(id).unwrap(), 5)
-        .unwrap();
-    raw_tls(
-        gw.port(),
-        &gw.pki.ca.cert_pem,
-        Some((&cert.cert_pem, &cert.key_pem)),
-    )
-    .await
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_garbage_bytes() {
     let gw = TestGateway::start().await;
     let mut by = Bystander::new(&gw).await;
-    let mut s = raw_device(&gw, "junk-01").await;
+    let mut s = gw.raw_device("junk-01").await;
     s.write_all(&[0x00, 0xde, 0xad, 0xbe, 0xef, 0xff, 0xff])
         .await
         .unwrap();
@@ -429,7 +399,7 @@ async fn raw_garbage_bytes() {
 async fn garbage_after_connect() {
     let gw = TestGateway::start().await;
     let mut by = Bystander::new(&gw).await;
-    let mut s = raw_device(&gw, "junk-02").await;
+    let mut s = gw.raw_device("junk-02").await;
     s.write_all(&connect_v4("junk-02", None)).await.unwrap();
     s.write_all(&[0xff, 0xff, 0xff, 0xff, 0xff, 0x01])
         .await
@@ -444,7 +414,7 @@ async fn truncated_mqtt_packet() {
     let gw = TestGateway::start().await;
     let mut by = Bystander::new(&gw).await;
     let mut sub = gw.subscriber("test.trunc", "wardgate/v1/devices/junk-03/telemetry");
-    let mut s = raw_device(&gw, "junk-03").await;
+    let mut s = gw.raw_device("junk-03").await;
     s.write_all(&connect_v4("junk-03", None)).await.unwrap();
     let full = publish_v4(
         "wardgate/v1/devices/junk-03/telemetry",
@@ -468,7 +438,7 @@ async fn nothing_after_a_violation_reaches_the_broker() {
     let gw = TestGateway::start().await;
     let mut by = Bystander::new(&gw).await;
     let mut sub = gw.subscriber("test.after", "wardgate/v1/devices/+/telemetry");
-    let mut s = raw_device(&gw, "junk-04").await;
+    let mut s = gw.raw_device("junk-04").await;
     // One write: valid, violation, valid.
     let mut bytes = connect_v4("junk-04", None);
     bytes.extend(publish_v4(

@@ -95,12 +95,8 @@ fn files(dir: &Path) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_protocol_against_an_ota_server_export() {
-    let mut server = OtaServer::new("1day", "6h").await;
-    server.start().await;
     let img = image(200 * 1024, 21);
-    let (target, role_bytes) = server
-        .publish("acme", "pump-2.0.0.bin", "2.0.0", &img)
-        .await;
+    let (mut server, target, role_bytes) = OtaServer::with_pump(&img).await;
     let mirror_dir = server.dir.path().join("mirror");
     server.export(&mirror_dir);
     let mirror = StaticServer::start(&server.pki, &mirror_dir).await;

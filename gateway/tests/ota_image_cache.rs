@@ -33,12 +33,8 @@ async fn open_cache(gw: &GatewaySide, tuf: &TufClient) -> ImageCache {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_is_downloaded_once_for_the_whole_ward() {
-    let mut server = OtaServer::new("1day", "6h").await;
-    server.start().await;
     let img = image(LEN, 11);
-    let (name, _) = server
-        .publish("acme", "pump-2.0.0.bin", "2.0.0", &img)
-        .await;
+    let (mut server, name, _) = OtaServer::with_pump(&img).await;
     let gw = GatewaySide::new();
     let tuf = gw.tuf(&server.ota_config(&server.base_url())).await;
     tuf.refresh().await.unwrap();
@@ -130,12 +126,8 @@ async fn an_image_is_downloaded_once_for_the_whole_ward() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_download_resumes_with_range_after_a_restart() {
-    let mut server = OtaServer::new("1day", "6h").await;
-    server.start().await;
     let img = image(LEN, 12);
-    let (name, _) = server
-        .publish("acme", "pump-2.0.0.bin", "2.0.0", &img)
-        .await;
+    let (mut server, name, _) = OtaServer::with_pump(&img).await;
     let proxy = ota_support::CutProxy::start(server.addr()).await;
     let gw = GatewaySide::new();
     let tuf = gw.tuf(&server.ota_config(&proxy.base_url())).await;
@@ -203,12 +195,8 @@ async fn a_cut_download_resumes_with_range_after_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_partial_and_tampered_cache_are_caught() {
-    let mut server = OtaServer::new("1day", "6h").await;
-    server.start().await;
     let img = image(LEN / 4, 13);
-    let (name, _) = server
-        .publish("acme", "pump-2.0.0.bin", "2.0.0", &img)
-        .await;
+    let (mut server, name, _) = OtaServer::with_pump(&img).await;
     let gw = GatewaySide::new();
     let tuf = gw.tuf(&server.ota_config(&server.base_url())).await;
     tuf.refresh().await.unwrap();
@@ -270,12 +258,8 @@ async fn corrupt_partial_and_tampered_cache_are_caught() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_swapped_on_the_server_is_refused() {
-    let mut server = OtaServer::new("1day", "6h").await;
-    server.start().await;
     let img = image(64 * 1024, 14);
-    let (name, _) = server
-        .publish("acme", "pump-2.0.0.bin", "2.0.0", &img)
-        .await;
+    let (mut server, name, _) = OtaServer::with_pump(&img).await;
     // A mirror whose metadata is genuine but whose image was replaced by
     // one of the same length.
     let mirror_dir = server.dir.path().join("swapped");

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use device_sim::ota::Faults;
 use gateway::ota::device_state::UpdateState;
-use ota_rollout_support::{rollout_config, Ward};
+use ota_rollout_support::{all_reported, any_reported, rollout_config, Ward};
 
 fn offers_to(w: &Ward, id: &str) -> Vec<gateway::audit::AuditRecord> {
     w.audit("ota.offer")
@@ -50,11 +50,8 @@ async fn therapy_defers_the_update_until_the_device_is_idle() {
         .unwrap()
         .contains("therapy"));
 
-    w.wait_status(Duration::from_secs(90), "both healthy and reported", |s| {
-        s.campaigns[0]
-            .devices
-            .iter()
-            .all(|d| d.state == UpdateState::Healthy && d.reported)
+    w.wait_first_campaign(Duration::from_secs(90), "both healthy and reported", |c| {
+        all_reported(c, UpdateState::Healthy)
     })
     .await;
     // Nothing was offered to pump-01 before its therapy ended.
@@ -88,16 +85,10 @@ async fn a_canary_rollback_halts_and_nobody_is_offered_again() {
         tls.push(t);
     }
     let campaign = w.campaign(&["1", "100%"], 0.0).await;
-    w.wait_status(
+    w.wait_first_campaign(
         Duration::from_secs(60),
         "the canary rolled back and reported",
-        |s| {
-            s.campaigns.first().is_some_and(|c| {
-                c.devices
-                    .iter()
-                    .any(|d| d.state == UpdateState::RolledBack && d.reported)
-            })
-        },
+        |c| any_reported(c, UpdateState::RolledBack),
     )
     .await;
     let st = w.server_campaign(&campaign).await;

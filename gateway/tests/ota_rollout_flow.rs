@@ -11,19 +11,14 @@ mod support;
 
 use std::time::Duration;
 
-use device_sim::ota::Faults;
 use gateway::ota::device_state::UpdateState;
-use ota_rollout_support::{rollout_config, Ward};
+use ota_rollout_support::{all_reported, rollout_config, Ward};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn waves_roll_out_to_every_device_with_one_central_download() {
     let image = ota_support::image(300 * 1024, 7);
     let mut w = Ward::start(&image, rollout_config()).await;
-    let ids: Vec<String> = (1..=5).map(|i| format!("pump-{i:02}")).collect();
-    for id in &ids {
-        let tls = w.enroll(id);
-        w.run_device(id, &tls, Faults::default());
-    }
+    let ids = w.run_healthy_pumps(5);
     // A device of another model in the same ward is never part of it.
     w.gw()
         .handle
@@ -43,13 +38,8 @@ async fn waves_roll_out_to_every_device_with_one_central_download() {
         .unwrap();
     let campaign = w.campaign(&["1", "50%", "100%"], 20.0).await;
 
-    w.wait_status(Duration::from_secs(120), "every pump healthy", |s| {
-        s.campaigns.first().is_some_and(|c| {
-            c.devices.len() == 5
-                && c.devices
-                    .iter()
-                    .all(|d| d.state == UpdateState::Healthy && d.reported)
-        })
+    w.wait_first_campaign(Duration::from_secs(120), "every pump healthy", |c| {
+        c.devices.len() == 5 && all_reported(c, UpdateState::Healthy)
     })
     .await;
 

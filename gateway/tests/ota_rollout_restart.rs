@@ -11,27 +11,19 @@ use std::time::Duration;
 
 use device_sim::ota::Faults;
 use gateway::ota::device_state::UpdateState;
-use ota_rollout_support::{rollout_config, Ward};
+use ota_rollout_support::{all_reported, rollout_config, Ward};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_gateway_restart_resumes_without_updating_anyone_twice() {
     let image = ota_support::image(512 * 1024, 9);
     let mut w = Ward::start(&image, rollout_config()).await;
-    let ids: Vec<String> = (1..=4).map(|i| format!("pump-{i:02}")).collect();
-    for id in &ids {
-        let tls = w.enroll(id);
-        w.run_device(id, &tls, Faults::default());
-    }
+    let ids = w.run_healthy_pumps(4);
     let campaign = w.campaign(&["1", "100%"], 20.0).await;
     // Once the canary is done and the second wave has begun, restart.
-    w.wait_status(
+    w.wait_first_campaign(
         Duration::from_secs(60),
         "canary healthy, wave 2 under way",
-        |s| {
-            s.campaigns.first().is_some_and(|c| {
-                c.counts.get(&UpdateState::Healthy) >= Some(&1) && c.devices.len() == 4
-            })
-        },
+        |c| c.counts.get(&UpdateState::Healthy) >= Some(&1) && c.devices.len() == 4,
     )
     .await;
     let healthy_before: Vec<String> = w.status().campaigns[0]
@@ -53,16 +45,10 @@ async fn a_gateway_restart_resumes_without_updating_anyone_twice() {
     w.stop_gateway().await;
     w.start_gateway().await;
 
-    w.wait_status(
+    w.wait_first_campaign(
         Duration::from_secs(120),
         "every device healthy after the restart",
-        |s| {
-            s.campaigns.first().is_some_and(|c| {
-                c.devices
-                    .iter()
-                    .all(|d| d.state == UpdateState::Healthy && d.reported)
-            })
-        },
+        |c| all_reported(c, UpdateState::Healthy),
     )
     .await;
     let st = w.server_campaign(&campaign).await;

@@ -53,12 +53,8 @@ fn failure(e: &OtaError) -> RefreshFailure {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_gives_the_manufacturers_signed_metadata_that_devices_accept() {
-    let mut server = OtaServer::new("1day", "6h").await;
-    server.start().await;
     let img = image(64 * 1024, 1);
-    let (target, role_bytes) = server
-        .publish("acme", "pump-2.0.0.bin", "2.0.0", &img)
-        .await;
+    let (mut server, target, role_bytes) = OtaServer::with_pump(&img).await;
     assert_eq!(target, TARGET);
 
     let gw = GatewaySide::new();
@@ -159,11 +155,8 @@ async fn refresh_gives_the_manufacturers_signed_metadata_that_devices_accept() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_timestamp_is_refused_audited_and_stops_rollout_steps() {
-    let mut server = OtaServer::new("3s", "1s").await;
-    server.start().await;
-    server
-        .publish("acme", "pump-2.0.0.bin", "2.0.0", &image(4096, 3))
-        .await;
+    let mut server = OtaServer::started("3s", "1s").await;
+    server.publish_pump(&image(4096, 3)).await;
     let gw = GatewaySide::new();
     let tuf = gw.tuf(&server.ota_config(&server.base_url())).await;
     let good = tuf.refresh().await.expect("fresh server");
@@ -232,11 +225,7 @@ async fn expired_timestamp_is_refused_audited_and_stops_rollout_steps() {
 // control: firmware-integrity
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_signed_by_a_key_that_is_not_delegated_is_refused() {
-    let mut server = OtaServer::new("1day", "6h").await;
-    server.start().await;
-    server
-        .publish("acme", "pump-2.0.0.bin", "2.0.0", &image(4096, 4))
-        .await;
+    let (mut server, _, _) = OtaServer::with_pump(&image(4096, 4)).await;
     let gw = GatewaySide::new();
     gw.tuf(&server.ota_config(&server.base_url()))
         .await
@@ -284,11 +273,7 @@ async fn metadata_signed_by_a_key_that_is_not_delegated_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn target_outside_the_manufacturers_path_is_refused() {
-    let mut server = OtaServer::new("1day", "6h").await;
-    server.start().await;
-    server
-        .publish("acme", "pump-2.0.0.bin", "2.0.0", &image(4096, 6))
-        .await;
+    let (mut server, _, _) = OtaServer::with_pump(&image(4096, 6)).await;
     let gw = GatewaySide::new();
     let tuf = gw.tuf(&server.ota_config(&server.base_url())).await;
     tuf.refresh().await.unwrap();
@@ -318,8 +303,7 @@ async fn target_outside_the_manufacturers_path_is_refused() {
 // control: update-rollback
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn older_metadata_served_after_a_restart_is_refused() {
-    let mut server = OtaServer::new("1day", "6h").await;
-    server.start().await;
+    let mut server = OtaServer::started("1day", "6h").await;
     let gw = GatewaySide::new();
     let config = server.ota_config(&server.base_url());
     {
@@ -330,9 +314,7 @@ async fn older_metadata_served_after_a_restart_is_refused() {
     let old_dir = server.dir.path().join("old-copy");
     server.export(&old_dir);
     // ...then a release, which the gateway sees.
-    server
-        .publish("acme", "pump-2.0.0.bin", "2.0.0", &image(4096, 7))
-        .await;
+    server.publish_pump(&image(4096, 7)).await;
     let newest = {
         let tuf = gw.tuf(&config).await;
         tuf.refresh().await.unwrap().snapshot_version()
@@ -364,8 +346,7 @@ async fn older_metadata_served_after_a_restart_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_pinned_to_another_root_refuses_the_server() {
-    let mut server = OtaServer::new("1day", "6h").await;
-    server.start().await;
+    let mut server = OtaServer::started("1day", "6h").await;
     let other_repo = server.dir.path().join("other-repo");
     ota_support::author_repo(&other_repo).await;
     let mut config = server.ota_config(&server.base_url());
@@ -381,8 +362,7 @@ async fn a_gateway_pinned_to_another_root_refuses_the_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_refresh_loop_runs_at_start_on_demand_and_stops_on_shutdown() {
-    let mut server = OtaServer::new("1day", "6h").await;
-    server.start().await;
+    let mut server = OtaServer::started("1day", "6h").await;
     let gw = GatewaySide::new();
     let mut config = server.ota_config(&server.base_url());
     config.refresh_interval = Duration::from_secs(3600);
@@ -398,9 +378,7 @@ async fn the_refresh_loop_runs_at_start_on_demand_and_stops_on_shutdown() {
 
     // A release appears; an on-demand refresh picks it up long before the
     // hourly tick.
-    server
-        .publish("acme", "pump-2.0.0.bin", "2.0.0", &image(2048, 8))
-        .await;
+    server.publish_pump(&image(2048, 8)).await;
     tuf.request_refresh();
     wait_until("refresh on demand", || tuf.target(TARGET).is_ok()).await;
 

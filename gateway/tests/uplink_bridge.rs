@@ -7,52 +7,46 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use chrono::Utc;
 use gateway::render::Format;
 use gateway::sink::AcceptedTelemetry;
 use gateway::uplink::{Uplink, UplinkConfig, UplinkNotice};
 use prometheus_client::registry::Registry;
-use support::ward::tally;
+use support::accepted;
+use support::ward::{arrived, Upstream, WARD_TOPICS};
 use tokio_util::sync::CancellationToken;
-use wardgate_protocol::message::Telemetry;
 use wardgate_protocol::vitals::VitalKind;
 use wardgate_protocol::DeviceId;
-use wardgate_tests::mosquitto::{Mosquitto, Received, Subscriber};
-use wardgate_tests::pki::{ClientIdentity, PkiDir};
+use wardgate_tests::pki::ClientIdentity;
 use wardgate_tests::wait::wait_for;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn telemetry(device: &str, seq: u64) -> AcceptedTelemetry {
-    let t = wardgate_tests::telemetry::telemetry(
+    accepted(
+        device,
         seq,
         &[
             (VitalKind::HeartRate, 60.0 + (seq % 40) as f64),
             (VitalKind::SystolicBp, 120.0),
             (VitalKind::DiastolicBp, 80.0),
         ],
-    );
-    AcceptedTelemetry {
-        device_id: DeviceId::parse(device).unwrap(),
-        seq,
-        topic: format!("wardgate/v1/devices/{device}/telemetry"),
-        payload: serde_json::to_vec(&t).unwrap().into(),
-        received_at: Utc::now(),
-    }
+    )
 }
 
-fn config(
-    broker: &Mosquitto,
-    pki: &PkiDir,
-    id: &ClientIdentity,
-    formats: Vec<Format>,
-) -> UplinkConfig {
+/// The uplink of a gateway whose client certificate is issued as `name` by
+/// the upstream CA.
+fn config(up: &Upstream, name: &str, formats: Vec<Format>) -> UplinkConfig {
+    config_for(up, &up.pki.client(name).unwrap(), formats)
+}
+
+/// The uplink of a gateway with client certificate `id`, to `up`'s broker.
+fn config_for(up: &Upstream, id: &ClientIdentity, formats: Vec<Format>) -> UplinkConfig {
     UplinkConfig {
         enabled: true,
         broker_host: "127.0.0.1".into(),
-        broker_port: broker.port,
+        broker_port: up.broker.port,
         client_id: "ward-7-gateway".into(),
-        ca_file: pki.ca_path.clone(),
+        ca_file: up.pki.ca_path.clone(),
         cert_file: id.cert.clone(),
         key_file: id.key.clone(),
         formats,
@@ -106,34 +100,12 @@ fn start_with_notices(
     (uplink, registry, notices)
 }
 
-/// (device, seq) of every JSON message that arrived.
-fn arrived_json(r: &Received) -> Vec<(String, u64)> {
-    r.by_topic
-        .iter()
-        .filter(|(t, _)| t.ends_with("/telemetry"))
-        .flat_map(|(t, v)| {
-            let device = t.split('/').nth(3).unwrap_or_default().to_owned();
-            v.iter().map(move |p| {
-                let t: Telemetry = serde_json::from_slice(p).unwrap();
-                (device.clone(), t.seq)
-            })
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivers_json_and_fhir_in_order_and_empties_the_outbox() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = PkiDir::generate(&dir.path().join("pki"), "Hospital upstream test CA").unwrap();
-    let broker = Mosquitto::start_new(&pki, &dir.path().join("mosquitto")).unwrap();
-    let sub_id = pki.client("hospital-consumer").unwrap();
-    let sub = Subscriber::start(&broker, &pki, &sub_id, "consumer-1", "wardgate/ward/#")
-        .await
-        .unwrap();
-    let gw_id = pki.client("ward-7-gateway").unwrap();
+    let up = Upstream::start(WARD_TOPICS).await.unwrap();
     let cancel = CancellationToken::new();
-    let cfg = config(&broker, &pki, &gw_id, vec![Format::Json, Format::Fhir]);
-    let (uplink, registry) = start(&cfg, dir.path(), &cancel);
+    let cfg = config(&up, "ward-7-gateway", vec![Format::Json, Format::Fhir]);
+    let (uplink, registry) = start(&cfg, up.path(), &cancel);
 
     let sink = uplink.sink();
     for seq in 1..=25 {
@@ -142,7 +114,8 @@ async fn delivers_json_and_fhir_in_order_and_empties_the_outbox() {
         }
     }
     // 50 JSON + 50 x (HR + BP panel) FHIR.
-    let got = sub
+    let got = up
+        .sub
         .wait_until(LIMIT, |r| {
             r.count("/telemetry") >= 50 && r.count("/fhir/Observation") >= 100
         })
@@ -150,7 +123,8 @@ async fn delivers_json_and_fhir_in_order_and_empties_the_outbox() {
     assert_eq!(got.count("/telemetry"), 50, "{:?}", got.by_topic.keys());
     assert_eq!(got.count("/fhir/Observation"), 100);
     // One FHIR Device per device and session, from the directory.
-    let got = sub
+    let got = up
+        .sub
         .wait_until(LIMIT, |r| r.count("/fhir/Device") >= 2)
         .await;
     assert_eq!(got.count("/fhir/Device"), 2);
@@ -161,7 +135,7 @@ async fn delivers_json_and_fhir_in_order_and_empties_the_outbox() {
     assert_eq!(device["manufacturer"], "Acme Medical");
     assert_eq!(device["version"][0]["value"], "2.4.1");
     for d in ["monitor-1", "monitor-2"] {
-        let seqs: Vec<u64> = arrived_json(&got)
+        let seqs: Vec<u64> = arrived(&got)
             .into_iter()
             .filter(|(dev, _)| dev == d)
             .map(|(_, s)| s)
@@ -198,24 +172,18 @@ async fn delivers_json_and_fhir_in_order_and_empties_the_outbox() {
     );
     cancel.cancel();
     uplink.join().await;
-    sub.stop().await;
+    up.sub.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_outage_then_restart_delivers_everything() {
     const N: u64 = 400;
-    let dir = tempfile::tempdir().unwrap();
-    let pki = PkiDir::generate(&dir.path().join("pki"), "Hospital upstream test CA").unwrap();
-    let mut broker = Mosquitto::start_new(&pki, &dir.path().join("mosquitto")).unwrap();
-    let sub_id = pki.client("hospital-consumer").unwrap();
-    // Persistent session: the broker queues for it while it is away.
-    let sub = Subscriber::start(&broker, &pki, &sub_id, "consumer-outage", "wardgate/ward/#")
-        .await
-        .unwrap();
-    let gw_id = pki.client("ward-7-gateway").unwrap();
+    // The consumer's session is persistent: the broker queues for it while
+    // it is away.
+    let mut up = Upstream::start(WARD_TOPICS).await.unwrap();
     let cancel = CancellationToken::new();
-    let cfg = config(&broker, &pki, &gw_id, vec![Format::Json]);
-    let (uplink, _registry) = start(&cfg, dir.path(), &cancel);
+    let cfg = config(&up, "ward-7-gateway", vec![Format::Json]);
+    let (uplink, _registry) = start(&cfg, up.path(), &cancel);
     assert!(wait_for(LIMIT, || uplink.status().connected).await);
 
     // Some flow before the outage.
@@ -231,7 +199,7 @@ async fn upstream_outage_then_restart_delivers_everything() {
         }
     }
     // Outage: the upstream stops while devices keep sending.
-    broker.stop().unwrap();
+    up.broker.stop().unwrap();
     assert!(
         wait_for(LIMIT, || !uplink.status().connected).await,
         "uplink noticed the outage"
@@ -248,31 +216,17 @@ async fn upstream_outage_then_restart_delivers_everything() {
     let status = uplink.status();
     assert!(status.oldest_message_age_seconds.is_some());
     assert!(status.last_error.is_some());
-    broker.start().unwrap();
+    up.broker.start().unwrap();
 
     let total = expected.len();
-    let got = sub
-        .wait_until(Duration::from_secs(120), |r| {
-            let a = arrived_json(r);
-            tally(&expected, &a).0.is_empty()
-        })
-        .await;
-    let arrived = arrived_json(&got);
-    let (missing, duplicates) = tally(&expected, &arrived);
-    println!(
-        "outage: sent {total}, {waiting} waited in the outbox, arrived {} (missing {}, duplicates {duplicates})",
-        arrived.len(),
-        missing.len()
-    );
-    assert!(
-        missing.is_empty(),
-        "missing upstream: {:?}",
-        &missing[..missing.len().min(20)]
-    );
+    let delivery = up.delivery(&expected, Duration::from_secs(120)).await;
+    println!("outage: sent {total}, {waiting} waited in the outbox, {delivery}");
+    delivery.assert_none_missing("missing upstream");
     // Per-device order holds for first arrivals.
     for d in devices {
         let mut seen = std::collections::HashSet::new();
-        let firsts: Vec<u64> = arrived
+        let firsts: Vec<u64> = delivery
+            .arrivals
             .iter()
             .filter(|(dev, _)| dev == d)
             .filter(|m| seen.insert((*m).clone()))
@@ -285,42 +239,36 @@ async fn upstream_outage_then_restart_delivers_everything() {
     assert!(uplink.outbox().metrics().reconnects.get() >= 1);
     cancel.cancel();
     uplink.join().await;
-    sub.stop().await;
+    up.sub.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_with_untrusted_certificate_is_refused_and_keeps_its_outbox() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = PkiDir::generate(&dir.path().join("pki"), "Hospital upstream test CA").unwrap();
-    let broker = Mosquitto::start_new(&pki, &dir.path().join("mosquitto")).unwrap();
-    let sub_id = pki.client("hospital-consumer").unwrap();
-    let sub = Subscriber::start(&broker, &pki, &sub_id, "consumer-3", "wardgate/ward/#")
-        .await
-        .unwrap();
+    let up = Upstream::start(WARD_TOPICS).await.unwrap();
 
     // A gateway whose client certificate comes from a foreign CA.
-    let rogue_dir = dir.path().join("rogue");
+    let rogue_dir = up.path().join("rogue");
     std::fs::create_dir_all(&rogue_dir).unwrap();
-    let rogue_id = pki.foreign_client("rogue-gateway").unwrap();
+    let rogue_id = up.pki.foreign_client("rogue-gateway").unwrap();
     let cancel = CancellationToken::new();
-    let mut rogue_cfg = config(&broker, &pki, &rogue_id, vec![Format::Json]);
+    let mut rogue_cfg = config_for(&up, &rogue_id, vec![Format::Json]);
     rogue_cfg.client_id = "rogue".into();
     let (rogue, _r1, rogue_notices) = start_with_notices(&rogue_cfg, &rogue_dir, &cancel);
     rogue.sink().accept(telemetry("pump-9", 1)).await.unwrap();
 
     // A legitimate gateway beside it.
-    let good_dir = dir.path().join("good");
+    let good_dir = up.path().join("good");
     std::fs::create_dir_all(&good_dir).unwrap();
-    let good_id = pki.client("ward-7-gateway").unwrap();
     let (good, _r2, good_notices) = start_with_notices(
-        &config(&broker, &pki, &good_id, vec![Format::Json]),
+        &config(&up, "ward-7-gateway", vec![Format::Json]),
         &good_dir,
         &cancel,
     );
     good.sink().accept(telemetry("pump-1", 1)).await.unwrap();
 
     // The legitimate one gets through ...
-    let got = sub
+    let got = up
+        .sub
         .wait_until(LIMIT, |r| r.count("pump-1/telemetry") == 1)
         .await;
     assert_eq!(got.count("pump-1/telemetry"), 1);
@@ -348,10 +296,10 @@ async fn gateway_with_untrusted_certificate_is_refused_and_keeps_its_outbox() {
     }
     // ... and kept its message: nothing delivered, nothing lost.
     assert_eq!(rogue.outbox().depth().rows, 1);
-    assert_eq!(sub.snapshot().count("pump-9/telemetry"), 0);
+    assert_eq!(up.sub.snapshot().count("pump-9/telemetry"), 0);
     println!("refused uplink error: {:?}", status.last_error);
     cancel.cancel();
     rogue.join().await;
     good.join().await;
-    sub.stop().await;
+    up.sub.stop().await;
 }

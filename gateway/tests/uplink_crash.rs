@@ -8,28 +8,10 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::ward::{tally, DeviceIdentity, Ward};
-use wardgate_protocol::message::Telemetry;
-use wardgate_tests::mosquitto::{Mosquitto, Received, Subscriber};
-use wardgate_tests::pki::PkiDir;
+use support::ward::{upstream_and_ward, DeviceIdentity, Ward};
 use wardgate_tests::process::ChildGuard;
 
 const GATEWAY: &str = env!("CARGO_BIN_EXE_gateway");
-
-fn arrived(r: &Received) -> Vec<(String, u64)> {
-    r.by_topic
-        .iter()
-        .filter(|(t, _)| t.ends_with("/telemetry"))
-        .flat_map(|(t, v)| {
-            let device = t.split('/').nth(3).unwrap_or_default().to_owned();
-            v.iter().filter_map(move |p| {
-                Telemetry::from_json(p)
-                    .ok()
-                    .map(|t| (device.clone(), t.seq))
-            })
-        })
-        .collect()
-}
 
 /// Stream from every device until `kill_after` acknowledgements in total
 /// have been seen, then `kill -9` the gateway. Returns what was acked and the
@@ -87,19 +69,7 @@ async fn stream_and_kill(
 // control: resilience
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_stream_loses_nothing_a_device_saw_acknowledged() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = PkiDir::generate(
-        &dir.path().join("upstream-pki"),
-        "Hospital upstream test CA",
-    )
-    .unwrap();
-    let mut broker = Mosquitto::start_new(&pki, &dir.path().join("mosquitto")).unwrap();
-    let sub_id = pki.client("hospital-consumer").unwrap();
-    let sub = Subscriber::start(&broker, &pki, &sub_id, "consumer", "wardgate/ward/#")
-        .await
-        .unwrap();
-    let gw_id = pki.client("ward-7-gateway").unwrap();
-    let ward = Ward::new(dir.path(), &broker, &pki, &gw_id, "").unwrap();
+    let (mut up, ward) = upstream_and_ward("").await.unwrap();
     let devices: Vec<_> = ["monitor-01", "monitor-02", "pump-03"]
         .iter()
         .map(|id| ward.enroll(id).unwrap())
@@ -112,7 +82,7 @@ async fn kill_9_mid_stream_loses_nothing_a_device_saw_acknowledged() {
     let after_first = acked.len();
 
     // Crash 2: upstream down, so acknowledged messages sit in the outbox.
-    broker.stop().unwrap();
+    up.broker.stop().unwrap();
     let mut gw = ward.spawn_process(GATEWAY).unwrap();
     acked.extend(stream_and_kill(&ward, &devices, &mut next_seq, 300, &mut gw).await);
     let in_outbox_at_kill = {
@@ -126,26 +96,14 @@ async fn kill_9_mid_stream_loses_nothing_a_device_saw_acknowledged() {
     );
 
     // Restart with the upstream back; the outbox drains.
-    broker.start().unwrap();
+    up.broker.start().unwrap();
     let _gw = ward.spawn_process(GATEWAY).unwrap();
-    let got = sub
-        .wait_until(Duration::from_secs(120), |r| {
-            tally(&acked, &arrived(r)).0.is_empty()
-        })
-        .await;
-    let arrivals = arrived(&got);
-    let (missing, duplicates) = tally(&acked, &arrivals);
+    let delivery = up.delivery(&acked, Duration::from_secs(120)).await;
     println!(
-        "crash: {} acknowledged to devices ({after_first} before kill 1, {} before kill 2; {in_outbox_at_kill} rows in the outbox at kill 2), {} arrived upstream, missing {}, duplicates {duplicates}",
+        "crash: {} acknowledged to devices ({after_first} before kill 1, {} before kill 2; {in_outbox_at_kill} rows in the outbox at kill 2), {delivery}",
         acked.len(),
         acked.len() - after_first,
-        arrivals.len(),
-        missing.len()
     );
-    assert!(
-        missing.is_empty(),
-        "acknowledged but missing upstream: {:?}",
-        &missing[..missing.len().min(20)]
-    );
-    sub.stop().await;
+    delivery.assert_none_missing("acknowledged but missing upstream");
+    up.sub.stop().await;
 }

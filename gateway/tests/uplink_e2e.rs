@@ -9,45 +9,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gateway::app::{Gateway, GatewayHandle};
-use support::ward::{tally, DeviceIdentity, Ward};
-use wardgate_protocol::message::Telemetry;
-use wardgate_tests::mosquitto::{Mosquitto, Received, Subscriber};
-use wardgate_tests::pki::PkiDir;
+use support::admin::{never_expiring, token_store};
+use support::ward::{arrived, upstream_and_ward, Delivery, DeviceIdentity, Upstream, Ward};
 use wardgate_tests::wait::wait_for;
 
 const LIMIT: Duration = Duration::from_secs(90);
 
-struct Setup {
-    _dir: tempfile::TempDir,
-    broker: Mosquitto,
-    sub: Subscriber,
-    ward: Ward,
-}
-
-async fn setup(uplink_extra: &str) -> Setup {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(std::env::var("WARDGATE_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_test_writer()
-        .try_init();
-    let dir = tempfile::tempdir().unwrap();
-    let pki = PkiDir::generate(
-        &dir.path().join("upstream-pki"),
-        "Hospital upstream test CA",
-    )
-    .unwrap();
-    let broker = Mosquitto::start_new(&pki, &dir.path().join("mosquitto")).unwrap();
-    let sub_id = pki.client("hospital-consumer").unwrap();
-    let sub = Subscriber::start(&broker, &pki, &sub_id, "consumer", "wardgate/ward/#")
-        .await
-        .unwrap();
-    let gw_id = pki.client("ward-7-gateway").unwrap();
-    let ward = Ward::new(dir.path(), &broker, &pki, &gw_id, uplink_extra).unwrap();
-    Setup {
-        _dir: dir,
-        broker,
-        sub,
-        ward,
-    }
+/// The upstream and a ward against it, with the gateway's log in the test output.
+async fn setup(uplink_extra: &str) -> (Upstream, Ward) {
+    support::init_tracing();
+    upstream_and_ward(uplink_extra).await.unwrap()
 }
 
 fn metric(handle: &GatewayHandle, name: &str) -> Option<f64> {
@@ -59,18 +30,14 @@ fn metric(handle: &GatewayHandle, name: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
-fn arrived(r: &Received) -> Vec<(String, u64)> {
-    r.by_topic
-        .iter()
-        .filter(|(t, _)| t.ends_with("/telemetry"))
-        .flat_map(|(t, v)| {
-            let device = t.split('/').nth(3).unwrap_or_default().to_owned();
-            v.iter().map(move |p| {
-                let t = Telemetry::from_json(p).unwrap();
-                (device.clone(), t.seq)
-            })
-        })
-        .collect()
+/// How many audit rows `handle` holds for `subject` with `action`.
+fn audit_rows(handle: &GatewayHandle, subject: &str, action: &str) -> usize {
+    handle
+        .context
+        .audit
+        .find(subject, Some(action))
+        .unwrap()
+        .len()
 }
 
 /// Send `seqs` from each device concurrently; returns (device, seq) acked.
@@ -119,20 +86,20 @@ async fn send_all(
 // control: resilience
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devices_keep_sending_through_an_upstream_outage_and_nothing_is_missing() {
-    let mut s = setup("").await;
+    let (mut up, ward) = setup("").await;
     let devices: Vec<_> = ["monitor-01", "monitor-02", "pump-03", "vent-04"]
         .iter()
-        .map(|id| s.ward.enroll(id).unwrap())
+        .map(|id| ward.enroll(id).unwrap())
         .collect();
-    let handle = Gateway::start(s.ward.config().unwrap()).await.unwrap();
+    let handle = Gateway::start(ward.config().unwrap()).await.unwrap();
     assert!(
         wait_for(LIMIT, || metric(&handle, "wardgate_uplink_connected")
             == Some(1.0))
         .await
     );
 
-    let mut acked = send_all(&s.ward, &devices, 1..=50).await;
-    s.broker.stop().unwrap();
+    let mut acked = send_all(&ward, &devices, 1..=50).await;
+    up.broker.stop().unwrap();
     assert!(
         wait_for(LIMIT, || metric(&handle, "wardgate_uplink_connected")
             == Some(0.0))
@@ -140,7 +107,7 @@ async fn devices_keep_sending_through_an_upstream_outage_and_nothing_is_missing(
     );
     // Devices keep sending during the outage and are acknowledged: the
     // outbox has it.
-    acked.extend(send_all(&s.ward, &devices, 51..=250).await);
+    acked.extend(send_all(&ward, &devices, 51..=250).await);
     assert_eq!(
         acked.len(),
         1000,
@@ -148,29 +115,18 @@ async fn devices_keep_sending_through_an_upstream_outage_and_nothing_is_missing(
     );
     let waiting = metric(&handle, "wardgate_uplink_outbox_rows").unwrap_or(0.0);
     assert!(waiting > 0.0);
-    s.broker.start().unwrap();
+    up.broker.start().unwrap();
 
-    let got = s
-        .sub
-        .wait_until(LIMIT, |r| tally(&acked, &arrived(r)).0.is_empty())
-        .await;
-    let arrivals = arrived(&got);
-    let (missing, duplicates) = tally(&acked, &arrivals);
+    let delivery = up.delivery(&acked, LIMIT).await;
     println!(
-        "device outage: {} acknowledged to devices, {waiting} waited in the outbox, {} arrived upstream, missing {}, duplicates {duplicates}",
+        "device outage: {} acknowledged to devices, {waiting} waited in the outbox, {delivery}",
         acked.len(),
-        arrivals.len(),
-        missing.len()
     );
-    assert!(
-        missing.is_empty(),
-        "missing: {:?}",
-        &missing[..missing.len().min(20)]
-    );
+    delivery.assert_none_missing("missing");
     // Order per device (first arrivals).
     let mut seen = std::collections::HashSet::new();
     let mut per_device: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for a in &arrivals {
+    for a in &delivery.arrivals {
         if seen.insert(a.clone()) {
             per_device.entry(a.0.clone()).or_default().push(a.1);
         }
@@ -184,39 +140,32 @@ async fn devices_keep_sending_through_an_upstream_outage_and_nothing_is_missing(
         .await
     );
     // The outage is on record: connect, disconnect, connect again.
-    let broker_addr = format!("127.0.0.1:{}", s.broker.port);
-    let audit = &handle.context.audit;
+    let broker_addr = format!("127.0.0.1:{}", up.broker.port);
     assert!(
-        wait_for(LIMIT, || audit
-            .find(&broker_addr, Some("uplink.connect"))
-            .unwrap()
-            .len()
-            >= 2)
+        wait_for(LIMIT, || audit_rows(
+            &handle,
+            &broker_addr,
+            "uplink.connect"
+        ) >= 2)
         .await
     );
-    assert_eq!(
-        audit
-            .find(&broker_addr, Some("uplink.disconnect"))
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(audit_rows(&handle, &broker_addr, "uplink.disconnect"), 1);
     handle.shutdown(Duration::from_secs(10)).await;
-    s.sub.stop().await;
+    up.sub.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_outbox_refuse_policy_refuses_the_device_records_why_and_recovers() {
-    let mut s = setup("outbox_max_rows = 20\nfull_policy = \"refuse\"").await;
-    let a = s.ward.enroll("monitor-a").unwrap();
-    let b = s.ward.enroll("monitor-b").unwrap();
-    s.broker.stop().unwrap();
-    let handle = Gateway::start(s.ward.config().unwrap()).await.unwrap();
+    let (mut up, ward) = setup("outbox_max_rows = 20\nfull_policy = \"refuse\"").await;
+    let a = ward.enroll("monitor-a").unwrap();
+    let b = ward.enroll("monitor-b").unwrap();
+    up.broker.stop().unwrap();
+    let handle = Gateway::start(ward.config().unwrap()).await.unwrap();
 
     // Upstream down: 20 fit, the 21st is refused; the device gets no PUBACK
     // for it and is disconnected.
     let live = Arc::new(Mutex::new(Vec::new()));
-    let report = s.ward.device(&a).unwrap().send(1..=30, 1, live).await;
+    let report = ward.device(&a).unwrap().send(1..=30, 1, live).await;
     assert_eq!(report.acked, (1..=20).collect::<Vec<_>>());
     assert!(report.error.is_some(), "device was refused");
 
@@ -226,14 +175,8 @@ async fn full_outbox_refuse_policy_refuses_the_device_records_why_and_recovers()
         Some(1.0)
     );
     assert!(metric(&handle, "wardgate_uplink_refused_messages_total").unwrap_or(0.0) >= 1.0);
+    assert_eq!(audit_rows(&handle, "outbox", "uplink.outbox_full"), 1);
     let audit = &handle.context.audit;
-    assert_eq!(
-        audit
-            .find("outbox", Some("uplink.outbox_full"))
-            .unwrap()
-            .len(),
-        1
-    );
     let refused = audit
         .find("monitor-a", Some("uplink.telemetry_refused"))
         .unwrap();
@@ -251,51 +194,46 @@ async fn full_outbox_refuse_policy_refuses_the_device_records_why_and_recovers()
 
     // Everyone else keeps working once the upstream is back: the 20 stored
     // arrive, the outbox drains, and the other device is accepted.
-    s.broker.start().unwrap();
-    let got = s
+    up.broker.start().unwrap();
+    let got = up
         .sub
         .wait_until(LIMIT, |r| r.count("monitor-a/telemetry") >= 20)
         .await;
     let expected: Vec<_> = (1..=20).map(|q| ("monitor-a".to_owned(), q)).collect();
-    assert!(tally(&expected, &arrived(&got)).0.is_empty());
+    assert!(Delivery::of(&expected, &got).missing.is_empty());
     assert!(
         wait_for(LIMIT, || metric(&handle, "wardgate_uplink_outbox_rows")
             == Some(0.0))
         .await
     );
-    let r = s
-        .ward
+    let r = ward
         .device(&b)
         .unwrap()
         .send(1..=5, 5, Arc::new(Mutex::new(Vec::new())))
         .await;
     assert_eq!(r.acked.len(), 5, "{:?}", r.error);
-    let got = s
+    let got = up
         .sub
         .wait_until(LIMIT, |r| r.count("monitor-b/telemetry") >= 5)
         .await;
     assert_eq!(got.count("monitor-b/telemetry"), 5);
-    assert!(!audit
-        .find("outbox", Some("uplink.outbox_recovered"))
-        .unwrap()
-        .is_empty());
+    assert!(audit_rows(&handle, "outbox", "uplink.outbox_recovered") > 0);
     handle.shutdown(Duration::from_secs(10)).await;
-    s.sub.stop().await;
+    up.sub.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_outbox_drop_oldest_policy_drops_non_critical_and_records_each() {
     // Only temperature is critical here; the devices send heart rate + SpO2.
-    let mut s = setup(
+    let (mut up, ward) = setup(
         "outbox_max_rows = 20\nfull_policy = \"drop_oldest\"\ncritical_kinds = [\"temperature\"]",
     )
     .await;
-    let a = s.ward.enroll("monitor-a").unwrap();
-    s.broker.stop().unwrap();
-    let handle = Gateway::start(s.ward.config().unwrap()).await.unwrap();
+    let a = ward.enroll("monitor-a").unwrap();
+    up.broker.stop().unwrap();
+    let handle = Gateway::start(ward.config().unwrap()).await.unwrap();
 
-    let report = s
-        .ward
+    let report = ward
         .device(&a)
         .unwrap()
         .send(1..=30, 1, Arc::new(Mutex::new(Vec::new())))
@@ -314,14 +252,8 @@ async fn full_outbox_drop_oldest_policy_drops_non_critical_and_records_each() {
         metric(&handle, "wardgate_uplink_outbox_full_events_total"),
         Some(1.0)
     );
+    assert_eq!(audit_rows(&handle, "outbox", "uplink.outbox_full"), 1);
     let audit = &handle.context.audit;
-    assert_eq!(
-        audit
-            .find("outbox", Some("uplink.outbox_full"))
-            .unwrap()
-            .len(),
-        1
-    );
     let dropped: Vec<u64> = audit
         .find("monitor-a", Some("uplink.telemetry_dropped"))
         .unwrap()
@@ -341,8 +273,8 @@ async fn full_outbox_drop_oldest_policy_drops_non_critical_and_records_each() {
         "each dropped message is on record"
     );
 
-    s.broker.start().unwrap();
-    let got = s
+    up.broker.start().unwrap();
+    let got = up
         .sub
         .wait_until(LIMIT, |r| r.count("monitor-a/telemetry") >= 20)
         .await;
@@ -350,33 +282,26 @@ async fn full_outbox_drop_oldest_policy_drops_non_critical_and_records_each() {
     seqs.dedup();
     assert_eq!(seqs, (11..=30).collect::<Vec<_>>());
     handle.shutdown(Duration::from_secs(10)).await;
-    s.sub.stop().await;
+    up.sub.stop().await;
 }
 
 /// `GET /api/v1/status` of the admin API shows the uplink: connected, outbox
 /// depth and the age of the oldest waiting message, through an outage.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_status_shows_uplink_connection_and_outbox_depth() {
-    use gateway::admin::{NewToken, Role, SystemClock, TokenName, TokenStore};
+    use gateway::admin::Role;
 
-    let mut s = setup("").await;
-    let devices = vec![s.ward.enroll("monitor-01").unwrap()];
-    let mut config = s.ward.config().unwrap();
+    let (mut up, ward) = setup("").await;
+    let devices = vec![ward.enroll("monitor-01").unwrap()];
+    let mut config = ward.config().unwrap();
     config.admin.enabled = true;
     config.admin.bind = "127.0.0.1:0".parse().unwrap();
     let handle = Gateway::start(config).await.unwrap();
     let admin = handle.admin_addr.expect("admin API enabled");
 
-    let tokens = TokenStore::open(&s.ward.db_path(), Arc::new(SystemClock), 1).unwrap();
-    let viewer = tokens
-        .create(NewToken {
-            name: TokenName::parse("ward-dashboard").unwrap(),
-            role: Role::Viewer,
-            lifetime: None,
-            bind_totp: false,
-        })
-        .unwrap();
-    let ca = std::fs::read_to_string(s.ward.dir.join("ward-pki").join("ca.pem")).unwrap();
+    let tokens = token_store(&ward.db_path());
+    let viewer = never_expiring(&tokens, "ward-dashboard", Role::Viewer, false);
+    let ca = std::fs::read_to_string(ward.dir.join("ward-pki").join("ca.pem")).unwrap();
     let client = wardgate_tests::https::client(&ca).unwrap();
     let status = || {
         let req = client
@@ -396,23 +321,23 @@ async fn admin_status_shows_uplink_connection_and_outbox_depth() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let up = status().await;
-    assert_eq!(up["outbox_rows"], 0);
-    assert!(up["oldest_message_age_seconds"].is_null());
+    let online = status().await;
+    assert_eq!(online["outbox_rows"], 0);
+    assert!(online["oldest_message_age_seconds"].is_null());
 
-    s.broker.stop().unwrap();
+    up.broker.stop().unwrap();
     while status().await["connected"] != false {
         assert!(tokio::time::Instant::now() < deadline, "outage never seen");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let acked = send_all(&s.ward, &devices, 1..=20).await;
+    let acked = send_all(&ward, &devices, 1..=20).await;
     assert_eq!(acked.len(), 20);
     let down = status().await;
     assert_eq!(down["outbox_rows"], 20, "{down}");
     assert!(down["oldest_message_age_seconds"].as_f64().unwrap() >= 0.0);
     assert!(down["outbox_bytes"].as_u64().unwrap() > 0);
 
-    s.broker.start().unwrap();
+    up.broker.start().unwrap();
     while status().await["outbox_rows"] != 0 {
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -421,5 +346,5 @@ async fn admin_status_shows_uplink_connection_and_outbox_depth() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     handle.shutdown(Duration::from_secs(10)).await;
-    s.sub.stop().await;
+    up.sub.stop().await;
 }

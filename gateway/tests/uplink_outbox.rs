@@ -2,24 +2,15 @@
 //! directly), group commit, and both full-outbox policies with their alert,
 //! metric and notice.
 
+mod support;
+
 use std::sync::{Arc, Mutex};
 
-use chrono::Utc;
-use gateway::sink::{AcceptedTelemetry, SinkError, TelemetrySink};
+use gateway::sink::{SinkError, TelemetrySink};
 use gateway::uplink::{FullPolicy, Outbox, OutboxKey, OutboxLimits, UplinkMetrics, UplinkNotice};
+use support::accepted;
 use wardgate_protocol::vitals::VitalKind;
 use wardgate_protocol::DeviceId;
-
-fn telemetry(device: &str, seq: u64, readings: &[(VitalKind, f64)]) -> AcceptedTelemetry {
-    let t = wardgate_tests::telemetry::telemetry(seq, readings);
-    AcceptedTelemetry {
-        device_id: DeviceId::parse(device).unwrap(),
-        seq,
-        topic: format!("wardgate/v1/devices/{device}/telemetry"),
-        payload: serde_json::to_vec(&t).unwrap().into(),
-        received_at: Utc::now(),
-    }
-}
 
 fn open(
     dir: &std::path::Path,
@@ -56,7 +47,7 @@ async fn outbox_database_file_holds_no_vital_or_payload_in_clear() {
     // Distinctive values that cannot occur by chance in SQLite pages.
     let mut payloads = Vec::new();
     for seq in 1..=50u64 {
-        let m = telemetry(
+        let m = accepted(
             "monitor-17",
             seq,
             &[
@@ -161,7 +152,7 @@ async fn concurrent_appends_are_group_committed_and_ordered_per_device() {
         tasks.push(tokio::spawn(async move {
             for seq in 1..=50u64 {
                 outbox
-                    .append(telemetry(
+                    .append(accepted(
                         &format!("dev-{d}"),
                         seq,
                         &[(VitalKind::HeartRate, 70.0)],
@@ -205,13 +196,13 @@ async fn full_outbox_refuse_policy_refuses_new_keeps_old_and_records_it() {
     let (outbox, metrics, notices) = open(dir.path(), limits(5, FullPolicy::Refuse));
     for seq in 1..=5 {
         outbox
-            .accept(telemetry("pump-1", seq, &[(VitalKind::Temperature, 37.0)]))
+            .accept(accepted("pump-1", seq, &[(VitalKind::Temperature, 37.0)]))
             .await
             .unwrap();
     }
     // The sixth is refused with a reason that names the bound.
     let err = outbox
-        .accept(telemetry("pump-1", 6, &[(VitalKind::Temperature, 37.0)]))
+        .accept(accepted("pump-1", 6, &[(VitalKind::Temperature, 37.0)]))
         .await
         .unwrap_err();
     match &err {
@@ -248,7 +239,7 @@ async fn full_outbox_refuse_policy_refuses_new_keeps_old_and_records_it() {
     // Everyone else keeps working once the uplink drains: ack one, append one.
     outbox.ack(vec![page.messages[0].id]).await.unwrap();
     outbox
-        .accept(telemetry("pump-2", 1, &[(VitalKind::HeartRate, 80.0)]))
+        .accept(accepted("pump-2", 1, &[(VitalKind::HeartRate, 80.0)]))
         .await
         .unwrap();
     outbox.ack(vec![page.messages[1].id]).await.unwrap();
@@ -268,18 +259,18 @@ async fn full_outbox_drop_oldest_drops_only_non_critical_and_records_it() {
     let (outbox, metrics, notices) = open(dir.path(), limits(4, FullPolicy::DropOldest));
     // seq 1 critical (SpO2), 2..=4 non-critical (temperature).
     outbox
-        .accept(telemetry("mon-1", 1, &[(VitalKind::Spo2, 97.0)]))
+        .accept(accepted("mon-1", 1, &[(VitalKind::Spo2, 97.0)]))
         .await
         .unwrap();
     for seq in 2..=4 {
         outbox
-            .accept(telemetry("mon-1", seq, &[(VitalKind::Temperature, 37.0)]))
+            .accept(accepted("mon-1", seq, &[(VitalKind::Temperature, 37.0)]))
             .await
             .unwrap();
     }
     // Full: seq 5 displaces the oldest non-critical (seq 2), never seq 1.
     outbox
-        .accept(telemetry("mon-1", 5, &[(VitalKind::Spo2, 96.0)]))
+        .accept(accepted("mon-1", 5, &[(VitalKind::Spo2, 96.0)]))
         .await
         .unwrap();
     let seqs = |p: gateway::uplink::FetchPage| p.messages.iter().map(|m| m.seq).collect::<Vec<_>>();
@@ -306,16 +297,16 @@ async fn full_outbox_drop_oldest_drops_only_non_critical_and_records_it() {
     // Two more critical ones displace 3 and 4; then only critical rows are
     // left, and the next message is refused rather than dropping one.
     outbox
-        .accept(telemetry("mon-1", 6, &[(VitalKind::Spo2, 95.0)]))
+        .accept(accepted("mon-1", 6, &[(VitalKind::Spo2, 95.0)]))
         .await
         .unwrap();
     outbox
-        .accept(telemetry("mon-1", 7, &[(VitalKind::Spo2, 95.0)]))
+        .accept(accepted("mon-1", 7, &[(VitalKind::Spo2, 95.0)]))
         .await
         .unwrap();
     assert_eq!(seqs(outbox.fetch(0, 10).await.unwrap()), vec![1, 5, 6, 7]);
     let err = outbox
-        .accept(telemetry("mon-1", 8, &[(VitalKind::Temperature, 37.0)]))
+        .accept(accepted("mon-1", 8, &[(VitalKind::Temperature, 37.0)]))
         .await
         .unwrap_err();
     assert!(matches!(err, SinkError::Full { .. }), "{err:?}");
@@ -334,7 +325,7 @@ async fn byte_bound_is_enforced_too() {
     let mut refused = None;
     for seq in 1..=100 {
         match outbox
-            .accept(telemetry("d", seq, &[(VitalKind::HeartRate, 70.0)]))
+            .accept(accepted("d", seq, &[(VitalKind::HeartRate, 70.0)]))
             .await
         {
             Ok(()) => ok += 1,

@@ -53,13 +53,7 @@ async fn binary_refuses_bad_config_and_exports_a_mirror() {
     // Export a static mirror with the real binary, then verify it offline.
     h.start().await;
     let b = h
-        .release(
-            "acme",
-            &h.keys.acme,
-            "pump-1.0.0.bin",
-            "1.0.0",
-            b"mirror me",
-        )
+        .release("acme", "pump-1.0.0.bin", "1.0.0", None, b"mirror me")
         .await;
     assert_eq!(h.upload_bundle(&h.acme_token, &b).await.status(), 201);
     h.stop().await;

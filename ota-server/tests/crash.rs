@@ -19,7 +19,7 @@ async fn kill_9_during_upload_leaves_the_repository_intact() {
     h.start_process();
     let image: Vec<u8> = (0..6 * 1024 * 1024u32).map(|i| (i % 241) as u8).collect();
     let b = h
-        .release("acme", &h.keys.acme, "pump-1.0.0.bin", "1.0.0", &image)
+        .release("acme", "pump-1.0.0.bin", "1.0.0", None, &image)
         .await;
     let before = h.metadata_files();
 
@@ -69,7 +69,7 @@ async fn kill_9_during_upload_leaves_the_repository_intact() {
             .map(|x| ((x + i as u32) % 239) as u8)
             .collect();
         let b = h
-            .release("acme", &h.keys.acme, &file, &format!("{}.0.0", i + 2), &img)
+            .release("acme", &file, &format!("{}.0.0", i + 2), None, &img)
             .await;
         let before = h.metadata_files();
         let (role, im, target) = (b.role_bytes.clone(), b.image.clone(), b.target.clone());
@@ -111,7 +111,7 @@ async fn kill_9_during_upload_leaves_the_repository_intact() {
     }
     // And the server still takes releases.
     let b = h
-        .release("acme", &h.keys.acme, "final-9.0.0.bin", "9.0.0", b"final")
+        .release("acme", "final-9.0.0.bin", "9.0.0", None, b"final")
         .await;
     let r = h.upload_bundle(&h.acme_token, &b).await;
     assert_eq!(r.status(), 201);

@@ -36,6 +36,23 @@ async fn assert_refused(
     recorded_and_unchanged(h, before, code).await;
 }
 
+/// Uploads `role_bytes` then `image` as `target` (with a bearer `token`
+/// if given) and checks that the server refuses it as [`assert_refused`]
+/// says, against the metadata as it was just before the upload.
+async fn assert_upload_refused(
+    h: &Harness,
+    token: Option<&str>,
+    target: &str,
+    role_bytes: &[u8],
+    image: &[u8],
+    status: u16,
+    code: &str,
+) {
+    let before = h.metadata_files();
+    let r = h.upload(token, target, role_bytes, image).await;
+    assert_refused(h, &before, r, status, code).await;
+}
+
 async fn recorded_and_unchanged(
     h: &Harness,
     before: &std::collections::BTreeMap<String, Vec<u8>>,
@@ -79,13 +96,7 @@ async fn others_keep_working(h: &Harness) {
     let file = format!("globex-fw-{n}.0.0.bin");
     let img = format!("globex image {n}").into_bytes();
     let b = h
-        .release(
-            "globex",
-            &h.keys.globex,
-            &file,
-            &format!("{}.0.0", n + 1),
-            &img,
-        )
+        .release("globex", &file, &format!("{}.0.0", n + 1), None, &img)
         .await;
     let r = h.upload_bundle(&h.globex_token, &b).await;
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
@@ -111,26 +122,23 @@ fn resign(
 }
 
 async fn acme_bundle(h: &Harness, file: &str, version: &str) -> Bundle {
-    h.release("acme", &h.keys.acme, file, version, &vec![7u8; 4096])
+    h.release("acme", file, version, None, &vec![7u8; 4096])
         .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn release_signed_by_another_manufacturers_key_is_refused() {
     let h = started().await;
-    let before = h.metadata_files();
     let b = acme_bundle(&h, "pump-1.0.0.bin", "1.0.0").await;
     let forged = resign(&b.role_bytes, &h.keys.globex, |_| {});
-    let r = h
-        .upload(Some(&h.acme_token), &b.target, &forged, &b.image)
-        .await;
-    assert_refused(&h, &before, r, 403, "bad_signature").await;
+    let acme = Some(h.acme_token.as_str());
+    assert_upload_refused(&h, acme, &b.target, &forged, &b.image, 403, "bad_signature").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn path_outside_the_manufacturers_pattern_is_refused() {
     let h = started().await;
-    let before = h.metadata_files();
+    let acme = Some(h.acme_token.as_str());
     // acme signs metadata naming a globex path.
     let b = acme_bundle(&h, "pump-1.0.0.bin", "1.0.0").await;
     let evil = resign(&b.role_bytes, &h.keys.acme, |s| {
@@ -138,39 +146,28 @@ async fn path_outside_the_manufacturers_pattern_is_refused() {
         let t = targets.remove("acme/pump-1.0.0.bin").unwrap();
         targets.insert("globex/pump-1.0.0.bin".into(), t);
     });
-    let r = h
-        .upload(Some(&h.acme_token), "acme/pump-1.0.0.bin", &evil, &b.image)
-        .await;
-    assert_refused(&h, &before, r, 403, "scope_violation").await;
+    let target = "acme/pump-1.0.0.bin";
+    assert_upload_refused(&h, acme, target, &evil, &b.image, 403, "scope_violation").await;
     // acme's token cannot upload into globex's path either, even with a
     // correctly signed globex bundle.
-    let before = h.metadata_files();
     let g = h
-        .release("globex", &h.keys.globex, "x-9.0.0.bin", "9.0.0", b"x")
+        .release("globex", "x-9.0.0.bin", "9.0.0", None, b"x")
         .await;
-    let r = h
-        .upload(Some(&h.acme_token), &g.target, &g.role_bytes, &g.image)
-        .await;
-    assert_refused(&h, &before, r, 403, "scope_violation").await;
+    let (role, image) = (&g.role_bytes, &g.image);
+    assert_upload_refused(&h, acme, &g.target, role, image, 403, "scope_violation").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn image_hash_or_length_mismatch_is_refused() {
     let h = started().await;
-    let before = h.metadata_files();
     let b = acme_bundle(&h, "pump-1.0.0.bin", "1.0.0").await;
     let mut flipped = b.image.clone();
     flipped[100] ^= 1;
-    let r = h
-        .upload(Some(&h.acme_token), &b.target, &b.role_bytes, &flipped)
-        .await;
-    assert_refused(&h, &before, r, 422, "hash_mismatch").await;
-    let before = h.metadata_files();
     let short = &b.image[..b.image.len() - 10];
-    let r = h
-        .upload(Some(&h.acme_token), &b.target, &b.role_bytes, short)
-        .await;
-    assert_refused(&h, &before, r, 422, "length_mismatch").await;
+    for (image, code) in [(&flipped[..], "hash_mismatch"), (short, "length_mismatch")] {
+        let acme = Some(h.acme_token.as_str());
+        assert_upload_refused(&h, acme, &b.target, &b.role_bytes, image, 422, code).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,7 +181,6 @@ async fn older_or_equal_version_is_refused() {
     assert_refused(&h, &before, r, 409, "not_newer").await;
     // A new metadata version carrying an older firmware version: signed
     // by hand, since `tuf-repo release` itself refuses it.
-    let before = h.metadata_files();
     let old = b"old firmware".to_vec();
     let forged = resign(&b.role_bytes, &h.keys.acme, |s| {
         s["version"] = serde_json::json!(s["version"].as_u64().unwrap() + 1);
@@ -195,10 +191,8 @@ async fn older_or_equal_version_is_refused() {
         t2["custom"]["version"] = serde_json::json!("1.9.0");
         s["targets"]["acme/pump-1.9.0.bin"] = t2;
     });
-    let r = h
-        .upload(Some(&h.acme_token), "acme/pump-1.9.0.bin", &forged, &old)
-        .await;
-    assert_refused(&h, &before, r, 409, "not_newer").await;
+    let (acme, older) = (Some(h.acme_token.as_str()), "acme/pump-1.9.0.bin");
+    assert_upload_refused(&h, acme, older, &forged, &old, 409, "not_newer").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -241,7 +235,7 @@ async fn upload_over_the_size_limit_is_refused() {
     let before = h.metadata_files();
     let big = vec![1u8; 5 * 1024 * 1024];
     let b = h
-        .release("acme", &h.keys.acme, "huge-1.0.0.bin", "1.0.0", &big)
+        .release("acme", "huge-1.0.0.bin", "1.0.0", None, &big)
         .await;
     // Declared length over the limit: refused before the body is read.
     // The server answers 413 from the headers and closes without reading
@@ -281,24 +275,14 @@ async fn upload_over_the_size_limit_is_refused() {
 async fn unauthenticated_or_wrongly_authenticated_requests_are_refused() {
     let h = started().await;
     let b = acme_bundle(&h, "pump-1.0.0.bin", "1.0.0").await;
-    let before = h.metadata_files();
-    let r = h.upload(None, &b.target, &b.role_bytes, &b.image).await;
-    assert_refused(&h, &before, r, 401, "unauthenticated").await;
-    let before = h.metadata_files();
-    let r = h
-        .upload(
-            Some("wgota_not-a-token"),
-            &b.target,
-            &b.role_bytes,
-            &b.image,
-        )
-        .await;
-    assert_refused(&h, &before, r, 401, "unauthenticated").await;
-    let before = h.metadata_files();
-    let r = h
-        .upload(Some(&h.admin_token), &b.target, &b.role_bytes, &b.image)
-        .await;
-    assert_refused(&h, &before, r, 403, "forbidden").await;
+    // No token, a made-up one, and the admin's (not a manufacturer's).
+    for (token, status, code) in [
+        (None, 401, "unauthenticated"),
+        (Some("wgota_not-a-token"), 401, "unauthenticated"),
+        (Some(h.admin_token.as_str()), 403, "forbidden"),
+    ] {
+        assert_upload_refused(&h, token, &b.target, &b.role_bytes, &b.image, status, code).await;
+    }
     // A manufacturer token is not an admin token.
     let before = h.metadata_files();
     let r = h
@@ -357,16 +341,9 @@ async fn malformed_json_is_refused() {
         .unwrap();
     assert_refused(&h, &before, r, 400, "malformed_json").await;
     // Malformed release metadata.
-    let before = h.metadata_files();
-    let r = h
-        .upload(
-            Some(&h.acme_token),
-            "acme/pump-1.0.0.bin",
-            b"{not json",
-            b"image",
-        )
-        .await;
-    assert_refused(&h, &before, r, 400, "malformed_metadata").await;
+    let acme = Some(h.acme_token.as_str());
+    let (target, role) = ("acme/pump-1.0.0.bin", b"{not json");
+    assert_upload_refused(&h, acme, target, role, b"image", 400, "malformed_metadata").await;
     // Well-formed JSON with a field of the wrong type.
     let before = h.metadata_files();
     let r = h

@@ -11,7 +11,7 @@ async fn uploaded_release_verifies_with_tough_and_python_tuf() {
     let mut h = Harness::started(Opts::default()).await;
     let image: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let b = h
-        .release("acme", &h.keys.acme, "pump-fw-1.0.0.bin", "1.0.0", &image)
+        .release("acme", "pump-fw-1.0.0.bin", "1.0.0", None, &image)
         .await;
     let r = h.upload_bundle(&h.acme_token, &b).await;
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
@@ -28,7 +28,7 @@ async fn uploaded_release_verifies_with_tough_and_python_tuf() {
     // A second release by the same manufacturer keeps the first one.
     let image2 = vec![42u8; 1000];
     let b2 = h
-        .release("acme", &h.keys.acme, "pump-fw-1.1.0.bin", "1.1.0", &image2)
+        .release("acme", "pump-fw-1.1.0.bin", "1.1.0", None, &image2)
         .await;
     let r = h.upload_bundle(&h.acme_token, &b2).await;
     assert_eq!(r.status(), 201);

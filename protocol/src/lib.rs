@@ -6,7 +6,8 @@
 //! ([`Telemetry`], [`Status`], [`OtaOffer`], [`OtaReport`], [`Command`])
 //! with their `schema` version, per-device `seq` and timestamp, and the
 //! vital-sign kinds ([`VitalKind`]) with IEEE 11073 MDC code, UCUM unit and
-//! physiological range. No I/O.
+//! physiological range, and HTTP byte ranges of image downloads
+//! ([`ByteRange`], [`ContentRange`]). No I/O.
 //!
 //! Where the controls of `docs/architecture.md` live here:
 //!
@@ -17,6 +18,7 @@
 //! | schema version, structure and ranges | [`DeviceMessage::parse`], [`VitalKind::check`] |
 //! | device-side offer check (Ed25519, length, hash, hardware, version) | [`verify_offer`] |
 
+pub mod byte_range;
 pub mod device_id;
 pub mod error;
 pub mod gateway_id;
@@ -26,6 +28,7 @@ pub mod offer;
 pub mod topic;
 pub mod vitals;
 
+pub use byte_range::{ByteRange, ContentRange};
 pub use device_id::DeviceId;
 pub use error::ProtocolError;
 pub use gateway_id::GatewayId;

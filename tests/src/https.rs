@@ -43,3 +43,32 @@ pub fn client_with_identity(ca_pem: &str, identity: &Issued) -> Result<reqwest::
         .build()
         .map_err(|source| HarnessError::Http { source })
 }
+
+/// The body of `GET url` as text (a `/metrics` page, say).
+///
+/// # Errors
+/// [`HarnessError::Http`] when the request or reading the body fails.
+pub async fn get_text(http: &reqwest::Client, url: &str) -> Result<String> {
+    send(http.get(url)).await?.text().await.map_err(http_error)
+}
+
+/// The JSON answer of `GET url` with the bearer `token` (an admin API
+/// read).
+///
+/// # Errors
+/// [`HarnessError::Http`] when the request fails or the answer is not JSON.
+pub async fn get_json(http: &reqwest::Client, url: &str, token: &str) -> Result<serde_json::Value> {
+    send(http.get(url).bearer_auth(token))
+        .await?
+        .json()
+        .await
+        .map_err(http_error)
+}
+
+async fn send(request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+    request.send().await.map_err(http_error)
+}
+
+fn http_error(source: reqwest::Error) -> HarnessError {
+    HarnessError::Http { source }
+}

@@ -45,6 +45,46 @@ impl Release {
     pub fn upload_path(&self) -> String {
         format!("api/v1/releases/{}", self.target)
     }
+
+    /// Uploads the release to the OTA server at `server_url` (`https://.../`)
+    /// with the manufacturer's API `token`: the role, then the image, with
+    /// the role's length in `X-Wardgate-Metadata-Length`.
+    ///
+    /// # Errors
+    /// The client's error when the request cannot be sent.
+    pub async fn upload(
+        self,
+        http: &reqwest::Client,
+        server_url: &str,
+        token: &str,
+    ) -> reqwest::Result<reqwest::Response> {
+        http.post(format!("{server_url}{}", self.upload_path()))
+            .header("X-Wardgate-Metadata-Length", self.metadata_len.to_string())
+            .bearer_auth(token)
+            .body(self.body)
+            .send()
+            .await
+    }
+}
+
+/// The body of `POST /api/v1/campaigns`: roll `target` out to the
+/// `gateways` in `waves` (`"1"`, `"25%"`, ...), halted once more than
+/// `failure_threshold_percent` of a wave fails.
+#[must_use]
+pub fn campaign_request(
+    name: &str,
+    target: &str,
+    gateways: &[&str],
+    waves: &[&str],
+    failure_threshold_percent: f64,
+) -> serde_json::Value {
+    serde_json::json!({
+        "name": name,
+        "target": target,
+        "gateways": gateways,
+        "waves": waves,
+        "failure_threshold_percent": failure_threshold_percent,
+    })
 }
 
 /// What the OTA server's configuration names besides the repository keys.

@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 use wardgate_protocol::DeviceId;
 
 use crate::bins::Bins;
-use crate::ota::{OtaRepo, ServerSettings};
+use crate::ota::{campaign_request, GatewaySettings, OtaRepo, ServerSettings};
 use crate::pki::PkiDir;
 use crate::port::free_port;
 use crate::process::{read_log, ChildGuard};
@@ -216,7 +216,13 @@ impl Ward {
         let gw = w.pki.ca.issue_gateway(GATEWAY_ID, 30).unwrap();
         let gw_files = w.pki.write_files("gateway-client", &gw).unwrap();
         let edge_port = free_port().unwrap();
-        let image_port = free_port().unwrap();
+        let ota_section = w.ota_repo().gateway_section(&GatewaySettings {
+            server_url: &w.ota_url(),
+            ca_cert: &w.pki.ca_path,
+            client_cert: &gw_files.cert,
+            client_key: &gw_files.key,
+            image_listen: &format!("127.0.0.1:{}", free_port().unwrap()),
+        });
         let config = format!(
             r#"[storage]
 data_dir = "{data}"
@@ -230,30 +236,12 @@ server_key = "{key}"
 [admin]
 bind = "127.0.0.1:{admin_port}"
 
-[ota]
-server_url = "https://127.0.0.1:{ota_port}/"
-trusted_root = "{root}"
-ca_cert = "{ca}"
-client_cert = "{gw_cert}"
-client_key = "{gw_key}"
-refresh_interval = "10s"
-image_listen = "127.0.0.1:{image_port}"
-assignments_interval = "500ms"
-tick_interval = "250ms"
-device_reoffer_after = "1s"
-device_offer_timeout = "5s"
-device_download_timeout = "10s"
-device_install_timeout = "20s"
-"#,
+{ota_section}"#,
             data = w.path("gateway-data").display(),
             ca = w.pki.ca_path.display(),
             cert = w.pki.server_cert.display(),
             key = w.pki.server_key.display(),
             admin_port = w.admin_port,
-            ota_port = w.ota_port,
-            root = w.path("authoring/metadata/1.root.json").display(),
-            gw_cert = gw_files.cert.display(),
-            gw_key = gw_files.key.display(),
         );
         std::fs::write(&w.gateway_config, config).unwrap();
         for i in 1..=devices {
@@ -290,41 +278,28 @@ device_install_timeout = "20s"
 
     /// Start `ota-server serve` and wait for its port.
     pub fn start_ota_server(&mut self) {
-        let log = self.path("ota-server.log");
-        let mut child = ChildGuard::spawn_logged(
-            Bins::for_tests()
-                .cmd("ota-server")
-                .args(["serve", "--config"])
-                .arg(self.path("ota.toml")),
-            &log,
-        )
-        .unwrap();
+        let mut cmd = Bins::for_tests().cmd("ota-server");
+        cmd.args(["serve", "--config"]).arg(self.path("ota.toml"));
+        self.ota_server = Some(self.spawn_serving("ota-server", &mut cmd, self.ota_port));
+    }
+
+    /// Spawns the server `cmd` with its output in `<name>.log` and waits
+    /// until it accepts on `port`; panics with the log if it does not.
+    fn spawn_serving(&self, name: &str, cmd: &mut Command, port: u16) -> ChildGuard {
+        let log = self.path(&format!("{name}.log"));
+        let mut child = ChildGuard::spawn_logged(cmd, &log).unwrap();
         child
-            .wait_for_port(self.ota_port, Duration::from_secs(30), "ota-server", || {
-                read_log(&log)
-            })
+            .wait_for_port(port, Duration::from_secs(30), name, || read_log(&log))
             .unwrap();
-        self.ota_server = Some(child);
+        child
     }
 
     /// Start `gateway run` and wait for its admin API.
     pub fn start_gateway(&mut self) {
-        let log = self.path("gateway.log");
-        let mut child = ChildGuard::spawn_logged(
-            Bins::for_tests()
-                .cmd("gateway")
-                .args(["run", "--config"])
-                .arg(&self.gateway_config),
-            &log,
-        )
-        .unwrap();
+        let mut cmd = Bins::for_tests().cmd("gateway");
+        cmd.args(["run", "--config"]).arg(&self.gateway_config);
         // The admin API starts last, after the OTA agent and its image server.
-        child
-            .wait_for_port(self.admin_port, Duration::from_secs(30), "gateway", || {
-                read_log(&log)
-            })
-            .unwrap();
-        self.gateway = Some(child);
+        self.gateway = Some(self.spawn_serving("gateway", &mut cmd, self.admin_port));
     }
 
     /// `device-sim` running devices `first..first+n` with `faults`.
@@ -375,13 +350,18 @@ device_install_timeout = "20s"
             .unwrap()
     }
 
+    /// The operator's repository.
+    pub fn ota_repo(&self) -> &OtaRepo {
+        self.repo
+            .as_ref()
+            .expect("the repository is authored in Ward::new")
+    }
+
     /// The manufacturer signs `version` with `tuf-repo release` against the
     /// server's current repository and uploads it.
     pub async fn publish(&self, version: &str, img: &[u8]) -> String {
         let release = self
-            .repo
-            .as_ref()
-            .expect("the repository is authored in Ward::new")
+            .ota_repo()
             .release(
                 &self.ota_data.join("repo/current"),
                 "pump",
@@ -391,16 +371,8 @@ device_install_timeout = "20s"
             )
             .unwrap_or_else(|e| panic!("{e}"));
         let target = release.target.clone();
-        let r = self
-            .http
-            .post(format!("{}{}", self.ota_url(), release.upload_path()))
-            .header(
-                "X-Wardgate-Metadata-Length",
-                release.metadata_len.to_string(),
-            )
-            .bearer_auth(&self.acme_token)
-            .body(release.body)
-            .send()
+        let r = release
+            .upload(&self.http, &self.ota_url(), &self.acme_token)
             .await
             .unwrap();
         assert_eq!(
@@ -431,17 +403,12 @@ device_install_timeout = "20s"
 
     /// A campaign for `target` on this ward's gateway with `waves`; its id.
     pub async fn campaign_with(&self, target: &str, waves: &[&str], threshold: f64) -> String {
+        let body = campaign_request(target, target, &[GATEWAY_ID], waves, threshold);
         let r = self
             .http
             .post(format!("{}api/v1/campaigns", self.ota_url()))
             .bearer_auth(&self.admin_token)
-            .json(&serde_json::json!({
-                "name": target,
-                "target": target,
-                "gateways": [GATEWAY_ID],
-                "waves": waves,
-                "failure_threshold_percent": threshold,
-            }))
+            .json(&body)
             .send()
             .await
             .unwrap();
@@ -452,13 +419,8 @@ device_install_timeout = "20s"
 
     /// `GET /api/v1/campaigns/<id>` at the OTA server.
     pub async fn server_campaign(&self, id: &str) -> Value {
-        self.http
-            .get(format!("{}api/v1/campaigns/{id}", self.ota_url()))
-            .bearer_auth(&self.admin_token)
-            .send()
-            .await
-            .unwrap()
-            .json()
+        let url = format!("{}api/v1/campaigns/{id}", self.ota_url());
+        crate::https::get_json(&self.http, &url, &self.admin_token)
             .await
             .unwrap()
     }
@@ -466,26 +428,22 @@ device_install_timeout = "20s"
     /// The OTA server's image bytes sent, once it stops changing.
     pub async fn ota_sent_bytes(&self) -> f64 {
         let read = || async {
-            let text = self
-                .http
-                .get(format!("{}metrics", self.ota_url()))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let url = format!("{}metrics", self.ota_url());
+            let text = crate::https::get_text(&self.http, &url).await.unwrap();
             metric(&text, "wardgate_ota_target_sent_bytes_total")
         };
-        let mut last = read().await;
-        loop {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            let now = read().await;
-            if (now - last).abs() < f64::EPSILON {
-                return now;
-            }
-            last = now;
-        }
+        crate::wait::settled(read).await
+    }
+
+    /// `POST /api/v1/ota/devices/<id>/retry` at the gateway's admin API with
+    /// the admin `token` (the operator's; a viewer's is refused).
+    pub async fn retry_device(&self, id: &str, token: &str) -> reqwest::Response {
+        self.http
+            .post(self.admin_url(&format!("/api/v1/ota/devices/{id}/retry")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// `GET /api/v1/ota/status` (viewer), or `None` while the gateway is
@@ -619,6 +577,12 @@ pub fn tail(text: &str, n: usize) -> String {
 /// A state's count in a gateway campaign.
 pub fn count(c: &Value, state: &str) -> u64 {
     c["counts"][state].as_u64().unwrap_or(0)
+}
+
+/// A device's entry `d` in a gateway campaign says it is healthy on
+/// `version` and its result was reported to the OTA server.
+pub fn healthy_on(d: &Value, version: &str) -> bool {
+    d["state"] == "healthy" && d["reported"] == true && d["firmware_version"] == version
 }
 
 /// A device's entry in a gateway campaign.

@@ -11,7 +11,7 @@
 use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -237,6 +237,28 @@ pub fn run_ok(cmd: &mut Command) -> Result<String> {
         });
     }
     Ok(stdout)
+}
+
+/// Runs `cmd` to completion and asserts that it exited successfully: the
+/// check of a test whose verdict is the tool's own (a linter, `nft -f`, a
+/// CLI step). The panic names `what` and shows the command's stdout and
+/// stderr; the output is returned for further checks.
+///
+/// # Panics
+/// When the command cannot be started or exits unsuccessfully.
+#[track_caller]
+pub fn assert_success(cmd: &mut Command, what: &str) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what} ({cmd:?}): {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 #[cfg(test)]

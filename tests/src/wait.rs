@@ -69,6 +69,26 @@ where
     }
 }
 
+/// Reads a counter every 300 ms until two reads agree, and returns it:
+/// for totals that are still being added to when a transfer has just
+/// ended (bytes a server has sent). Unlike [`wait_for`] it has no limit:
+/// a counter that never settles hangs the test, which then times out.
+pub async fn settled<F, Fut>(mut read: F) -> f64
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = f64>,
+{
+    let mut last = read().await;
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = read().await;
+        if (now - last).abs() < f64::EPSILON {
+            return now;
+        }
+        last = now;
+    }
+}
+
 /// Blocking form of [`wait_for`] for code outside a runtime (process and
 /// port readiness): polls `f` on this thread.
 pub fn wait_blocking<C: Condition>(limit: Duration, mut f: impl FnMut() -> C) -> C {

@@ -22,7 +22,9 @@ use std::io::{Seek, SeekFrom, Write};
 use std::time::Duration;
 
 use wardgate_tests::hash::sha256_hex;
-use wardgate_tests::ota_ward::{device, image, metric, strip_ansi, tail, AuditRow, Ward};
+use wardgate_tests::ota_ward::{
+    device, healthy_on, image, metric, strip_ansi, tail, AuditRow, Ward,
+};
 use wardgate_tests::process::read_log;
 use wardgate_tests::wait::wait_for_async;
 
@@ -176,13 +178,7 @@ async fn a_tampered_cached_image_is_refused_by_the_device_and_noticed_by_the_gat
     assert_eq!(w.ota_sent_bytes().await, 2.0 * v2.len() as f64);
 
     // An operator retries pump-01: it installs the genuine image.
-    let r = w
-        .http
-        .post(w.admin_url("/api/v1/ota/devices/pump-01/retry"))
-        .bearer_auth(&w.operator)
-        .send()
-        .await
-        .unwrap();
+    let r = w.retry_device("pump-01", &w.operator).await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     // The next device gets the genuine image as well.
     w.start_devices("pump-02", 2, 1, &[]);
@@ -192,13 +188,9 @@ async fn a_tampered_cached_image_is_refused_by_the_device_and_noticed_by_the_gat
             Duration::from_secs(120),
             "both healthy on 2.0.0",
             |c| {
-                ["pump-01", "pump-02"].iter().all(|id| {
-                    device(c, id).is_some_and(|d| {
-                        d["state"] == "healthy"
-                            && d["reported"] == true
-                            && d["firmware_version"] == "2.0.0"
-                    })
-                })
+                ["pump-01", "pump-02"]
+                    .iter()
+                    .all(|id| device(c, id).is_some_and(|d| healthy_on(d, "2.0.0")))
             },
         )
         .await;
@@ -229,13 +221,7 @@ async fn a_device_whose_therapy_starts_as_an_offer_arrives_refuses_it_and_is_off
             &campaign,
             Duration::from_secs(120),
             "pump-01 healthy on 2.0.0",
-            |c| {
-                device(c, "pump-01").is_some_and(|d| {
-                    d["state"] == "healthy"
-                        && d["reported"] == true
-                        && d["firmware_version"] == "2.0.0"
-                })
-            },
+            |c| device(c, "pump-01").is_some_and(|d| healthy_on(d, "2.0.0")),
         )
         .await;
     assert_eq!(device(&done, "pump-01").unwrap()["attempts"], 1, "{done:#}");

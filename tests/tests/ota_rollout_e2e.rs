@@ -335,22 +335,9 @@ async fn a_ward_rolls_out_wave_by_wave_through_crashes_and_halts_on_a_failed_can
 
     // An operator's retry is refused while the campaign is halted; a viewer
     // may not retry at all.
-    let url = w.admin_url(&format!("/api/v1/ota/devices/{canary}/retry"));
-    let r = w
-        .http
-        .post(&url)
-        .bearer_auth(&w.operator)
-        .send()
-        .await
-        .unwrap();
+    let r = w.retry_device(&canary, &w.operator).await;
     assert_eq!(r.status(), 409, "{}", r.text().await.unwrap());
-    let r = w
-        .http
-        .post(&url)
-        .bearer_auth(&w.viewer)
-        .send()
-        .await
-        .unwrap();
+    let r = w.retry_device(&canary, &w.viewer).await;
     assert_eq!(r.status(), 403);
 
     // `gateway ota status` reads the same progress beside the running gateway.

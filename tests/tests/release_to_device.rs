@@ -11,8 +11,7 @@ use std::path::Path;
 
 use chrono::Utc;
 use tuf_repo::firmware::FirmwareMeta;
-use tuf_repo::repo::delegate::{delegate, enrol};
-use tuf_repo::repo::init::{init, InitConfig, InitSigners, RoleSpec};
+use tuf_repo::repo::init::{init, OneKeyPerRole};
 use tuf_repo::repo::release::{release, ReleaseRequest};
 use tuf_repo::{Expiries, ManufacturerName, RepoDir, SigningKey};
 use wardgate_protocol::message::OtaOffer;
@@ -20,13 +19,6 @@ use wardgate_protocol::verify_offer;
 use wardgate_tests::hash::sha256_hex;
 
 const HW: &str = "acme-pump-p7";
-
-fn spec(k: &SigningKey) -> RoleSpec {
-    RoleSpec {
-        keys: vec![k.public_key()],
-        threshold: 1,
-    }
-}
 
 struct Release {
     offer: OtaOffer,
@@ -40,48 +32,18 @@ struct Release {
 /// into an offer.
 async fn signed_release(dir: &Path) -> Release {
     let repo = RepoDir::new(dir.join("repo"));
-    let (root, targets, snapshot, timestamp) = (
-        SigningKey::generate(),
-        SigningKey::generate(),
-        SigningKey::generate(),
-        SigningKey::generate(),
-    );
+    let roles = OneKeyPerRole::generate();
     let acme = SigningKey::generate();
     let other = SigningKey::generate();
     let expiries = Expiries::default();
-    init(
-        &repo,
-        &InitConfig {
-            root: spec(&root),
-            targets: spec(&targets),
-            snapshot: spec(&snapshot),
-            timestamp: spec(&timestamp),
-            expiries,
-        },
-        &InitSigners {
-            root: vec![root.clone()],
-            targets: vec![targets.clone()],
-            snapshot: vec![snapshot.clone()],
-            timestamp: vec![timestamp.clone()],
-        },
-    )
-    .await
-    .expect("init");
-    let m = ManufacturerName::new("acme-medical").expect("name");
-    let enrolment = enrol(&m, std::slice::from_ref(&acme), 1, expiries.delegated)
+    init(&repo, &roles.config(expiries), &roles.signers())
         .await
-        .expect("enrol");
-    delegate(
-        &repo,
-        &m,
-        &[acme.public_key()],
-        1,
-        std::slice::from_ref(&targets),
-        expiries.targets,
-        Some(&enrolment),
-    )
-    .await
-    .expect("delegate");
+        .expect("init");
+    let m = ManufacturerName::new("acme-medical").expect("name");
+    roles
+        .delegate_to(&repo, &m, &acme, &expiries)
+        .await
+        .expect("enrol and delegate");
 
     let image: Vec<u8> = (0..64 * 1024u32).map(|i| (i % 251) as u8).collect();
     let image_path = dir.join("pump-fw-2.1.0.bin");

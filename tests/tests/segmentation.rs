@@ -47,7 +47,7 @@ use wardgate_protocol::DeviceId;
 use wardgate_tests::bins::Bins;
 use wardgate_tests::ota::{run_ok, GatewaySettings, OtaRepo, Release, ServerSettings};
 use wardgate_tests::pki::{Ca, ClientIdentity};
-use wardgate_tests::process::{read_log, ChildGuard, Stream};
+use wardgate_tests::process::{assert_success, read_log, ChildGuard, Stream};
 use wardgate_tests::wait::wait_blocking;
 
 const DEVICE_GW: &str = "10.71.1.1";
@@ -115,12 +115,9 @@ fn binary(name: &str) -> PathBuf {
 }
 
 fn run_ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
+    assert_success(
+        Command::new("ip").args(args),
+        &format!("ip {}", args.join(" ")),
     );
 }
 
@@ -654,24 +651,20 @@ fn the_device_network_and_hospital_it_stay_apart() {
     let ota = ota_server(d, &p);
     let gw_config = gateway_config(d, &p, &ota);
     let gw_config_s = gw_config.to_str().expect("utf-8 path");
-    let enrolled = Command::new(binary("gateway"))
-        .args(["device", "--config", gw_config_s, "enroll", "--id", DEVICE])
-        .args([
-            "--model",
-            "M-1",
-            "--hardware-id",
-            HARDWARE_ID,
-            "--manufacturer",
-            "acme",
-        ])
-        .args(["--firmware", "1.0.0", "--cert"])
-        .arg(p.device_dir.join(format!("{DEVICE}.pem")))
-        .output()
-        .expect("gateway device enroll");
-    assert!(
-        enrolled.status.success(),
-        "{}",
-        String::from_utf8_lossy(&enrolled.stderr)
+    assert_success(
+        Command::new(binary("gateway"))
+            .args(["device", "--config", gw_config_s, "enroll", "--id", DEVICE])
+            .args([
+                "--model",
+                "M-1",
+                "--hardware-id",
+                HARDWARE_ID,
+                "--manufacturer",
+                "acme",
+            ])
+            .args(["--firmware", "1.0.0", "--cert"])
+            .arg(p.device_dir.join(format!("{DEVICE}.pem"))),
+        "gateway device enroll",
     );
     // A viewer token for hospital IT's look at the rollout.
     let created = run_ok(
@@ -897,15 +890,11 @@ fn the_device_network_and_hospital_it_stay_apart() {
 
     // As deployed: with the shipped host firewall.
     let rules = firewall(d, &t.device_if());
-    let loaded = Topology::exec(&t.gateway, Path::new("nft"))
-        .arg("-f")
-        .arg(&rules)
-        .output()
-        .expect("run nft");
-    assert!(
-        loaded.status.success(),
-        "nft: {}",
-        String::from_utf8_lossy(&loaded.stderr)
+    assert_success(
+        Topology::exec(&t.gateway, Path::new("nft"))
+            .arg("-f")
+            .arg(&rules),
+        "nft",
     );
 
     // The edge works end to end: telemetry reaches the hospital broker.

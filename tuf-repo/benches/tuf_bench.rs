@@ -24,18 +24,11 @@ use tough::schema::{
     DelegatedTargets, Hashes, KeyHolder, Role, Root, Signed, Snapshot, Target, Targets, Timestamp,
 };
 use tuf_repo::firmware::FirmwareMeta;
-use tuf_repo::repo::init::{init, InitConfig, InitSigners, RoleSpec};
+use tuf_repo::repo::init::{init, OneKeyPerRole};
 use tuf_repo::{Expiries, ManufacturerName, OnlineKeys, RepoDir, RepoLocation, SigningKey, Upload};
 
 const TARGETS: usize = 1000;
 const BIG: usize = 256 << 20;
-
-fn spec(k: &SigningKey) -> RoleSpec {
-    RoleSpec {
-        keys: vec![k.public_key()],
-        threshold: 1,
-    }
-}
 
 fn per_iter(total: Duration, n: u32) -> String {
     let us = total.as_secs_f64() * 1e6 / f64::from(n);
@@ -76,48 +69,23 @@ async fn main() {
     // cargo bench passes `--bench`; nothing else to parse.
     let dir = tempfile::tempdir().unwrap();
     let repo = RepoDir::new(dir.path().join("repo"));
-    let (root, targets_key, snapshot, timestamp, acme_key) = (
-        SigningKey::generate(),
-        SigningKey::generate(),
-        SigningKey::generate(),
-        SigningKey::generate(),
-        SigningKey::generate(),
-    );
+    let roles = OneKeyPerRole::generate();
+    let acme_key = SigningKey::generate();
     let ex = Expiries::default();
     let acme = ManufacturerName::new("acme-medical").unwrap();
-    init(
-        &repo,
-        &InitConfig {
-            root: spec(&root),
-            targets: spec(&targets_key),
-            snapshot: spec(&snapshot),
-            timestamp: spec(&timestamp),
-            expiries: ex,
-        },
-        &InitSigners {
-            root: vec![root.clone()],
-            targets: vec![targets_key.clone()],
-            snapshot: vec![snapshot.clone()],
-            timestamp: vec![timestamp.clone()],
-        },
-    )
-    .await
-    .unwrap();
-    let enrol =
-        tuf_repo::repo::delegate::enrol(&acme, std::slice::from_ref(&acme_key), 1, ex.delegated)
-            .await
-            .unwrap();
-    tuf_repo::repo::delegate::delegate(
-        &repo,
-        &acme,
-        &[acme_key.public_key()],
-        1,
-        std::slice::from_ref(&targets_key),
-        ex.targets,
-        Some(&enrol),
-    )
-    .await
-    .unwrap();
+    init(&repo, &roles.config(ex), &roles.signers())
+        .await
+        .unwrap();
+    roles
+        .delegate_to(&repo, &acme, &acme_key, &ex)
+        .await
+        .unwrap();
+    let OneKeyPerRole {
+        root,
+        targets: targets_key,
+        snapshot,
+        timestamp,
+    } = roles;
 
     // 1,000 small images in one manufacturer upload, through the server path.
     let t0 = Instant::now();

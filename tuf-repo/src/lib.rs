@@ -25,7 +25,8 @@
 //! - [`transport`]: a tough `Transport` over reqwest with a private CA and an
 //!   optional client certificate.
 //! - [`hashing`]: streaming SHA-256 with a terminal progress bar.
-//! - [`cli`]: the `tuf-repo` subcommands, one module each.
+//! - [`cli`]: the `tuf-repo` subcommands, one module each (`snapshot` and
+//!   `timestamp` share one).
 //! - [`error`]: the crate's one [`Error`] enum.
 //!
 //! # Library API for the OTA server

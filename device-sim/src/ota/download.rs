@@ -20,6 +20,7 @@ use std::time::Duration;
 use reqwest::header::{CONTENT_RANGE, ETAG, IF_RANGE, RANGE};
 use reqwest::StatusCode;
 use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _};
+use wardgate_protocol::ContentRange;
 
 use crate::ota::error::OtaError;
 use crate::ota::faults::Faults;
@@ -130,19 +131,6 @@ fn slot_err(path: &Path) -> impl FnOnce(std::io::Error) -> DownloadError + '_ {
         path: path.to_path_buf(),
         source,
     }
-}
-
-/// `Content-Range: bytes <start>-<end>/<total>` parsed to (start, total).
-fn content_range(value: &str) -> Option<(u64, Option<u64>)> {
-    let rest = value.trim().strip_prefix("bytes ")?;
-    let (range, total) = rest.split_once('/')?;
-    let (start, _end) = range.split_once('-')?;
-    let total = if total == "*" {
-        None
-    } else {
-        Some(total.parse().ok()?)
-    };
-    Some((start.parse().ok()?, total))
 }
 
 enum Attempt {
@@ -296,13 +284,9 @@ impl Downloader {
                     .headers()
                     .get(CONTENT_RANGE)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(content_range);
+                    .and_then(ContentRange::parse);
                 match range {
-                    Some((start, total))
-                        if start == offset && total.is_none_or(|t| t == length) =>
-                    {
-                        offset
-                    }
+                    Some(r) if r.continues(offset, length) => offset,
                     _ => {
                         // Not the range asked for.
                         return start_over(
@@ -510,18 +494,4 @@ async fn checkpoint(
         })
         .await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn content_range_is_read_strictly() {
-        assert_eq!(content_range("bytes 100-199/200"), Some((100, Some(200))));
-        assert_eq!(content_range("bytes 5-9/*"), Some((5, None)));
-        assert_eq!(content_range("bytes=5-9/10"), None);
-        assert_eq!(content_range("bytes x-9/10"), None);
-        assert_eq!(content_range("bytes 5-9"), None);
-    }
 }

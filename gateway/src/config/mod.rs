@@ -32,7 +32,7 @@ pub use error::{check_private, require_file, ConfigError};
 pub use ota::OtaConfig;
 pub use ota_rollout::{OtaRolloutConfig, Timeouts};
 pub use sections::{
-    AdminConfig, AuditConfig, BrokerConfig, Config, EdgeConfig, Format, FullPolicy, LogConfig, LogFormat,
-    OtaSection, StorageConfig, UplinkConfig,
+    AdminConfig, AuditConfig, BrokerConfig, Config, EdgeConfig, Format, FullPolicy, LogConfig,
+    LogFormat, OtaSection, StorageConfig, UplinkConfig,
 };
 pub use validate::{IntoValidConfig, ValidConfig};

@@ -142,7 +142,8 @@ pub async fn start(
         observer,
     });
     tracing::info!(%addr, "edge listening for devices (mutual TLS)");
-    ctx.tasks.spawn(report::summarise_peer_refusals(shared.clone()));
+    ctx.tasks
+        .spawn(report::summarise_peer_refusals(shared.clone()));
     ctx.tasks.spawn(accept_loop(listener, shared, limit));
     Ok(EdgeHandle { addr })
 }

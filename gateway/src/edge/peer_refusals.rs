@@ -214,7 +214,11 @@ mod tests {
                 throttled += 1;
                 continue;
             }
-            let reason = if i % 2 == 0 { "tls_handshake" } else { "tls_timeout" };
+            let reason = if i % 2 == 0 {
+                "tls_handshake"
+            } else {
+                "tls_timeout"
+            };
             if ledger.note(attacker, reason, true) == Noted::First {
                 rows_now += 1;
             }
@@ -223,7 +227,9 @@ mod tests {
         assert_eq!(throttled, 5000 - 20);
         // An honest peer is unaffected by the attacker's throttle.
         assert!(!ledger.throttle(ip("192.0.2.8")));
-        assert!(ledger.take_summaries(t0 + Duration::from_secs(59), false).is_empty());
+        assert!(ledger
+            .take_summaries(t0 + Duration::from_secs(59), false)
+            .is_empty());
         let s = ledger.take_summaries(t0 + Duration::from_secs(60), false);
         assert_eq!(s.len(), 1, "{s:?}");
         assert_eq!(s[0].peer, Some(attacker));
@@ -252,7 +258,10 @@ mod tests {
     fn a_single_refusal_has_its_row_and_no_summary() {
         let t0 = Instant::now();
         let ledger = PeerRefusals::new(Duration::from_secs(60), 20, t0);
-        assert_eq!(ledger.note(ip("192.0.2.1"), "tls_handshake", true), Noted::First);
+        assert_eq!(
+            ledger.note(ip("192.0.2.1"), "tls_handshake", true),
+            Noted::First
+        );
         assert!(ledger.take_summaries(t0, true).is_empty());
     }
 
@@ -265,7 +274,11 @@ mod tests {
             ledger.note(peer, "tls_handshake", true);
         }
         let s = ledger.take_summaries(t0, true);
-        assert_eq!(s.len(), 1, "single refusals need no summary; the overflow does");
+        assert_eq!(
+            s.len(),
+            1,
+            "single refusals need no summary; the overflow does"
+        );
         assert_eq!(s[0].peer, None);
         assert_eq!(s[0].tally.refusals(), 100);
     }

@@ -110,7 +110,7 @@ where
             end
         }
     });
-    let inspector = Inspector::for_session(&shared, device.clone(), admitted.codec, admitted.state);
+    let inspector = Inspector::for_session(shared, device.clone(), admitted.codec, admitted.state);
     let from_device = DeviceLoop {
         shared,
         device,

@@ -84,7 +84,9 @@ pub(crate) async fn summarise_peer_refusals(shared: Arc<Shared>) {
 }
 
 fn summary_row(s: &Summary) -> AuditEvent {
-    let who = s.peer.map_or_else(|| "other".to_owned(), |ip| ip.to_string());
+    let who = s
+        .peer
+        .map_or_else(|| "other".to_owned(), |ip| ip.to_string());
     tracing::warn!(
         peer = %who,
         refusals = s.tally.refusals(),

@@ -22,6 +22,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use url::Url;
+use wardgate_protocol::ContentRange;
 
 use super::error::OtaError;
 
@@ -97,18 +98,6 @@ pub async fn hash_file(path: &Path) -> Result<(String, u64), OtaError> {
         .len();
     let hasher = hash_prefix(path, len).await?;
     Ok((hex::encode(hasher.finalize()), len))
-}
-
-/// Parses `Content-Range: bytes <start>-<end>/<total>` into (start, total).
-fn content_range(value: &str) -> Option<(u64, Option<u64>)> {
-    let rest = value.trim().strip_prefix("bytes ")?;
-    let (range, total) = rest.split_once('/')?;
-    let (start, _) = range.split_once('-')?;
-    let total = match total.trim() {
-        "*" => None,
-        t => Some(t.parse().ok()?),
-    };
-    Some((start.trim().parse().ok()?, total))
 }
 
 /// Downloads `expected` into `partial`, resuming what is there. On `Ok` the
@@ -205,15 +194,13 @@ async fn attempt(
             .map_err(|e| interrupted(offset, format!("request failed: {e}"), Some(e)))?;
         let status = response.status();
         let append = if status == reqwest::StatusCode::PARTIAL_CONTENT && offset > 0 {
-            let start = response
+            let range = response
                 .headers()
                 .get(reqwest::header::CONTENT_RANGE)
                 .and_then(|v| v.to_str().ok())
-                .and_then(content_range);
-            match start {
-                Some((s, total)) if s == offset && total.is_none_or(|t| t == expected.length) => {
-                    true
-                }
+                .and_then(ContentRange::parse);
+            match range {
+                Some(r) if r.continues(offset, expected.length) => true,
                 _ => {
                     remove_partial(partial).await?;
                     return Err(refused(
@@ -338,18 +325,6 @@ pub fn local_file_name(target: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_content_range() {
-        for (header, start_and_total) in [
-            ("bytes 10-99/100", Some((10, Some(100)))),
-            ("bytes 0-0/*", Some((0, None))),
-            ("bytes */100", None),
-            ("items 1-2/3", None),
-        ] {
-            assert_eq!(content_range(header), start_and_total, "{header}");
-        }
-    }
 
     #[test]
     fn local_names_are_flat() {

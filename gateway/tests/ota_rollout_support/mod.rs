@@ -17,6 +17,8 @@ use std::time::Duration;
 use device_sim::ota::{Factory, Faults, OtaConfig as DeviceOtaConfig, OtaSession, RunPlan};
 use device_sim::{DeviceOptions, DeviceTls};
 use gateway::ota::agent::RolloutHandle;
+use gateway::ota::api::CampaignProgress;
+use gateway::ota::device_state::UpdateState;
 use gateway::ota::{CacheSettings, ImageCache, OtaConfig, OtaRolloutConfig, Rollout, TufClient};
 use gateway::registry::NewDevice;
 use gateway::{Gateway, GatewayHandle};
@@ -26,10 +28,24 @@ use wardgate_protocol::DeviceId;
 
 use crate::ota_support::{OtaServer, HW};
 use crate::support::{test_config, TestPki};
+use wardgate_tests::ota::campaign_request;
 use wardgate_tests::wait::wait_for_async;
+
+/// The release every rollout test rolls out (see [`Ward::start`]).
+pub const TARGET: &str = "acme/pump-2.0.0.bin";
 
 /// The ward's gateway id in the OTA server harness's gateway certificate.
 pub const GATEWAY_ID: &str = "ward-3a";
+
+/// Every device of `c` is in `state` and its result reported to the server.
+pub fn all_reported(c: &CampaignProgress, state: UpdateState) -> bool {
+    c.devices.iter().all(|d| d.state == state && d.reported)
+}
+
+/// Some device of `c` is in `state` with its result reported to the server.
+pub fn any_reported(c: &CampaignProgress, state: UpdateState) -> bool {
+    c.devices.iter().any(|d| d.state == state && d.reported)
+}
 
 /// Rollout settings for tests: loopback listener, short intervals.
 pub fn rollout_config() -> OtaRolloutConfig {
@@ -79,14 +95,11 @@ impl Ward {
     pub async fn start_with_timestamps(
         image: &[u8],
         config: OtaRolloutConfig,
-        expiry: &str,
-        refresh: &str,
+        expiry: &'static str,
+        refresh: &'static str,
     ) -> Self {
-        let mut server = OtaServer::new(expiry, refresh).await;
-        server.start().await;
-        server
-            .publish("acme", "pump-2.0.0.bin", "2.0.0", image)
-            .await;
+        let server = OtaServer::started(expiry, refresh).await;
+        server.publish_pump(image).await;
         let ota = server.ota_config(&server.base_url());
         let mut w = Self {
             server,
@@ -254,19 +267,14 @@ impl Ward {
 
     /// Create a campaign for `acme/pump-2.0.0.bin` on this ward's gateway.
     pub async fn campaign(&self, waves: &[&str], threshold: f64) -> String {
+        let body = campaign_request("pump 2.0.0", TARGET, &[GATEWAY_ID], waves, threshold);
         let r = self
             .server
             .pki
             .client()
             .post(format!("{}api/v1/campaigns", self.server.base_url()))
             .bearer_auth(&self.server.admin_token)
-            .json(&serde_json::json!({
-                "name": "pump 2.0.0",
-                "target": "acme/pump-2.0.0.bin",
-                "gateways": [GATEWAY_ID],
-                "waves": waves,
-                "failure_threshold_percent": threshold,
-            }))
+            .json(&body)
             .send()
             .await
             .unwrap();
@@ -279,15 +287,9 @@ impl Ward {
 
     /// The campaign as the OTA server sees it.
     pub async fn server_campaign(&self, id: &str) -> Value {
-        self.server
-            .pki
-            .client()
-            .get(format!("{}api/v1/campaigns/{id}", self.server.base_url()))
-            .bearer_auth(&self.server.admin_token)
-            .send()
-            .await
-            .unwrap()
-            .json()
+        let url = format!("{}api/v1/campaigns/{id}", self.server.base_url());
+        let http = self.server.pki.client();
+        wardgate_tests::https::get_json(&http, &url, &self.server.admin_token)
             .await
             .unwrap()
     }
@@ -327,6 +329,29 @@ impl Ward {
             "timed out waiting for {what}: {:#?}",
             self.status()
         );
+    }
+
+    /// Enrols `pump-01` to `pump-<n>` and runs each without faults: a ward
+    /// whose rollout should simply succeed. Returns their ids.
+    pub fn run_healthy_pumps(&mut self, n: usize) -> Vec<String> {
+        let ids: Vec<String> = (1..=n).map(|i| format!("pump-{i:02}")).collect();
+        for id in &ids {
+            let tls = self.enroll(id);
+            self.run_device(id, &tls, Faults::default());
+        }
+        ids
+    }
+
+    /// Wait until `f` holds for the first campaign's progress (there is
+    /// only one in most tests).
+    pub async fn wait_first_campaign(
+        &self,
+        timeout: Duration,
+        what: &str,
+        f: impl Fn(&CampaignProgress) -> bool,
+    ) {
+        self.wait_status(timeout, what, |s| s.campaigns.first().is_some_and(&f))
+            .await;
     }
 
     /// Audit rows with `action` (any subject), oldest first.

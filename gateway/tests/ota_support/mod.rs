@@ -1,7 +1,8 @@
-//! Shared harness of the gateway's OTA tests: a ward PKI (rcgen), a TUF
-//! repository authored with `tuf-repo` (root, targets delegating `acme/*`
-//! and `globex/*`, snapshot, timestamp), a real `ota-server` on 127.0.0.1:0
-//! (in-process, mutual TLS), manufacturer releases uploaded through its API,
+//! Shared harness of the gateway's OTA tests, on the OTA server's own test
+//! set-up (`server_setup`: a ward PKI, a TUF repository authored with
+//! `tuf-repo` with `acme/*` and `globex/*` delegated, the server's config):
+//! a real `ota-server` on 127.0.0.1:0 (in-process, mutual TLS), a gateway
+//! client certificate, manufacturer releases uploaded through its API,
 //! static HTTPS mirrors of its repository (honest or tampered, as a
 //! compromised server or CDN would serve), a TCP proxy that cuts transfers,
 //! and the gateway's `[ota]` settings for all of them.
@@ -14,34 +15,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gateway::ota::OtaConfig;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType,
-};
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
-use tuf_repo::firmware::FirmwareMeta;
-use tuf_repo::repo::init::{InitConfig, InitSigners, RoleSpec};
-use tuf_repo::repo::release::ReleaseRequest;
-use tuf_repo::{ManufacturerName, RepoDir, SigningKey};
+use tuf_repo::{RepoDir, SigningKey};
 
-/// The hardware id of every test release.
-pub const HW: &str = "pump-x1";
+// The OTA server's own test fixture, shared rather than written again.
+#[path = "../../../ota-server/tests/support/server_setup.rs"]
+mod server_setup;
+// Not every test binary that includes this module uses each of these.
+#[allow(unused_imports)]
+pub use server_setup::{author_repo, write, Opts, ServerSetup, HW};
 
-fn write(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, contents).unwrap();
-    p
-}
+/// The file of acme's release that most tests roll out, version 2.0.0.
+pub const PUMP_FILE: &str = "pump-2.0.0.bin";
 
-fn private(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
-}
-
-/// The ward CA and the files it issued, in `dir`.
+/// The ward CA's files for the OTA server and the gateway `ward-3a`, in
+/// the server set-up's dir.
 pub struct Pki {
     pub ca_pem: PathBuf,
     pub server_cert: PathBuf,
@@ -52,41 +40,24 @@ pub struct Pki {
 }
 
 impl Pki {
-    pub fn new(dir: &Path) -> Self {
-        let ca_key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name
-            .push(DnType::CommonName, "Test Ward CA");
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = p.self_signed(&ca_key).unwrap();
-
-        let skey = KeyPair::generate().unwrap();
-        let mut sp = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-        sp.subject_alt_names
-            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-        sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let server = sp.signed_by(&skey, &ca, &ca_key).unwrap();
-
-        let gkey = KeyPair::generate().unwrap();
-        let mut gp = CertificateParams::new(Vec::<String>::new()).unwrap();
-        gp.distinguished_name.push(DnType::CommonName, "ward-3a");
-        gp.subject_alt_names.push(SanType::URI(
-            "urn:wardgate:gateway:ward-3a".try_into().unwrap(),
-        ));
-        gp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let gw = gp.signed_by(&gkey, &ca, &ca_key).unwrap();
-
-        let server_key = write(dir, "server.key", skey.serialize_pem());
-        let gateway_key = write(dir, "gateway.key", gkey.serialize_pem());
-        private(&server_key);
-        private(&gateway_key);
+    /// The server's files from `setup`, and a gateway client certificate
+    /// for `ward-3a` issued by its CA.
+    pub fn new(setup: &ServerSetup) -> Self {
+        let d = setup.dir.path();
+        let (gateway_cert, gateway_key) = (d.join("gateway.pem"), d.join("gateway.key"));
+        setup
+            .ca
+            .issue_gateway("ward-3a", 30)
+            .unwrap()
+            .write(&gateway_cert, &gateway_key)
+            .unwrap();
         Self {
-            ca_pem: write(dir, "ca.pem", ca.pem()),
-            server_cert: write(dir, "server.pem", server.pem()),
-            server_key,
-            gateway_cert: write(dir, "gateway.pem", gw.pem()),
+            ca_pem: setup.ca_pem.clone(),
+            server_cert: setup.server_cert.clone(),
+            server_key: setup.server_key.clone(),
+            gateway_cert,
             gateway_key,
-            ca_text: ca.pem(),
+            ca_text: setup.ca.cert_pem.clone(),
         }
     }
 
@@ -100,202 +71,76 @@ impl Pki {
 
     /// A plain HTTPS client trusting the ward CA (no client certificate).
     pub fn client(&self) -> reqwest::Client {
-        reqwest::Client::builder()
-            .use_rustls_tls()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(self.ca_text.as_bytes()).unwrap())
-            .no_proxy()
-            .build()
-            .unwrap()
+        wardgate_tests::https::client(&self.ca_text).unwrap()
     }
 }
 
-/// The offline and online TUF keys of the test repository.
-pub struct TufKeys {
-    pub root: SigningKey,
-    pub targets: SigningKey,
-    pub snapshot: SigningKey,
-    pub timestamp: SigningKey,
-    pub acme: SigningKey,
-    pub globex: SigningKey,
-}
-
-fn spec(k: &SigningKey) -> RoleSpec {
-    RoleSpec {
-        keys: vec![k.public_key()],
-        threshold: 1,
-    }
-}
-
-/// Authors a repository as the operator would with `tuf-repo`.
-pub async fn author_repo(dir: &Path) -> TufKeys {
-    let keys = TufKeys {
-        root: SigningKey::generate(),
-        targets: SigningKey::generate(),
-        snapshot: SigningKey::generate(),
-        timestamp: SigningKey::generate(),
-        acme: SigningKey::generate(),
-        globex: SigningKey::generate(),
-    };
-    let repo = RepoDir::new(dir);
-    repo.create_dirs().unwrap();
-    let expiries = tuf_repo::Expiries::default();
-    tuf_repo::repo::init::init(
-        &repo,
-        &InitConfig {
-            root: spec(&keys.root),
-            targets: spec(&keys.targets),
-            snapshot: spec(&keys.snapshot),
-            timestamp: spec(&keys.timestamp),
-            expiries,
-        },
-        &InitSigners {
-            root: vec![keys.root.clone()],
-            targets: vec![keys.targets.clone()],
-            snapshot: vec![keys.snapshot.clone()],
-            timestamp: vec![keys.timestamp.clone()],
-        },
-    )
-    .await
-    .unwrap();
-    for (name, k) in [("acme", &keys.acme), ("globex", &keys.globex)] {
-        let m = ManufacturerName::new(name).unwrap();
-        let enrolment =
-            tuf_repo::repo::delegate::enrol(&m, std::slice::from_ref(k), 1, expiries.delegated)
-                .await
-                .unwrap();
-        tuf_repo::repo::delegate::delegate(
-            &repo,
-            &m,
-            &[k.public_key()],
-            1,
-            std::slice::from_ref(&keys.targets),
-            expiries.targets,
-            Some(&enrolment),
-        )
-        .await
-        .unwrap();
-    }
-    tuf_repo::repo::online::snapshot(
-        &repo,
-        std::slice::from_ref(&keys.snapshot),
-        expiries.snapshot,
-    )
-    .await
-    .unwrap();
-    tuf_repo::refresh_timestamp(
-        &repo,
-        std::slice::from_ref(&keys.timestamp),
-        expiries.timestamp,
-    )
-    .await
-    .unwrap();
-    keys
-}
-
-/// A real `ota-server` with its PKI and repository, in a temp dir.
+/// A real `ota-server` with its PKI and repository, in a temp dir. Its
+/// [`ServerSetup`] (keys, tokens, paths) reads through it.
 pub struct OtaServer {
-    pub dir: tempfile::TempDir,
+    setup: ServerSetup,
     pub pki: Pki,
-    pub keys: TufKeys,
-    pub config_path: PathBuf,
-    pub data_dir: PathBuf,
-    pub admin_token: String,
-    pub acme_token: String,
-    pub globex_token: String,
     /// Version 1 of root.json (what gateways pin).
     pub root_json: PathBuf,
     server: Option<ota_server::server::RunningServer>,
 }
 
+impl std::ops::Deref for OtaServer {
+    type Target = ServerSetup;
+
+    fn deref(&self) -> &ServerSetup {
+        &self.setup
+    }
+}
+
 impl OtaServer {
     /// PKI, repository, config and `ota-server init`; not started.
-    pub async fn new(timestamp_expiry: &str, timestamp_refresh: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        let pki = Pki::new(d);
-        let authoring = d.join("authoring");
-        let keys = author_repo(&authoring).await;
-        let snap_key = d.join("snapshot.key");
-        let ts_key = d.join("timestamp.key");
-        keys.snapshot
-            .save(&snap_key, None, tuf_repo::KdfParams::default())
-            .unwrap();
-        keys.timestamp
-            .save(&ts_key, None, tuf_repo::KdfParams::default())
-            .unwrap();
-        let (admin_token, admin_hash) = ota_server::auth::new_token();
-        let (acme_token, acme_hash) = ota_server::auth::new_token();
-        let (globex_token, globex_hash) = ota_server::auth::new_token();
-        let data_dir = d.join("ota-data");
-        let config = format!(
-            r#"
-listen = "127.0.0.1:0"
-data_dir = "{data}"
-
-[tls]
-cert = "{cert}"
-key = "{key}"
-client_ca = "{ca}"
-
-[tuf]
-snapshot_key = "{snap}"
-timestamp_key = "{ts}"
-timestamp_expiry = "{timestamp_expiry}"
-timestamp_refresh = "{timestamp_refresh}"
-snapshot_expiry = "7days"
-
-[limits]
-max_upload_bytes = 67108864
-
-[[admins]]
-name = "ops"
-token_sha256 = "{admin_hash}"
-
-[[manufacturers]]
-name = "acme"
-token_sha256 = "{acme_hash}"
-
-[[manufacturers]]
-name = "globex"
-token_sha256 = "{globex_hash}"
-"#,
-            data = data_dir.display(),
-            cert = pki.server_cert.display(),
-            key = pki.server_key.display(),
-            ca = pki.ca_pem.display(),
-            snap = snap_key.display(),
-            ts = ts_key.display(),
-        );
-        let config_path = write(d, "ota.toml", config);
-        let cfg = ota_server::cli::load_config(&config_path).unwrap();
-        ota_server::cli::init::run(&cfg, &authoring).await.unwrap();
+    pub async fn new(timestamp_expiry: &'static str, timestamp_refresh: &'static str) -> Self {
+        let setup = ServerSetup::new(&Opts {
+            timestamp_expiry,
+            timestamp_refresh,
+            max_upload_bytes: 64 * 1024 * 1024,
+        })
+        .await;
+        let pki = Pki::new(&setup);
         let root_json = write(
-            d,
+            setup.dir.path(),
             "pinned-root.json",
-            std::fs::read(authoring.join("metadata/1.root.json")).unwrap(),
+            std::fs::read(setup.root_v1()).unwrap(),
         );
         Self {
-            dir,
+            setup,
             pki,
-            keys,
-            config_path,
-            data_dir,
-            admin_token,
-            acme_token,
-            globex_token,
             root_json,
             server: None,
         }
     }
 
+    /// [`OtaServer::new`] then [`OtaServer::start`].
+    pub async fn started(timestamp_expiry: &'static str, timestamp_refresh: &'static str) -> Self {
+        let mut server = Self::new(timestamp_expiry, timestamp_refresh).await;
+        server.start().await;
+        server
+    }
+
+    /// A started server (timestamp valid a day, re-signed every 6 hours) on
+    /// which acme has published `img` as [`PUMP_FILE`] (what most tests
+    /// roll out), with the target name and the role bytes it uploaded.
+    pub async fn with_pump(img: &[u8]) -> (Self, String, Vec<u8>) {
+        let server = Self::started("1day", "6h").await;
+        let (target, role_bytes) = server.publish_pump(img).await;
+        (server, target, role_bytes)
+    }
+
+    /// acme publishes `img` as [`PUMP_FILE`], version 2.0.0: see
+    /// [`OtaServer::publish`].
+    pub async fn publish_pump(&self, img: &[u8]) -> (String, Vec<u8>) {
+        self.publish("acme", PUMP_FILE, "2.0.0", img).await
+    }
+
     /// Starts the server in-process (mutual TLS on 127.0.0.1:0).
     pub async fn start(&mut self) {
-        let cfg = ota_server::cli::load_config(&self.config_path).unwrap();
-        let s = ota_server::server::start(cfg, CancellationToken::new())
-            .await
-            .unwrap();
-        self.server = Some(s);
+        self.server = Some(self.setup.start_in_process().await);
     }
 
     pub async fn stop(&mut self) {
@@ -321,12 +166,6 @@ token_sha256 = "{globex_hash}"
         self.running().stop_timestamp_refresh();
     }
 
-    /// The generation directory the server currently serves.
-    pub fn current_gen(&self) -> PathBuf {
-        let repo = self.data_dir.join("repo");
-        repo.join(std::fs::read_link(repo.join("current")).unwrap())
-    }
-
     /// The manufacturer signs `image` as `<manufacturer>/<file>` version
     /// `version` with its own key and uploads it; returns the target name
     /// and the signed role metadata bytes it uploaded.
@@ -337,42 +176,19 @@ token_sha256 = "{globex_hash}"
         version: &str,
         image: &[u8],
     ) -> (String, Vec<u8>) {
-        let (key, token) = match manufacturer {
-            "acme" => (&self.keys.acme, &self.acme_token),
-            "globex" => (&self.keys.globex, &self.globex_token),
-            other => panic!("unknown manufacturer {other}"),
-        };
-        let work = tempfile::tempdir_in(self.dir.path()).unwrap();
-        let img = write(work.path(), file, image);
-        let b = tuf_repo::repo::release::release(
-            &RepoDir::new(self.current_gen()),
-            &ReleaseRequest {
-                manufacturer: ManufacturerName::new(manufacturer).unwrap(),
-                target: format!("{manufacturer}/{file}"),
-                image: img,
-                firmware: FirmwareMeta::new(
-                    vec![HW.into()],
-                    version.parse().unwrap(),
-                    Some("1.0.0".parse().unwrap()),
-                    None,
-                )
-                .unwrap(),
-                expiry: Duration::from_secs(30 * 24 * 3600),
-            },
-            std::slice::from_ref(key),
-            &work.path().join("bundle"),
-        )
-        .await
-        .unwrap();
-        let role = std::fs::read(&b.role_metadata).unwrap();
-        let mut body = role.clone();
+        let (_, token) = self.manufacturer(manufacturer);
+        let b = self
+            .setup
+            .release(manufacturer, file, version, Some("1.0.0"), image)
+            .await;
+        let mut body = b.role_bytes.clone();
         body.extend_from_slice(image);
-        let target = b.target.to_string();
+        let target = b.target;
         let r = self
             .pki
             .client()
             .post(format!("{}api/v1/releases/{target}", self.base_url()))
-            .header("X-Wardgate-Metadata-Length", role.len().to_string())
+            .header("X-Wardgate-Metadata-Length", b.role_bytes.len().to_string())
             .bearer_auth(token)
             .body(body)
             .send()
@@ -384,7 +200,7 @@ token_sha256 = "{globex_hash}"
             "upload of {target}: {}",
             r.text().await.unwrap()
         );
-        (target, role)
+        (target, b.role_bytes)
     }
 
     /// `ota-server export` of the current repository into `out`.
@@ -394,33 +210,16 @@ token_sha256 = "{globex_hash}"
 
     /// Sum of the server's metric lines starting with `prefix`.
     pub async fn metric(&self, prefix: &str) -> f64 {
-        let text = self
-            .pki
-            .client()
-            .get(format!("{}metrics", self.base_url()))
-            .send()
-            .await
-            .unwrap()
-            .text()
+        let url = format!("{}metrics", self.base_url());
+        let text = wardgate_tests::https::get_text(&self.pki.client(), &url)
             .await
             .unwrap();
-        text.lines()
-            .filter(|l| l.starts_with(prefix))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        wardgate_tests::ota_ward::metric(&text, prefix)
     }
 
     /// Image bytes the server has sent, once it has stopped changing.
     pub async fn settled_sent_bytes(&self) -> f64 {
-        let mut last = self.metric("wardgate_ota_target_sent_bytes_total").await;
-        loop {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            let now = self.metric("wardgate_ota_target_sent_bytes_total").await;
-            if (now - last).abs() < f64::EPSILON {
-                return now;
-            }
-            last = now;
-        }
+        wardgate_tests::wait::settled(|| self.metric("wardgate_ota_target_sent_bytes_total")).await
     }
 
     /// The gateway's `[ota]` section for a server at `base_url`.
@@ -493,10 +292,7 @@ pub fn target_entry(image: &[u8], version: &str) -> Value {
     })
 }
 
-pub fn sha256_hex(b: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(b))
-}
+pub use wardgate_tests::hash::sha256_hex;
 
 /// Recursive copy (files only; hard links become copies).
 pub fn copy_tree(from: &Path, to: &Path) {

@@ -4,15 +4,15 @@
 //!
 //! The server and its temp dir go away when the [`AdminHarness`] is dropped.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use gateway::admin::totp::TotpSecret;
 use gateway::admin::{
-    load_tls, AdminConfig, AdminServer, AdminState, ManualClock, NewToken, Role, TokenName,
-    TokenStore,
+    load_tls, AdminConfig, AdminServer, AdminState, IssuedToken, ManualClock, NewToken, Role,
+    SystemClock, TokenName, TokenStore,
 };
 use gateway::audit::{AuditLog, AuditRecord};
 use gateway::metrics::Metrics;
@@ -27,6 +27,27 @@ use wardgate_tests::wait::wait_for_async;
 /// Start of the manual clock used by every harness.
 pub fn epoch() -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000, 0).expect("valid timestamp")
+}
+
+/// The token store in a running gateway's database `db_path`, on the real
+/// clock with the default TOTP skew: a second handle beside the gateway's
+/// own, as `gateway access` opens it, for tests that issue their callers.
+pub fn token_store(db_path: &Path) -> TokenStore {
+    TokenStore::open(db_path, Arc::new(SystemClock), 1).expect("token store")
+}
+
+/// A token named `name` with `role` that never expires, bound to a TOTP
+/// secret when `totp`, issued straight through `store`: how a test gets
+/// its callers without going through the API it is testing.
+pub fn never_expiring(store: &TokenStore, name: &str, role: Role, totp: bool) -> IssuedToken {
+    store
+        .create(NewToken {
+            name: TokenName::parse(name).expect("token name"),
+            role,
+            lifetime: None,
+            bind_totp: totp,
+        })
+        .expect("issue token")
 }
 
 /// A response: status and JSON body (`Value::Null` if not JSON).
@@ -127,15 +148,7 @@ impl AdminHarness {
 
     /// Issue a token straight through the store; returns (bearer, TOTP secret).
     pub fn issue(&self, name: &str, role: Role, totp: bool) -> (String, Option<TotpSecret>) {
-        let issued = self
-            .tokens
-            .create(NewToken {
-                name: TokenName::parse(name).expect("name"),
-                role,
-                lifetime: None,
-                bind_totp: totp,
-            })
-            .expect("issue token");
+        let issued = never_expiring(&self.tokens, name, role, totp);
         (issued.token.expose().to_owned(), issued.totp)
     }
 

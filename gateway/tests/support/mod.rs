@@ -9,10 +9,13 @@
 //! - [`cli`]: the real `gateway` binary;
 //! - [`admin`]: the admin API server in-process with a manual clock;
 //! - [`ward`]: a whole gateway configured by file against an upstream
-//!   Mosquitto, for the uplink tests.
+//!   Mosquitto, for the uplink tests;
+//! - [`bench`]: how the uplink benchmarks measure (they include this
+//!   module too).
 #![allow(dead_code, missing_docs, clippy::missing_panics_doc)]
 
 pub mod admin;
+pub mod bench;
 pub mod cli;
 pub mod ward;
 
@@ -23,10 +26,15 @@ use std::time::Duration;
 use device_sim::{DeviceOptions, DeviceTls, SimDevice};
 use gateway::audit::{AuditLog, AuditRecord};
 use gateway::config::Config;
-use gateway::registry::NewDevice;
+use gateway::registry::{DeviceState, NewDevice};
+use gateway::sink::AcceptedTelemetry;
 use gateway::{Gateway, GatewayHandle};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use wardgate_protocol::vitals::VitalKind;
 use wardgate_protocol::DeviceId;
 use wardgate_tests::pki::{Issued, PkiDir};
+use wardgate_tests::tls::raw_tls;
 use wardgate_tests::wait::wait_for;
 
 /// The ward PKI of one test gateway, in its own temp dir: the device CA
@@ -60,6 +68,58 @@ impl TestPki {
             key_pem: issued.key_pem.clone(),
         }
     }
+}
+
+/// The `[storage]` and `[edge]` sections of a test gateway's config file:
+/// data in `data_dir`, the edge on `listen` with the ward CA `ca` and the
+/// server certificate and key files given. The caller appends any further
+/// `[edge]` keys, then its other sections.
+pub fn storage_and_edge_toml(
+    data_dir: &Path,
+    listen: &str,
+    ca: &Path,
+    server_cert: &Path,
+    server_key: &Path,
+) -> String {
+    format!(
+        r#"[storage]
+data_dir = "{data}"
+
+[edge]
+listen = "{listen}"
+ca_cert = "{ca}"
+server_cert = "{cert}"
+server_key = "{key}"
+"#,
+        data = data_dir.display(),
+        ca = ca.display(),
+        cert = server_cert.display(),
+        key = server_key.display(),
+    )
+}
+
+/// Telemetry message `seq` of `device` with `readings`, as the edge hands
+/// it to the uplink once its checks passed (received now), for tests that
+/// drive the outbox or the bridge without an edge.
+pub fn accepted(device: &str, seq: u64, readings: &[(VitalKind, f64)]) -> AcceptedTelemetry {
+    let t = wardgate_tests::telemetry::telemetry(seq, readings);
+    AcceptedTelemetry {
+        device_id: DeviceId::parse(device).unwrap(),
+        seq,
+        topic: format!("wardgate/v1/devices/{device}/telemetry"),
+        payload: serde_json::to_vec(&t).unwrap().into(),
+        received_at: chrono::Utc::now(),
+    }
+}
+
+/// Log to the test's output at `WARDGATE_LOG` (default `warn`), for the
+/// long end-to-end tests whose failures need the gateway's own account;
+/// once per test binary (a second call changes nothing).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("WARDGATE_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_test_writer()
+        .try_init();
 }
 
 /// The registry record of an active device `id` from manufacturer `acme`
@@ -146,14 +206,48 @@ impl TestGateway {
 
     /// Enrol `id` (active) and issue it a certificate; returns its TLS material.
     pub fn enroll(&self, id: &str) -> DeviceTls {
-        let id = DeviceId::parse(id).unwrap();
+        let device = DeviceId::parse(id).unwrap();
         self.handle()
             .context
             .registry
-            .enroll(&new_device(&id, "SimMonitor 1", "sim-hw-1"), "test")
+            .enroll(&new_device(&device, "SimMonitor 1", "sim-hw-1"), "test")
             .unwrap();
-        let issued = self.pki.ca.issue_device(&id, 10).unwrap();
+        self.certificate(id)
+    }
+
+    /// A fresh certificate for `id` from the ward CA, whether or not `id`
+    /// is enrolled (the registry is not touched).
+    pub fn certificate(&self, id: &str) -> DeviceTls {
+        let issued = self
+            .pki
+            .ca
+            .issue_device(&DeviceId::parse(id).unwrap(), 10)
+            .unwrap();
         self.pki.device_tls(&issued)
+    }
+
+    /// Enrol `id` and open a mutual-TLS socket to the edge with its
+    /// certificate, sending nothing: for tests that speak MQTT bytes.
+    pub async fn raw_device(&self, id: &str) -> TlsStream<TcpStream> {
+        let tls = self.enroll(id);
+        raw_tls(
+            self.port(),
+            &self.pki.ca.cert_pem,
+            Some((&tls.cert_pem, &tls.key_pem)),
+        )
+        .await
+        .unwrap()
+    }
+
+    /// The registry state of enrolled device `id` now.
+    pub fn state(&self, id: &DeviceId) -> DeviceState {
+        self.handle()
+            .context
+            .registry
+            .get(id)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{id} is not enrolled"))
+            .state
     }
 
     pub fn options(&self, id: &str, tls: DeviceTls) -> DeviceOptions {

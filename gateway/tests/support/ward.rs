@@ -1,8 +1,9 @@
-//! A whole gateway for uplink tests: ward device CA, edge server
-//! certificate, a config file whose `[uplink]` points at a test Mosquitto
-//! (from the harness), enrolled devices, an MQTT device client (rumqttc
-//! over mutual TLS) that records which telemetry the gateway acknowledged,
-//! and [`tally`] to check upstream that nothing went missing.
+//! A whole gateway for uplink tests: the hospital side ([`Upstream`]: a
+//! test Mosquitto from the harness and a consumer on it), ward device CA,
+//! edge server certificate, a config file whose `[uplink]` points at that
+//! Mosquitto, enrolled devices, an MQTT device client (rumqttc over mutual
+//! TLS) that records which telemetry the gateway acknowledged, and
+//! [`arrived`] / [`tally`] to check upstream that nothing went missing.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,14 +13,106 @@ use std::time::Duration;
 
 use anyhow::Result;
 use gateway::registry::Registry;
-use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS, Transport};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, Transport};
+use wardgate_protocol::message::Telemetry;
 use wardgate_protocol::vitals::VitalKind;
 use wardgate_protocol::DeviceId;
-use wardgate_tests::mosquitto::Mosquitto;
+use wardgate_tests::mosquitto::{Mosquitto, Received, Subscriber};
 use wardgate_tests::pki::{ClientIdentity, PkiDir};
 use wardgate_tests::port::free_port;
 use wardgate_tests::process::{read_log, ChildGuard};
 use wardgate_tests::telemetry::telemetry;
+
+/// What the hospital consumer of the uplink tests subscribes to: all that
+/// a ward's gateway publishes upstream.
+pub const WARD_TOPICS: &str = "wardgate/ward/#";
+
+/// The hospital side of an uplink test or benchmark, in a temp dir of its
+/// own: an upstream PKI, a real Mosquitto with mutual TLS on it, and a
+/// consumer (persistent session, so an outage loses it nothing) recording
+/// what arrives under a topic filter. [`Upstream::ward`] configures a
+/// gateway against it in the same dir.
+pub struct Upstream {
+    pub sub: Subscriber,
+    pub broker: Mosquitto,
+    pub pki: PkiDir,
+    /// Removed on drop, after the broker (fields drop in order).
+    pub dir: tempfile::TempDir,
+}
+
+impl Upstream {
+    /// Start the broker and its consumer on `filter` (e.g. [`WARD_TOPICS`]).
+    pub async fn start(filter: &str) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let pki = PkiDir::generate(
+            &dir.path().join("upstream-pki"),
+            "Hospital upstream test CA",
+        )?;
+        let broker = Mosquitto::start_new(&pki, &dir.path().join("mosquitto"))?;
+        let consumer = pki.client("hospital-consumer")?;
+        let sub = Subscriber::start(&broker, &pki, &consumer, "consumer", filter).await?;
+        Ok(Self {
+            sub,
+            broker,
+            pki,
+            dir,
+        })
+    }
+
+    /// Wait up to `limit` until all of `expected` arrived at the consumer;
+    /// returns what did either way (the caller asserts on it).
+    pub async fn delivery(&self, expected: &[(String, u64)], limit: Duration) -> Delivery {
+        let got = self
+            .sub
+            .wait_until(limit, |r| Delivery::of(expected, r).missing.is_empty())
+            .await;
+        Delivery::of(expected, &got)
+    }
+
+    /// The temp dir (for files of the test's own beside the ward's).
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The gateway `ward-7-gateway` configured against this broker with its
+    /// client certificate from the upstream CA (see [`Ward::new`]).
+    pub fn ward(&self, uplink_extra: &str) -> Result<Ward> {
+        let gateway_id = self.pki.client("ward-7-gateway")?;
+        Ward::new(
+            self.dir.path(),
+            &self.broker,
+            &self.pki,
+            &gateway_id,
+            uplink_extra,
+        )
+    }
+}
+
+/// An [`Upstream`] on [`WARD_TOPICS`] and a [`Ward`] configured against it,
+/// as most uplink tests begin.
+pub async fn upstream_and_ward(uplink_extra: &str) -> Result<(Upstream, Ward)> {
+    let upstream = Upstream::start(WARD_TOPICS).await?;
+    let ward = upstream.ward(uplink_extra)?;
+    Ok((upstream, ward))
+}
+
+/// (device, seq) of every telemetry message that arrived upstream, in
+/// arrival order for each device; a payload on a telemetry topic that is
+/// not valid telemetry fails the test.
+pub fn arrived(r: &Received) -> Vec<(String, u64)> {
+    r.by_topic
+        .iter()
+        .filter(|(t, _)| t.ends_with("/telemetry"))
+        .flat_map(|(t, v)| {
+            let device = t.split('/').nth(3).unwrap_or_default().to_owned();
+            v.iter().map(move |p| {
+                let t = Telemetry::from_json(p)
+                    .unwrap_or_else(|e| panic!("telemetry upstream from {device}: {e}"));
+                (device.clone(), t.seq)
+            })
+        })
+        .collect()
+}
 
 /// Files and settings of one test gateway.
 pub struct Ward {
@@ -51,16 +144,15 @@ impl Ward {
         let pki = PkiDir::generate(&dir.join("ward-pki"), "Ward 7 device CA")?;
         let edge_port = free_port()?;
         let config_path = dir.join("gateway.toml");
+        let edge = super::storage_and_edge_toml(
+            &data_dir,
+            &format!("127.0.0.1:{edge_port}"),
+            &pki.ca_path,
+            &pki.server_cert,
+            &pki.server_key,
+        );
         let toml = format!(
-            r#"[storage]
-data_dir = "{data}"
-
-[edge]
-listen = "127.0.0.1:{edge_port}"
-ca_cert = "{ca}"
-server_cert = "{server_cert}"
-server_key = "{server_key}"
-rate_per_second = 100000.0
+            r#"{edge}rate_per_second = 100000.0
 rate_burst = 100000
 
 [log]
@@ -83,10 +175,6 @@ backoff_initial = "50ms"
 backoff_max = "500ms"
 {uplink_extra}
 "#,
-            data = data_dir.display(),
-            ca = pki.ca_path.display(),
-            server_cert = pki.server_cert.display(),
-            server_key = pki.server_key.display(),
             port = upstream.port,
             up_ca = upstream_pki.ca_path.display(),
             up_cert = gateway_id.cert.display(),
@@ -221,6 +309,12 @@ impl Device {
         })
     }
 
+    /// The client options (mutual TLS to its endpoint, clean session, 32
+    /// in flight), for a test that drives its own `rumqttc` event loop.
+    pub fn mqtt_options(&self) -> MqttOptions {
+        self.options.clone()
+    }
+
     /// Connect, publish `seqs` as telemetry (QoS 1, at most `window`
     /// unacknowledged) and return which were acknowledged. Stops at the
     /// first connection error (e.g. the gateway was killed). `acked` is
@@ -273,13 +367,13 @@ impl Device {
                 let _ = client.try_disconnect();
                 return report;
             }
-            match tokio::time::timeout(Duration::from_secs(30), eventloop.poll()).await {
-                Ok(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => {
+            match next_event(&mut eventloop).await {
+                Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                     if let Some(seq) = queued.pop_front() {
                         inflight.insert(pkid, seq);
                     }
                 }
-                Ok(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
+                Ok(Event::Incoming(Packet::PubAck(ack))) => {
                     if let Some(seq) = inflight.remove(&ack.pkid) {
                         report.acked.push(seq);
                         if let Ok(mut a) = acked_live.lock() {
@@ -287,13 +381,9 @@ impl Device {
                         }
                     }
                 }
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    report.error = Some(e.to_string());
-                    return report;
-                }
-                Err(_) => {
-                    report.error = Some("no progress for 30 s".into());
+                Ok(_) => {}
+                Err(e) => {
+                    report.error = Some(e);
                     return report;
                 }
             }
@@ -337,18 +427,14 @@ impl Device {
                         None => done_sending = true,
                     }
                 }
-                ev = tokio::time::timeout(Duration::from_secs(30), eventloop.poll()) => match ev {
-                    Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => connected = true,
-                    Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => {
+                ev = next_event(&mut eventloop) => match ev {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => connected = true,
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
                         outstanding = outstanding.saturating_sub(1);
                     }
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => {
-                        report.error = Some(e.to_string());
-                        return report;
-                    }
-                    Err(_) => {
-                        report.error = Some("no progress for 30 s".into());
+                    Ok(_) => {}
+                    Err(e) => {
+                        report.error = Some(e);
                         return report;
                     }
                 },
@@ -358,6 +444,17 @@ impl Device {
                 return report;
             }
         }
+    }
+}
+
+/// The next event of a device's `eventloop`, or why its connection is
+/// over: the client's error, or 30 s without any event. What both
+/// [`Device::send`] and [`Device::send_paced`] report and stop on.
+async fn next_event(eventloop: &mut EventLoop) -> Result<Event, String> {
+    match tokio::time::timeout(Duration::from_secs(30), eventloop.poll()).await {
+        Ok(Ok(event)) => Ok(event),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no progress for 30 s".into()),
     }
 }
 
@@ -376,6 +473,53 @@ pub async fn wait_uplink_connected(handle: &gateway::app::GatewayHandle) -> Resu
     .await;
     anyhow::ensure!(connected, "uplink did not connect");
     Ok(())
+}
+
+/// Telemetry that arrived upstream against what should have: what the
+/// devices saw acknowledged, or what was handed to the uplink.
+pub struct Delivery {
+    /// (device, seq) of each arrival, repeats included (see [`arrived`]).
+    pub arrivals: Vec<(String, u64)>,
+    /// Expected but not arrived.
+    pub missing: Vec<(String, u64)>,
+    /// Arrivals beyond the first of a message (QoS 1 allows them).
+    pub duplicates: usize,
+}
+
+impl Delivery {
+    /// What of `expected` the subscriber's snapshot `got` holds.
+    pub fn of(expected: &[(String, u64)], got: &Received) -> Self {
+        let arrivals = arrived(got);
+        let (missing, duplicates) = tally(expected, &arrivals);
+        Self {
+            arrivals,
+            missing,
+            duplicates,
+        }
+    }
+
+    /// Fails the test when anything is missing, naming the first 20 after
+    /// `what` (all of them would flood the log).
+    pub fn assert_none_missing(&self, what: &str) {
+        assert!(
+            self.missing.is_empty(),
+            "{what}: {:?}",
+            &self.missing[..self.missing.len().min(20)]
+        );
+    }
+}
+
+/// The figures of a test's summary line.
+impl std::fmt::Display for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} arrived upstream, missing {}, duplicates {}",
+            self.arrivals.len(),
+            self.missing.len(),
+            self.duplicates
+        )
+    }
 }
 
 /// Count, per (device, seq), how many times it arrived; returns

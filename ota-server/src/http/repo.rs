@@ -1,6 +1,7 @@
 //! Serving the TUF repository: metadata from memory, targets from disk with
 //! `Content-Length`, strong `ETag`s, `If-None-Match`, and single-range
-//! `Range`/`If-Range` requests so interrupted downloads resume.
+//! `Range`/`If-Range` requests so interrupted downloads resume (read by
+//! [`ByteRange`], as the gateway's image server reads them).
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use wardgate_protocol::ByteRange;
 
 use super::{ApiError, AppState};
 use crate::repo::TargetRequest;
@@ -60,66 +62,6 @@ pub async fn metadata(
     (StatusCode::OK, h, m.bytes.clone()).into_response()
 }
 
-/// A parsed `Range` header against a resource of `len` bytes.
-#[derive(Debug, PartialEq, Eq)]
-pub enum RangeSpec {
-    /// Serve everything.
-    Full,
-    /// Serve `start..=end`.
-    Partial {
-        /// First byte.
-        start: u64,
-        /// Last byte (inclusive).
-        end: u64,
-    },
-    /// Nothing satisfiable.
-    Unsatisfiable,
-}
-
-/// Parses a single `bytes=` range (RFC 9110 14.1.2). Multiple ranges and
-/// unknown units fall back to the full body, which the RFC allows.
-#[must_use]
-pub fn parse_range(value: Option<&str>, len: u64) -> RangeSpec {
-    let Some(spec) = value.and_then(|v| v.trim().strip_prefix("bytes=")) else {
-        return RangeSpec::Full;
-    };
-    if spec.contains(',') {
-        return RangeSpec::Full;
-    }
-    let Some((a, b)) = spec.trim().split_once('-') else {
-        return RangeSpec::Full;
-    };
-    let (a, b) = (a.trim(), b.trim());
-    if a.is_empty() {
-        // Suffix range: the last `b` bytes.
-        let Ok(n) = b.parse::<u64>() else {
-            return RangeSpec::Full;
-        };
-        if n == 0 || len == 0 {
-            return RangeSpec::Unsatisfiable;
-        }
-        return RangeSpec::Partial {
-            start: len.saturating_sub(n),
-            end: len - 1,
-        };
-    }
-    let Ok(start) = a.parse::<u64>() else {
-        return RangeSpec::Full;
-    };
-    let end = if b.is_empty() {
-        len.saturating_sub(1)
-    } else {
-        match b.parse::<u64>() {
-            Ok(e) if e >= start => e.min(len.saturating_sub(1)),
-            _ => return RangeSpec::Full,
-        }
-    };
-    if start >= len {
-        return RangeSpec::Unsatisfiable;
-    }
-    RangeSpec::Partial { start, end }
-}
-
 /// `GET /targets/{*path}`: both consistent-snapshot spellings.
 pub async fn target(
     State(state): State<Arc<AppState>>,
@@ -152,30 +94,23 @@ pub async fn target(
     if etag_matches(&headers, &etag) {
         return (StatusCode::NOT_MODIFIED, h).into_response();
     }
-    let if_range_ok = headers
-        .get(header::IF_RANGE)
-        .and_then(|v| v.to_str().ok())
-        .is_none_or(|v| v.trim() == etag);
-    let range = if if_range_ok {
-        parse_range(
-            headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
-            len,
-        )
-    } else {
-        RangeSpec::Full
-    };
+    let header_str = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let range = ByteRange::requested(
+        header_str(header::RANGE),
+        header_str(header::IF_RANGE),
+        &etag,
+        len,
+    );
+    if let Some(v) = range
+        .content_range(len)
+        .and_then(|v| HeaderValue::from_str(&v).ok())
+    {
+        h.insert(header::CONTENT_RANGE, v);
+    }
     let (status, start, count) = match range {
-        RangeSpec::Full => (StatusCode::OK, 0, len),
-        RangeSpec::Partial { start, end } => {
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
-                h.insert(header::CONTENT_RANGE, v);
-            }
-            (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
-        }
-        RangeSpec::Unsatisfiable => {
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
-                h.insert(header::CONTENT_RANGE, v);
-            }
+        ByteRange::Full => (StatusCode::OK, 0, len),
+        ByteRange::Part { start, end } => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
+        ByteRange::Unsatisfiable => {
             let e = ApiError::new(
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 "range_not_satisfiable",
@@ -207,39 +142,4 @@ pub async fn target(
         },
     );
     (status, h, Body::from_stream(stream)).into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    #[test]
-    fn ranges() {
-        assert_eq!(parse_range(None, 10), RangeSpec::Full);
-        for (header, start, end) in [
-            ("bytes=2-", 2, 9),
-            ("bytes=2-4", 2, 4),
-            ("bytes=-3", 7, 9),
-            ("bytes=8-100", 8, 9),
-        ] {
-            assert_eq!(
-                parse_range(Some(header), 10),
-                RangeSpec::Partial { start, end },
-                "{header}"
-            );
-        }
-        assert_eq!(parse_range(Some("bytes=10-"), 10), RangeSpec::Unsatisfiable);
-        assert_eq!(parse_range(Some("bytes=0-1,3-4"), 10), RangeSpec::Full);
-        assert_eq!(parse_range(Some("items=0-1"), 10), RangeSpec::Full);
-    }
-
-    proptest! {
-        #[test]
-        fn range_stays_in_bounds(v in "\\PC{0,40}", len in 0u64..1000) {
-            if let RangeSpec::Partial { start, end } = parse_range(Some(&v), len) {
-                prop_assert!(start <= end && end < len);
-            }
-        }
-    }
 }

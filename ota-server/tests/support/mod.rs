@@ -1,243 +1,52 @@
 //! ota-server-local test support, built on the `wardgate-tests` harness
 //! (PKI, HTTPS clients, processes, Python, hashing and waiting come from
-//! there): a TUF repository authored with `tuf-repo` (root, targets, a
-//! delegation per manufacturer), a server configured for it on 127.0.0.1:0
+//! there): the server set-up shared with the gateway's OTA tests
+//! ([`server_setup`]: a TUF repository authored with `tuf-repo`, the
+//! server's config and `ota-server init`), that server run on 127.0.0.1:0
 //! (in-process or the real binary), and clients (reqwest, tough,
 //! python-tuf).
 #![allow(dead_code, clippy::missing_panics_doc, missing_docs)]
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-use tuf_repo::firmware::FirmwareMeta;
-use tuf_repo::repo::init::{InitConfig, InitSigners, RoleSpec};
-use tuf_repo::repo::release::ReleaseRequest;
-use tuf_repo::{ManufacturerName, RepoDir, SigningKey};
 // Re-exported for the tests that compare digests as `support::sha256_hex`.
 #[allow(unused_imports)]
 pub use wardgate_tests::hash::sha256_hex;
 use wardgate_tests::pki::Ca;
 use wardgate_tests::process::{ChildGuard, Stream};
 
-/// The offline and online TUF keys of a test repository.
-pub struct TufKeys {
-    pub root: SigningKey,
-    pub targets: SigningKey,
-    pub snapshot: SigningKey,
-    pub timestamp: SigningKey,
-    pub acme: SigningKey,
-    pub globex: SigningKey,
-}
+mod server_setup;
+pub use server_setup::{write, Bundle, Opts, ServerSetup};
 
-fn spec(k: &SigningKey) -> RoleSpec {
-    RoleSpec {
-        keys: vec![k.public_key()],
-        threshold: 1,
-    }
-}
-
-/// Authors a repository as the operator would with `tuf-repo`: root,
-/// targets delegating `acme/*` and `globex/*`, snapshot, timestamp.
-pub async fn author_repo(dir: &Path) -> TufKeys {
-    let keys = TufKeys {
-        root: SigningKey::generate(),
-        targets: SigningKey::generate(),
-        snapshot: SigningKey::generate(),
-        timestamp: SigningKey::generate(),
-        acme: SigningKey::generate(),
-        globex: SigningKey::generate(),
-    };
-    let repo = RepoDir::new(dir);
-    repo.create_dirs().unwrap();
-    let expiries = tuf_repo::Expiries::default();
-    tuf_repo::repo::init::init(
-        &repo,
-        &InitConfig {
-            root: spec(&keys.root),
-            targets: spec(&keys.targets),
-            snapshot: spec(&keys.snapshot),
-            timestamp: spec(&keys.timestamp),
-            expiries,
-        },
-        &InitSigners {
-            root: vec![keys.root.clone()],
-            targets: vec![keys.targets.clone()],
-            snapshot: vec![keys.snapshot.clone()],
-            timestamp: vec![keys.timestamp.clone()],
-        },
-    )
-    .await
-    .unwrap();
-    for (name, k) in [("acme", &keys.acme), ("globex", &keys.globex)] {
-        let m = ManufacturerName::new(name).unwrap();
-        // The manufacturer enrols (an empty role signed with its key), so
-        // tough clients see every delegation before anyone has released.
-        let enrolment =
-            tuf_repo::repo::delegate::enrol(&m, std::slice::from_ref(k), 1, expiries.delegated)
-                .await
-                .unwrap();
-        tuf_repo::repo::delegate::delegate(
-            &repo,
-            &m,
-            &[k.public_key()],
-            1,
-            std::slice::from_ref(&keys.targets),
-            expiries.targets,
-            Some(&enrolment),
-        )
-        .await
-        .unwrap();
-    }
-    tuf_repo::repo::online::snapshot(
-        &repo,
-        std::slice::from_ref(&keys.snapshot),
-        expiries.snapshot,
-    )
-    .await
-    .unwrap();
-    tuf_repo::refresh_timestamp(
-        &repo,
-        std::slice::from_ref(&keys.timestamp),
-        expiries.timestamp,
-    )
-    .await
-    .unwrap();
-    keys
-}
-
-/// Knobs for a harness.
-#[derive(Clone)]
-pub struct Opts {
-    pub timestamp_expiry: &'static str,
-    pub timestamp_refresh: &'static str,
-    pub max_upload_bytes: u64,
-}
-
-impl Default for Opts {
-    fn default() -> Self {
-        Self {
-            timestamp_expiry: "1day",
-            timestamp_refresh: "6h",
-            max_upload_bytes: 4 * 1024 * 1024,
-        }
-    }
-}
-
-/// A release bundle made by the manufacturer with `tuf-repo release`.
-pub struct Bundle {
-    pub target: String,
-    pub role_bytes: Vec<u8>,
-    pub image: Vec<u8>,
-}
-
-/// A ready-to-start server setup.
+/// A ready-to-start server setup, run in-process or as the real binary.
+/// Its [`ServerSetup`] (keys, tokens, paths, CA) reads through it.
 pub struct Harness {
-    pub dir: tempfile::TempDir,
-    pub ca: Ca,
-    pub keys: TufKeys,
-    pub config_path: PathBuf,
-    pub data_dir: PathBuf,
-    pub admin_token: String,
-    pub acme_token: String,
-    pub globex_token: String,
+    setup: ServerSetup,
     pub root_json: Vec<u8>,
     pub addr: Option<SocketAddr>,
     server: Option<ota_server::server::RunningServer>,
     process: Option<ChildGuard>,
 }
 
-fn write(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, contents).unwrap();
-    p
+impl std::ops::Deref for Harness {
+    type Target = ServerSetup;
+
+    fn deref(&self) -> &ServerSetup {
+        &self.setup
+    }
 }
 
 impl Harness {
     /// PKI, TUF repository, config, `ota-server init`; the server is not
     /// started yet.
     pub async fn new(opts: Opts) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        let ca = Ca::generate("Test Ward CA", 30).unwrap();
-        let (ca_path, _) = ca.write(d).unwrap();
-        let (cert_path, key_path) = (d.join("server.pem"), d.join("server.key"));
-        ca.issue_server(&["localhost".to_owned(), "127.0.0.1".to_owned()], 30)
-            .unwrap()
-            .write(&cert_path, &key_path)
-            .unwrap();
-        let authoring = d.join("authoring");
-        let keys = author_repo(&authoring).await;
-        let snap_key = d.join("snapshot.key");
-        let ts_key = d.join("timestamp.key");
-        keys.snapshot
-            .save(&snap_key, None, tuf_repo::KdfParams::default())
-            .unwrap();
-        keys.timestamp
-            .save(&ts_key, None, tuf_repo::KdfParams::default())
-            .unwrap();
-        let (admin_token, admin_hash) = ota_server::auth::new_token();
-        let (acme_token, acme_hash) = ota_server::auth::new_token();
-        let (globex_token, globex_hash) = ota_server::auth::new_token();
-        let data_dir = d.join("data");
-        let config = format!(
-            r#"
-listen = "127.0.0.1:0"
-data_dir = "{data}"
-
-[tls]
-cert = "{cert}"
-key = "{key}"
-client_ca = "{ca}"
-
-[tuf]
-snapshot_key = "{snap}"
-timestamp_key = "{ts}"
-timestamp_expiry = "{te}"
-timestamp_refresh = "{tr}"
-snapshot_expiry = "7days"
-
-[limits]
-max_upload_bytes = {max}
-
-[[admins]]
-name = "ops"
-token_sha256 = "{admin_hash}"
-
-[[manufacturers]]
-name = "acme"
-token_sha256 = "{acme_hash}"
-
-[[manufacturers]]
-name = "globex"
-token_sha256 = "{globex_hash}"
-"#,
-            data = data_dir.display(),
-            cert = cert_path.display(),
-            key = key_path.display(),
-            ca = ca_path.display(),
-            snap = snap_key.display(),
-            ts = ts_key.display(),
-            te = opts.timestamp_expiry,
-            tr = opts.timestamp_refresh,
-            max = opts.max_upload_bytes,
-        );
-        let config_path = write(d, "ota.toml", config);
-        let cfg = ota_server::cli::load_config(&config_path).unwrap();
-        ota_server::cli::init::run(&cfg, &authoring).await.unwrap();
-        let root_json = std::fs::read(authoring.join("metadata/1.root.json")).unwrap();
+        let setup = ServerSetup::new(&opts).await;
+        let root_json = std::fs::read(setup.root_v1()).unwrap();
         Self {
-            dir,
-            ca,
-            keys,
-            config_path,
-            data_dir,
-            admin_token,
-            acme_token,
-            globex_token,
+            setup,
             root_json,
             addr: None,
             server: None,
@@ -254,10 +63,7 @@ token_sha256 = "{globex_hash}"
 
     /// Starts the server in-process.
     pub async fn start(&mut self) {
-        let cfg = ota_server::cli::load_config(&self.config_path).unwrap();
-        let s = ota_server::server::start(cfg, CancellationToken::new())
-            .await
-            .unwrap();
+        let s = self.setup.start_in_process().await;
         self.addr = Some(s.local_addr());
         self.server = Some(s);
     }
@@ -317,47 +123,6 @@ token_sha256 = "{globex_hash}"
         wardgate_tests::https::client_with_identity(&self.ca.cert_pem, &identity).unwrap()
     }
 
-    /// The manufacturer signs a release of `image` with `key` against the
-    /// server's current repository (as `tuf-repo release` would on its own
-    /// copy).
-    pub async fn release(
-        &self,
-        manufacturer: &str,
-        key: &SigningKey,
-        file: &str,
-        version: &str,
-        image: &[u8],
-    ) -> Bundle {
-        let work = tempfile::tempdir_in(self.dir.path()).unwrap();
-        let img = write(work.path(), file, image);
-        let out = work.path().join("bundle");
-        let b = tuf_repo::repo::release::release(
-            &RepoDir::new(self.current_gen()),
-            &ReleaseRequest {
-                manufacturer: ManufacturerName::new(manufacturer).unwrap(),
-                target: format!("{manufacturer}/{file}"),
-                image: img,
-                firmware: FirmwareMeta::new(
-                    vec!["pump-x1".into()],
-                    version.parse().unwrap(),
-                    None,
-                    None,
-                )
-                .unwrap(),
-                expiry: Duration::from_secs(30 * 24 * 3600),
-            },
-            std::slice::from_ref(key),
-            &out,
-        )
-        .await
-        .unwrap();
-        Bundle {
-            target: b.target.to_string(),
-            role_bytes: std::fs::read(&b.role_metadata).unwrap(),
-            image: std::fs::read(&b.image).unwrap(),
-        }
-    }
-
     /// Uploads metadata + image to the release API.
     pub async fn upload(
         &self,
@@ -401,9 +166,7 @@ token_sha256 = "{globex_hash}"
     /// acme releases `image` as `acme/<file>` at `version` and uploads it;
     /// the server must publish it (201).
     pub async fn publish_acme(&self, file: &str, version: &str, image: &[u8]) -> Bundle {
-        let b = self
-            .release("acme", &self.keys.acme, file, version, image)
-            .await;
+        let b = self.release("acme", file, version, None, image).await;
         let r = self.upload_bundle(&self.acme_token, &b).await;
         assert_eq!(r.status(), 201, "publishing acme/{file}");
         b
@@ -468,12 +231,6 @@ token_sha256 = "{globex_hash}"
         .await
     }
 
-    /// The generation directory `current` points at.
-    pub fn current_gen(&self) -> PathBuf {
-        let repo = self.data_dir.join("repo");
-        repo.join(std::fs::read_link(repo.join("current")).unwrap())
-    }
-
     /// Every metadata file of the current generation, for byte-for-byte
     /// comparisons.
     pub fn metadata_files(&self) -> BTreeMap<String, Vec<u8>> {
@@ -513,10 +270,7 @@ token_sha256 = "{globex_hash}"
     /// Value of a metric line starting with `prefix` (0 if absent).
     pub async fn metric(&self, prefix: &str) -> f64 {
         let text = self.get("/metrics").await.text().await.unwrap();
-        text.lines()
-            .filter(|l| l.starts_with(prefix))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        wardgate_tests::ota_ward::metric(&text, prefix)
     }
 
     /// A tough-backed HTTPS transport trusting the test CA.

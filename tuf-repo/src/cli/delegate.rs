@@ -3,19 +3,15 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{duration_arg, load_public_keys, repo_dir, say, Context};
+use super::{duration_arg, load_public_keys, repo_dir, say, Context, ManufacturerRepo};
 use crate::error::Result;
-use crate::target_name::ManufacturerName;
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Repository directory.
-    #[arg(long)]
-    pub repo: PathBuf,
-    /// Manufacturer (role name and path prefix), e.g. `acme-medical`.
-    #[arg(long)]
-    pub manufacturer: ManufacturerName,
+    /// The repository and the manufacturer to delegate to.
+    #[command(flatten)]
+    pub role: ManufacturerRepo,
     /// The manufacturer's public key files (repeat).
     #[arg(long = "manufacturer-key", required = true)]
     pub manufacturer_keys: Vec<PathBuf>,
@@ -43,8 +39,8 @@ pub async fn run(ctx: &Context, a: Args) -> Result<()> {
         None => None,
     };
     let v = crate::repo::delegate::delegate(
-        &repo_dir(&a.repo),
-        &a.manufacturer,
+        &repo_dir(&a.role.repo),
+        &a.role.manufacturer,
         &keys,
         a.threshold,
         &signers,
@@ -56,8 +52,8 @@ pub async fn run(ctx: &Context, a: Args) -> Result<()> {
         "delegate",
         format!(
             "{}/* -> role '{}' ({} key(s), threshold {}), targets v{v}; run `snapshot` and `timestamp` to publish",
-            a.manufacturer,
-            a.manufacturer,
+            a.role.manufacturer,
+            a.role.manufacturer,
             keys.len(),
             a.threshold
         ),

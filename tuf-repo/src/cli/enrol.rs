@@ -3,9 +3,8 @@
 //! delegations).
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use super::{duration_arg, say, Context};
+use super::{say, Context, ManufacturerSigning};
 use crate::error::Result;
 use crate::target_name::ManufacturerName;
 
@@ -15,15 +14,12 @@ pub struct Args {
     /// The manufacturer's role name.
     #[arg(long)]
     pub manufacturer: ManufacturerName,
-    /// The manufacturer's private key files (repeat).
-    #[arg(long = "key", required = true)]
-    pub keys: Vec<PathBuf>,
+    /// The manufacturer's keys and the expiry of the empty role.
+    #[command(flatten)]
+    pub signing: ManufacturerSigning,
     /// The threshold the operator will set.
     #[arg(long, default_value_t = 1)]
     pub threshold: u64,
-    /// Expiry of the empty role.
-    #[arg(long, default_value = "182d", value_parser = duration_arg)]
-    pub expires: Duration,
     /// Enrolment file to write (give it to the operator with the public keys).
     #[arg(long)]
     pub out: PathBuf,
@@ -31,9 +27,10 @@ pub struct Args {
 
 /// Runs `enrol`.
 pub async fn run(ctx: &Context, a: Args) -> Result<()> {
-    let keys = ctx.load_keys(&a.keys)?;
+    let keys = a.signing.load_keys(ctx)?;
     let bytes =
-        crate::repo::delegate::enrol(&a.manufacturer, &keys, a.threshold, a.expires).await?;
+        crate::repo::delegate::enrol(&a.manufacturer, &keys, a.threshold, a.signing.expires)
+            .await?;
     crate::repo::layout::write_atomic(&a.out, &bytes)?;
     say(
         "enrol",

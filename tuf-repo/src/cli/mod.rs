@@ -1,4 +1,5 @@
-//! The `tuf-repo` command line: one module per subcommand.
+//! The `tuf-repo` command line: one module per subcommand (`snapshot` and
+//! `timestamp`, which differ only in the role, share [`online`]).
 //!
 //! Each module holds the subcommand's clap arguments and a `run` that calls
 //! the library. `main.rs` only parses, sets up logging and maps errors to an
@@ -10,11 +11,10 @@ pub mod delegate;
 pub mod enrol;
 pub mod init;
 pub mod keygen;
+pub mod online;
 pub mod publish;
 pub mod release;
 pub mod rotate;
-pub mod snapshot;
-pub mod timestamp;
 pub mod verify;
 
 use std::path::{Path, PathBuf};
@@ -23,6 +23,7 @@ use clap::{Parser, Subcommand};
 
 use crate::error::{Error, Result};
 use crate::keys::{self, Passphrase, SigningKey};
+use crate::target_name::ManufacturerName;
 
 /// `tuf-repo`: author and verify Wardgate's TUF repository.
 #[derive(Debug, Parser)]
@@ -52,9 +53,9 @@ pub enum Command {
     /// Check an upload bundle and publish it as a new repository version (server side).
     Publish(publish::Args),
     /// Re-sign the snapshot with the online snapshot key.
-    Snapshot(snapshot::Args),
+    Snapshot(online::Args),
     /// Re-sign the timestamp with the online timestamp key.
-    Timestamp(timestamp::Args),
+    Timestamp(online::Args),
     /// Write a new root version with replaced keys for a role.
     Rotate(rotate::Args),
     /// Load the repository as a client would and print each role.
@@ -73,8 +74,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Delegate(a) => delegate::run(&ctx, a).await,
         Command::Release(a) => release::run(&ctx, a).await,
         Command::Publish(a) => publish::run(&ctx, a).await,
-        Command::Snapshot(a) => snapshot::run(&ctx, a).await,
-        Command::Timestamp(a) => timestamp::run(&ctx, a).await,
+        Command::Snapshot(a) => online::run(&ctx, online::OnlineRole::Snapshot, a).await,
+        Command::Timestamp(a) => online::run(&ctx, online::OnlineRole::Timestamp, a).await,
         Command::Rotate(a) => rotate::run(&ctx, a).await,
         Command::Verify(a) => verify::run(a).await,
     }
@@ -103,6 +104,40 @@ impl Context {
             .iter()
             .map(|p| SigningKey::load(p, pass.as_ref()))
             .collect()
+    }
+}
+
+/// `--repo` and `--manufacturer`: the repository and the manufacturer's
+/// role that `delegate`, `release` and `publish` work on.
+#[derive(Debug, clap::Args)]
+pub struct ManufacturerRepo {
+    /// Repository directory (`release` only reads its metadata, so a copy
+    /// will do).
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// Manufacturer (role name and path prefix), e.g. `acme-medical`.
+    #[arg(long)]
+    pub manufacturer: ManufacturerName,
+}
+
+/// `--key` and `--expires`: the manufacturer's private keys and the expiry
+/// of the role version they sign, for the manufacturer-side commands
+/// `enrol` and `release`.
+#[derive(Debug, clap::Args)]
+pub struct ManufacturerSigning {
+    /// The manufacturer's private key files (repeat up to its threshold).
+    #[arg(long = "key", required = true)]
+    pub keys: Vec<PathBuf>,
+    /// Expiry of the signed role metadata.
+    #[arg(long, default_value = "182d", value_parser = duration_arg)]
+    pub expires: std::time::Duration,
+}
+
+impl ManufacturerSigning {
+    /// Loads the manufacturer's keys (decrypted with the context's
+    /// passphrase when they are encrypted).
+    pub fn load_keys(&self, ctx: &Context) -> Result<Vec<SigningKey>> {
+        ctx.load_keys(&self.keys)
     }
 }
 

@@ -4,20 +4,17 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{duration_arg, repo_dir, say, Context};
+use super::{duration_arg, repo_dir, say, Context, ManufacturerRepo};
 use crate::error::{Error, Result};
 use crate::repo::publish::{check_upload, publish, read_bundle, OnlineKeys};
-use crate::target_name::ManufacturerName;
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The current repository.
-    #[arg(long)]
-    pub repo: PathBuf,
-    /// The manufacturer the bundle claims to be from.
-    #[arg(long)]
-    pub manufacturer: ManufacturerName,
+    /// The current repository and the manufacturer the bundle claims to be
+    /// from.
+    #[command(flatten)]
+    pub role: ManufacturerRepo,
     /// The upload bundle directory written by `release`.
     #[arg(long)]
     pub bundle: PathBuf,
@@ -45,12 +42,16 @@ pub async fn run(ctx: &Context, a: Args) -> Result<()> {
         snapshot: ctx.load_keys(&a.snapshot_keys)?,
         timestamp: ctx.load_keys(&a.timestamp_keys)?,
     };
-    let repo = repo_dir(&a.repo);
-    let upload = read_bundle(&a.bundle, &a.manufacturer)?;
+    let ManufacturerRepo {
+        repo: repo_path,
+        manufacturer,
+    } = &a.role;
+    let repo = repo_dir(repo_path);
+    let upload = read_bundle(&a.bundle, manufacturer)?;
     let checked = check_upload(&repo, &upload).await?;
     let staging = match &a.out {
         Some(o) => o.clone(),
-        None => sibling(&a.repo, "new")?,
+        None => sibling(repo_path, "new")?,
     };
     let published = publish(
         &repo,
@@ -62,9 +63,9 @@ pub async fn run(ctx: &Context, a: Args) -> Result<()> {
     )
     .await?;
     if a.out.is_none() {
-        let old = sibling(&a.repo, "old")?;
-        std::fs::rename(&a.repo, &old).map_err(|e| Error::io("moving aside", &a.repo, e))?;
-        std::fs::rename(&staging, &a.repo).map_err(|e| Error::io("swapping in", &staging, e))?;
+        let old = sibling(repo_path, "old")?;
+        std::fs::rename(repo_path, &old).map_err(|e| Error::io("moving aside", repo_path, e))?;
+        std::fs::rename(&staging, repo_path).map_err(|e| Error::io("swapping in", &staging, e))?;
         std::fs::remove_dir_all(&old).map_err(|e| Error::io("removing", &old, e))?;
     }
     let names: Vec<String> = published
@@ -76,7 +77,7 @@ pub async fn run(ctx: &Context, a: Args) -> Result<()> {
         "publish",
         format!(
             "'{}' v{} with [{}]; snapshot v{}, timestamp v{}",
-            a.manufacturer,
+            manufacturer,
             published.role.version,
             names.join(", "),
             published.snapshot.version,

@@ -1,26 +1,22 @@
 //! `tuf-repo release`: the manufacturer signs a firmware image.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use super::{duration_arg, repo_dir, say, Context};
+use super::{repo_dir, say, Context, ManufacturerRepo, ManufacturerSigning};
 use crate::error::{Error, Result};
 use crate::firmware::FirmwareMeta;
 use crate::repo::release::{release, ReleaseRequest};
-use crate::target_name::ManufacturerName;
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A copy of the repository (its metadata is read, not written).
-    #[arg(long)]
-    pub repo: PathBuf,
-    /// The manufacturer's role.
-    #[arg(long)]
-    pub manufacturer: ManufacturerName,
-    /// The manufacturer's private key files (repeat up to its threshold).
-    #[arg(long = "key", required = true)]
-    pub keys: Vec<PathBuf>,
+    /// A copy of the repository (its metadata is read, not written) and
+    /// the manufacturer's role.
+    #[command(flatten)]
+    pub role: ManufacturerRepo,
+    /// The manufacturer's keys and the expiry of the role version.
+    #[command(flatten)]
+    pub signing: ManufacturerSigning,
     /// The firmware image.
     #[arg(long)]
     pub image: PathBuf,
@@ -40,9 +36,6 @@ pub struct Args {
     /// Release notes.
     #[arg(long)]
     pub notes: Option<String>,
-    /// Expiry of the role metadata.
-    #[arg(long, default_value = "182d", value_parser = duration_arg)]
-    pub expires: Duration,
     /// Upload bundle directory to write.
     #[arg(long)]
     pub out: PathBuf,
@@ -50,7 +43,8 @@ pub struct Args {
 
 /// Runs `release`.
 pub async fn run(ctx: &Context, a: Args) -> Result<()> {
-    let keys = ctx.load_keys(&a.keys)?;
+    let keys = a.signing.load_keys(ctx)?;
+    let ManufacturerRepo { repo, manufacturer } = &a.role;
     let file = match &a.name {
         Some(n) => n.clone(),
         None => a
@@ -66,16 +60,16 @@ pub async fn run(ctx: &Context, a: Args) -> Result<()> {
     let target = if file.contains('/') || file.contains('\\') {
         file
     } else {
-        format!("{}/{file}", a.manufacturer)
+        format!("{manufacturer}/{file}")
     };
     let req = ReleaseRequest {
-        manufacturer: a.manufacturer.clone(),
+        manufacturer: manufacturer.clone(),
         target,
         image: a.image.clone(),
         firmware: FirmwareMeta::new(a.hardware_ids, a.version, a.min_version, a.notes)?,
-        expiry: a.expires,
+        expiry: a.signing.expires,
     };
-    let bundle = release(&repo_dir(&a.repo), &req, &keys, &a.out).await?;
+    let bundle = release(&repo_dir(repo), &req, &keys, &a.out).await?;
     say(
         "release",
         format!(
@@ -83,7 +77,7 @@ pub async fn run(ctx: &Context, a: Args) -> Result<()> {
             bundle.target,
             bundle.digest.length,
             bundle.digest.sha256_hex(),
-            a.manufacturer,
+            manufacturer,
             bundle.role_version,
             bundle.dir.display()
         ),

@@ -12,6 +12,7 @@ use super::signing::{self, root_role_keys, sign_role};
 use super::{expiry_from_now, online, Expiries, SPEC_VERSION};
 use crate::error::{Error, Result};
 use crate::keys::{self, SigningKey};
+use crate::target_name::ManufacturerName;
 
 /// The public keys and threshold of one top-level role.
 #[derive(Debug, Clone)]
@@ -20,6 +21,97 @@ pub struct RoleSpec {
     pub keys: Vec<Key>,
     /// How many of them must sign.
     pub threshold: u64,
+}
+
+impl RoleSpec {
+    /// A role trusting `key` alone (threshold 1).
+    #[must_use]
+    pub fn single(key: &SigningKey) -> Self {
+        Self {
+            keys: vec![key.public_key()],
+            threshold: 1,
+        }
+    }
+}
+
+/// One key for each top-level role, each role with threshold 1: the
+/// smallest repository (a test, a demo, a lab). [`OneKeyPerRole::config`]
+/// and [`OneKeyPerRole::signers`] are what [`init`] takes for it.
+#[derive(Debug, Clone)]
+pub struct OneKeyPerRole {
+    /// The root key.
+    pub root: SigningKey,
+    /// The top-level targets key.
+    pub targets: SigningKey,
+    /// The snapshot key.
+    pub snapshot: SigningKey,
+    /// The timestamp key.
+    pub timestamp: SigningKey,
+}
+
+impl OneKeyPerRole {
+    /// Four new keys.
+    #[must_use]
+    pub fn generate() -> Self {
+        Self {
+            root: SigningKey::generate(),
+            targets: SigningKey::generate(),
+            snapshot: SigningKey::generate(),
+            timestamp: SigningKey::generate(),
+        }
+    }
+
+    /// The roles, each trusting its one key, with `expiries`.
+    #[must_use]
+    pub fn config(&self, expiries: Expiries) -> InitConfig {
+        InitConfig {
+            root: RoleSpec::single(&self.root),
+            targets: RoleSpec::single(&self.targets),
+            snapshot: RoleSpec::single(&self.snapshot),
+            timestamp: RoleSpec::single(&self.timestamp),
+            expiries,
+        }
+    }
+
+    /// Each role's key, to sign its first version.
+    #[must_use]
+    pub fn signers(&self) -> InitSigners {
+        InitSigners {
+            root: vec![self.root.clone()],
+            targets: vec![self.targets.clone()],
+            snapshot: vec![self.snapshot.clone()],
+            timestamp: vec![self.timestamp.clone()],
+        }
+    }
+
+    /// Both sides of a delegation where one party holds every key: the
+    /// manufacturer enrols with `manufacturer_key` (threshold 1) and the
+    /// targets key delegates `<manufacturer>/*` to it with that enrolment;
+    /// the new targets version, as [`super::delegate::delegate`] returns
+    /// it. Run `snapshot` and `timestamp` afterwards to publish it.
+    ///
+    /// # Errors
+    /// As [`super::delegate::enrol`] and [`super::delegate::delegate`].
+    pub async fn delegate_to(
+        &self,
+        repo: &RepoDir,
+        manufacturer: &ManufacturerName,
+        manufacturer_key: &SigningKey,
+        expiries: &Expiries,
+    ) -> Result<u64> {
+        let signer = std::slice::from_ref(manufacturer_key);
+        let enrolment = super::delegate::enrol(manufacturer, signer, 1, expiries.delegated).await?;
+        super::delegate::delegate(
+            repo,
+            manufacturer,
+            &[manufacturer_key.public_key()],
+            1,
+            std::slice::from_ref(&self.targets),
+            expiries.targets,
+            Some(&enrolment),
+        )
+        .await
+    }
 }
 
 /// Everything `init` needs to know.

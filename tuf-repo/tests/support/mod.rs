@@ -13,7 +13,7 @@ use aws_lc_rs::rand::SystemRandom;
 use tough::editor::signed::SignedRole;
 use tough::schema::{DelegatedTargets, Hashes, KeyHolder, Signed, Target, Targets};
 use tuf_repo::firmware::FirmwareMeta;
-use tuf_repo::repo::init::{init, InitConfig, InitSigners, RoleSpec};
+use tuf_repo::repo::init::{init, OneKeyPerRole, RoleSpec};
 use tuf_repo::repo::release::{release, ReleaseRequest, UploadBundle};
 use tuf_repo::repo::RepoState;
 use tuf_repo::{
@@ -86,10 +86,7 @@ pub fn other_co() -> ManufacturerName {
 
 /// A role held by the one key `k`.
 pub fn spec(k: &SigningKey) -> RoleSpec {
-    RoleSpec {
-        keys: vec![k.public_key()],
-        threshold: 1,
-    }
+    RoleSpec::single(k)
 }
 
 impl Fixture {
@@ -97,53 +94,27 @@ impl Fixture {
     pub async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let repo = RepoDir::new(dir.path().join("repo"));
+        let roles = OneKeyPerRole::generate();
+        let expiries = Expiries::default();
+        init(&repo, &roles.config(expiries), &roles.signers())
+            .await
+            .unwrap();
+        let (acme_key, other_key) = (SigningKey::generate(), SigningKey::generate());
+        for (m, k) in [(acme(), &acme_key), (other_co(), &other_key)] {
+            roles.delegate_to(&repo, &m, k, &expiries).await.unwrap();
+        }
         let f = Self {
             repo,
-            root: SigningKey::generate(),
-            targets: SigningKey::generate(),
-            snapshot: SigningKey::generate(),
-            timestamp: SigningKey::generate(),
-            acme: SigningKey::generate(),
-            other: SigningKey::generate(),
-            expiries: Expiries::default(),
+            root: roles.root,
+            targets: roles.targets,
+            snapshot: roles.snapshot,
+            timestamp: roles.timestamp,
+            acme: acme_key,
+            other: other_key,
+            expiries,
             dir,
             counter: std::cell::Cell::new(0),
         };
-        let cfg = InitConfig {
-            root: spec(&f.root),
-            targets: spec(&f.targets),
-            snapshot: spec(&f.snapshot),
-            timestamp: spec(&f.timestamp),
-            expiries: f.expiries,
-        };
-        let signers = InitSigners {
-            root: vec![f.root.clone()],
-            targets: vec![f.targets.clone()],
-            snapshot: vec![f.snapshot.clone()],
-            timestamp: vec![f.timestamp.clone()],
-        };
-        init(&f.repo, &cfg, &signers).await.unwrap();
-        for (m, k) in [(acme(), &f.acme), (other_co(), &f.other)] {
-            let enrolment = tuf_repo::repo::delegate::enrol(
-                &m,
-                std::slice::from_ref(k),
-                1,
-                f.expiries.delegated,
-            )
-            .await
-            .unwrap();
-            tuf_repo::repo::delegate::delegate(
-                &f.repo,
-                &m,
-                &[k.public_key()],
-                1,
-                std::slice::from_ref(&f.targets),
-                f.expiries.targets,
-                Some(&enrolment),
-            )
-            .await
-            .unwrap();
-        }
         f.resign_online().await;
         f
     }

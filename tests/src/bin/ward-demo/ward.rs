@@ -11,7 +11,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use wardgate_tests::bins::Bins;
 use wardgate_tests::mosquitto::{Mosquitto, Subscriber};
-use wardgate_tests::ota::{OtaRepo, ServerSettings};
+use wardgate_tests::ota::{campaign_request, OtaRepo, ServerSettings};
 use wardgate_tests::ota_ward::new_token;
 use wardgate_tests::pki::PkiDir;
 use wardgate_tests::port::free_port;
@@ -76,6 +76,32 @@ fn image() -> Vec<u8> {
 
 pub fn pump(i: usize) -> String {
     format!("pump-{i:02}")
+}
+
+/// The OTA server's answer `r` if it created what was asked (201), else
+/// the error naming `what` with the server's reason.
+async fn created(r: reqwest::Response, what: &str) -> Result<reqwest::Response> {
+    if r.status() == 201 {
+        Ok(r)
+    } else {
+        Err(format!(
+            "the OTA server refused {what}: {}",
+            r.text().await.unwrap_or_default()
+        ))
+    }
+}
+
+/// The arguments every `device-sim` run of the demo starts with: the
+/// gateway's edge port `edge` and the ward PKI (run from the demo's dir).
+fn device_sim_args(edge: &str) -> Vec<&str> {
+    vec![
+        "--port",
+        edge,
+        "--ca",
+        "ward-pki/ca.pem",
+        "--cert-dir",
+        "ward-pki",
+    ]
 }
 
 /// The OTA server orders a campaign's devices by SHA-256 of campaign,
@@ -230,16 +256,8 @@ impl Ward {
         step("4. 30 monitors, oximeters and ventilators stream their patients' vitals");
         std::fs::write(w.path("ward-demo.toml"), SCENARIO).map_err(|e| e.to_string())?;
         let edge = w.edge_port.to_string();
-        let mut args = vec![
-            "--port",
-            &edge,
-            "--ca",
-            "ward-pki/ca.pem",
-            "--cert-dir",
-            "ward-pki",
-            "--scenario",
-            "ward-demo.toml",
-        ];
+        let mut args = device_sim_args(&edge);
+        args.extend(["--scenario", "ward-demo.toml"]);
         if keep {
             args.push("--repeat");
         }
@@ -443,45 +461,37 @@ formats = ["json", "fhir"]
         std::fs::write(self.path("gateway.toml"), config).map_err(|e| e.to_string())
     }
 
+    /// `gateway device enroll` of device `id` (a `model` of the demo's
+    /// manufacturer for `hardware_id`, on `firmware`), pinning its
+    /// certificate from the ward PKI.
+    fn enrol_device(&self, id: &str, model: &str, hardware_id: &str, firmware: &str) -> Result<()> {
+        let cert = format!("ward-pki/{id}.pem");
+        self.gateway(&[
+            "device",
+            "enroll",
+            "--id",
+            id,
+            "--model",
+            model,
+            "--hardware-id",
+            hardware_id,
+            "--manufacturer",
+            MANUFACTURER,
+            "--firmware",
+            firmware,
+            "--cert",
+            &cert,
+        ])?;
+        Ok(())
+    }
+
     fn enrol_devices(&self) -> Result<()> {
         for (id, model) in scenario_devices()? {
-            let cert = format!("ward-pki/{id}.pem");
-            self.gateway(&[
-                "device",
-                "enroll",
-                "--id",
-                &id,
-                "--model",
-                model,
-                "--hardware-id",
-                &format!("{}-hw", model.to_lowercase()),
-                "--manufacturer",
-                MANUFACTURER,
-                "--firmware",
-                "4.2.0",
-                "--cert",
-                &cert,
-            ])?;
+            let hardware_id = format!("{}-hw", model.to_lowercase());
+            self.enrol_device(&id, model, &hardware_id, "4.2.0")?;
         }
         for i in 0..PUMPS {
-            let id = pump(i);
-            let cert = format!("ward-pki/{id}.pem");
-            self.gateway(&[
-                "device",
-                "enroll",
-                "--id",
-                &id,
-                "--model",
-                "Infusion pump X1",
-                "--hardware-id",
-                HARDWARE,
-                "--manufacturer",
-                MANUFACTURER,
-                "--firmware",
-                OLD_VERSION,
-                "--cert",
-                &cert,
-            ])?;
+            self.enrol_device(&pump(i), "Infusion pump X1", HARDWARE, OLD_VERSION)?;
         }
         println!("   50 devices enrolled with their certificate fingerprints pinned");
         Ok(())
@@ -500,28 +510,12 @@ formats = ["json", "fhir"]
             )
             .map_err(|e| e.to_string())?;
         let target = release.target.clone();
-        let r = self
-            .hospital_http
-            .post(format!(
-                "https://127.0.0.1:{}/{}",
-                self.ota_port,
-                release.upload_path()
-            ))
-            .header(
-                "X-Wardgate-Metadata-Length",
-                release.metadata_len.to_string(),
-            )
-            .bearer_auth(&self.manufacturer_token)
-            .body(release.body)
-            .send()
+        let ota_url = format!("https://127.0.0.1:{}/", self.ota_port);
+        let r = release
+            .upload(&self.hospital_http, &ota_url, &self.manufacturer_token)
             .await
             .map_err(|e| format!("upload of {target}: {e}"))?;
-        if r.status() != 201 {
-            return Err(format!(
-                "the OTA server refused {target}: {}",
-                r.text().await.unwrap_or_default()
-            ));
-        }
+        created(r, &target).await?;
         println!(
             "   {target} ({} KiB) signed with acme's key and accepted by the OTA server",
             img.len() / 1024
@@ -530,6 +524,7 @@ formats = ["json", "fhir"]
     }
 
     async fn create_campaign(&self, target: &str) -> Result<String> {
+        let waves = ["1", "25%", "100%"];
         let r = self
             .hospital_http
             .post(format!(
@@ -537,22 +532,17 @@ formats = ["json", "fhir"]
                 self.ota_port
             ))
             .bearer_auth(&self.ota_admin)
-            .json(&serde_json::json!({
-                "name": "pump firmware 2.0.0",
-                "target": target,
-                "gateways": [GATEWAY_ID],
-                "waves": ["1", "25%", "100%"],
-                "failure_threshold_percent": 10.0,
-            }))
+            .json(&campaign_request(
+                "pump firmware 2.0.0",
+                target,
+                &[GATEWAY_ID],
+                &waves,
+                10.0,
+            ))
             .send()
             .await
             .map_err(|e| format!("campaign: {e}"))?;
-        if r.status() != 201 {
-            return Err(format!(
-                "the OTA server refused the campaign: {}",
-                r.text().await.unwrap_or_default()
-            ));
-        }
+        let r = created(r, "the campaign").await?;
         let v: Value = r.json().await.map_err(|e| e.to_string())?;
         v["id"]
             .as_str()
@@ -586,13 +576,8 @@ formats = ["json", "fhir"]
         let key = self.repo()?.manufacturer_public_key().display().to_string();
         for (first, n, faults) in runs {
             let (first_s, n_s) = (first.to_string(), n.to_string());
-            let mut args = vec![
-                "--port",
-                &edge,
-                "--ca",
-                "ward-pki/ca.pem",
-                "--cert-dir",
-                "ward-pki",
+            let mut args = device_sim_args(&edge);
+            args.extend([
                 "--prefix",
                 "pump",
                 "--first",
@@ -611,7 +596,7 @@ formats = ["json", "fhir"]
                 &key,
                 "--health-window",
                 "15s",
-            ];
+            ]);
             for f in &faults {
                 args.push("--fault");
                 args.push(f);
