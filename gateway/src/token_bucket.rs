@@ -1,8 +1,8 @@
 //! Token buckets: one, and one per key (a device, a peer address).
 //!
-//! A leaf module, used by the edge's per-device publish limit
-//! ([`crate::edge::rate_limit`]) and the admin API's per-peer request limit
-//! ([`crate::admin::peer_limit`]).
+//! A leaf module: the edge's per-device publish limit
+//! ([`crate::edge::rate_limit`]) keeps one per device; [`KeyedBuckets::bounded`]
+//! bounds the keys for limits keyed by something a peer chooses (its address).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};

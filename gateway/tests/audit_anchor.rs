@@ -13,6 +13,16 @@ use wardgate_tests::wait::wait_for;
 
 use support::cli::{enroll, gw, init_pki, ok, run, write_config};
 
+/// A ward configured in a temp dir (PKI, `gateway.toml` with `rest`),
+/// with the config path as a string.
+fn ward(rest: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    init_pki(&dir.path().join("pki"));
+    let config = write_config(dir.path(), rest);
+    let c = config.to_str().unwrap().to_owned();
+    (dir, c)
+}
+
 /// The anchors in `file`, one JSON object a line.
 fn anchors(file: &Path) -> Vec<Value> {
     std::fs::read_to_string(file)
@@ -49,10 +59,8 @@ fn cut_last_rows(db: &Path, n: i64) {
 // control: audit
 #[test]
 fn rows_cut_off_the_end_are_named_by_the_anchor_and_an_altered_anchor_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    init_pki(&dir.path().join("pki"));
-    let config = write_config(dir.path(), "");
-    let c = config.to_str().unwrap();
+    let (dir, c) = ward("");
+    let c = c.as_str();
     for id in ["pump-01", "pump-02", "pump-03", "pump-04"] {
         enroll(c, id, &[]);
     }
@@ -103,10 +111,8 @@ fn rows_cut_off_the_end_are_named_by_the_anchor_and_an_altered_anchor_is_refused
 // control: audit
 #[tokio::test]
 async fn the_running_gateway_anchors_at_start_and_as_the_chain_grows() {
-    let dir = tempfile::tempdir().unwrap();
-    init_pki(&dir.path().join("pki"));
-    let config = write_config(dir.path(), "[audit]\nanchor_interval = \"1s\"\n");
-    let c = config.to_str().unwrap();
+    let (dir, c) = ward("[audit]\nanchor_interval = \"1s\"\n");
+    let c = c.as_str();
     enroll(c, "pump-01", &[]);
     let (_gateway, _line) = run(c);
     let file = dir.path().join("state/audit-anchors.jsonl");
@@ -130,10 +136,8 @@ async fn the_running_gateway_anchors_at_start_and_as_the_chain_grows() {
 
 #[test]
 fn the_export_speaks_rfc5424_syslog_for_a_siem() {
-    let dir = tempfile::tempdir().unwrap();
-    init_pki(&dir.path().join("pki"));
-    let config = write_config(dir.path(), "");
-    let c = config.to_str().unwrap();
+    let (_dir, c) = ward("");
+    let c = c.as_str();
     enroll(c, "pump-01", &[]);
     let out = ok(&[
         "audit",

@@ -5,7 +5,7 @@
 
 mod support;
 
-use support::{Harness, Opts};
+use support::Harness;
 
 fn devices(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i:02}")).collect()
@@ -13,8 +13,7 @@ fn devices(prefix: &str, n: usize) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waves_advance_with_results_and_survive_a_restart() {
-    let mut h = Harness::started(Opts::default()).await;
-    h.publish_acme("pump-3.0.0.bin", "3.0.0", b"fw3").await;
+    let mut h = Harness::with_acme_release("pump-3.0.0.bin", "3.0.0", b"fw3").await;
     let id = h
         .create_campaign(serde_json::json!({
             "name": "pump 3.0.0 rollout",
@@ -110,8 +109,7 @@ async fn waves_advance_with_results_and_survive_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_canary_halts_the_campaign() {
-    let mut h = Harness::started(Opts::default()).await;
-    h.publish_acme("pump-4.0.0.bin", "4.0.0", b"fw4").await;
+    let mut h = Harness::with_acme_release("pump-4.0.0.bin", "4.0.0", b"fw4").await;
     // Unknown release and bad waves are refused with the field named.
     let (s, e) = h.admin_post("/api/v1/campaigns", serde_json::json!({
         "name": "x", "target": "acme/nope-1.0.0.bin", "gateways": ["ward-3a"], "waves": ["100%"], "failure_threshold_percent": 5

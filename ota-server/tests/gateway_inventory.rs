@@ -10,9 +10,8 @@ use support::{Harness, Opts};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn campaign_assigns_only_devices_of_the_release_hardware() {
-    let mut h = Harness::started(Opts::default()).await;
     // The harness signs releases for hardware `pump-x1`.
-    h.publish_acme("pump-5.0.0.bin", "5.0.0", b"fw5").await;
+    let mut h = Harness::with_acme_release("pump-5.0.0.bin", "5.0.0", b"fw5").await;
     let id = h
         .create_campaign(serde_json::json!({
             "name": "pump 5", "target": "acme/pump-5.0.0.bin", "gateways": ["ward-5c"],

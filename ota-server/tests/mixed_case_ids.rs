@@ -9,7 +9,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Harness, Opts};
+use support::Harness;
 
 /// A ward gateway on the API, authenticated by its client certificate.
 struct Ward {
@@ -55,8 +55,7 @@ impl Ward {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_case_device_ids_are_accepted_end_to_end() {
-    let mut h = Harness::started(Opts::default()).await;
-    h.publish_acme("pump-5.0.0.bin", "5.0.0", b"fw5").await;
+    let mut h = Harness::with_acme_release("pump-5.0.0.bin", "5.0.0", b"fw5").await;
     let id = h
         .create_campaign(serde_json::json!({
             "name": "pump 5.0.0", "target": "acme/pump-5.0.0.bin",

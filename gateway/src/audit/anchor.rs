@@ -65,17 +65,11 @@ pub enum AnchorError {
     PublicKey(String),
 }
 
-/// The gateway's anchor signing key.
+/// The gateway's anchor signing key (`Debug` shows the public half only,
+/// as `ed25519_dalek` does).
+#[derive(Debug)]
 pub struct AnchorKey {
     signing: SigningKey,
-}
-
-impl std::fmt::Debug for AnchorKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AnchorKey")
-            .field("public", &self.public_hex())
-            .finish_non_exhaustive()
-    }
 }
 
 impl AnchorKey {

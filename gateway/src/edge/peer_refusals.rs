@@ -72,6 +72,7 @@ pub enum Noted {
     Counted,
 }
 
+#[derive(Debug)]
 struct State {
     started: Instant,
     peers: HashMap<IpAddr, PeerTally>,
@@ -79,19 +80,11 @@ struct State {
 }
 
 /// The edge's ledger of refusals before authentication.
+#[derive(Debug)]
 pub struct PeerRefusals {
     interval: Duration,
     throttle_after: u64,
     state: Mutex<State>,
-}
-
-impl std::fmt::Debug for PeerRefusals {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PeerRefusals")
-            .field("interval", &self.interval)
-            .field("throttle_after", &self.throttle_after)
-            .finish_non_exhaustive()
-    }
 }
 
 impl PeerRefusals {

@@ -61,6 +61,15 @@ impl Harness {
         h
     }
 
+    /// A started server with default options and acme's `file` (version
+    /// `version`, bytes `image`) already published: where most campaign
+    /// tests begin.
+    pub async fn with_acme_release(file: &str, version: &str, image: &[u8]) -> Self {
+        let h = Self::started(Opts::default()).await;
+        h.publish_acme(file, version, image).await;
+        h
+    }
+
     /// Starts the server in-process.
     pub async fn start(&mut self) {
         let s = self.setup.start_in_process().await;
