@@ -19,6 +19,19 @@ use crate::Result;
 
 pub use crate::process::run_ok;
 
+/// `tuf-repo init`'s key arguments for the four top-level roles, each key
+/// in `<role>.json` as `tuf-repo keygen --out` writes it (the harness's
+/// and `tuf-repo`'s own tests set repositories up the same way).
+pub const ROLE_KEY_ARGS: [&str; 8] = [
+    "--root-key",
+    "root.json",
+    "--targets-key",
+    "targets.json",
+    "--snapshot-key",
+    "snapshot.json",
+    "--timestamp-key",
+    "timestamp.json",
+];
 /// The operator's TUF repository, authored in a folder of the test.
 #[derive(Debug, Clone)]
 pub struct OtaRepo {
@@ -141,19 +154,7 @@ impl OtaRepo {
         for k in ["root", "targets", "snapshot", "timestamp", manufacturer] {
             repo.run(&["keygen", "--out", &key(k)])?;
         }
-        repo.run(&[
-            "init",
-            "--repo",
-            "authoring",
-            "--root-key",
-            "root.json",
-            "--targets-key",
-            "targets.json",
-            "--snapshot-key",
-            "snapshot.json",
-            "--timestamp-key",
-            "timestamp.json",
-        ])?;
+        repo.run(&[&["init", "--repo", "authoring"][..], &ROLE_KEY_ARGS].concat())?;
         repo.run(&[
             "enrol",
             "--manufacturer",

@@ -49,7 +49,7 @@ fn every_subcommand_from_keygen_to_verify() {
     );
     ok(
         d,
-        &[&INIT_ARGS[..], &["--timestamp-expires", "2h"]].concat(),
+        &[&init_args()[..], &["--timestamp-expires", "2h"]].concat(),
         &[],
     );
     ok(
@@ -99,28 +99,22 @@ fn every_subcommand_from_keygen_to_verify() {
     let out = ok(
         d,
         &[
-            "--passphrase-env",
-            "ACME_PASS",
-            "release",
-            "--repo",
-            "repo",
-            "--manufacturer",
-            "acme-medical",
-            "--key",
-            "acme.json",
-            "--image",
-            "pump-fw-2.1.0.bin",
-            "--hardware-id",
-            "acme-pump-v2",
-            "--version",
-            "2.1.0",
-            "--min-version",
-            "2.0.0",
-            "--notes",
-            "fixes",
-            "--out",
-            "bundle",
-        ],
+            &["--passphrase-env", "ACME_PASS"][..],
+            &release_args("acme.json", "pump-fw-2.1.0.bin"),
+            &[
+                "--hardware-id",
+                "acme-pump-v2",
+                "--version",
+                "2.1.0",
+                "--min-version",
+                "2.0.0",
+                "--notes",
+                "fixes",
+                "--out",
+                "bundle",
+            ],
+        ]
+        .concat(),
         &pass,
     );
     assert!(out.contains("acme-medical/pump-fw-2.1.0.bin"), "{out}");

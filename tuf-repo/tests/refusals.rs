@@ -295,24 +295,19 @@ async fn unsafe_target_names_are_refused() {
     let o = cli(
         f.dir.path(),
         &[
-            "release",
-            "--repo",
-            "repo",
-            "--manufacturer",
-            "acme-medical",
-            "--key",
-            "nokey.json",
-            "--image",
-            img.to_str().unwrap(),
-            "--name",
-            "../x.bin",
-            "--hardware-id",
-            "p",
-            "--version",
-            "1.0.0",
-            "--out",
-            "b",
-        ],
+            &release_args("nokey.json", img.to_str().unwrap())[..],
+            &[
+                "--name",
+                "../x.bin",
+                "--hardware-id",
+                "p",
+                "--version",
+                "1.0.0",
+                "--out",
+                "b",
+            ],
+        ]
+        .concat(),
         &[],
     );
     assert!(!o.status.success());
@@ -583,7 +578,7 @@ fn a_wrong_passphrase_is_refused() {
         let o = cli(d, &["keygen", "--out", &format!("{k}.json")], &[]);
         assert!(o.status.success(), "{:?}", text(&o));
     }
-    let init = |env: &[(&str, &str)]| cli(d, &INIT_ARGS, env);
+    let init = |env: &[(&str, &str)]| cli(d, &init_args(), env);
     let o = init(&wrong);
     let (_, err) = text(&o);
     assert!(!o.status.success());

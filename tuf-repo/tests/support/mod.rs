@@ -40,19 +40,29 @@ pub fn cli(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
 
 /// `tuf-repo init` of `repo` with the key files `root.json`, `targets.json`,
 /// `snapshot.json` and `timestamp.json`.
-pub const INIT_ARGS: [&str; 11] = [
-    "init",
-    "--repo",
-    "repo",
-    "--root-key",
-    "root.json",
-    "--targets-key",
-    "targets.json",
-    "--snapshot-key",
-    "snapshot.json",
-    "--timestamp-key",
-    "timestamp.json",
-];
+pub fn init_args() -> Vec<&'static str> {
+    [
+        &["init", "--repo", "repo"][..],
+        &wardgate_tests::ota::ROLE_KEY_ARGS,
+    ]
+    .concat()
+}
+
+/// `tuf-repo release` into `repo` as `acme-medical`, signed with `key`,
+/// of `image`; the caller adds the release's own fields.
+pub fn release_args<'a>(key: &'a str, image: &'a str) -> Vec<&'a str> {
+    vec![
+        "release",
+        "--repo",
+        "repo",
+        "--manufacturer",
+        "acme-medical",
+        "--key",
+        key,
+        "--image",
+        image,
+    ]
+}
 
 /// stdout and stderr of an output, for assertion messages.
 pub fn text(o: &Output) -> (String, String) {
