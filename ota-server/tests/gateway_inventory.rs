@@ -6,7 +6,7 @@
 
 mod support;
 
-use support::{Harness, Opts};
+use support::Harness;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn campaign_assigns_only_devices_of_the_release_hardware() {
@@ -63,9 +63,8 @@ async fn campaign_assigns_only_devices_of_the_release_hardware() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn target_bytes_sent_are_counted_exactly() {
-    let mut h = Harness::started(Opts::default()).await;
-    let image = support::patterned_image(200_000);
-    h.publish_acme("pump-6.0.0.bin", "6.0.0", &image).await;
+    let (mut h, image) =
+        Harness::with_patterned_acme_release("pump-6.0.0.bin", "6.0.0", 200_000).await;
     let sha = support::sha256_hex(&image);
     let url = h.acme_target_url("pump-6.0.0.bin", &image);
     let gw = h.gateway_client(&h.ca, "ward-6d");

@@ -285,13 +285,7 @@ async fn unauthenticated_or_wrongly_authenticated_requests_are_refused() {
     }
     // A manufacturer token is not an admin token.
     let before = h.metadata_files();
-    let r = h
-        .client()
-        .get(format!("{}/api/v1/audit", h.base_url()))
-        .bearer_auth(&h.acme_token)
-        .send()
-        .await
-        .unwrap();
+    let r = h.get_as("/api/v1/audit", &h.acme_token).await;
     assert_refused(&h, &before, r, 403, "forbidden").await;
     // The gateway API without a client certificate.
     let before = h.metadata_files();

@@ -57,9 +57,8 @@ async fn uploaded_release_verifies_with_tough_and_python_tuf() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn range_request_resumes_a_partial_download() {
-    let mut h = Harness::started(Opts::default()).await;
-    let image = support::patterned_image(200_000);
-    h.publish_acme("mon-2.0.0.bin", "2.0.0", &image).await;
+    let (mut h, image) =
+        Harness::with_patterned_acme_release("mon-2.0.0.bin", "2.0.0", 200_000).await;
     let sha = sha256_hex(&image);
     let url = h.acme_target_url("mon-2.0.0.bin", &image);
     let c = h.client();

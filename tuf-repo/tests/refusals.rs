@@ -427,9 +427,7 @@ async fn expired_metadata_is_reported_with_role_and_time() {
     );
 
     // python-tuf, an independent client, refuses it too.
-    let py = f
-        .python_fetch("acme-medical/pump-fw-1.0.0.bin")
-        .unwrap_err();
+    let py = f.python_refusal("acme-medical/pump-fw-1.0.0.bin");
     assert!(py.to_lowercase().contains("expired"), "{py}");
 
     // An expired manufacturer upload is refused by the server.

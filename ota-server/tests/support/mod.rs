@@ -70,6 +70,17 @@ impl Harness {
         h
     }
 
+    /// As [`Harness::with_acme_release`] with a patterned image of `len`
+    /// bytes; returns the image too.
+    pub async fn with_patterned_acme_release(
+        file: &str,
+        version: &str,
+        len: u32,
+    ) -> (Self, Vec<u8>) {
+        let image = patterned_image(len);
+        (Self::with_acme_release(file, version, &image).await, image)
+    }
+
     /// Starts the server in-process.
     pub async fn start(&mut self) {
         let s = self.setup.start_in_process().await;
@@ -256,15 +267,19 @@ impl Harness {
             .collect()
     }
 
-    /// Admin GET returning JSON.
-    pub async fn admin_get(&self, path: &str) -> serde_json::Value {
-        let r = self
-            .client()
+    /// GET `path` with `token`, whatever the answer.
+    pub async fn get_as(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client()
             .get(format!("{}{path}", self.base_url()))
-            .bearer_auth(&self.admin_token)
+            .bearer_auth(token)
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Admin GET returning JSON.
+    pub async fn admin_get(&self, path: &str) -> serde_json::Value {
+        let r = self.get_as(path, &self.admin_token).await;
         assert!(r.status().is_success(), "GET {path}: {}", r.status());
         r.json().await.unwrap()
     }

@@ -241,6 +241,13 @@ impl Fixture {
         }
     }
 
+    /// What python-tuf says when it refuses `target` (a panic if it
+    /// fetches it).
+    pub fn python_refusal(&self, target: &str) -> String {
+        self.python_fetch(target)
+            .expect_err("python-tuf refuses the target")
+    }
+
     /// python-tuf fetches `target` trusting root v1 of this repository.
     pub fn python_fetch(&self, target: &str) -> Result<serde_json::Value, String> {
         python_fetch(
