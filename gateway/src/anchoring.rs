@@ -15,8 +15,7 @@
 //! `wardgate_audit_anchors_total{outcome}` and never stop the gateway:
 //! the next interval tries again.
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +23,7 @@ use chrono::Utc;
 use rumqttc::{AsyncClient, ConnectionError, Event, Outgoing, Packet, QoS};
 use tokio_util::sync::CancellationToken;
 
-use crate::audit::anchor::{Anchor, AnchorError, AnchorKey};
+use crate::audit::anchor::{self, Anchor, AnchorError, AnchorKey};
 use crate::audit::AuditLog;
 use crate::context::GatewayContext;
 use crate::metrics::CounterBy;
@@ -68,9 +67,10 @@ pub fn spawn(ctx: &Arc<GatewayContext>) -> Result<(), AnchoringError> {
     } else {
         None
     };
+    let file = config.audit.anchor_path(&config.storage);
     tracing::info!(
         key = %key.public_hex(),
-        file = %config.audit.anchor_path(&config.storage).display(),
+        file = %file.display(),
         upstream = upstream.is_some(),
         "audit anchoring on; record the key to check anchors with `gateway audit verify --anchor`"
     );
@@ -78,7 +78,7 @@ pub fn spawn(ctx: &Arc<GatewayContext>) -> Result<(), AnchoringError> {
         key,
         gateway: config.uplink.client_id.clone(),
         log: ctx.audit.clone(),
-        file: config.audit.anchor_path(&config.storage),
+        file,
         interval: config.audit.anchor_interval,
         upstream,
         outcomes,
@@ -145,7 +145,7 @@ impl Anchorer {
         let file = self.file.clone();
         let written = {
             let line = line.clone();
-            tokio::task::spawn_blocking(move || append_line(&file, &line)).await
+            tokio::task::spawn_blocking(move || anchor::append_line(&file, &line)).await
         };
         match written {
             Ok(Ok(())) => self.outcomes.inc("written"),
@@ -160,21 +160,6 @@ impl Anchorer {
         }
         self.last_row = Some(head.row_id);
     }
-}
-
-/// Append `line` and a newline to `path`, creating it (0640) if missing,
-/// and wait until it is on disk.
-fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.create(true).append(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o640);
-    }
-    let mut f = options.open(path)?;
-    f.write_all(format!("{line}\n").as_bytes())?;
-    f.sync_data()
 }
 
 /// The anchor publisher's client and the task driving its connection.

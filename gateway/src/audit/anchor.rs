@@ -21,6 +21,7 @@
 //! anchors already shipped elsewhere then no longer verify under the key
 //! the operator recorded (`--anchor-key`), which is itself the finding.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -142,6 +143,25 @@ impl AnchorKey {
             signature: hex::encode(self.signing.sign(&message).to_bytes()),
         }
     }
+}
+
+/// Append `line` and a newline to `path`, creating it (0640) if missing,
+/// and wait until it is on disk: the anchor file, written by the running
+/// gateway and by `gateway audit anchor` alike.
+///
+/// # Errors
+/// The file cannot be opened or written.
+pub fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o640);
+    }
+    let mut f = options.open(path)?;
+    f.write_all(format!("{line}\n").as_bytes())?;
+    f.sync_data()
 }
 
 /// Parse a public key given as 64 hex digits.

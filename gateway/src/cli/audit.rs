@@ -138,12 +138,7 @@ pub fn run(args: &AuditArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
             let file = path
                 .clone()
                 .unwrap_or_else(|| config.audit.anchor_path(&config.storage));
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&file)?;
-            writeln!(f, "{line}")?;
-            f.sync_data()?;
+            anchor::append_line(&file, &line)?;
             writeln!(out, "{line}")?;
             writeln!(
                 out,
