@@ -60,7 +60,7 @@ pub enum RegistryError {
 }
 
 /// Registry state of a device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceState {
     /// May connect and use its whole subtree.
@@ -101,9 +101,10 @@ impl std::fmt::Display for DeviceState {
 }
 
 /// Data to enrol a device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewDevice {
     /// Device id (must match its certificate).
+    #[schema(value_type = String, pattern = "^[A-Za-z0-9_-]{1,64}$", example = "pump-01")]
     pub id: DeviceId,
     /// Model name.
     pub model: String,
@@ -119,9 +120,10 @@ pub struct NewDevice {
 }
 
 /// An enrolled device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeviceRecord {
     /// Device id.
+    #[schema(value_type = String)]
     pub id: DeviceId,
     /// Model name.
     pub model: String,

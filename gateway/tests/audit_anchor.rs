@@ -1,7 +1,9 @@
 //! Audit anchors against truncation, through the real `gateway` binary: a
 //! log with rows cut off its end still verifies as a chain, and only the
 //! anchors kept elsewhere reveal it; an altered anchor is refused; the
-//! running gateway anchors its chain at start and as it grows.
+//! running gateway anchors its chain at start and as it grows, and
+//! publishes its anchor retained at a real upstream Mosquitto, where an
+//! auditor's copy names the rows later cut off the end.
 
 mod support;
 
@@ -12,6 +14,7 @@ use serde_json::Value;
 use wardgate_tests::wait::wait_for;
 
 use support::cli::{enroll, gw, init_pki, ok, run, write_config};
+use support::ward::{Upstream, WARD_TOPICS};
 
 /// A ward configured in a temp dir (PKI, `gateway.toml` with `rest`),
 /// with the config path as a string.
@@ -132,6 +135,114 @@ async fn the_running_gateway_anchors_at_start_and_as_the_chain_grows() {
     assert_eq!(later["schema"], "wardgate.audit-anchor.v1");
     let (intact, out) = verify(c, &["--anchor", file.to_str().unwrap()]);
     assert!(intact, "{out}");
+}
+
+// control: audit
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_anchor_retained_at_the_hospital_broker_names_rows_cut_off_the_end() {
+    let upstream = Upstream::start(WARD_TOPICS).await.unwrap();
+    let ward = upstream
+        .ward("\n[audit]\nanchor_interval = \"1s\"\n")
+        .unwrap();
+    let config = ward.config_path.to_str().unwrap().to_owned();
+    let db = ward.db_path();
+    let pump = ward.enroll("pump-01").unwrap();
+    let mut gateway = ward.spawn_process(support::cli::BIN).unwrap();
+    // Rows of a session (connect, disconnect) after the start-up anchor.
+    let sent = ward
+        .device(&pump)
+        .unwrap()
+        .send(1..=3, 3, std::sync::Arc::default())
+        .await;
+    assert_eq!(sent.acked, vec![1, 2, 3], "{:?}", sent.error);
+    let log = gateway::audit::AuditLog::open(&db).unwrap();
+    let head = wait_for(Duration::from_secs(10), || {
+        log.all()
+            .unwrap()
+            .iter()
+            .any(|r| r.action == "edge.disconnect")
+            .then(|| log.head().unwrap().unwrap().row_id)
+    })
+    .await
+    .expect("the session's rows are in the log");
+
+    // The anchor of that head reaches the hospital broker.
+    let topic = gateway::anchoring::anchor_topic("wardgate/ward");
+    let published = |r: &wardgate_tests::mosquitto::Received| {
+        r.by_topic.get(&topic).is_some_and(|v| {
+            v.iter().any(|p| {
+                serde_json::from_slice::<Value>(p).unwrap()["row_id"]
+                    .as_i64()
+                    .unwrap()
+                    >= head
+            })
+        })
+    };
+    let got = upstream
+        .sub
+        .wait_until(Duration::from_secs(30), published)
+        .await;
+    assert!(
+        published(&got),
+        "no anchor of row {head} upstream: {:?}",
+        got.counts
+    );
+    gateway.terminate(Duration::from_secs(10)).unwrap();
+
+    // An auditor subscribing later, with the gateway gone, is handed the
+    // broker's retained copy of the latest anchor, and keeps it.
+    let auditor = upstream.pki.client("siem-auditor").unwrap();
+    let late = wardgate_tests::mosquitto::Subscriber::start(
+        &upstream.broker,
+        &upstream.pki,
+        &auditor,
+        "siem-auditor",
+        &topic,
+    )
+    .await
+    .unwrap();
+    let retained = late
+        .wait_until(Duration::from_secs(20), |r| r.count(&topic) > 0)
+        .await;
+    late.stop().await;
+    let payload = retained
+        .by_topic
+        .get(&topic)
+        .and_then(|v| v.first())
+        .expect("the anchor is retained at the broker")
+        .clone();
+    let anchor: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(anchor["schema"], "wardgate.audit-anchor.v1", "{anchor}");
+    let row = anchor["row_id"].as_i64().unwrap();
+    assert!(row >= head, "the retained anchor is the latest: {anchor}");
+    let file = upstream.path().join("retained-anchor.jsonl");
+    std::fs::write(&file, &payload).unwrap();
+    let file = file.to_str().unwrap();
+    let (intact, out) = verify(&config, &["--anchor", file]);
+    assert!(intact, "{out}");
+    assert!(
+        out.contains(&format!("the log holds every row up to row {row}")),
+        "{out}"
+    );
+
+    // Cut the anchored head and the row before it (and anything after).
+    let last = log.head().unwrap().unwrap().row_id;
+    drop(log);
+    cut_last_rows(&db, last - row + 2);
+    let (intact, out) = verify(&config, &["--anchor", file]);
+    eprintln!(
+        "retained anchor of row {row} (head {last} at the stop); cut {} rows; verify says: {}",
+        last - row + 2,
+        out.lines().find(|l| l.contains("missing")).unwrap_or(&out)
+    );
+    assert!(!intact, "{out}");
+    assert!(
+        out.contains(&format!(
+            "rows {}..={row} are missing from the end of the log",
+            row - 1
+        )),
+        "{out}"
+    );
 }
 
 #[test]

@@ -185,18 +185,22 @@ impl fmt::Display for MaintenanceWindow {
 }
 
 /// Body of `POST /api/v1/campaigns`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCampaign {
     /// Human name.
     pub name: String,
     /// The published target to roll out.
+    #[schema(value_type = String, example = "acme/pump-2.0.0.bin")]
     pub target: TargetPath,
     /// Gateways (one per ward) in scope.
+    #[schema(value_type = Vec<String>, example = json!(["ward-3a"]))]
     pub gateways: Vec<GatewayId>,
     /// Cumulative wave sizes, e.g. `["1", "10%", "50%", "100%"]`.
+    #[schema(example = json!(["1", "100%"]))]
     pub waves: Vec<String>,
     /// Halt when failures exceed this percentage of assigned devices.
+    #[schema(example = 20.0)]
     pub failure_threshold_percent: f64,
     /// Optional daily window, `HH:MM-HH:MM` UTC.
     #[serde(default)]
@@ -511,7 +515,7 @@ pub fn set_paused(tx: &Transaction<'_>, id: &str, pause: bool) -> Result<(), Cam
 }
 
 /// What a gateway should do for one campaign.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Assignment {
     /// Campaign id.
     pub campaign_id: String,
@@ -535,10 +539,11 @@ pub const MAX_INVENTORY_TEXT: usize = 128;
 /// One device of a gateway's inventory, with what the gateway's registry
 /// knows of it. Gateways that report only ids (a bare string in the JSON)
 /// leave the hardware id and firmware unknown.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InventoryDevice {
     /// Device.
+    #[schema(value_type = String, example = "pump-01")]
     pub device_id: DeviceId,
     /// Hardware model the device's firmware is built for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -659,7 +664,7 @@ pub fn assignments_for(
 }
 
 /// Outcome of one device's update, as reported by its gateway.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Installed, rebooted, reported healthy.
@@ -680,10 +685,11 @@ impl Outcome {
 }
 
 /// One device result.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceResult {
     /// Device.
+    #[schema(value_type = String, example = "pump-01")]
     pub device_id: DeviceId,
     /// Outcome.
     pub outcome: Outcome,
@@ -738,7 +744,7 @@ pub fn record_results(
 }
 
 /// Aggregated counts.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Counts {
     /// Devices assigned so far.
     pub assigned: u64,
@@ -751,7 +757,8 @@ pub struct Counts {
 }
 
 /// Campaign status as shown by the API.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = CampaignStatus)]
 pub struct Status {
     /// Id.
     pub id: String,

@@ -294,6 +294,14 @@ pub struct LimitsConfig {
     pub upload_timeout: Duration,
     /// Most concurrent TLS connections; further ones wait in the kernel backlog.
     pub max_connections: usize,
+    /// Sustained requests per second served to one client address
+    /// ([`crate::peer_limit`]); more are answered `429` with `Retry-After`
+    /// before any other work. A gateway makes a few per sync round
+    /// whatever the size of its ward (devices download from the gateway).
+    pub requests_per_peer_per_second: u32,
+    /// Requests one client address may send at once above the sustained
+    /// rate (a gateway's rounds back to back while a wave finishes).
+    pub request_burst_per_peer: u32,
 }
 
 impl Default for LimitsConfig {
@@ -307,6 +315,8 @@ impl Default for LimitsConfig {
             request_timeout: Duration::from_secs(60),
             upload_timeout: Duration::from_secs(30 * 60),
             max_connections: 1024,
+            requests_per_peer_per_second: 50,
+            request_burst_per_peer: 500,
         }
     }
 }
@@ -521,6 +531,19 @@ impl Config {
         if l.max_connections == 0 {
             return Err(field("limits.max_connections", "must be greater than 0"));
         }
+        if !(1..=100_000).contains(&l.requests_per_peer_per_second) {
+            return Err(field(
+                "limits.requests_per_peer_per_second",
+                "must be between 1 and 100000 (requests a second from one client address; \
+                 a gateway needs a few)",
+            ));
+        }
+        if !(1..=1_000_000).contains(&l.request_burst_per_peer) {
+            return Err(field(
+                "limits.request_burst_per_peer",
+                "must be between 1 and 1000000 (requests one client address may send at once)",
+            ));
+        }
         if self.admins.is_empty() {
             return Err(field(
                 "admins",
@@ -692,6 +715,36 @@ mod tests {
         let e = c.clone().validate().unwrap_err();
         assert!(e.to_string().contains("admins[0].token_sha256"), "{e}");
         c.admins[0].token_sha256 = "a".repeat(64);
+        c.clone().validate().unwrap();
+        for (set, name) in [
+            (
+                (|l: &mut LimitsConfig| l.requests_per_peer_per_second = 0)
+                    as fn(&mut LimitsConfig),
+                "limits.requests_per_peer_per_second",
+            ),
+            (
+                |l: &mut LimitsConfig| l.requests_per_peer_per_second = 100_001,
+                "limits.requests_per_peer_per_second",
+            ),
+            (
+                |l: &mut LimitsConfig| l.request_burst_per_peer = 0,
+                "limits.request_burst_per_peer",
+            ),
+        ] {
+            let mut bad = c.clone();
+            set(&mut bad.limits);
+            let e = bad.validate().unwrap_err();
+            assert!(
+                matches!(&e, ConfigError::Field { field, .. } if field == name),
+                "{e}"
+            );
+        }
+        c.apply_env(env(&[(
+            "WARDGATE_OTA_LIMITS__REQUESTS_PER_PEER_PER_SECOND",
+            "7",
+        )]))
+        .unwrap();
+        assert_eq!(c.limits.requests_per_peer_per_second, 7);
         c.validate().unwrap();
     }
 }

@@ -14,6 +14,9 @@
 //!   TLS optional per connection, header limits and timeouts,
 //!   [`tokio_util::sync::CancellationToken`] shutdown); [`tls`] builds the
 //!   rustls configuration.
+//! - [`peer_limit`]: requests per client address (`limits.requests_per_peer_per_second`,
+//!   `limits.request_burst_per_peer`), `429` with `Retry-After` before any
+//!   other work, counted but never audited.
 //! - [`http`]: routes, JSON errors with stable codes, authentication
 //!   extractors ([`auth`]: hashed tokens for admins and manufacturers,
 //!   ward-CA client certificates for gateways).
@@ -44,6 +47,7 @@ pub mod db;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod peer_limit;
 pub mod refresher;
 pub mod repo;
 pub mod server;

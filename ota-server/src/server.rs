@@ -6,11 +6,14 @@
 //! `limits.header_timeout`, at most `limits.max_connections` connections,
 //! HTTP/1.1 and HTTP/2 via hyper with bounded header buffers) and the
 //! timestamp [`crate::refresher`]. Each connection carries the gateway
-//! identity from its verified client certificate as a request extension.
+//! identity from its verified client certificate and the peer's address
+//! (`ConnectInfo<SocketAddr>`) as request extensions; the router is wrapped
+//! in the per-peer request limit of [`crate::peer_limit`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
@@ -25,6 +28,7 @@ use crate::db::Db;
 use crate::error::Error;
 use crate::http::AppState;
 use crate::metrics::Metrics;
+use crate::peer_limit::{self, PeerLimit};
 use crate::repo::{Expiries, OnlineKeys, Repository};
 
 /// A running server.
@@ -172,7 +176,13 @@ pub async fn start(cfg: ValidConfig, shutdown: CancellationToken) -> Result<Runn
     })?;
     tracing::info!(%addr, generation = repo.state().generation, "ota-server listening");
     let refresh = shutdown.child_token();
-    let app = crate::http::router(Arc::clone(&state));
+    // Outermost, so a client over its limit costs no authentication, no
+    // database work and no audit row.
+    let limit = Arc::new(PeerLimit::new(&cfg.limits, Arc::clone(&metrics)));
+    let app = crate::http::router(Arc::clone(&state)).layer(axum::middleware::from_fn_with_state(
+        limit,
+        peer_limit::limit,
+    ));
     let accept = tokio::spawn(accept_loop(
         listener,
         TlsAcceptor::from(tls),
@@ -270,6 +280,7 @@ async fn accept_loop(
             let svc =
                 app.map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(identity.clone());
+                    req.extensions_mut().insert(ConnectInfo(peer));
                     req
                 });
             let svc = hyper_util::service::TowerToHyperService::new(svc);

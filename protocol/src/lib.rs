@@ -6,8 +6,10 @@
 //! ([`Telemetry`], [`Status`], [`OtaOffer`], [`OtaReport`], [`Command`])
 //! with their `schema` version, per-device `seq` and timestamp, and the
 //! vital-sign kinds ([`VitalKind`]) with IEEE 11073 MDC code, UCUM unit and
-//! physiological range, and HTTP byte ranges of image downloads
-//! ([`ByteRange`], [`ContentRange`]). No I/O.
+//! physiological range, HTTP byte ranges of image downloads
+//! ([`ByteRange`], [`ContentRange`]), and the token buckets behind every
+//! rate limit ([`token_bucket`]: the edge's per-device publish limit, the
+//! per-peer request limits of the admin API and the OTA server). No I/O.
 //!
 //! Where the controls of `docs/architecture.md` live here:
 //!
@@ -17,6 +19,7 @@
 //! | only the v1 device topics exist | [`DeviceTopic::parse`], [`TopicKind::direction`] |
 //! | schema version, structure and ranges | [`DeviceMessage::parse`], [`VitalKind::check`] |
 //! | device-side offer check (Ed25519, length, hash, hardware, version) | [`verify_offer`] |
+//! | per-peer request limits, `429` with `Retry-After` (both HTTP servers) | [`token_bucket::RequestLimit`], [`token_bucket::retry_after_secs`] |
 
 pub mod byte_range;
 pub mod device_id;
@@ -25,6 +28,7 @@ pub mod gateway_id;
 mod ident;
 pub mod message;
 pub mod offer;
+pub mod token_bucket;
 pub mod topic;
 pub mod vitals;
 

@@ -34,6 +34,9 @@
 //!   JSON.
 //! - [`python`]: the Python interpreter with the independent checkers
 //!   (python-tuf, fhir.resources).
+//! - [`schemathesis`]: the `schemathesis` CLI from the same venv, run
+//!   against a server's OpenAPI document, and the count of test cases it
+//!   generated.
 //! - [`hash`]: SHA-256 in hex.
 //! - [`ota_ward`]: one ward with the real processes (`tuf-repo`,
 //!   `ota-server`, `gateway`, `device-sim`) for the end-to-end OTA tests,
@@ -59,6 +62,7 @@ pub mod pki;
 pub mod port;
 pub mod process;
 pub mod python;
+pub mod schemathesis;
 pub mod telemetry;
 pub mod tls;
 pub mod wait;

@@ -11,7 +11,7 @@ use super::token::record::{TokenKind, TokenRecord};
 use super::token::store::TokenStore;
 
 /// Why a token appears in the access review.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReviewFlag {
     /// Not used (or never used since creation) for the stale period.
@@ -25,7 +25,7 @@ pub enum ReviewFlag {
 }
 
 /// One line of the access review.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReviewEntry {
     /// The token.
     pub record: TokenRecord,

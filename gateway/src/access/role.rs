@@ -7,7 +7,19 @@ use serde::{Deserialize, Serialize};
 
 /// What a token may do. Roles are ordered: `Viewer < Operator < Admin`, and a
 /// route needs a minimum role (see [`super::policy`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Read the registry, audit log, status and metrics.

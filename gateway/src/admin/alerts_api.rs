@@ -14,13 +14,16 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use wardgate_protocol::DeviceId;
 
+use super::error::ErrorBody;
 use super::{AdminState, ApiError, Caller};
+use crate::anomaly::alert::Alert;
 use crate::anomaly::store::{AlertStore, StoreError};
 use crate::registry::{DeviceState, RegistryError};
 
@@ -63,15 +66,62 @@ fn alert_id(raw: &str) -> ApiResult<i64> {
 }
 
 /// Body of acknowledge and release.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NoteBody {
+pub(crate) struct NoteBody {
+    /// For the audit row: at most 200 printable characters.
+    #[schema(max_length = 200)]
     note: Option<String>,
 }
 
+/// The `{id}` of the alert routes.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct AlertPath {
+    /// Alert id, a positive integer.
+    #[param(example = 1)]
+    #[allow(dead_code)]
+    id: String,
+}
+
+/// Body of `GET /api/v1/alerts`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AlertPage {
+    /// Newest first.
+    alerts: Vec<Alert>,
+}
+
+/// Answer of `POST /api/v1/alerts/{id}/acknowledge`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Acknowledged {
+    /// False when it was already acknowledged.
+    changed: bool,
+    /// The alert after the call.
+    alert: Alert,
+}
+
+/// Answer of `POST /api/v1/alerts/{id}/release`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Released {
+    /// The device reactivated.
+    #[schema(value_type = String)]
+    released: DeviceId,
+    /// The alert after the call.
+    alert: Alert,
+}
+
 fn note(body: Result<Bytes, BytesRejection>) -> ApiResult<String> {
-    let bytes =
-        body.map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
+    let bytes = body.map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                e.status(),
+                "payload_too_large",
+                "request body exceeds admin.max_body_bytes; send a smaller body",
+            )
+        } else {
+            ApiError::bad_request(format!("could not read the request body: {e}"))
+        }
+    })?;
     let parsed: NoteBody = if bytes.iter().all(u8::is_ascii_whitespace) {
         NoteBody::default()
     } else {
@@ -88,17 +138,27 @@ fn note(body: Result<Bytes, BytesRejection>) -> ApiResult<String> {
 }
 
 /// Query of `GET /api/v1/alerts`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AlertQuery {
+    /// Alerts to return: 1 to 1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
+    /// Unacknowledged alerts only.
     open: Option<bool>,
 }
 
 /// `GET /api/v1/alerts`.
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", security(("bearer" = [])), params(AlertQuery),
+    responses(
+        (status = 200, description = "The newest alerts", body = AlertPage),
+        (status = 400, description = "`limit` or `open` invalid", body = ErrorBody),
+        (status = 404, description = "Anomaly detection is disabled", body = ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<Arc<AdminState>>,
-    Query(q): Query<AlertQuery>,
-) -> ApiResult<Json<Value>> {
+    q: Result<Query<AlertQuery>, QueryRejection>,
+) -> ApiResult<Json<AlertPage>> {
+    let Query(q) = q?;
     let store = store(&state)?;
     let limit = q.limit.unwrap_or(100);
     if limit == 0 || limit > MAX_PAGE {
@@ -110,33 +170,52 @@ pub(crate) async fn list(
         .list_async(limit, q.open.unwrap_or(false))
         .await
         .map_err(store_error)?;
-    Ok(Json(json!({ "alerts": alerts })))
+    Ok(Json(AlertPage { alerts }))
 }
 
 /// `POST /api/v1/alerts/{id}/acknowledge`.
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/acknowledge", tag = "alerts",
+    security(("bearer" = [], "totp" = [])), params(AlertPath), request_body = Option<NoteBody>,
+    responses(
+        (status = 200, description = "Acknowledged (audited)", body = Acknowledged),
+        (status = 400, description = "Bad id or body", body = ErrorBody),
+        (status = 403, description = "Needs an operator token", body = ErrorBody),
+        (status = 404, description = "No such alert, or anomaly detection is disabled", body = ErrorBody),
+        (status = 413, description = "Body over `admin.max_body_bytes`", body = ErrorBody)))]
 pub(crate) async fn acknowledge(
     State(state): State<Arc<AdminState>>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Acknowledged>> {
+    let Path(id) = id?;
     let store = store(&state)?;
     let id = alert_id(&id)?;
     let note = note(body)?;
     let actor = caller.actor();
     let changed = on_store(&store, move |s| s.acknowledge(id, &actor, &note)).await?;
     let alert = on_store(&store, move |s| s.get(id)).await?;
-    Ok(Json(json!({"changed": changed, "alert": alert})))
+    Ok(Json(Acknowledged { changed, alert }))
 }
 
 /// `POST /api/v1/alerts/{id}/release`: reactivate the alert's device if
 /// it is quarantined; 409 if it is not (or the alert names no device).
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/release", tag = "alerts",
+    security(("bearer" = [], "totp" = [])), params(AlertPath), request_body = Option<NoteBody>,
+    responses(
+        (status = 200, description = "The device is active again (audited)", body = Released),
+        (status = 400, description = "Bad id or body", body = ErrorBody),
+        (status = 403, description = "Needs an operator token", body = ErrorBody),
+        (status = 404, description = "No such alert or device, or anomaly detection is disabled", body = ErrorBody),
+        (status = 409, description = "The device is not quarantined, or the alert names none", body = ErrorBody),
+        (status = 413, description = "Body over `admin.max_body_bytes`", body = ErrorBody)))]
 pub(crate) async fn release(
     State(state): State<Arc<AdminState>>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Released>> {
+    let Path(id) = id?;
     let store = store(&state)?;
     let id = alert_id(&id)?;
     let note = note(body)?;
@@ -179,5 +258,8 @@ pub(crate) async fn release(
         s.get(id)
     })
     .await?;
-    Ok(Json(json!({"released": device, "alert": alert})))
+    Ok(Json(Released {
+        released: device,
+        alert,
+    }))
 }

@@ -6,10 +6,12 @@
 //! where an access-control [`Refusal`] becomes an HTTP status: 401 for
 //! who-are-you failures, 403 for a role below the route's minimum.
 
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::headers::TOTP_HEADER;
 use crate::access::error::AccessError;
@@ -50,14 +52,24 @@ pub struct ApiError {
     pub message: String,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// The body of every error answer, as the OpenAPI document names it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ErrorBody)]
+pub(crate) struct Body<'a> {
     error: Inner<'a>,
 }
 
-#[derive(Serialize)]
-struct Inner<'a> {
+/// Schema name of the error body in the OpenAPI document.
+pub(crate) type ErrorBody = Body<'static>;
+
+/// The `error` object: a stable code for scripts, advice for people.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Inner<'a> {
+    /// Stable machine-readable code (`unauthenticated`, `forbidden`,
+    /// `totp_required`, `invalid_request`, `not_found`, ...).
+    #[schema(example = "forbidden")]
     code: &'a str,
+    /// What to do next.
     message: &'a str,
 }
 
@@ -196,6 +208,23 @@ impl From<AccessError> for ApiError {
             AccessError::AlreadyRevoked(_) => Self::conflict(e.to_string()),
             other => Self::internal(&other),
         }
+    }
+}
+
+/// A path segment axum could not read (for example bytes that are not
+/// UTF-8 once percent-decoded): a JSON 400 like every other refusal, not
+/// axum's plain-text answer.
+impl From<PathRejection> for ApiError {
+    fn from(e: PathRejection) -> Self {
+        Self::bad_request(format!("invalid path: {}", e.body_text()))
+    }
+}
+
+/// A query string that does not parse into the route's parameters (for
+/// example `limit=abc`): a JSON 400 naming the parameter.
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        Self::bad_request(format!("invalid query: {}", e.body_text()))
     }
 }
 

@@ -9,7 +9,9 @@
 //! | part | module |
 //! | --- | --- |
 //! | HTTPS listener, TLS, connection limits, shutdown, wiring into a gateway | [`server`] |
-//! | routes, each mapped to its [`Action`], body/time/concurrency limits | [`routes`] |
+//! | requests per client address: `429` with `Retry-After`, before the guard | [`peer_limit`] |
+//! | the route table: each guarded route mapped to its [`Action`], and the routes needing no token | [`route_table`] |
+//! | the router: the guard on each route, body/time/concurrency limits | [`routes`] |
 //! | the guard: token, role, TOTP, break-glass use, refusal audit and metric | [`guard`] |
 //! | reading the `Authorization` and `X-Wardgate-TOTP` headers | [`headers`] |
 //! | handlers (registry, audit, status, tokens, review, OTA progress and retry) | `handlers` |
@@ -17,6 +19,7 @@
 //! | the console's read routes (`/api/v1/readings`, `/api/v1/session`) | [`console_api`] |
 //! | JSON errors, refusal -> HTTP status, [`AdminError`] | [`error`] |
 //! | `wardgate_admin_*` metric families | [`metrics`] |
+//! | the OpenAPI document, `GET /api/v1/openapi.json` (no token) | [`openapi`] |
 //! | state shared by guard and handlers | [`state`] |
 //!
 //! The `[admin]` settings live in [`crate::config::AdminConfig`] and are
@@ -43,6 +46,9 @@
 //! and for a missing, wrong or reused TOTP code; 403 for a role below the
 //! route's minimum. Every refusal is a `admin.refused` audit row and a
 //! `wardgate_admin_refusals_total{reason}` count, and changes nothing else.
+//! Before all of that, a client address over its request limit gets 429
+//! with `Retry-After` ([`peer_limit`]): counted as `reason="rate_limited"`,
+//! never audited, so a flood costs no database write.
 //!
 //! The access-control names (`TokenStore`, `Role`, `Clock`, `totp`, ...) are
 //! re-exported here for callers of the earlier layout; new code imports
@@ -55,6 +61,9 @@ pub mod guard;
 mod handlers;
 pub mod headers;
 pub mod metrics;
+pub mod openapi;
+pub mod peer_limit;
+pub mod route_table;
 pub mod routes;
 pub mod server;
 pub mod state;

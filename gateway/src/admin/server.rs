@@ -4,7 +4,9 @@
 //! [`AdminServer::start`] serves the router of [`super::routes`] over TLS
 //! on `admin.bind` until the gateway's [`CancellationToken`] fires; the TLS
 //! handshake and the request headers must arrive within
-//! `admin.handshake_timeout`. [`start`] wires it into a running gateway.
+//! `admin.handshake_timeout`. Every request passes the per-peer limit of
+//! [`super::peer_limit`] first, keyed by the connection's address
+//! (`ConnectInfo`). [`start`] wires it into a running gateway.
 
 use std::io;
 use std::net::SocketAddr;
@@ -17,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use wardgate_tls::{Credentials, ServerTls, ALPN_HTTP};
 
 use super::error::AdminError;
+use super::peer_limit::{self, PeerLimit};
 use super::routes::router;
 use super::state::AdminState;
 use crate::access::clock::{Clock, SystemClock};
@@ -76,7 +79,15 @@ impl AdminServer {
         let handle = axum_server::Handle::new();
         let header_timeout = state.config.handshake_timeout;
         let streams = u32::try_from(state.config.max_concurrent_requests).unwrap_or(u32::MAX);
-        let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+        // Outermost, so a client over its limit costs no token check, no
+        // audit row and no concurrency slot.
+        let limit = Arc::new(PeerLimit::new(&state.config, state.metrics.clone()));
+        let app = router(state)
+            .layer(axum::middleware::from_fn_with_state(
+                limit,
+                peer_limit::limit,
+            ))
+            .into_make_service_with_connect_info::<SocketAddr>();
         let mut server = axum_server::from_tcp(listener)
             .acceptor(acceptor)
             .handle(handle.clone());

@@ -13,7 +13,19 @@ use wardgate_protocol::DeviceId;
 use crate::config::ResponseAction;
 
 /// What kind of misbehaviour an alert is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertKind {
     /// Message rate far above the device's own baseline.
@@ -109,13 +121,14 @@ pub struct Finding {
 }
 
 /// A stored alert.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Alert {
     /// Id, increasing.
     pub id: i64,
     /// When it was raised.
     pub at: DateTime<Utc>,
     /// The device, if any.
+    #[schema(value_type = Option<String>)]
     pub device: Option<DeviceId>,
     /// `device:<id>` or `peer:<ip>`.
     pub subject: String,
@@ -126,6 +139,7 @@ pub struct Alert {
     /// Evidence.
     pub evidence: serde_json::Value,
     /// The response configured for the kind when it was raised.
+    #[schema(value_type = String, pattern = "^(alert|quarantine)$")]
     pub response: ResponseAction,
     /// Whether the response quarantined the device.
     pub quarantined: bool,

@@ -119,7 +119,7 @@ impl AuditEvent {
 }
 
 /// A stored row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditRecord {
     /// Row id, 1-based and gapless in an untampered log.
     pub id: i64,
@@ -150,7 +150,7 @@ impl AuditRecord {
 }
 
 /// One problem [`AuditLog::verify`] found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ChainProblem {
     /// The row at which the chain breaks.
     pub row_id: i64,

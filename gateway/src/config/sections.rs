@@ -270,6 +270,15 @@ pub struct AdminConfig {
     pub totp_skew_steps: u8,
     /// Most audit rows one `GET /api/v1/audit` returns.
     pub audit_page_max: usize,
+    /// Sustained requests per second served to one client address
+    /// (`crate::admin::peer_limit`); more are answered `429` with
+    /// `Retry-After`, before the token is checked. The default leaves
+    /// room for several ward consoles (about 3 requests a second each)
+    /// behind one address, such as an SSH tunnel.
+    pub requests_per_peer_per_second: u32,
+    /// Requests one client address may send at once above the sustained
+    /// rate (a console's page load and first poll, a script's burst).
+    pub request_burst_per_peer: u32,
 }
 
 impl Default for AdminConfig {
@@ -288,6 +297,8 @@ impl Default for AdminConfig {
             stale_after_days: 90,
             totp_skew_steps: 1,
             audit_page_max: 1000,
+            requests_per_peer_per_second: 50,
+            request_burst_per_peer: 200,
         }
     }
 }

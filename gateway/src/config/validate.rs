@@ -316,6 +316,19 @@ impl AdminConfig {
             1..=100_000,
             "1 and 100000",
         )?;
+        within(
+            "admin.requests_per_peer_per_second",
+            &self.requests_per_peer_per_second,
+            1..=10_000,
+            "1 and 10000 (requests a second from one client address; \
+             the ward console needs about 3)",
+        )?;
+        within(
+            "admin.request_burst_per_peer",
+            &self.request_burst_per_peer,
+            1..=100_000,
+            "1 and 100000 (requests one client address may send at once)",
+        )?;
         Ok(())
     }
 }
@@ -447,6 +460,15 @@ mod tests {
                 "break_glass_max_minutes = 0",
                 "admin.break_glass_max_minutes",
             ),
+            (
+                "requests_per_peer_per_second = 0",
+                "admin.requests_per_peer_per_second",
+            ),
+            (
+                "requests_per_peer_per_second = 10001",
+                "admin.requests_per_peer_per_second",
+            ),
+            ("request_burst_per_peer = 0", "admin.request_burst_per_peer"),
         ];
         for (line, field) in cases {
             let c: AdminConfig = toml::from_str(line).unwrap();

@@ -24,7 +24,7 @@ pub const SAMPLES_PER_DEVICE: usize = 60;
 pub const MAX_DEVICES: usize = 1024;
 
 /// One telemetry message, reduced to what a chart needs.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Sample {
     /// When the gateway accepted it.
     pub received_at: DateTime<Utc>,
@@ -33,11 +33,12 @@ pub struct Sample {
     /// The device's sequence number.
     pub seq: u64,
     /// The values, by vital-sign name (`heart_rate`, `spo2`, ...).
+    #[schema(value_type = Vec<Vec<serde_json::Value>>)]
     pub values: Vec<(VitalKind, f64)>,
 }
 
 /// The live view of one device.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeviceActivity {
     /// Sessions open now (more than one means a duplicate identity).
     pub sessions: u32,

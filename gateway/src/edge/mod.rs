@@ -59,6 +59,14 @@ mod shared;
 pub mod tls;
 pub mod violation;
 
+/// The edge's packet decoding as the session calls it, for the
+/// coverage-guided fuzz targets in `tests/fuzz/`. Not an API: nothing else
+/// may depend on it.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::codec::Codec;
+}
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 

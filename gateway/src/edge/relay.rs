@@ -49,7 +49,7 @@ use super::shared::Shared;
 use super::violation::Violation;
 use crate::registry::{DeviceChange, DeviceState};
 use crate::sink::{StoreRequest, StoredFuture};
-use rumqttd::protocol::{ConnAckProperties, Packet};
+use rumqttc::v5::mqttbytes::v5::{ConnAckProperties, Packet as ClientPacket};
 
 /// How long the bounded broker-to-device queue may stay full before the
 /// device is treated as not reading and disconnected.
@@ -88,7 +88,7 @@ where
     let writer = tokio::spawn(write_to_device(wr, out_rx, session_end.clone()));
     let broker_max = shared.ctx.config.broker.max_payload_bytes + 1024;
     let reader = tokio::spawn(broker_to_device(
-        broker.rd,
+        (broker.rd, broker.pending),
         out_tx.clone(),
         (admitted.codec, broker_max),
         session_end.clone(),
@@ -186,15 +186,15 @@ async fn write_to_device<W: AsyncWrite + Unpin>(
 }
 
 /// Broker to device: whole frames, through the bounded queue, with
-/// back-pressure onto this device's broker connection.
+/// back-pressure onto this device's broker connection. `bbuf` holds what
+/// [`super::broker_link::open`] already read, the CONNACK first.
 async fn broker_to_device(
-    mut broker_rd: OwnedReadHalf,
+    (mut broker_rd, mut bbuf): (OwnedReadHalf, BytesMut),
     out_tx: mpsc::Sender<Bytes>,
     (codec, max): (Codec, usize),
     end: CancellationToken,
     slow: CancellationToken,
 ) {
-    let mut bbuf = BytesMut::with_capacity(4096);
     let mut first = true;
     loop {
         match take_frame(&mut bbuf, max) {
@@ -546,22 +546,27 @@ fn read_outcome(
 
 /// The broker's CONNACK with the session's receive maximum
 /// ([`IN_FLIGHT_WINDOW`]) for an MQTT 5 device; anything else unchanged.
+///
+/// `rumqttd`'s v5 codec reads only what clients send (its `read_mut`
+/// reaches `unreachable!()` on a CONNACK), so the CONNACK is read and
+/// written again with `rumqttc`'s client-side v5 codec.
 fn with_receive_maximum(codec: Codec, bytes: Bytes, max: usize) -> Bytes {
     if codec != Codec::V5 {
         return bytes;
     }
-    let Ok(Some(frame)) = take_frame(&mut BytesMut::from(&bytes[..]), max) else {
+    let max = u32::try_from(max).ok();
+    let Ok(ClientPacket::ConnAck(mut ack)) =
+        ClientPacket::read(&mut BytesMut::from(&bytes[..]), max)
+    else {
         return bytes;
     };
-    match codec.decode(&frame, max) {
-        Ok(Packet::ConnAck(ack, props)) => {
-            let mut props = props.unwrap_or_else(empty_connack_properties);
-            props.receive_max = Some(IN_FLIGHT_WINDOW);
-            codec
-                .encode(Packet::ConnAck(ack, Some(props)))
-                .map_or(bytes, BytesMut::freeze)
-        }
-        _ => bytes,
+    ack.properties
+        .get_or_insert_with(empty_connack_properties)
+        .receive_max = Some(IN_FLIGHT_WINDOW);
+    let mut out = BytesMut::new();
+    match ClientPacket::ConnAck(ack).write(&mut out, max) {
+        Ok(_) => out.freeze(),
+        Err(_) => bytes,
     }
 }
 
@@ -592,4 +597,42 @@ fn empty_connack_properties() -> ConnAckProperties {
 fn puback(pkid: u16) -> Bytes {
     let [hi, lo] = pkid.to_be_bytes();
     Bytes::copy_from_slice(&[0x40, 0x02, hi, lo])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rumqttd::protocol::{ConnAck, ConnectReturnCode, Packet};
+
+    /// The broker's CONNACK as `rumqttd` writes it.
+    fn broker_connack(codec: Codec) -> Bytes {
+        let ack = ConnAck {
+            session_present: false,
+            code: ConnectReturnCode::Success,
+        };
+        codec.encode(Packet::ConnAck(ack, None)).unwrap().freeze()
+    }
+
+    #[test]
+    fn an_mqtt_5_connack_advertises_the_in_flight_window() {
+        let bytes = with_receive_maximum(Codec::V5, broker_connack(Codec::V5), 65_536);
+        let Ok(ClientPacket::ConnAck(ack)) =
+            ClientPacket::read(&mut BytesMut::from(&bytes[..]), None)
+        else {
+            panic!("not a CONNACK: {bytes:02x?}");
+        };
+        assert_eq!(ack.properties.unwrap().receive_max, Some(IN_FLIGHT_WINDOW));
+        assert!(!ack.session_present);
+    }
+
+    #[test]
+    fn an_mqtt_3_connack_and_other_bytes_pass_unchanged() {
+        let v4 = broker_connack(Codec::V4);
+        assert_eq!(with_receive_maximum(Codec::V4, v4.clone(), 65_536), v4);
+        let not_connack = Bytes::from_static(&[0xd0, 0x00]);
+        assert_eq!(
+            with_receive_maximum(Codec::V5, not_connack.clone(), 65_536),
+            not_connack
+        );
+    }
 }

@@ -152,8 +152,11 @@ async fn device_session(
                 .await;
             return;
         }
-        Err(e @ LinkError::Write(_)) => {
-            tracing::error!(error = %e, "cannot write CONNECT to the embedded broker");
+        Err(e @ (LinkError::Write(_) | LinkError::NoConnAck(_))) => {
+            tracing::error!(error = %e, "the embedded broker did not take the session");
+            let _ = dev_wr
+                .write_all(connack::server_unavailable(admitted.codec))
+                .await;
             return;
         }
     };

@@ -24,9 +24,10 @@ use crate::ota::device_state::{
 };
 
 /// One device in a campaign, as the operator sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeviceProgress {
     /// Device.
+    #[schema(value_type = String)]
     pub device_id: DeviceId,
     /// Update state.
     pub state: UpdateState,
@@ -43,6 +44,7 @@ pub struct DeviceProgress {
     /// Whether the OTA server has the outcome.
     pub reported: bool,
     /// What the device last said it was doing.
+    #[schema(value_type = Option<String>, pattern = "^(idle|therapy_in_progress|updating|fault)$")]
     pub activity: Option<DeviceActivity>,
     /// The firmware it last said it runs.
     pub firmware_version: Option<String>,
@@ -51,7 +53,7 @@ pub struct DeviceProgress {
 }
 
 /// One campaign, as the operator sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CampaignProgress {
     /// Campaign id.
     pub campaign_id: String,
@@ -79,7 +81,7 @@ pub struct CampaignProgress {
 }
 
 /// `GET /api/v1/ota/status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OtaStatus {
     /// Campaigns, newest first.
     pub campaigns: Vec<CampaignProgress>,

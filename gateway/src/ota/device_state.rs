@@ -98,7 +98,19 @@ pub enum DeviceStateError {
 }
 
 /// A device's update state in one campaign.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum UpdateState {
     /// Assigned; waiting for the device to be seen idle.
@@ -193,11 +205,12 @@ pub enum ResultOutcome {
 }
 
 /// One device's update in one campaign (a row of `ota_device_updates`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeviceUpdate {
     /// Campaign.
     pub campaign_id: String,
     /// Device.
+    #[schema(value_type = String)]
     pub device_id: DeviceId,
     /// Wave the server assigned it in (0-based).
     pub wave: u32,

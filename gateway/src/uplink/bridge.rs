@@ -163,7 +163,7 @@ pub fn client_tls(
 }
 
 /// What the admin API shows about the uplink.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct UplinkStatus {
     /// `host:port` of the upstream broker, `None` when disabled.
     pub broker: Option<String>,

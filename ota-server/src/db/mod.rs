@@ -164,7 +164,7 @@ pub struct AuditEntry {
 }
 
 /// An audit row as stored.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct AuditRow {
     /// Row id.
     pub id: i64,

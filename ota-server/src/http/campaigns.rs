@@ -4,12 +4,16 @@
 
 use std::sync::Arc;
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{IntoParams, ToSchema};
 
-use super::{Admin, ApiError, ApiJson, AppState, Gateway};
+use super::{Admin, ApiError, ApiJson, AppState, ErrorBody, Gateway};
 use crate::campaign::{
     self, Assignment, CampaignError, DeviceResult, InventoryDevice, NewCampaign, Status,
 };
@@ -73,13 +77,31 @@ async fn audited<T>(
 }
 
 /// Response of campaign creation.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Created {
     /// New campaign id.
     pub id: String,
 }
 
+/// The `{id}` of the campaign routes.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct CampaignPath {
+    /// Campaign id, as `POST /api/v1/campaigns` returned it.
+    #[allow(dead_code)]
+    id: String,
+}
+
 /// `POST /api/v1/campaigns` (admin).
+#[utoipa::path(post, path = "/api/v1/campaigns", tag = "campaigns", security(("admin_token" = [])),
+    request_body = NewCampaign,
+    responses(
+        (status = 201, description = "Created (audited `campaign.create`)", body = Created),
+        (status = 400, description = "`invalid_campaign` or `malformed_json`", body = ErrorBody),
+        (status = 403, description = "Not an admin token", body = ErrorBody),
+        (status = 413, description = "Body over `limits.max_json_bytes`", body = ErrorBody),
+        (status = 415, description = "Not `Content-Type: application/json`", body = ErrorBody),
+        (status = 422, description = "JSON of the wrong shape", body = ErrorBody)))]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     Admin(admin): Admin,
@@ -124,9 +146,13 @@ fn release_hardware_ids(state: &AppState, target: &tuf_repo::TargetPath) -> Opti
 }
 
 /// `GET /api/v1/campaigns` (admin).
+#[utoipa::path(get, path = "/api/v1/campaigns", tag = "campaigns", security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Every campaign", body = Vec<Status>),
+        (status = 403, description = "Not an admin token", body = ErrorBody)))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
-    Admin(_): Admin,
+    _admin: Admin,
 ) -> Result<Json<Vec<Status>>, ApiError> {
     in_tx(&state, |tx| {
         campaign::list(tx)?
@@ -139,11 +165,19 @@ pub async fn list(
 }
 
 /// `GET /api/v1/campaigns/{id}` (admin).
+#[utoipa::path(get, path = "/api/v1/campaigns/{id}", tag = "campaigns", security(("admin_token" = [])),
+    params(CampaignPath),
+    responses(
+        (status = 200, description = "The campaign", body = Status),
+        (status = 400, description = "The id is not readable", body = ErrorBody),
+        (status = 403, description = "Not an admin token", body = ErrorBody),
+        (status = 404, description = "No such campaign", body = ErrorBody)))]
 pub async fn status(
     State(state): State<Arc<AppState>>,
-    Admin(_): Admin,
-    Path(id): Path<String>,
+    _admin: Admin,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Status>, ApiError> {
+    let Path(id) = id?;
     in_tx(&state, move |tx| campaign::status(tx, &id))
         .await
         .map(Json)
@@ -178,28 +212,47 @@ async fn set_paused(
 }
 
 /// `POST /api/v1/campaigns/{id}/pause` (admin).
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/pause", tag = "campaigns", security(("admin_token" = [])),
+    params(CampaignPath),
+    responses(
+        (status = 200, description = "Paused (audited)", body = Status),
+        (status = 400, description = "The id is not readable", body = ErrorBody),
+        (status = 403, description = "Not an admin token", body = ErrorBody),
+        (status = 404, description = "No such campaign", body = ErrorBody),
+        (status = 409, description = "`campaign_state`: halted or completed", body = ErrorBody)))]
 pub async fn pause(
     State(state): State<Arc<AppState>>,
     Admin(a): Admin,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Status>, ApiError> {
+    let Path(id) = id?;
     set_paused(state, a, id, true).await
 }
 
 /// `POST /api/v1/campaigns/{id}/resume` (admin).
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/resume", tag = "campaigns", security(("admin_token" = [])),
+    params(CampaignPath),
+    responses(
+        (status = 200, description = "Active again (audited)", body = Status),
+        (status = 400, description = "The id is not readable", body = ErrorBody),
+        (status = 403, description = "Not an admin token", body = ErrorBody),
+        (status = 404, description = "No such campaign", body = ErrorBody),
+        (status = 409, description = "`campaign_state`: halted or completed", body = ErrorBody)))]
 pub async fn resume(
     State(state): State<Arc<AppState>>,
     Admin(a): Admin,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Status>, ApiError> {
+    let Path(id) = id?;
     set_paused(state, a, id, false).await
 }
 
 /// Body of `POST /api/v1/gateway/assignments`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InventoryReport {
-    /// Every device the gateway currently manages.
+    /// Every device the gateway currently manages (at most 10000).
+    #[schema(max_items = 10000)]
     pub devices: Vec<InventoryEntry>,
 }
 
@@ -231,6 +284,30 @@ impl<'de> Deserialize<'de> for InventoryEntry {
     }
 }
 
+/// Either form: a device id, or an [`InventoryDevice`] object.
+impl utoipa::PartialSchema for InventoryEntry {
+    fn schema() -> RefOr<Schema> {
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^[A-Za-z0-9_-]{1,64}$"))
+                    .description(Some("A bare device id")),
+            )
+            .item(Ref::from_schema_name("InventoryDevice"))
+            .into()
+    }
+}
+
+impl ToSchema for InventoryEntry {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((
+            "InventoryDevice".to_owned(),
+            <InventoryDevice as utoipa::PartialSchema>::schema(),
+        ));
+    }
+}
+
 impl From<InventoryEntry> for InventoryDevice {
     fn from(e: InventoryEntry) -> Self {
         match e {
@@ -250,6 +327,14 @@ fn minute_of_day() -> u16 {
 }
 
 /// `POST /api/v1/gateway/assignments` (gateway).
+#[utoipa::path(post, path = "/api/v1/gateway/assignments", tag = "gateway", security(("gateway_certificate" = [])),
+    request_body = InventoryReport,
+    responses(
+        (status = 200, description = "What this gateway should install now (its inventory is recorded)", body = Vec<Assignment>),
+        (status = 400, description = "`invalid_inventory` or `malformed_json`", body = ErrorBody),
+        (status = 413, description = "`too_many_devices`, or body over `limits.max_json_bytes`", body = ErrorBody),
+        (status = 415, description = "Not `Content-Type: application/json`", body = ErrorBody),
+        (status = 422, description = "JSON of the wrong shape", body = ErrorBody)))]
 pub async fn assignments(
     State(state): State<Arc<AppState>>,
     Gateway(gw): Gateway,
@@ -287,7 +372,7 @@ pub async fn assignments(
 }
 
 /// Body of `POST /api/v1/gateway/results`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResultsReport {
     /// Campaign the results belong to.
@@ -297,6 +382,16 @@ pub struct ResultsReport {
 }
 
 /// `POST /api/v1/gateway/results` (gateway).
+#[utoipa::path(post, path = "/api/v1/gateway/results", tag = "gateway", security(("gateway_certificate" = [])),
+    request_body = ResultsReport,
+    responses(
+        (status = 200, description = "Recorded (audited); the campaign after them", body = Status),
+        (status = 400, description = "`malformed_json`", body = ErrorBody),
+        (status = 404, description = "No such campaign", body = ErrorBody),
+        (status = 409, description = "`not_assigned`: a device this gateway was not assigned", body = ErrorBody),
+        (status = 413, description = "Body over `limits.max_json_bytes`", body = ErrorBody),
+        (status = 415, description = "Not `Content-Type: application/json`", body = ErrorBody),
+        (status = 422, description = "JSON of the wrong shape", body = ErrorBody)))]
 pub async fn results(
     State(state): State<Arc<AppState>>,
     Gateway(gw): Gateway,

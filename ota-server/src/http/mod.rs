@@ -8,17 +8,19 @@
 //! | `GET /api/v1/releases`, `/api/v1/audit`, `/api/v1/campaigns...` | admin token | [`releases`], [`campaigns`] |
 //! | `POST /api/v1/gateway/assignments`, `/api/v1/gateway/results` | gateway client certificate | [`campaigns`] |
 //! | `GET /healthz`, `GET /metrics` | anyone | here |
+//! | `GET /api/v1/openapi.json` (this API's OpenAPI document) | anyone | [`openapi`] |
 //!
 //! Every error is JSON `{"error": {"code": ..., "message": ...}}` with a
 //! stable `code` (see [`ApiError`]) and a message saying what to do.
 
 pub mod campaigns;
+pub mod openapi;
 pub mod releases;
 pub mod repo;
 
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
@@ -28,6 +30,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use tuf_repo::ManufacturerName;
+use utoipa::ToSchema;
 use wardgate_protocol::GatewayId;
 
 use crate::auth::{PeerIdentity, Principal, Tokens};
@@ -107,20 +110,55 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// The body of every error answer.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ErrorBody)]
+pub(crate) struct ErrorJson<'a> {
     error: ErrorInner<'a>,
 }
 
-#[derive(Serialize)]
-struct ErrorInner<'a> {
+/// Schema name of the error body in the OpenAPI document.
+pub(crate) type ErrorBody = ErrorJson<'static>;
+
+/// The `error` object: a stable code for scripts, advice for people.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ErrorInner<'a> {
+    /// Stable machine-readable code (`unauthenticated`, `forbidden`,
+    /// `client_certificate_required`, `not_found`, ...).
+    #[schema(example = "forbidden")]
     code: &'a str,
+    /// What went wrong and what to do.
     message: &'a str,
+}
+
+/// A path segment axum could not read (bytes that are not UTF-8 once
+/// percent-decoded): a JSON 400 like every other error, not axum's plain
+/// text.
+impl From<PathRejection> for ApiError {
+    fn from(e: PathRejection) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+            format!("{}; see docs/ota-server.md", e.body_text()),
+        )
+    }
+}
+
+/// A query string that does not parse (`limit=abc`): a JSON 400 naming
+/// the parameter.
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("{}; see docs/ota-server.md", e.body_text()),
+        )
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
+        let body = ErrorJson {
             error: ErrorInner {
                 code: self.code,
                 message: &self.message,
@@ -305,18 +343,40 @@ impl FromRequestParts<Arc<AppState>> for Gateway {
     }
 }
 
-async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+/// Body of `GET /healthz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Health {
+    /// `ok`, or `timestamp_expired` when the timestamp was not refreshed.
+    #[schema(pattern = "^(ok|timestamp_expired)$")]
+    status: &'static str,
+    /// Repository generation being served.
+    generation: u64,
+    snapshot_version: u64,
+    timestamp_version: u64,
+    /// RFC 3339.
+    timestamp_expires: String,
+    /// Targets published.
+    releases: usize,
+}
+
+/// `GET /healthz`: 503 once the timestamp has expired (gateways would
+/// refuse it).
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses(
+        (status = 200, description = "Serving a fresh timestamp", body = Health),
+        (status = 503, description = "The timestamp has expired: check the refresher", body = Health)))]
+pub(crate) async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     let s = state.repo.state();
     let expires = s.timestamp_expires();
     let fresh = expires > jiff::Timestamp::now();
-    let body = serde_json::json!({
-        "status": if fresh { "ok" } else { "timestamp_expired" },
-        "generation": s.generation,
-        "snapshot_version": s.snapshot.signed.version.get(),
-        "timestamp_version": s.timestamp.signed.version.get(),
-        "timestamp_expires": expires.to_string(),
-        "releases": s.published.len(),
-    });
+    let body = Health {
+        status: if fresh { "ok" } else { "timestamp_expired" },
+        generation: s.generation,
+        snapshot_version: s.snapshot.signed.version.get(),
+        timestamp_version: s.timestamp.signed.version.get(),
+        timestamp_expires: expires.to_string(),
+        releases: s.published.len(),
+    };
     let status = if fresh {
         StatusCode::OK
     } else {
@@ -325,7 +385,11 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+/// `GET /metrics`.
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Every metric family of the server",
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String)))]
+pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
@@ -382,6 +446,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/gateway/results", post(campaigns::results))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route(openapi::DOCUMENT_PATH, get(openapi::serve))
         .layer(DefaultBodyLimit::max(limits.max_json_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

@@ -19,6 +19,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -27,7 +28,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::{Admin, ApiError, AppState, Manufacturer};
+use super::{Admin, ApiError, AppState, ErrorBody, Manufacturer};
 use crate::repo::release::{Candidate, StagedImage};
 use crate::repo::RepoError;
 use tuf_repo::{ManufacturerName, TargetPath};
@@ -49,6 +50,67 @@ fn release_error(e: RepoError) -> ApiError {
         }
         other => ApiError::internal(&other),
     }
+}
+
+/// The metadata length an upload announces in `X-Wardgate-Metadata-Length`:
+/// 1 to `max_meta` bytes. Public (hidden) for the fuzz targets in
+/// `tests/fuzz/`, which feed it untrusted header values.
+///
+/// # Errors
+/// `missing_metadata_length` if the header is absent or not a decimal
+/// number, `metadata_too_large` outside 1 to `max_meta`.
+#[doc(hidden)]
+pub fn metadata_length(headers: &HeaderMap, max_meta: usize) -> Result<usize, ApiError> {
+    let meta_len: usize = headers
+        .get(METADATA_LENGTH_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "missing_metadata_length",
+                "send X-Wardgate-Metadata-Length: <bytes of the signed role metadata at the start of the body>",
+            )
+        })?;
+    if meta_len == 0 || meta_len > max_meta {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "metadata_too_large",
+            format!("metadata must be 1 to {max_meta} bytes (limits.max_metadata_bytes)"),
+        ));
+    }
+    Ok(meta_len)
+}
+
+/// One body chunk of an upload: its first bytes complete `meta` up to
+/// `meta_len`; the rest, returned, is image. Chunks arrive however the
+/// client and the network cut them, so the split may fall anywhere.
+/// Public (hidden) for the fuzz targets in `tests/fuzz/`.
+#[doc(hidden)]
+pub fn split_metadata<'a>(meta: &mut Vec<u8>, meta_len: usize, chunk: &'a [u8]) -> &'a [u8] {
+    let take = meta_len.saturating_sub(meta.len()).min(chunk.len());
+    meta.extend_from_slice(&chunk[..take]);
+    &chunk[take..]
+}
+
+/// After the last chunk: refuse a body that ended inside the announced
+/// metadata. Public (hidden) for the fuzz targets in `tests/fuzz/`.
+///
+/// # Errors
+/// `upload_incomplete` naming how many of the announced bytes came.
+#[doc(hidden)]
+pub fn metadata_complete(meta: &[u8], meta_len: usize) -> Result<(), ApiError> {
+    if meta.len() < meta_len {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "upload_incomplete",
+            format!(
+                "the body ended after {} of the {meta_len} metadata bytes announced in X-Wardgate-Metadata-Length",
+                meta.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Streams the body: metadata first, then the image into `tmp`.
@@ -74,12 +136,7 @@ async fn receive(
                 format!("the upload was interrupted ({e}); nothing was published, upload again"),
             )
         })?;
-        let mut data = &chunk[..];
-        if meta.len() < meta_len {
-            let take = (meta_len - meta.len()).min(data.len());
-            meta.extend_from_slice(&data[..take]);
-            data = &data[take..];
-        }
+        let data = split_metadata(&mut meta, meta_len, &chunk);
         if data.is_empty() {
             continue;
         }
@@ -92,16 +149,7 @@ async fn receive(
             .await
             .map_err(|e| ApiError::internal(&format!("writing upload: {e}")))?;
     }
-    if meta.len() < meta_len {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "upload_incomplete",
-            format!(
-                "the body ended after {} of the {meta_len} metadata bytes announced in X-Wardgate-Metadata-Length",
-                meta.len()
-            ),
-        ));
-    }
+    metadata_complete(&meta, meta_len)?;
     file.flush()
         .await
         .map_err(|e| ApiError::internal(&format!("writing upload: {e}")))?;
@@ -120,6 +168,20 @@ fn too_large(max: u64) -> ApiError {
 }
 
 /// `POST /api/v1/releases/{*target}`.
+#[utoipa::path(post, path = "/api/v1/releases/{target}", tag = "releases", security(("manufacturer_token" = [])),
+    params(
+        ("target" = String, Path, description = "`<manufacturer>/<file>`, the target the signed metadata names", example = "acme/pump-2.0.0.bin"),
+        ("X-Wardgate-Metadata-Length" = u64, Header, description = "Bytes of signed delegated-targets metadata at the start of the body", minimum = 1)),
+    request_body(content = String, content_type = "application/octet-stream",
+        description = "The manufacturer's signed role metadata (`<manufacturer>.json` from `tuf-repo release`), then the image"),
+    responses(
+        (status = 201, description = "Published (audited `release.upload`)", body = crate::repo::release::Published),
+        (status = 400, description = "`invalid_target_name`, `missing_metadata_length`, `upload_incomplete`, malformed metadata", body = ErrorBody),
+        (status = 403, description = "Not a manufacturer token; outside the manufacturer's delegation; bad signature", body = ErrorBody),
+        (status = 408, description = "`upload_timeout`: longer than `limits.upload_timeout`", body = ErrorBody),
+        (status = 409, description = "Not newer than the published version", body = ErrorBody),
+        (status = 413, description = "`metadata_too_large` or `upload_too_large`", body = ErrorBody),
+        (status = 422, description = "The metadata does not match the image", body = ErrorBody)))]
 ///
 /// The work runs in its own task so that a client that disconnects
 /// mid-upload still gets its staged file removed and its refusal audited
@@ -186,25 +248,7 @@ async fn upload_inner(
             e.to_string(),
         )
     })?;
-    let meta_len: usize = headers
-        .get(METADATA_LENGTH_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "missing_metadata_length",
-                "send X-Wardgate-Metadata-Length: <bytes of the signed role metadata at the start of the body>",
-            )
-        })?;
-    let max_meta = state.limits.max_metadata_bytes as usize;
-    if meta_len == 0 || meta_len > max_meta {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "metadata_too_large",
-            format!("metadata must be 1 to {max_meta} bytes (limits.max_metadata_bytes)"),
-        ));
-    }
+    let meta_len = metadata_length(headers, state.limits.max_metadata_bytes as usize)?;
     let declared: Option<u64> = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -284,7 +328,7 @@ async fn upload_inner(
 }
 
 /// A release row.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ReleaseRow {
     /// Target.
     pub target: String,
@@ -303,9 +347,13 @@ pub struct ReleaseRow {
 }
 
 /// `GET /api/v1/releases` (admin).
+#[utoipa::path(get, path = "/api/v1/releases", tag = "releases", security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Every published release", body = Vec<ReleaseRow>),
+        (status = 403, description = "Not an admin token", body = ErrorBody)))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
-    Admin(_): Admin,
+    _admin: Admin,
 ) -> Result<Json<Vec<ReleaseRow>>, ApiError> {
     let rows = state
         .db
@@ -334,18 +382,25 @@ pub async fn list(
 }
 
 /// Query of `GET /api/v1/audit`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Rows to return (default 100, at most 1000).
     pub limit: Option<u32>,
 }
 
 /// `GET /api/v1/audit` (admin): newest first.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", security(("admin_token" = [])), params(AuditQuery),
+    responses(
+        (status = 200, description = "The newest audit rows", body = Vec<crate::db::AuditRow>),
+        (status = 400, description = "`invalid_query`: `limit` is not a number", body = ErrorBody),
+        (status = 403, description = "Not an admin token", body = ErrorBody)))]
 pub async fn audit(
     State(state): State<Arc<AppState>>,
-    Admin(_): Admin,
-    Query(q): Query<AuditQuery>,
+    _admin: Admin,
+    q: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Json<Vec<crate::db::AuditRow>>, ApiError> {
+    let Query(q) = q?;
     let rows = state
         .db
         .recent_audit(q.limit.unwrap_or(100).min(1000))

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -13,7 +14,7 @@ use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use wardgate_protocol::ByteRange;
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ErrorBody};
 use crate::repo::TargetRequest;
 
 fn not_found(what: &str) -> ApiError {
@@ -32,11 +33,26 @@ fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
 }
 
 /// `GET /metadata/{file}`.
+#[utoipa::path(get, path = "/metadata/{file}", tag = "tuf",
+    params(
+        ("file" = String, Path, description = "`timestamp.json`, or a versioned file (`3.snapshot.json`, `2.root.json`, `5.acme.json`)", example = "timestamp.json"),
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` from an earlier answer")),
+    responses(
+        (status = 200, description = "The signed TUF metadata, byte for byte",
+            content_type = "application/json", body = Object,
+            headers(("ETag" = String), ("Cache-Control" = String))),
+        (status = 304, description = "Unchanged since the `If-None-Match` ETag"),
+        (status = 400, description = "The file name is not readable", body = ErrorBody),
+        (status = 404, description = "Not in the current repository", body = ErrorBody)))]
 pub async fn metadata(
     State(state): State<Arc<AppState>>,
-    Path(file): Path<String>,
+    file: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
+    let file = match file {
+        Ok(Path(file)) => file,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
     let s = state.repo.state();
     let Some(m) = s.metadata(&file) else {
         return not_found(&format!("metadata/{file}")).into_response();
@@ -63,11 +79,30 @@ pub async fn metadata(
 }
 
 /// `GET /targets/{*path}`: both consistent-snapshot spellings.
+#[utoipa::path(get, path = "/targets/{path}", tag = "tuf",
+    params(
+        ("path" = String, Path, description = "`<manufacturer>/<sha256>.<file>` or `<sha256>.<manufacturer>/<file>` (may hold `/`)"),
+        ("Range" = Option<String>, Header, description = "One byte range, `bytes=N-M`"),
+        ("If-Range" = Option<String>, Header, description = "The image's ETag: the range applies only if it still matches"),
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` from an earlier answer")),
+    responses(
+        (status = 200, description = "The whole image", content_type = "application/octet-stream", body = String,
+            headers(("ETag" = String), ("Accept-Ranges" = String))),
+        (status = 206, description = "The requested range", content_type = "application/octet-stream", body = String,
+            headers(("Content-Range" = String), ("ETag" = String))),
+        (status = 304, description = "Unchanged since the `If-None-Match` ETag"),
+        (status = 400, description = "The path is not readable", body = ErrorBody),
+        (status = 404, description = "Not in the current repository", body = ErrorBody),
+        (status = 416, description = "The range lies outside the image", body = ErrorBody)))]
 pub async fn target(
     State(state): State<Arc<AppState>>,
-    Path(path): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
+    let path = match path {
+        Ok(Path(path)) => path,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
     let Ok(req) = TargetRequest::parse(&path) else {
         return not_found(&format!("targets/{path}")).into_response();
     };

@@ -38,9 +38,10 @@ pub struct Candidate {
 }
 
 /// A published release.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Published {
     /// Target name.
+    #[schema(value_type = String)]
     pub target: TargetPath,
     /// Hex SHA-256.
     pub sha256: String,

@@ -11,7 +11,7 @@ use crate::access::role::Role;
 use crate::access::totp::code::TotpSecret;
 
 /// Ordinary tokens, or the time-limited emergency admin token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenKind {
     /// A token issued for a person or a system.
@@ -42,11 +42,13 @@ impl TokenKind {
 }
 
 /// A stored token, without its secret or TOTP secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TokenRecord {
     /// Public id.
+    #[schema(value_type = String, pattern = "^[0-9a-f]{16}$")]
     pub id: TokenId,
     /// Holder label.
+    #[schema(value_type = String)]
     pub name: TokenName,
     /// Granted role.
     pub role: Role,
