@@ -1,6 +1,7 @@
 //! Edge throughput: QoS 1 telemetry from 100 devices through the mTLS edge
 //! (policy, schema, replay and rate checks) versus the same load straight
-//! into the bare embedded `rumqttd` (plain loopback TCP), in one run.
+//! into the bare embedded `rumqttd` (served over plain loopback TCP), in one
+//! run.
 //!
 //! Prints messages/s and p50/p99 publish-to-subscriber latency for both and
 //! their ratio. `WARDGATE_BENCH_DEVICES` / `WARDGATE_BENCH_MSGS` (per
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use device_sim::VitalsGenerator;
+use gateway::broker::MqttVersion;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 use support::TestGateway;
 use tokio::sync::Barrier;
@@ -121,22 +123,32 @@ async fn through_edge(gw: &TestGateway, devices: usize, per: usize, pass: &str) 
     timed_run(&barrier, collect, tasks).await
 }
 
-async fn bare_broker(gw: &TestGateway, devices: usize, per: usize, pass: &str) -> RunResult {
+/// A loopback TCP listener whose connections the gateway's broker serves
+/// as it serves the edge's in-process ones: the bare broker, no edge.
+async fn bare_listener(gw: &TestGateway) -> u16 {
     let broker = gw.handle().broker.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            broker.serve(MqttVersion::V4, stream);
+        }
+    });
+    port
+}
+
+async fn bare_broker(gw: &TestGateway, devices: usize, per: usize, pass: &str) -> RunResult {
+    let port = bare_listener(gw).await;
     let collect = collector(gw, &format!("bench.bare.{pass}"), devices * per);
     let barrier = Arc::new(Barrier::new(devices + 1));
     let mut tasks = Vec::new();
     for i in 0..devices {
         let b = barrier.clone();
-        let broker = broker.clone();
         let pass = pass.to_owned();
         tasks.push(tokio::spawn(async move {
             let id = DeviceId::parse(&format!("bench-bare-{pass}-{i:03}")).unwrap();
-            let mut opts = MqttOptions::new(id.to_string(), "127.0.0.1", broker.v4_addr.port());
-            opts.set_credentials(
-                broker.credentials.username.clone(),
-                broker.credentials.password.clone(),
-            );
+            let mut opts = MqttOptions::new(id.to_string(), "127.0.0.1", port);
             opts.set_keep_alive(Duration::from_secs(30));
             let (client, mut ev) = AsyncClient::new(opts, 256);
             let acks = tokio::spawn(async move {

@@ -134,7 +134,7 @@ impl Gateway {
     }
 
     async fn start_components(ctx: &Arc<GatewayContext>) -> Result<Started, GatewayError> {
-        let broker = BrokerHandle::start(&ctx.config.broker)?;
+        let broker = BrokerHandle::start(&ctx.config.broker);
         spawn_registry_poller(ctx);
 
         // Telemetry sink: the uplink's outbox when the uplink is configured.

@@ -1,46 +1,34 @@
 //! The embedded `rumqttd` broker behind the edge.
 //!
-//! It listens only on a loopback address (ephemeral port) and demands a
-//! per-boot random username and password, so nothing but the edge (which
-//! holds the credential) can reach it over TCP. Two listeners: MQTT 3.1.1 and
-//! MQTT 5, because `rumqttd` serves one protocol per listener. The gateway's
-//! own components talk to it in-process through local links
-//! ([`BrokerHandle::link`]).
+//! It has no listener and no network presence at all. Each admitted device
+//! session gets its own connection to it as an in-process pipe
+//! ([`BrokerHandle::connect`]): one end is served by `rumqttd`'s own
+//! per-connection code (CONNECT, link, will), the other is the edge's. A
+//! device session therefore costs one file descriptor, its TLS socket; over
+//! loopback TCP it cost three, and 10,000 devices did not fit in a 20,000
+//! file limit. The gateway's own components talk to the broker through
+//! local links ([`BrokerHandle::link`]). Both need the patched `rumqttd` in
+//! `gateway/vendor/rumqttd` (`WARDGATE.md` there), which also fixes the
+//! will-handler panic by which one device could take the broker down.
 //!
-//! `rumqttd` 0.20 has no shutdown: its router and listener threads live until
-//! the process exits. [`BrokerHandle`] therefore owns nothing that needs
-//! stopping; the edge stops forwarding on shutdown.
+//! `rumqttd` 0.20 has no shutdown: its router thread lives until the
+//! process exits. [`BrokerHandle`] therefore owns nothing that needs
+//! stopping; each connection ends when the edge closes its end.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr, TcpListener as StdTcpListener, TcpStream as StdTcpStream};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use rand::RngCore;
 use rumqttd::local::{LinkError, LinkRx, LinkTx};
-use rumqttd::protocol::{v4::V4, v5::V5, Protocol};
+use rumqttd::protocol::{v4::V4, v5::V5};
 use rumqttd::{
-    ConnectionSettings, LinkType, Notification, Router, RouterConfig, Server, ServerSettings,
+    Attacher, ConnectionSettings, Notification, Router, RouterConfig, Server, ServerSettings,
 };
+use tokio::io::{AsyncRead, AsyncWrite, DuplexStream};
 
 use crate::config::BrokerConfig;
 
-/// Username the edge presents to the broker.
-pub const EDGE_USERNAME: &str = "wardgate-edge";
-
-/// What went wrong starting the broker.
+/// What went wrong with the broker.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
-    /// No listener came up.
-    #[error("embedded broker did not start listening on {bind} ({protocol}): {detail}; check that loopback networking works")]
-    Listen {
-        /// Bind address.
-        bind: IpAddr,
-        /// `v4` or `v5`.
-        protocol: &'static str,
-        /// What failed.
-        detail: String,
-    },
     /// A local link was refused.
     #[error("embedded broker refused a local link for {client_id}: {source}")]
     Link {
@@ -54,46 +42,62 @@ pub enum BrokerError {
 #[allow(clippy::result_large_err)] // rumqttd's own signature
 type LinkFn = dyn Fn(&str) -> Result<(LinkTx, LinkRx, Notification), LinkError> + Send + Sync;
 
-/// The per-boot credential the edge uses; never logged.
-#[derive(Clone)]
-pub struct BrokerCredentials {
-    /// Username.
-    pub username: String,
-    /// Random password (64 hex characters).
-    pub password: String,
+/// The MQTT version of a broker connection: `rumqttd` serves one protocol
+/// per server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MqttVersion {
+    /// MQTT 3.1.1.
+    V4,
+    /// MQTT 5.
+    V5,
 }
 
-impl std::fmt::Debug for BrokerCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BrokerCredentials")
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .finish()
-    }
-}
+/// How many bytes each direction of a session's pipe buffers before the
+/// writer waits: a few packets. Memory is taken only as it fills.
+const PIPE_BUFFER: usize = 16 * 1024;
 
 /// A running embedded broker.
 #[derive(Clone)]
 pub struct BrokerHandle {
-    /// The MQTT 3.1.1 listener.
-    pub v4_addr: SocketAddr,
-    /// The MQTT 5 listener.
-    pub v5_addr: SocketAddr,
-    /// The credential it demands.
-    pub credentials: BrokerCredentials,
+    v4: Attacher<V4>,
+    v5: Attacher<V5>,
     link: Arc<LinkFn>,
 }
 
 impl std::fmt::Debug for BrokerHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BrokerHandle")
-            .field("v4_addr", &self.v4_addr)
-            .field("v5_addr", &self.v5_addr)
-            .finish_non_exhaustive()
+        f.debug_struct("BrokerHandle").finish_non_exhaustive()
     }
 }
 
 impl BrokerHandle {
+    /// A new broker connection for a device session speaking `version`:
+    /// the edge's end of an in-process pipe whose other end is served by
+    /// [`Self::serve`], from the CONNECT the edge writes first until the
+    /// edge closes its end. Must be called within the runtime.
+    #[must_use]
+    pub fn connect(&self, version: MqttVersion) -> DuplexStream {
+        let (edge_end, broker_end) = tokio::io::duplex(PIPE_BUFFER);
+        self.serve(version, broker_end);
+        edge_end
+    }
+
+    /// Serve one MQTT connection of `version` over `stream` on a task of
+    /// its own, exactly as a listener would serve an accepted socket (the
+    /// benchmarks use it for a bare-broker baseline over TCP). Must be
+    /// called within the runtime.
+    pub fn serve<S>(&self, version: MqttVersion, stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        // Detached: after the stream closes the task only waits out a will
+        // delay the client asked for, then publishes the will.
+        match version {
+            MqttVersion::V4 => tokio::spawn(self.v4.attach(stream)),
+            MqttVersion::V5 => tokio::spawn(self.v5.attach(stream)),
+        };
+    }
+
     /// An in-process link (for the uplink, OTA agent, tests). Use a client id
     /// with a `.` (e.g. `gateway.uplink`): device ids cannot contain one, so
     /// a device can never take over the link's session.
@@ -109,17 +113,16 @@ impl BrokerHandle {
             })
     }
 
-    /// Start the router and both listeners.
-    ///
-    /// # Errors
-    /// [`BrokerError::Listen`] if a listener does not come up.
-    pub fn start(config: &BrokerConfig) -> Result<Self, BrokerError> {
-        let mut secret = [0_u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut secret);
-        let credentials = BrokerCredentials {
-            username: EDGE_USERNAME.to_owned(),
-            password: hex::encode(secret),
-        };
+    /// Start the router, and the two servers (MQTT 3.1.1 and MQTT 5) that
+    /// the edge's sessions connect to.
+    #[must_use]
+    pub fn start(config: &BrokerConfig) -> Self {
+        if let Some(bind) = config.bind {
+            tracing::warn!(
+                %bind,
+                "broker.bind is no longer used: the embedded broker has no listener, the edge's sessions reach it in-process; remove the key"
+            );
+        }
         let router = Router::new(
             0,
             RouterConfig {
@@ -131,102 +134,33 @@ impl BrokerHandle {
             },
         );
         let router_tx = router.spawn();
-        let v4_addr = spawn_listener(config, &credentials, "v4", {
-            let tx = router_tx.clone();
-            move |settings| Server::new(settings, tx.clone(), V4)
-        })?;
-        let v5_addr = spawn_listener(config, &credentials, "v5", {
-            let tx = router_tx.clone();
-            move |settings| Server::new(settings, tx.clone(), V5)
-        })?;
+        let v4 = Server::new(settings(config, "v4"), router_tx.clone(), V4).attacher();
+        let v5 = Server::new(settings(config, "v5"), router_tx.clone(), V5).attacher();
         #[allow(clippy::result_large_err)] // rumqttd's own error type
         let link: Arc<LinkFn> = Arc::new(move |client_id: &str| {
             rumqttd::local::LinkBuilder::new(client_id, router_tx.clone()).build()
         });
-        tracing::info!(%v4_addr, %v5_addr, "embedded broker listening on loopback");
-        Ok(Self {
-            v4_addr,
-            v5_addr,
-            credentials,
-            link,
-        })
+        tracing::info!("embedded broker started (in-process connections only)");
+        Self { v4, v5, link }
     }
 }
 
-fn spawn_listener<P>(
-    config: &BrokerConfig,
-    credentials: &BrokerCredentials,
-    protocol: &'static str,
-    make: impl Fn(ServerSettings) -> Server<P>,
-) -> Result<SocketAddr, BrokerError>
-where
-    P: Protocol + Clone + Send + 'static,
-{
-    let mut last_error = String::new();
-    // rumqttd binds its own listener, so pick a free port, release it and
-    // hand it over; retry if another process takes it in between.
-    for _ in 0..5 {
-        let addr = match StdTcpListener::bind(SocketAddr::new(config.bind, 0))
-            .and_then(|l| l.local_addr())
-        {
-            Ok(a) => a,
-            Err(e) => {
-                last_error = e.to_string();
-                continue;
-            }
-        };
-        let mut auth = HashMap::new();
-        auth.insert(credentials.username.clone(), credentials.password.clone());
-        let settings = ServerSettings {
-            name: format!("wardgate-broker-{protocol}"),
-            listen: addr,
-            tls: None,
-            next_connection_delay_ms: 0,
-            connections: ConnectionSettings {
-                connection_timeout_ms: 10_000,
-                max_payload_size: config.max_payload_bytes,
-                max_inflight_count: 100,
-                auth: Some(auth),
-                external_auth: None,
-                dynamic_filters: true,
-            },
-        };
-        let mut server = make(settings);
-        let spawned = std::thread::Builder::new()
-            .name(format!("broker-{protocol}"))
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot build broker runtime");
-                        return;
-                    }
-                };
-                runtime.block_on(async move {
-                    if let Err(e) = server.start(LinkType::Remote).await {
-                        tracing::error!(error = %e, "embedded broker listener stopped");
-                    }
-                });
-            });
-        if let Err(e) = spawned {
-            last_error = e.to_string();
-            continue;
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if StdTcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return Ok(addr);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        last_error = format!("nothing accepted on {addr} within 5s");
+/// The settings of one server. `listen` is never bound (nothing calls
+/// `Server::start`); `auth` is off because only the edge, in this process,
+/// can open a connection, and it admits devices by their certificates.
+fn settings(config: &BrokerConfig, protocol: &str) -> ServerSettings {
+    ServerSettings {
+        name: format!("wardgate-broker-{protocol}"),
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        tls: None,
+        next_connection_delay_ms: 0,
+        connections: ConnectionSettings {
+            connection_timeout_ms: 10_000,
+            max_payload_size: config.max_payload_bytes,
+            max_inflight_count: 100,
+            auth: None,
+            external_auth: None,
+            dynamic_filters: true,
+        },
     }
-    Err(BrokerError::Listen {
-        bind: config.bind,
-        protocol,
-        detail: last_error,
-    })
 }

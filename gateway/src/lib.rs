@@ -19,7 +19,7 @@
 //! | `WARDGATE_*` overrides, refusal of insecure settings, [`ValidConfig`] | [`config`], [`config::validate`] |
 //! | one SQLite database, migrations | [`db`] |
 //! | wiring of one running gateway, one error per component | [`app`], [`context`] |
-//! | embedded broker on loopback with a per-boot credential | [`broker`] |
+//! | embedded broker with no listener, in-process connections only | [`broker`] |
 //! | device-facing mutual TLS, MQTT parsing | [`edge`], [`edge::tls`], [`edge::frame`] |
 //! | CONNECT admission: client id, enrolment, pinned certificate, no last will | [`edge::admission`] |
 //! | topic ACL and quarantine, payload, replay and rate limits | [`edge::acl`], [`edge::payload`], [`edge::replay`], [`edge::rate_limit`] (joined in [`edge::policy`]); cool-off after a flood: [`edge::cooloff`] |
@@ -53,6 +53,7 @@ pub mod context;
 pub mod db;
 pub mod edge;
 pub mod metrics;
+pub mod open_files;
 pub mod ota;
 pub mod pki;
 pub mod registry;

@@ -152,3 +152,114 @@ async fn cli_pki_enroll_run_revoke_and_audit_verify_detects_tampering() {
         "{text}"
     );
 }
+
+/// The TCP ports `pid` listens on: its socket inodes matched against the
+/// kernel's listening sockets (state 0A) of its network namespace.
+fn listening_ports(pid: u32) -> Vec<u16> {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
+    let mut ports = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap();
+        for row in text.lines().skip(1) {
+            let f: Vec<&str> = row.split_whitespace().collect();
+            if f.len() > 9 && f[3] == "0A" && inodes.contains(f[9]) {
+                let port = f[1].rsplit(':').next().unwrap();
+                ports.push(u16::from_str_radix(port, 16).unwrap());
+            }
+        }
+    }
+    ports.sort_unstable();
+    ports
+}
+
+fn open_files(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+// control: segmentation, resilience
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_has_no_listener_and_a_device_session_costs_one_open_file() {
+    const DEVICES: usize = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let pki_s = pki.to_str().unwrap();
+    init_pki(&pki);
+    // No admin API: the edge is then the one listener the gateway has.
+    let config = write_config(dir.path(), "[admin]\nenabled = false\n");
+    let c = config.to_str().unwrap();
+    let mut options = Vec::new();
+    for i in 0..DEVICES {
+        let id = format!("pump-{i:02}");
+        ok(&["pki", "--dir", pki_s, "device", "--id", &id]);
+        enroll(c, &id, &["--cert", &format!("{pki_s}/{id}.pem")]);
+        options.push(DeviceOptions {
+            id: DeviceId::parse(&id).unwrap(),
+            client_id: None,
+            host: "localhost".into(),
+            port: 0,
+            tls: DeviceTls {
+                ca_pem: std::fs::read_to_string(pki.join("ca.pem")).unwrap(),
+                cert_pem: std::fs::read_to_string(pki.join(format!("{id}.pem"))).unwrap(),
+                key_pem: std::fs::read_to_string(pki.join(format!("{id}.key"))).unwrap(),
+            },
+            keep_alive: Duration::from_secs(30),
+        });
+    }
+    let (child, line) = run(c);
+    let port: u16 = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .expect(&line);
+    let pid = child.id();
+    assert_eq!(
+        listening_ports(pid),
+        vec![port],
+        "the gateway listens only on edge.listen: the embedded broker has no listener"
+    );
+
+    // One session first, so every lazily opened file (database
+    // connections, the outbox) is open before counting.
+    let mut first = options.remove(0);
+    first.port = port;
+    let mut devices = vec![SimDevice::connect(&first).await.unwrap()];
+    devices[0]
+        .publish_telemetry(VitalsGenerator::new(0).next_readings())
+        .await
+        .unwrap();
+    devices[0]
+        .wait_puback(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let before = open_files(pid);
+    for (i, mut o) in options.into_iter().enumerate() {
+        o.port = port;
+        let mut d = SimDevice::connect(&o).await.unwrap();
+        d.publish_telemetry(VitalsGenerator::new(i as u64 + 1).next_readings())
+            .await
+            .unwrap();
+        d.wait_puback(Duration::from_secs(10)).await.unwrap();
+        devices.push(d);
+    }
+    let added = open_files(pid) - before;
+    // Over loopback TCP to the broker a session held three files.
+    assert!(
+        added <= DEVICES - 1 + 2,
+        "{added} more open files for {} more sessions",
+        DEVICES - 1
+    );
+    assert_eq!(listening_ports(pid), vec![port]);
+    drop(devices);
+    drop(child);
+}

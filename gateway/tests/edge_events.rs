@@ -30,7 +30,7 @@ async fn admitted_packets_violation_and_refusals_reach_the_observer() {
     let pki = TestPki::new();
     let data = tempfile::tempdir().unwrap();
     let ctx = GatewayContext::open(test_config(&pki, data.path())).unwrap();
-    let broker = BrokerHandle::start(&ctx.config.broker).unwrap();
+    let broker = BrokerHandle::start(&ctx.config.broker);
     let recorder = Arc::new(Recorder::default());
     let edge = gateway::edge::start(
         ctx.clone(),

@@ -670,13 +670,11 @@ fn ends_an_attack_session(row: &AuditRecord) -> bool {
 }
 
 // control: resilience, audit
-// Ignored until the embedded broker is fixed: in about one run of three the
-// flood still trips rumqttd 0.20's will-handler bug (bytebeamio/rumqtt#1062:
-// a stale handler makes the next CONNECT of that client id panic while it
-// holds the listener's lock, which poisons it for every later connection),
-// even with the edge waiting for the broker's CONNACK. The test names that
-// cause first when it fails. Run it with `--ignored`.
-#[ignore = "rumqttd 0.20 will-handler panic (rumqtt#1062) poisons a broker listener in about one run of three"]
+// Before the vendored rumqttd fixed bytebeamio/rumqtt#1062 this flood took
+// the embedded broker down in about one run of three (a stale will handler
+// made the next CONNECT of that client id panic while it held the server's
+// lock, poisoning it for every later connection); the test checks the
+// gateway's log for panics first, so that cause is named if it ever returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_bad_packets_over_mutual_tls_cost_a_streaming_bystander_nothing() {
     let (upstream, ward) = upstream_and_ward("").await.unwrap();
@@ -833,11 +831,10 @@ async fn ten_thousand_bad_packets_over_mutual_tls_cost_a_streaming_bystander_not
     );
 
     // The flood was sent and met the parsers, and nothing in the gateway
-    // panicked. (`rumqttd` 0.20 panics in `server/broker.rs` when a link
-    // of a client id failed to start and the same client id connects again:
-    // it unwraps a send to the dead link's will channel while holding the
-    // listener's `will_handlers` lock, which poisons it, and every later
-    // connection to that listener panics too: bytebeamio/rumqtt#1062.)
+    // panicked. (`rumqttd` 0.20 as published panicked in
+    // `server/broker.rs` when a link of a client id failed to start and the
+    // same client id connected again, bytebeamio/rumqtt#1062; see
+    // gateway/vendor/rumqttd/WARDGATE.md.)
     assert!(survived, "the gateway survived the flood");
     assert!(
         panics.is_empty(),

@@ -39,7 +39,7 @@ async fn telemetry_is_committed_to_the_sink_before_puback_and_refusal_withholds_
     let data = tempfile::tempdir().unwrap();
     let config = test_config(&pki, data.path());
     let ctx = GatewayContext::open(config).unwrap();
-    let broker = BrokerHandle::start(&ctx.config.broker).unwrap();
+    let broker = BrokerHandle::start(&ctx.config.broker);
     let sink = Arc::new(RecordingSink::default());
     let edge = gateway::edge::start(
         ctx.clone(),

@@ -24,6 +24,9 @@ pub struct RunArgs {
 /// # Errors
 /// A component that cannot start.
 pub fn run(config: ValidConfig) -> anyhow::Result<ExitCode> {
+    // One file per device session: raise the soft limit before anything
+    // is opened (open_files).
+    crate::open_files::raise(crate::open_files::needed(&config));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

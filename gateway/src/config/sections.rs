@@ -135,6 +135,11 @@ pub struct EdgeConfig {
     /// Time allowed for the TLS handshake.
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
+    /// TLS handshakes done at once; later connections wait their turn
+    /// (without their wait counting against `handshake_timeout`), so that a
+    /// reconnect storm after a power cut does not starve established
+    /// sessions of the CPU (`crate::edge::session`).
+    pub max_concurrent_handshakes: usize,
     /// Time allowed between TLS completion and the MQTT CONNECT.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
@@ -171,6 +176,7 @@ impl Default for EdgeConfig {
             max_packet_bytes: 65_536,
             max_payload_bytes: 16_384,
             handshake_timeout: Duration::from_secs(10),
+            max_concurrent_handshakes: 16,
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
             rate_per_second: 50.0,
@@ -186,8 +192,10 @@ impl Default for EdgeConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BrokerConfig {
-    /// Address the embedded broker binds (ephemeral port); must be loopback.
-    pub bind: IpAddr,
+    /// No longer used: the embedded broker has no listener (the edge's
+    /// sessions are in-process pipes). Accepted so that older configs still
+    /// load; the gateway logs a warning when it is set.
+    pub bind: Option<IpAddr>,
     /// Most broker connections (edge sessions plus local links).
     pub max_connections: usize,
     /// Largest payload the broker accepts.
@@ -197,7 +205,7 @@ pub struct BrokerConfig {
 impl Default for BrokerConfig {
     fn default() -> Self {
         Self {
-            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            bind: None,
             max_connections: 10_010,
             max_payload_bytes: 262_144,
         }

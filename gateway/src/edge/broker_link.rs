@@ -1,32 +1,29 @@
 //! The session's own connection to the embedded broker.
 //!
-//! Each admitted device gets one connection to the loopback `rumqttd`
-//! listener of its protocol version. The device's CONNECT is passed on with
-//! the per-boot broker credential in place of anything the device sent, so
-//! nothing but the edge can log in to the broker.
+//! Each admitted device gets one in-process connection to the broker
+//! ([`crate::broker::BrokerHandle::connect`]) of its protocol version. The
+//! device's CONNECT is passed on without any username or password it sent:
+//! devices are admitted by their certificates, and nothing else can reach
+//! the broker.
 //!
-//! [`open`] returns only once the broker has answered the CONNACK. `rumqttd`
-//! 0.20 keeps a will handler per client id from the moment it reads a
-//! CONNECT; if the connection drops before the broker has written its
-//! CONNACK, the handler is left behind, and the next CONNECT of the same
-//! client id panics inside the broker while it holds the listener's shared
-//! lock, which poisons it, and from then on every connection to that
-//! listener fails (bytebeamio/rumqtt#1062). A device that sends garbage
-//! right after its CONNECT would do exactly that, so its next packet is not
-//! read until the broker has answered.
+//! [`open`] returns only once the broker has answered the CONNACK, so the
+//! device's next packet is not read before the broker's link for it has
+//! started. (`rumqttd` 0.20 as published left a will handler behind when a
+//! connection dropped before that point, and the next CONNECT of the same
+//! client id then took the broker down, bytebeamio/rumqtt#1062; the
+//! vendored copy fixes that, and this keeps the edge off that path anyway.)
 
 use std::time::Duration;
 
 use bytes::BytesMut;
-use rumqttd::protocol::{Login, Packet};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use rumqttd::protocol::Packet;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
 
 use super::admission::Admitted;
 use super::codec::Codec;
 use super::frame::{take_frame, PacketKind};
 use super::shared::Shared;
+use crate::broker::MqttVersion;
 
 /// Why the broker connection could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -34,9 +31,6 @@ pub(crate) enum LinkError {
     /// The CONNECT could not be encoded again (a device fault).
     #[error("CONNECT cannot be re-encoded: {0}")]
     Encode(#[source] rumqttd::protocol::Error),
-    /// The broker's listener did not accept the connection.
-    #[error("cannot reach the embedded broker: {0}")]
-    Connect(#[source] std::io::Error),
     /// The CONNECT could not be written to the broker.
     #[error("cannot write CONNECT to the embedded broker: {0}")]
     Write(#[source] std::io::Error),
@@ -52,39 +46,38 @@ const CONNACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Both halves of an open broker connection, CONNECT sent and answered.
 pub(crate) struct BrokerLink {
     /// Broker to device.
-    pub(crate) rd: OwnedReadHalf,
+    pub(crate) rd: ReadHalf<DuplexStream>,
     /// Device to broker.
-    pub(crate) wr: OwnedWriteHalf,
+    pub(crate) wr: WriteHalf<DuplexStream>,
     /// What the broker sent so far, its CONNACK first: for the device.
     pub(crate) pending: BytesMut,
 }
 
-/// Connect to the broker for `admitted` and send its CONNECT with the
-/// broker credential.
+/// Connect to the broker for `admitted` and send its CONNECT, without the
+/// device's login.
 pub(crate) async fn open(shared: &Shared, admitted: &Admitted) -> Result<BrokerLink, LinkError> {
-    let broker_addr = match admitted.codec {
-        Codec::V4 => shared.broker.v4_addr,
-        Codec::V5 => shared.broker.v5_addr,
+    let version = match admitted.codec {
+        Codec::V4 => MqttVersion::V4,
+        Codec::V5 => MqttVersion::V5,
     };
-    let login = Login {
-        username: shared.broker.credentials.username.clone(),
-        password: shared.broker.credentials.password.clone(),
-    };
+    let mut connect = admitted.connect.clone();
+    // A keep-alive of 0 (none) is legal MQTT, but rumqttd closes such a
+    // connection without a CONNACK. The edge enforces the device's idle
+    // timeout itself (`edge.idle_timeout`), so the broker may wait longest.
+    if connect.keep_alive == 0 {
+        connect.keep_alive = u16::MAX;
+    }
     let connect_bytes = admitted
         .codec
         .encode(Packet::Connect(
-            admitted.connect.clone(),
+            connect,
             admitted.props.clone(),
             admitted.will.clone(),
             admitted.will_props.clone(),
-            Some(login),
+            None,
         ))
         .map_err(LinkError::Encode)?;
-    let broker = TcpStream::connect(broker_addr)
-        .await
-        .map_err(LinkError::Connect)?;
-    let _ = broker.set_nodelay(true);
-    let (mut rd, mut wr) = broker.into_split();
+    let (mut rd, mut wr) = tokio::io::split(shared.broker.connect(version));
     wr.write_all(&connect_bytes)
         .await
         .map_err(LinkError::Write)?;
@@ -96,7 +89,7 @@ pub(crate) async fn open(shared: &Shared, admitted: &Admitted) -> Result<BrokerL
 
 /// Read until the broker's first packet, which must be a CONNACK, is
 /// whole; returns everything read, the CONNACK still at its front.
-async fn read_connack(rd: &mut OwnedReadHalf) -> Result<BytesMut, LinkError> {
+async fn read_connack(rd: &mut ReadHalf<DuplexStream>) -> Result<BytesMut, LinkError> {
     /// A CONNACK is a few bytes; MQTT 5 properties keep it well under this.
     const MAX_CONNACK: usize = 4096;
     let mut buf = BytesMut::with_capacity(64);

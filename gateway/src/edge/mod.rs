@@ -135,6 +135,7 @@ pub async fn start(
         ctx: ctx.clone(),
         broker,
         acceptor: TlsAcceptor::from(tls_config),
+        handshakes: Semaphore::new(cfg.max_concurrent_handshakes),
         sink,
         seqs: replay::SeqTracker::default(),
         cooloff: cooloff::Cooloff::default(),

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{DuplexStream, ReadHalf, WriteHalf};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use wardgate_protocol::{DeviceId, DeviceMessage, TopicKind};
@@ -189,7 +189,7 @@ async fn write_to_device<W: AsyncWrite + Unpin>(
 /// back-pressure onto this device's broker connection. `bbuf` holds what
 /// [`super::broker_link::open`] already read, the CONNACK first.
 async fn broker_to_device(
-    (mut broker_rd, mut bbuf): (OwnedReadHalf, BytesMut),
+    (mut broker_rd, mut bbuf): (ReadHalf<DuplexStream>, BytesMut),
     out_tx: mpsc::Sender<Bytes>,
     (codec, max): (Codec, usize),
     end: CancellationToken,
@@ -267,7 +267,7 @@ enum Step {
 struct Forwarder {
     shared: Arc<Shared>,
     device: DeviceId,
-    broker_wr: OwnedWriteHalf,
+    broker_wr: WriteHalf<DuplexStream>,
     to_device: mpsc::Sender<Bytes>,
 }
 

@@ -20,7 +20,7 @@ use super::connack;
 use super::cooloff;
 use super::events::EdgeEvent;
 use super::relay::{relay, End};
-use super::report::{audit, refuse_peer, violation_before_connect};
+use super::report::{audit, refuse_device, refuse_peer, violation_before_connect};
 use super::shared::Shared;
 use super::violation::Violation;
 use crate::audit::{AuditEvent, Outcome};
@@ -31,7 +31,16 @@ use crate::edge::tls::{peer_identity, PeerIdentity};
 pub(crate) async fn run(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
     let cfg = &shared.ctx.config.edge;
+    // Handshakes take turns: after a power cut every device reconnects at
+    // once, and thousands of handshakes in the run queue would delay the
+    // packets of sessions already established. The wait is not part of
+    // the device's handshake time.
+    let turn = tokio::select! {
+        t = shared.handshakes.acquire() => t,
+        () = shared.ctx.shutdown.cancelled() => return,
+    };
     let handshake = tokio::time::timeout(cfg.handshake_timeout, shared.acceptor.accept(tcp)).await;
+    drop(turn);
     let tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
@@ -139,21 +148,11 @@ async fn device_session(
             violation_before_connect(&shared, &device, peer, &v).await;
             return;
         }
-        Err(e @ LinkError::Connect(_)) => {
-            tracing::error!(error = %e, "cannot reach the embedded broker");
-            shared.observe(|| EdgeEvent::ConnectRefused {
-                device: device.clone(),
-                peer,
-                reason: "broker_unavailable".into(),
-                detail: e.to_string(),
-            });
-            let _ = dev_wr
-                .write_all(connack::server_unavailable(admitted.codec))
-                .await;
-            return;
-        }
         Err(e @ (LinkError::Write(_) | LinkError::NoConnAck(_))) => {
+            // Recorded like any refusal at CONNECT, so that every session
+            // of an authenticated device leaves a row.
             tracing::error!(error = %e, "the embedded broker did not take the session");
+            refuse_device(&shared, &device, peer, "broker_unavailable", &e.to_string()).await;
             let _ = dev_wr
                 .write_all(connack::server_unavailable(admitted.codec))
                 .await;

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use super::cooloff::Cooloff;
@@ -21,6 +22,8 @@ pub(crate) struct Shared {
     pub(crate) broker: BrokerHandle,
     /// TLS with client certificates from the ward device CA.
     pub(crate) acceptor: TlsAcceptor,
+    /// Turns at a TLS handshake: `edge.max_concurrent_handshakes`.
+    pub(crate) handshakes: Semaphore,
     /// Where accepted telemetry is committed before it is forwarded.
     pub(crate) sink: Option<Arc<dyn TelemetrySink>>,
     /// Last accepted `seq` per device, across sessions.
