@@ -16,6 +16,8 @@
 //! stopping; each connection ends when the edge closes its end.
 
 use std::sync::Arc;
+#[cfg(test)]
+use std::time::Duration;
 
 use rumqttd::local::{LinkError, LinkRx, LinkTx};
 use rumqttd::protocol::{v4::V4, v5::V5};
@@ -162,5 +164,77 @@ fn settings(config: &BrokerConfig, protocol: &str) -> ServerSettings {
             external_auth: None,
             dynamic_filters: true,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn broker() -> BrokerHandle {
+        BrokerHandle::start(&BrokerConfig::default())
+    }
+
+    /// Send a CONNECT for `client_id` and return the first 4 bytes the
+    /// broker answers (a CONNACK), or `None` if it closed without one.
+    async fn connack(broker: &BrokerHandle, client_id: &str) -> Option<[u8; 4]> {
+        let mut s = broker.connect(MqttVersion::V4);
+        s.write_all(&wardgate_tests::mqtt::connect_v4(client_id, None))
+            .await
+            .ok()?;
+        let mut ack = [0_u8; 4];
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut ack))
+            .await
+            .ok()?
+            .ok()?;
+        Some(ack)
+    }
+
+    // bytebeamio/rumqtt#1062: a connection that goes away between its
+    // CONNECT and the broker's CONNACK left a will handler behind, the next
+    // CONNECT of that client id panicked on it under the server's lock, and
+    // from then on every connection to the server failed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connection_dropped_before_its_connack_leaves_the_broker_working() {
+        let broker = broker();
+        for _ in 0..3 {
+            let mut s = broker.connect(MqttVersion::V4);
+            s.write_all(&wardgate_tests::mqtt::connect_v4("pump-01", None))
+                .await
+                .unwrap();
+            drop(s);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            connack(&broker, "pump-01").await,
+            Some([0x20, 0x02, 0x00, 0x00]),
+            "the same client id is served again"
+        );
+        assert_eq!(
+            connack(&broker, "pump-02").await,
+            Some([0x20, 0x02, 0x00, 0x00]),
+            "and so is everyone else"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sessions_of_both_versions_are_served_in_process() {
+        let broker = broker();
+        assert_eq!(
+            connack(&broker, "pump-01").await,
+            Some([0x20, 0x02, 0x00, 0x00])
+        );
+        // An MQTT 3.1.1 CONNECT on the MQTT 5 server is not accepted.
+        let mut s = broker.connect(MqttVersion::V5);
+        s.write_all(&wardgate_tests::mqtt::connect_v4("pump-02", None))
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await;
+        assert!(
+            got.len() < 4 || got[3] != 0,
+            "a v4 CONNECT is refused by the v5 server: {got:?}"
+        );
     }
 }
