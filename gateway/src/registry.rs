@@ -524,6 +524,96 @@ impl Registry {
     }
 }
 
+/// A subscription of a persistent device session: topic filter and QoS.
+pub type StoredSubscription = (String, u8);
+
+/// Persistent MQTT sessions of devices, kept so that they survive a gateway
+/// crash (`crate::edge::persistent_session` decides with them).
+impl Registry {
+    /// Record that `id` connected: with `persistent` (clean session off) its
+    /// session begins unless one is stored; without, any stored session of
+    /// it ends.
+    ///
+    /// # Errors
+    /// A database error.
+    pub fn session_connected(&self, id: &DeviceId, persistent: bool) -> Result<(), RegistryError> {
+        let conn = self.lock()?;
+        if persistent {
+            conn.prepare_cached(
+                "INSERT INTO device_sessions (device_id, started_at) VALUES (?1, ?2) \
+                 ON CONFLICT (device_id) DO NOTHING",
+            )?
+            .execute(params![id.as_str(), Utc::now().to_rfc3339()])?;
+        } else {
+            conn.prepare_cached("DELETE FROM device_sessions WHERE device_id = ?1")?
+                .execute([id.as_str()])?;
+        }
+        Ok(())
+    }
+
+    /// The subscriptions of `id`'s stored persistent session, or `None` if
+    /// it has none.
+    ///
+    /// # Errors
+    /// A database error.
+    pub fn session_subscriptions(
+        &self,
+        id: &DeviceId,
+    ) -> Result<Option<Vec<StoredSubscription>>, RegistryError> {
+        let conn = self.lock()?;
+        let exists = conn
+            .prepare_cached("SELECT 1 FROM device_sessions WHERE device_id = ?1")?
+            .query_row([id.as_str()], |_| Ok(()))
+            .optional()?
+            .is_some();
+        if !exists {
+            return Ok(None);
+        }
+        let mut stmt = conn.prepare_cached(
+            "SELECT filter, qos FROM device_session_subscriptions WHERE device_id = ?1 ORDER BY filter",
+        )?;
+        let subs = stmt
+            .query_map([id.as_str()], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, u8>(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(subs))
+    }
+
+    /// Record subscriptions (`subscribed`) and unsubscriptions
+    /// (`unsubscribed`) of `id`'s persistent session, if it has one.
+    ///
+    /// # Errors
+    /// A database error.
+    pub fn session_subscriptions_changed(
+        &self,
+        id: &DeviceId,
+        subscribed: &[StoredSubscription],
+        unsubscribed: &[String],
+    ) -> Result<(), RegistryError> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        {
+            let mut add = tx.prepare_cached(
+                "INSERT INTO device_session_subscriptions (device_id, filter, qos) \
+                 SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM device_sessions WHERE device_id = ?1) \
+                 ON CONFLICT (device_id, filter) DO UPDATE SET qos = excluded.qos",
+            )?;
+            for (filter, qos) in subscribed {
+                add.execute(params![id.as_str(), filter, qos])?;
+            }
+            let mut remove = tx.prepare_cached(
+                "DELETE FROM device_session_subscriptions WHERE device_id = ?1 AND filter = ?2",
+            )?;
+            for filter in unsubscribed {
+                remove.execute(params![id.as_str(), filter])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

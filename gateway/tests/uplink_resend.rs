@@ -300,12 +300,14 @@ async fn resending_device(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open: after the restart the rumqttc clients stop making progress (no violation is logged); under investigation, see docs/gateway.md"]
 async fn after_kill_9_resending_clients_are_acknowledged_nothing_is_missing_and_old_seqs_are_refused(
 ) {
     let (up, ward) = upstream_and_ward("").await.unwrap();
+    // bed-01..04 on rumqttc, bed-05 and bed-06 on Eclipse Paho (Python).
     let ids = ["bed-01", "bed-02", "bed-03", "bed-04"];
+    let paho_ids = ["bed-05", "bed-06"];
     let devices: Vec<_> = ids.iter().map(|id| ward.enroll(id).unwrap()).collect();
+    let paho_devices: Vec<_> = paho_ids.iter().map(|id| ward.enroll(id).unwrap()).collect();
     let bed = DeviceIdentity {
         id: devices[0].id.clone(),
         files: wardgate_tests::pki::ClientIdentity {
@@ -328,6 +330,32 @@ async fn after_kill_9_resending_clients_are_acknowledged_nothing_is_missing_and_
             resending_device(&ward, &d, COUNT, seen, Duration::from_secs(40)).await;
         }));
     }
+    let python = wardgate_tests::python::python().unwrap_or_else(|e| panic!("{e}"));
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/paho_resending_device.py"
+    );
+    let paho: Vec<_> = paho_devices
+        .iter()
+        .map(|d| {
+            tokio::process::Command::new(&python)
+                .arg(script)
+                .arg("localhost")
+                .arg(ward.edge_port.to_string())
+                .arg(ward.ca_path())
+                .arg(&d.files.cert)
+                .arg(&d.files.key)
+                .arg(&d.id)
+                .arg(COUNT.to_string())
+                .arg("40")
+                .stdout(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("{}: {e}; run scripts/setup-test-deps", python.display())
+                })
+        })
+        .collect();
     let acked_total = || {
         seen.iter()
             .map(|s| s.lock().unwrap().acked.len())
@@ -345,6 +373,33 @@ async fn after_kill_9_resending_clients_are_acknowledged_nothing_is_missing_and_
     for t in tasks {
         t.await.unwrap();
     }
+    let mut paho_seen = Vec::new();
+    for child in paho {
+        let out = child.wait_with_output().await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "paho device output: {e}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
+        let seqs = |k: &str| -> Vec<u64> {
+            v[k].as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap())
+                .collect()
+        };
+        paho_seen.push(Seen {
+            published: seqs("published"),
+            acked: seqs("acked"),
+            errors: v["lost"].as_u64().unwrap() as usize,
+        });
+    }
+    let seen: Vec<Arc<Mutex<Seen>>> = seen
+        .into_iter()
+        .chain(paho_seen.into_iter().map(|s| Arc::new(Mutex::new(s))))
+        .collect();
+    let ids: Vec<&str> = ids.iter().chain(paho_ids.iter()).copied().collect();
 
     let log = wardgate_tests::process::read_log(&ward.dir.join("gateway.log"));
     let mut expected = Vec::new();
@@ -371,7 +426,7 @@ async fn after_kill_9_resending_clients_are_acknowledged_nothing_is_missing_and_
         expected.len(),
     );
     delivery.assert_none_missing("missing upstream");
-    for id in ids {
+    for id in &ids {
         assert_eq!(
             replay_rows(&ward, id),
             0,

@@ -35,6 +35,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "anomaly: alerts",
         include_str!("migrations/0007_anomaly.sql"),
     ),
+    (
+        "edge: persistent device sessions and their subscriptions",
+        include_str!("migrations/0008_sessions.sql"),
+    ),
 ];
 
 /// What went wrong opening or migrating the database.

@@ -36,6 +36,14 @@ use crate::sink::AcceptedTelemetry;
 pub(crate) enum Decision {
     /// Forward it to the broker.
     Forward,
+    /// A SUBSCRIBE or UNSUBSCRIBE: forward it, and remember the change if
+    /// the session is persistent ([`crate::edge::persistent_session`]).
+    Subscriptions {
+        /// Filters subscribed, with their QoS.
+        subscribed: Vec<(String, u8)>,
+        /// Filters unsubscribed.
+        unsubscribed: Vec<String>,
+    },
     /// A PUBLISH of `kind`: if new, store it (with `telemetry`, if any)
     /// and then forward it; if a resend, acknowledge it again.
     Publish {
@@ -118,7 +126,14 @@ impl Inspector {
                 for f in &sub.filters {
                     self.policy.check_filter(&f.path)?;
                 }
-                Ok(Decision::Forward)
+                Ok(Decision::Subscriptions {
+                    subscribed: sub
+                        .filters
+                        .into_iter()
+                        .map(|f| (f.path, f.qos as u8))
+                        .collect(),
+                    unsubscribed: Vec::new(),
+                })
             }
             PacketKind::Unsubscribe => {
                 let Packet::Unsubscribe(unsub, _) = self.decode(frame)? else {
@@ -127,7 +142,10 @@ impl Inspector {
                 for f in &unsub.filters {
                     self.policy.check_filter(f)?;
                 }
-                Ok(Decision::Forward)
+                Ok(Decision::Subscriptions {
+                    subscribed: Vec::new(),
+                    unsubscribed: unsub.filters,
+                })
             }
             PacketKind::PubAck
             | PacketKind::PubRec

@@ -49,6 +49,7 @@ pub mod frame;
 mod inspect;
 pub mod payload;
 pub mod peer_refusals;
+mod persistent_session;
 pub mod policy;
 pub mod rate_limit;
 mod relay;

@@ -44,6 +44,7 @@ use super::codec::Codec;
 use super::events::EdgeEvent;
 use super::frame::{take_frame, Frame, PacketKind};
 use super::inspect::{Decision, Inspector};
+use super::persistent_session;
 use super::replay::{PayloadDigest, SeqVerdict};
 use super::shared::Shared;
 use super::violation::Violation;
@@ -120,6 +121,7 @@ where
         inspector,
         changes: shared.ctx.registry.subscribe(),
         idle: idle_timeout(cfg.idle_timeout, admitted.connect.keep_alive),
+        persistent: !admitted.connect.clean_session,
     };
     let end = from_device.run(&session_end, &slow, &forward_done).await;
     let end = match end {
@@ -366,6 +368,8 @@ struct DeviceLoop<'a, R> {
     inspector: Inspector,
     changes: broadcast::Receiver<DeviceChange>,
     idle: Duration,
+    /// Clean session off: subscriptions are remembered.
+    persistent: bool,
 }
 
 /// What woke the device loop.
@@ -425,6 +429,21 @@ impl<R: AsyncRead + Unpin> DeviceLoop<'_, R> {
                 .map_err(End::Violation)?;
             let (step, last) = match decision {
                 Decision::Forward => (Step::Forward(frame), false),
+                Decision::Subscriptions {
+                    subscribed,
+                    unsubscribed,
+                } => {
+                    if self.persistent {
+                        persistent_session::subscriptions_changed(
+                            self.shared,
+                            self.device,
+                            subscribed,
+                            unsubscribed,
+                        )
+                        .await;
+                    }
+                    (Step::Forward(frame), false)
+                }
                 Decision::Publish {
                     verdict,
                     seq,

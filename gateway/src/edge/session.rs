@@ -19,6 +19,7 @@ use super::broker_link::{self, LinkError};
 use super::connack;
 use super::cooloff;
 use super::events::EdgeEvent;
+use super::persistent_session;
 use super::relay::{relay, End};
 use super::report::{audit, refuse_device, refuse_peer, violation_before_connect};
 use super::shared::Shared;
@@ -141,7 +142,29 @@ async fn device_session(
             }
         }
     }
-    let broker = match broker_link::open(&shared, &admitted).await {
+    let Ok(remembered) =
+        persistent_session::connected(&shared, &device, admitted.connect.clean_session).await
+    else {
+        tracing::error!("cannot read or record the device's session in the gateway database; refusing the session");
+        let _ = dev_wr
+            .write_all(connack::server_unavailable(admitted.codec))
+            .await;
+        return;
+    };
+    let opened = match broker_link::open(&shared, &admitted).await {
+        Ok(mut link) => persistent_session::restore(admitted.codec, &mut link, &remembered)
+            .await
+            .map(|restored| {
+                if restored {
+                    tracing::info!(
+                        "persistent session restored at the broker after a gateway restart"
+                    );
+                }
+                link
+            }),
+        Err(e) => Err(e),
+    };
+    let broker = match opened {
         Ok(link) => link,
         Err(LinkError::Encode(e)) => {
             let v = Violation::Protocol(LinkError::Encode(e).to_string());
