@@ -50,3 +50,50 @@ pub fn run_on_two_workers(bench: impl Future<Output = anyhow::Result<()>>) -> an
         .build()?;
     rt.block_on(bench)
 }
+
+/// The median of `v` (sorted in place); NaN when empty.
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Wait up to `limit` until `sub` has recorded at least `expected`
+/// payloads on topics for which `topic` holds, without copying what it
+/// holds (a snapshot of tens of thousands of payloads on every poll would
+/// take the CPU the benchmark measures); true if they arrived. When a
+/// subscriber records arrival times, the time of the last one is read from
+/// them afterwards, so how often this polls does not change any figure.
+pub async fn wait_count(
+    sub: &wardgate_tests::mosquitto::Subscriber,
+    topic: impl Fn(&str) -> bool,
+    expected: usize,
+    limit: std::time::Duration,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let n: usize = sub.received.lock().map_or(0, |r| {
+            r.counts
+                .iter()
+                .filter(|(t, _)| topic(t))
+                .map(|(_, n)| n)
+                .sum()
+        });
+        if n >= expected {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// What `sub` recorded so far, leaving it empty for the next phase.
+pub fn take_received(
+    sub: &wardgate_tests::mosquitto::Subscriber,
+) -> wardgate_tests::mosquitto::Received {
+    sub.received
+        .lock()
+        .map(|mut r| std::mem::take(&mut *r))
+        .unwrap_or_default()
+}

@@ -537,3 +537,228 @@ pub fn tally(expected: &[(String, u64)], arrived: &[(String, u64)]) -> (Vec<(Str
     let duplicates = counts.values().map(|c| c.saturating_sub(1)).sum();
     (missing, duplicates)
 }
+
+// What the ingest and session benchmarks (`benches/ingest_vs_mosquitto.rs`,
+// `benches/sessions_10k.rs`) add: Mosquitto with an ACL as a hospital would
+// run it, a ward with more config keys and many devices enrolled at once,
+// and a device client that times each message.
+
+/// The ACL of a production-shaped [`Upstream`] (for
+/// [`Upstream::start_with_acl`]): each device may publish only on its own
+/// telemetry topic (`use_identity_as_username`: its certificate's CN is
+/// its user name), the ward gateway of [`Upstream::ward`] only under its
+/// topic prefix, and the hospital consumer reads everything.
+pub const UPSTREAM_ACL: &str = "\
+pattern write wardgate/v1/devices/%u/telemetry
+
+user hospital-consumer
+topic read #
+
+user ward-7-gateway
+topic readwrite wardgate/ward/#
+";
+
+impl Upstream {
+    /// As [`Upstream::start`], with the ACL file `acl` (e.g.
+    /// [`UPSTREAM_ACL`]) and further `mosquitto.conf` lines `extra` (e.g.
+    /// `max_connections -1`): the harness's broker is started, stopped,
+    /// given the lines and started again on the same port.
+    pub async fn start_with_acl(filter: &str, acl: &str, extra: &str) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let pki = PkiDir::generate(
+            &dir.path().join("upstream-pki"),
+            "Hospital upstream test CA",
+        )?;
+        let mut broker = Mosquitto::start_new(&pki, &dir.path().join("mosquitto"))?;
+        broker.stop()?;
+        let acl_file = broker.dir.join("acl");
+        std::fs::write(&acl_file, acl)?;
+        let conf = broker.dir.join("mosquitto.conf");
+        let mut text = std::fs::read_to_string(&conf)?;
+        text.push_str(&format!("acl_file {}\n{extra}\n", acl_file.display()));
+        std::fs::write(&conf, text)?;
+        broker.start()?;
+        let consumer = pki.client("hospital-consumer")?;
+        let sub = Subscriber::start(&broker, &pki, &consumer, "consumer", filter).await?;
+        Ok(Self {
+            sub,
+            broker,
+            pki,
+            dir,
+        })
+    }
+}
+
+impl Ward {
+    /// The ward device CA, to issue device certificates in memory (many of
+    /// them, without files).
+    pub fn device_ca(&self) -> &wardgate_tests::pki::Ca {
+        &self.pki.ca
+    }
+
+    /// Add `edge_keys` (lines `key = value`) to the config file's `[edge]`
+    /// section and `tables` (whole sections such as `[broker]`) at its end.
+    pub fn extend_config(&self, edge_keys: &str, tables: &str) -> Result<()> {
+        let text = std::fs::read_to_string(&self.config_path)?;
+        let text = text.replacen("\n[log]\n", &format!("\n{edge_keys}\n\n[log]\n"), 1);
+        std::fs::write(&self.config_path, format!("{text}\n{tables}\n"))?;
+        Ok(())
+    }
+
+    /// Enrol every one of `ids` (as [`Ward::enroll`] does, audit rows
+    /// included, but without certificates) through one registry handle
+    /// whose connection does not wait for the disk on each commit
+    /// (`synchronous = OFF`): thousands in seconds, before the gateway
+    /// starts. The file is whole once the handle is closed.
+    pub fn enroll_bulk<'a>(&self, ids: impl IntoIterator<Item = &'a DeviceId>) -> Result<usize> {
+        let conn = gateway::db::open(&self.db_path())?;
+        conn.pragma_update(None, "synchronous", "OFF")?;
+        let registry = Registry::from_connection(conn);
+        let mut n = 0;
+        for id in ids {
+            registry.enroll(&super::new_device(id, "PM-100", "pm-100-rev-b"), "bench")?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+/// How [`Device::send_timed`] sends.
+#[derive(Debug, Clone, Copy)]
+pub enum Pace {
+    /// As fast as the client can, with at most `window` unacknowledged.
+    FlatOut { window: usize },
+    /// One message every `interval` whatever the acknowledgements, as a
+    /// bedside device does, the first `offset` after the start.
+    Every {
+        interval: Duration,
+        offset: Duration,
+    },
+}
+
+/// What one run of [`Device::send_timed`] saw.
+#[derive(Debug, Default, Clone)]
+pub struct TimedReport {
+    /// (seq, published, PUBACK received) of each acknowledged message; the
+    /// publish time is the payload's `ts` to within microseconds.
+    pub acked: Vec<(
+        u64,
+        chrono::DateTime<chrono::Utc>,
+        chrono::DateTime<chrono::Utc>,
+    )>,
+    /// Set when the connection ended before all were acknowledged.
+    pub error: Option<String>,
+}
+
+impl Device {
+    /// Connect and report the outcome on `connected`; wait until `start`
+    /// holds a time, then publish `seqs` as telemetry (QoS 1) at `pace`
+    /// from then on, timing each message, and disconnect. Stops at the
+    /// first connection error. The start gate lets a benchmark connect
+    /// every device before it starts the clock.
+    pub async fn send_timed(
+        &self,
+        seqs: Vec<u64>,
+        pace: Pace,
+        connected: tokio::sync::mpsc::UnboundedSender<Result<(), String>>,
+        mut start: tokio::sync::watch::Receiver<Option<tokio::time::Instant>>,
+    ) -> TimedReport {
+        use std::collections::{HashMap, VecDeque};
+        let (client, mut eventloop) = AsyncClient::new(self.options.clone(), 64);
+        let mut report = TimedReport::default();
+        let up = loop {
+            match tokio::time::timeout(Duration::from_secs(20), eventloop.poll()).await {
+                Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => break Ok(()),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => break Err(format!("connect: {e}")),
+                Err(_) => break Err("connect timeout".to_owned()),
+            }
+        };
+        let _ = connected.send(up.clone());
+        if let Err(e) = up {
+            report.error = Some(e);
+            return report;
+        }
+        // The session waits idle (keep-alive 30 s) until the start.
+        let begin = match start.wait_for(Option::is_some).await {
+            Ok(at) => at.unwrap_or_else(tokio::time::Instant::now),
+            Err(_) => {
+                report.error = Some("no start".into());
+                return report;
+            }
+        };
+        let (window, interval, mut next_at) = match pace {
+            Pace::FlatOut { window } => (window, None, begin),
+            Pace::Every { interval, offset } => (usize::MAX, Some(interval), begin + offset),
+        };
+        let mut pending = seqs.into_iter().peekable();
+        let mut queued: VecDeque<(u64, chrono::DateTime<chrono::Utc>)> = VecDeque::new();
+        let mut inflight = HashMap::new();
+        let publish = |seq: u64, queued: &mut VecDeque<_>| {
+            let at = chrono::Utc::now();
+            let sent = client.try_publish(
+                self.topic.clone(),
+                QoS::AtLeastOnce,
+                false,
+                telemetry_payload(seq),
+            );
+            queued.push_back((seq, at));
+            sent.is_ok()
+        };
+        loop {
+            if interval.is_none() {
+                while queued.len() + inflight.len() < window {
+                    let Some(seq) = pending.next() else { break };
+                    if !publish(seq, &mut queued) {
+                        report.error = Some("client queue".into());
+                        return report;
+                    }
+                }
+            }
+            if pending.peek().is_none() && queued.is_empty() && inflight.is_empty() {
+                break;
+            }
+            let due = interval.is_some() && pending.peek().is_some();
+            tokio::select! {
+                () = tokio::time::sleep_until(next_at), if due => {
+                    next_at += interval.unwrap_or_default();
+                    if let Some(seq) = pending.next() {
+                        if !publish(seq, &mut queued) {
+                            report.error = Some("client queue".into());
+                            return report;
+                        }
+                    }
+                }
+                ev = next_event(&mut eventloop) => match ev {
+                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                        if let Some(m) = queued.pop_front() {
+                            inflight.insert(pkid, m);
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                        if let Some((seq, at)) = inflight.remove(&ack.pkid) {
+                            report.acked.push((seq, at, chrono::Utc::now()));
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        report.error = Some(e);
+                        return report;
+                    }
+                },
+            }
+        }
+        // Say goodbye, so the peer sees a DISCONNECT rather than a reset.
+        let _ = client.try_disconnect();
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        report
+    }
+}
