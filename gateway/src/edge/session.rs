@@ -142,9 +142,27 @@ async fn device_session(
             }
         }
     }
+    // Observed as admitted before the broker hears of the session: the
+    // broker's takeover of an older session with this id (a stolen
+    // certificate in use elsewhere) must not end that one before the
+    // observer sees both live.
+    shared.observe(|| EdgeEvent::SessionAdmitted {
+        device: device.clone(),
+        peer,
+        protocol: admitted.codec.version(),
+        state: admitted.state,
+    });
+    let closed_early = |reason: &str| {
+        shared.observe(|| EdgeEvent::SessionClosed {
+            device: device.clone(),
+            peer,
+            reason: reason.to_owned(),
+        });
+    };
     let Ok(remembered) =
         persistent_session::connected(&shared, &device, admitted.connect.clean_session).await
     else {
+        closed_early("gateway database unavailable");
         tracing::error!("cannot read or record the device's session in the gateway database; refusing the session");
         let _ = dev_wr
             .write_all(connack::server_unavailable(admitted.codec))
@@ -167,6 +185,7 @@ async fn device_session(
     let broker = match opened {
         Ok(link) => link,
         Err(LinkError::Encode(e)) => {
+            closed_early("violation");
             let v = Violation::Protocol(LinkError::Encode(e).to_string());
             violation_before_connect(&shared, &device, peer, &v).await;
             return;
@@ -175,6 +194,7 @@ async fn device_session(
             // Recorded like any refusal at CONNECT, so that every session
             // of an authenticated device leaves a row.
             tracing::error!(error = %e, "the embedded broker did not take the session");
+            closed_early("broker unavailable");
             refuse_device(&shared, &device, peer, "broker_unavailable", &e.to_string()).await;
             let _ = dev_wr
                 .write_all(connack::server_unavailable(admitted.codec))
@@ -200,12 +220,6 @@ async fn connected(
 ) {
     let device = &identity.device_id;
     let state = admitted.state;
-    shared.observe(|| EdgeEvent::SessionAdmitted {
-        device: device.clone(),
-        peer,
-        protocol: admitted.codec.version(),
-        state,
-    });
     tracing::info!(
         ?state,
         protocol = admitted.codec.version(),
