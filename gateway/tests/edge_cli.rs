@@ -11,6 +11,21 @@ use wardgate_tests::wait::wait_for;
 
 use support::cli::{audit_export, enroll, gw, init_pki, ok, run, write_config};
 
+/// The edge port from `gateway run`'s readiness line.
+fn edge_port(line: &str) -> u16 {
+    line.trim().rsplit(':').next().unwrap().parse().expect(line)
+}
+
+/// The files `gateway pki device --id <id>` wrote, as a device's TLS.
+fn device_tls(pki: &std::path::Path, id: &str) -> DeviceTls {
+    let read = |name: String| std::fs::read_to_string(pki.join(name)).unwrap();
+    DeviceTls {
+        ca_pem: read("ca.pem".into()),
+        cert_pem: read(format!("{id}.pem")),
+        key_pem: read(format!("{id}.key")),
+    }
+}
+
 // control: audit
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_pki_enroll_run_revoke_and_audit_verify_detects_tampering() {
@@ -60,19 +75,9 @@ async fn cli_pki_enroll_run_revoke_and_audit_verify_detects_tampering() {
     }
 
     let (child, line) = run(c);
-    let port: u16 = line
-        .trim()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .expect(&line);
+    let port = edge_port(&line);
 
-    let tls = DeviceTls {
-        ca_pem: std::fs::read_to_string(pki.join("ca.pem")).unwrap(),
-        cert_pem: std::fs::read_to_string(pki.join("pump-01.pem")).unwrap(),
-        key_pem: std::fs::read_to_string(pki.join("pump-01.key")).unwrap(),
-    };
+    let tls = device_tls(&pki, "pump-01");
     let opts = DeviceOptions {
         id: DeviceId::parse("pump-01").unwrap(),
         client_id: None,
@@ -206,22 +211,12 @@ async fn the_broker_has_no_listener_and_a_device_session_costs_one_open_file() {
             client_id: None,
             host: "localhost".into(),
             port: 0,
-            tls: DeviceTls {
-                ca_pem: std::fs::read_to_string(pki.join("ca.pem")).unwrap(),
-                cert_pem: std::fs::read_to_string(pki.join(format!("{id}.pem"))).unwrap(),
-                key_pem: std::fs::read_to_string(pki.join(format!("{id}.key"))).unwrap(),
-            },
+            tls: device_tls(&pki, &id),
             keep_alive: Duration::from_secs(30),
         });
     }
     let (child, line) = run(c);
-    let port: u16 = line
-        .trim()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .expect(&line);
+    let port = edge_port(&line);
     let pid = child.id();
     assert_eq!(
         listening_ports(pid),

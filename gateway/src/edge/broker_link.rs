@@ -90,23 +90,32 @@ pub(crate) async fn open(shared: &Shared, admitted: &Admitted) -> Result<BrokerL
 /// Read until the broker's first packet, which must be a CONNACK, is
 /// whole; returns everything read, the CONNACK still at its front.
 async fn read_connack(rd: &mut ReadHalf<DuplexStream>) -> Result<BytesMut, LinkError> {
-    /// A CONNACK is a few bytes; MQTT 5 properties keep it well under this.
-    const MAX_CONNACK: usize = 4096;
     let mut buf = BytesMut::with_capacity(64);
+    match read_packet_at(rd, &mut buf, 0).await? {
+        (PacketKind::ConnAck, _) => Ok(buf),
+        (kind, _) => Err(LinkError::NoConnAck(format!(
+            "its first packet was {kind:?}"
+        ))),
+    }
+}
+
+/// Read from the broker into `buf` until the packet that starts at `from`
+/// is whole; its kind and length. The broker's answers to the edge
+/// (CONNACK, SUBACK) are a few bytes, well under the bound.
+pub(super) async fn read_packet_at(
+    rd: &mut ReadHalf<DuplexStream>,
+    buf: &mut BytesMut,
+    from: usize,
+) -> Result<(PacketKind, usize), LinkError> {
+    const MAX_ANSWER: usize = 4096;
     loop {
-        let mut probe = buf.clone();
-        match take_frame(&mut probe, MAX_CONNACK) {
-            Ok(Some(frame)) if frame.kind == PacketKind::ConnAck => return Ok(buf),
-            Ok(Some(frame)) => {
-                return Err(LinkError::NoConnAck(format!(
-                    "its first packet was {:?}",
-                    frame.kind
-                )))
-            }
+        let mut probe = BytesMut::from(&buf[from..]);
+        match take_frame(&mut probe, MAX_ANSWER) {
+            Ok(Some(frame)) => return Ok((frame.kind, buf.len() - from - probe.len())),
             Ok(None) => {}
             Err(e) => return Err(LinkError::NoConnAck(e.to_string())),
         }
-        match rd.read_buf(&mut buf).await {
+        match rd.read_buf(buf).await {
             Ok(0) => return Err(LinkError::NoConnAck("it closed the connection".into())),
             Ok(_) => {}
             Err(e) => return Err(LinkError::NoConnAck(e.to_string())),

@@ -15,14 +15,13 @@
 //! present. Messages the broker had queued *for* the device are not kept
 //! (an OTA offer is sent again by the agent).
 
-use bytes::BytesMut;
 use rumqttd::protocol::{Filter, Packet, QoS, RetainForwardRule, Subscribe};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use wardgate_protocol::DeviceId;
 
-use super::broker_link::{BrokerLink, LinkError};
+use super::broker_link::{read_packet_at, BrokerLink, LinkError};
 use super::codec::Codec;
-use super::frame::{take_frame, PacketKind};
+use super::frame::PacketKind;
 use super::shared::Shared;
 use crate::registry::StoredSubscription;
 
@@ -150,28 +149,15 @@ pub(crate) async fn restore(
 /// Read until the SUBACK after the CONNACK (the first `connack_len` bytes
 /// of `link.pending`) is whole, and remove it from the buffer.
 async fn consume_suback(link: &mut BrokerLink, connack_len: usize) -> Result<(), LinkError> {
-    loop {
-        let mut rest = BytesMut::from(&link.pending[connack_len..]);
-        match take_frame(&mut rest, 4096) {
-            Ok(Some(frame)) if frame.kind == PacketKind::SubAck => {
-                link.pending.truncate(connack_len);
-                link.pending.extend_from_slice(&rest);
-                return Ok(());
-            }
-            Ok(Some(frame)) => {
-                return Err(LinkError::NoConnAck(format!(
-                    "it answered the restored subscriptions with {:?}",
-                    frame.kind
-                )))
-            }
-            Ok(None) => {}
-            Err(e) => return Err(LinkError::NoConnAck(e.to_string())),
+    match read_packet_at(&mut link.rd, &mut link.pending, connack_len).await? {
+        (PacketKind::SubAck, len) => {
+            let rest = link.pending.split_off(connack_len);
+            link.pending.extend_from_slice(&rest[len..]);
+            Ok(())
         }
-        match link.rd.read_buf(&mut link.pending).await {
-            Ok(0) => return Err(LinkError::NoConnAck("it closed the connection".into())),
-            Ok(_) => {}
-            Err(e) => return Err(LinkError::NoConnAck(e.to_string())),
-        }
+        (kind, _) => Err(LinkError::NoConnAck(format!(
+            "it answered the restored subscriptions with {kind:?}"
+        ))),
     }
 }
 
