@@ -26,7 +26,9 @@
 //! issue's targets, marked met or missed (the benchmark never fails on a
 //! target). Run with `cargo bench -p gateway --bench ingest_vs_mosquitto`;
 //! `WARDGATE_BENCH_DEVICES` (100), `WARDGATE_BENCH_MESSAGES` (500),
-//! `WARDGATE_BENCH_SECONDS` (20), `WARDGATE_BENCH_ROUNDS` (3).
+//! `WARDGATE_BENCH_SECONDS` (20), `WARDGATE_BENCH_ROUNDS` (3);
+//! `WARDGATE_BENCH_UPLINK` adds `[uplink]` settings to the gateway's
+//! configuration (`;` between lines, e.g. `max_inflight = 256`).
 
 #![allow(missing_docs, clippy::cast_precision_loss)]
 
@@ -286,7 +288,8 @@ async fn run() -> Result<()> {
         .iter()
         .map(|id| direct(&upstream, id, format!("{DIRECT_PREFIX}{id}/telemetry")))
         .collect::<Result<_>>()?;
-    let ward = upstream.ward("")?;
+    let uplink_extra = std::env::var("WARDGATE_BENCH_UPLINK").unwrap_or_default();
+    let ward = upstream.ward(&uplink_extra.replace(';', "\n"))?;
     let idents: Vec<_> = ids
         .iter()
         .map(|id| ward.enroll(id))

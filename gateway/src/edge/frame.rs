@@ -120,6 +120,37 @@ impl Frame {
         Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
     }
 
+    /// The same PUBLISH at QoS 0: DUP and QoS cleared, the packet id
+    /// removed, the remaining length written again. `None` if this is not a
+    /// QoS 1 PUBLISH (or too short to be one).
+    ///
+    /// The edge acknowledges a stored message itself and hands the broker
+    /// this copy: the broker then has no PUBACK to send, so every PUBACK a
+    /// device sees comes from the edge, in order, right after the commit.
+    #[must_use]
+    pub fn publish_at_most_once(&self) -> Option<Bytes> {
+        if self.kind != PacketKind::Publish || self.publish_qos() != 1 {
+            return None;
+        }
+        let b = &self.bytes;
+        let mut header = 1;
+        while b.get(header)? & 0x80 != 0 {
+            header += 1;
+        }
+        header += 1;
+        let topic_len = usize::from(u16::from_be_bytes([*b.get(header)?, *b.get(header + 1)?]));
+        let pkid_at = header + 2 + topic_len;
+        b.get(pkid_at + 1)?;
+        let remaining = b.len() - header - 2;
+        let length = encode_remaining_length(remaining);
+        let mut out = BytesMut::with_capacity(1 + length.len() + remaining);
+        out.extend_from_slice(&[(b[0] & 0xf0) | (self.flags & 1)]);
+        out.extend_from_slice(&length);
+        out.extend_from_slice(&b[header..pkid_at]);
+        out.extend_from_slice(&b[pkid_at + 2..]);
+        Some(out.freeze())
+    }
+
     /// RETAIN flag of a PUBLISH.
     #[must_use]
     pub fn publish_retain(&self) -> bool {
@@ -226,6 +257,97 @@ mod tests {
         assert_eq!(f.kind, PacketKind::Publish);
         assert_eq!(f.bytes.len(), 5);
         assert!(buf.is_empty());
+    }
+
+    /// A QoS 1 PUBLISH of `payload` on `topic` with packet id 7 and DUP
+    /// set, in `codec`, laid out by hand (MQTT 3.1.1 section 3.3, 5.0
+    /// section 3.3) so the test does not trust the encoder it checks; the
+    /// v5 form carries a content type property.
+    fn qos1_publish(
+        codec: crate::edge::codec::Codec,
+        topic: &str,
+        payload: &[u8],
+        retain: bool,
+    ) -> Frame {
+        let mut variable = Vec::new();
+        variable.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+        variable.extend_from_slice(topic.as_bytes());
+        variable.extend_from_slice(&7u16.to_be_bytes());
+        if codec == crate::edge::codec::Codec::V5 {
+            let content_type = b"application/json";
+            let mut props = vec![0x03];
+            props.extend_from_slice(&(content_type.len() as u16).to_be_bytes());
+            props.extend_from_slice(content_type);
+            variable.extend(encode_remaining_length(props.len()));
+            variable.extend(props);
+        }
+        variable.extend_from_slice(payload);
+        let mut bytes = BytesMut::new();
+        bytes.extend_from_slice(&[0x30 | 0b1000 | 0b0010 | u8::from(retain)]);
+        bytes.extend(encode_remaining_length(variable.len()));
+        bytes.extend(variable);
+        take_frame(&mut bytes, usize::MAX).unwrap().unwrap()
+    }
+
+    /// The QoS 0 copy handed to the broker decodes in both protocol
+    /// versions to the same topic, payload, retain flag and properties,
+    /// also where dropping the packet id shortens the remaining length's
+    /// encoding (129 bytes -> 127).
+    #[test]
+    fn a_qos_1_publish_becomes_the_same_message_at_qos_0() {
+        use crate::edge::codec::Codec;
+        use rumqttd::protocol::Packet;
+        for codec in [Codec::V4, Codec::V5] {
+            for (len, retain) in [(5, false), (200, true), (0, false)] {
+                let payload = vec![b'x'; len];
+                let frame =
+                    qos1_publish(codec, "wardgate/v1/devices/p-1/telemetry", &payload, retain);
+                let at_most_once = frame.publish_at_most_once().unwrap();
+                let mut buf = BytesMut::from(&at_most_once[..]);
+                let f = take_frame(&mut buf, usize::MAX).unwrap().unwrap();
+                assert!(buf.is_empty());
+                assert_eq!(
+                    (f.publish_qos(), f.publish_retain(), f.flags & 0b1000),
+                    (0, retain, 0)
+                );
+                assert_eq!(f.publish_pkid(), None);
+                let Packet::Publish(p, props) = codec.decode(&f, usize::MAX).unwrap() else {
+                    panic!("not a PUBLISH");
+                };
+                assert_eq!(
+                    (&p.topic[..], &p.payload[..]),
+                    (&b"wardgate/v1/devices/p-1/telemetry"[..], &payload[..])
+                );
+                assert_eq!(
+                    props.and_then(|p| p.content_type),
+                    (codec == Codec::V5).then(|| "application/json".to_owned())
+                );
+            }
+        }
+        // The remaining length loses a byte: 129 -> 127.
+        let topic = "t".repeat(129 - 2 - 2 - 5);
+        let frame = qos1_publish(Codec::V4, &topic, b"12345", false);
+        assert_eq!(frame.bytes.len(), 1 + 2 + 129);
+        let at_most_once = frame.publish_at_most_once().unwrap();
+        assert_eq!(at_most_once.len(), 1 + 1 + 127);
+        assert_eq!(at_most_once[1], 127);
+    }
+
+    #[test]
+    fn only_a_qos_1_publish_has_an_at_most_once_copy() {
+        let ping = take_frame(&mut BytesMut::from(&b"\xC0\x00"[..]), 10)
+            .unwrap()
+            .unwrap();
+        assert_eq!(ping.publish_at_most_once(), None);
+        let qos0 = take_frame(&mut BytesMut::from(&b"\x30\x03\x00\x01a"[..]), 10)
+            .unwrap()
+            .unwrap();
+        assert_eq!(qos0.publish_at_most_once(), None);
+        // Too short to hold its packet id.
+        let cut = take_frame(&mut BytesMut::from(&b"\x32\x03\x00\x01a"[..]), 10)
+            .unwrap()
+            .unwrap();
+        assert_eq!(cut.publish_at_most_once(), None);
     }
 
     #[test]

@@ -14,9 +14,11 @@
 //!   MQTT 5 CONNACK). It also applies registry changes to the live session
 //!   and the idle timeout;
 //! - the forwarder takes the pipeline's steps in order: waits for a
-//!   message's commit, then forwards it to the broker (whose PUBACK so
-//!   follows the commit), or answers a resend of a stored message with its
-//!   own PUBACK ([`crate::edge::replay`]); a message the store refused ends
+//!   message's commit, then forwards it to the broker at QoS 0 and
+//!   acknowledges it to the device itself (so every PUBACK follows its
+//!   commit, in the device's order, with no broker round trip), or answers
+//!   a resend of a stored message with its own PUBACK
+//!   ([`crate::edge::replay`]); a message the store refused ends
 //!   the session without a PUBACK, and nothing later of that session is
 //!   stored;
 //! - a broker reader passes whole broker packets to the device through a
@@ -309,7 +311,20 @@ impl Forwarder {
                 self.shared.seqs.stored(&self.device, seq, digest);
                 self.shared.ctx.metrics.edge.message(accepted.kind.suffix());
                 self.observe(frame.kind, Some(accepted), false);
-                self.write(&frame).await
+                // Stored: the edge owns the message now and acknowledges it
+                // itself; the broker gets it at QoS 0, so it has no PUBACK
+                // of its own to send and every PUBACK the device sees leaves
+                // here, in the device's order, right after its commit.
+                match (frame.publish_pkid(), frame.publish_at_most_once()) {
+                    (Some(pkid), Some(at_most_once)) => {
+                        self.write_bytes(&at_most_once).await?;
+                        self.to_device
+                            .send(puback(pkid))
+                            .await
+                            .map_err(|_| End::Closed("connection closed"))
+                    }
+                    _ => self.write(&frame).await,
+                }
             }
             Step::Resend { puback, accepted } => {
                 tracing::debug!("resend of a stored message acknowledged again");
@@ -350,8 +365,12 @@ impl Forwarder {
     }
 
     async fn write(&mut self, frame: &Frame) -> Result<(), End> {
+        self.write_bytes(&frame.bytes).await
+    }
+
+    async fn write_bytes(&mut self, bytes: &[u8]) -> Result<(), End> {
         self.broker_wr
-            .write_all(&frame.bytes)
+            .write_all(bytes)
             .await
             .map_err(|_| End::Closed("broker connection lost"))
     }

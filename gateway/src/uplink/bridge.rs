@@ -10,6 +10,11 @@
 //! rendering of it. Anything unacknowledged when a session ends is sent
 //! again in the next one (QoS 1 may duplicate, never lose).
 //!
+//! Once a session has sent the backlog it read from the database, it takes
+//! new rows from the outbox thread's in-memory hand-off
+//! ([`Outbox::take_committed`]) and reads the database again only if that
+//! overflowed.
+//!
 //! Reconnects wait a capped exponential backoff with full jitter in its
 //! upper half, so a ward of gateways does not reconnect in lockstep.
 
@@ -29,7 +34,7 @@ use wardgate_tls::describe::{self, Context, Side};
 use wardgate_tls::{ClientTls, Credentials, TrustAnchors};
 
 use super::error::UplinkError;
-use super::outbox::{NoticeHook, Outbox, OutboxDepth, PendingMessage, UplinkNotice};
+use super::outbox::{NoticeHook, Outbox, OutboxDepth, PendingMessage, Taken, UplinkNotice};
 use crate::config::UplinkConfig;
 use crate::render::{self, Format};
 
@@ -460,7 +465,21 @@ impl Bridge {
                     }
                 }
                 () = self.outbox.changed(), if flight.caught_up && flight.backlog.is_empty() => {
-                    flight.caught_up = false;
+                    // Caught up: new rows come from the outbox thread's
+                    // hand-off, unless it overflowed.
+                    match self.outbox.take_committed() {
+                        Taken::Broken => flight.caught_up = false,
+                        Taken::Messages(fresh) => {
+                            let cursor = flight.cursor;
+                            let fresh: Vec<_> = fresh.into_iter().filter(|m| m.id > cursor).collect();
+                            if let Some(last) = fresh.last() {
+                                flight.cursor = last.id;
+                            }
+                            if let Err(end) = self.enqueue(&mut flight, fresh, ack_tx).await {
+                                return end;
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -500,7 +519,9 @@ impl Bridge {
         );
     }
 
-    /// Read the next page of the outbox and render it into the backlog.
+    /// Read the next page of the outbox from the database (the backlog of
+    /// a new session, or after the hand-off overflowed) and render it into
+    /// the backlog.
     async fn refill(
         &self,
         flight: &mut Flight,
@@ -516,18 +537,30 @@ impl Bridge {
         if let Some(last) = page.last_id {
             flight.cursor = flight.cursor.max(last);
         }
+        self.enqueue(flight, page.messages, ack_tx).await
+    }
+
+    /// Render `messages` (in row order, after everything queued before)
+    /// into the backlog, skipping rows acknowledged upstream whose delete
+    /// has not committed yet.
+    async fn enqueue(
+        &self,
+        flight: &mut Flight,
+        messages: Vec<PendingMessage>,
+        ack_tx: &mpsc::Sender<i64>,
+    ) -> Result<(), SessionEnd> {
         let skip: HashSet<i64> = self
             .acked_pending
             .lock()
             .map(|s| {
-                page.messages
+                messages
                     .iter()
                     .map(|m| m.id)
                     .filter(|id| s.contains(id))
                     .collect()
             })
             .unwrap_or_default();
-        for message in page.messages {
+        for message in messages {
             if skip.contains(&message.id) {
                 continue;
             }

@@ -19,6 +19,7 @@
 //! the [`NoticeHook`] that the gateway turns into an audit row: never a
 //! silent loss.
 
+mod handoff;
 mod worker;
 
 use std::path::{Path, PathBuf};
@@ -48,6 +49,7 @@ const CHANNEL_CAPACITY: usize = 4096;
 /// configuration value, `uplink.full_policy`, so it is defined with the
 /// other settings).
 pub use crate::config::FullPolicy;
+pub use handoff::Taken;
 
 /// Bounds and policy of the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,6 +193,8 @@ enum Command {
 
 struct Shared {
     notify: Notify,
+    /// What the last commits stored, for the bridge.
+    handoff: handoff::Handoff,
     rows: AtomicU64,
     bytes: AtomicU64,
     /// Oldest row's receive time (Unix ms), `i64::MIN` when empty.
@@ -239,6 +243,7 @@ impl Outbox {
         )?;
         let shared = Arc::new(Shared {
             notify: Notify::new(),
+            handoff: handoff::Handoff::default(),
             rows: AtomicU64::new(u64::try_from(rows).unwrap_or(0)),
             bytes: AtomicU64::new(u64::try_from(bytes).unwrap_or(0)),
             oldest_ms: AtomicI64::new(i64::MIN),
@@ -390,6 +395,15 @@ impl Outbox {
     /// away if a commit happened while nobody was waiting).
     pub async fn changed(&self) {
         self.shared.notify.notified().await;
+    }
+
+    /// The messages committed since the last call, without reading the
+    /// database; [`Taken::Broken`] if some did not fit the hand-off, and the
+    /// caller must read them with [`Outbox::fetch`] from its cursor
+    /// (see [`handoff`]).
+    #[must_use]
+    pub fn take_committed(&self) -> Taken {
+        self.shared.handoff.take()
     }
 
     /// Current depth, from counters kept by the outbox thread.

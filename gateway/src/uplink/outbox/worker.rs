@@ -206,7 +206,10 @@ impl Worker {
             tx.commit()
         })();
         match result {
-            Ok(()) => self.committed(tally, append_replies, ack_replies),
+            Ok(()) => {
+                let fresh = committed_messages(appends, &tally.outcomes);
+                self.committed(tally, fresh, append_replies, ack_replies);
+            }
             Err(e) => {
                 tracing::error!(error = %e, "outbox commit failed; telemetry in this batch was not acknowledged to devices; check disk space and the database file");
                 for reply in append_replies {
@@ -222,10 +225,12 @@ impl Worker {
         }
     }
 
-    /// After a commit: counters, gauges, alerts, then the replies.
+    /// After a commit: counters, gauges, alerts, the bridge's hand-off,
+    /// then the replies.
     fn committed(
         &mut self,
         mut tally: Tally,
+        fresh: Vec<PendingMessage>,
         append_replies: Vec<AppendReply>,
         ack_replies: Vec<AckReply>,
     ) {
@@ -246,6 +251,7 @@ impl Worker {
         }
         self.publish_gauges();
         self.report_full(&tally);
+        self.shared.handoff.offer(fresh);
         for (outcome, reply) in tally.outcomes.into_iter().zip(append_replies) {
             let _ = reply.send(outcome);
         }
@@ -402,6 +408,33 @@ impl Worker {
             }
         }
     }
+}
+
+/// The messages a transaction stored as rows, as the bridge sends them
+/// (the receive time at the millisecond precision of the stored row, so a
+/// message renders the same whether it was handed off or read back).
+fn committed_messages(
+    appends: &[(StoreRequest, bool)],
+    outcomes: &[Result<Option<i64>, SinkError>],
+) -> Vec<PendingMessage> {
+    appends
+        .iter()
+        .zip(outcomes)
+        .filter_map(|((request, _), outcome)| {
+            let (Ok(Some(id)), Some(t)) = (outcome, &request.telemetry) else {
+                return None;
+            };
+            Some(PendingMessage {
+                id: *id,
+                device_id: t.device_id.clone(),
+                seq: t.seq,
+                topic: t.topic.clone(),
+                received_at: DateTime::from_timestamp_millis(t.received_at.timestamp_millis())
+                    .unwrap_or_default(),
+                payload: t.payload.to_vec(),
+            })
+        })
+        .collect()
 }
 
 /// The id the next appended row gets (ids are never reused).
