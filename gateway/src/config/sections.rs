@@ -379,7 +379,9 @@ pub struct UplinkConfig {
     pub topic_prefix: String,
     /// Upstream renderings, each published for every message.
     pub formats: Vec<Format>,
-    /// Most unacknowledged upstream publishes (MQTT inflight window).
+    /// Most unacknowledged upstream publishes (MQTT inflight window): the
+    /// upstream throughput is this over the round trip, and the most
+    /// messages a link drop can deliver twice.
     pub max_inflight: u16,
     /// MQTT keep-alive.
     #[serde(with = "humantime_serde")]
@@ -417,7 +419,7 @@ impl Default for UplinkConfig {
             key_file: PathBuf::new(),
             topic_prefix: "wardgate/ward".into(),
             formats: vec![Format::Json, Format::Fhir],
-            max_inflight: 64,
+            max_inflight: 4096,
             keep_alive: Duration::from_secs(30),
             backoff_initial: Duration::from_millis(250),
             backoff_max: Duration::from_secs(30),

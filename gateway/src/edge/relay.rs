@@ -171,23 +171,44 @@ fn idle_timeout(configured: Duration, keep_alive_secs: u16) -> Duration {
     }
 }
 
-/// The writer: the only task writing to the device.
+/// The writer: the only task writing to the device. Whatever is queued when
+/// it wakes (PUBACKs of one group commit, offers) leaves in one write: one
+/// TLS record and one system call instead of one per packet.
 async fn write_to_device<W: AsyncWrite + Unpin>(
     mut wr: W,
     mut out_rx: mpsc::Receiver<Bytes>,
     end: CancellationToken,
 ) {
-    while let Some(bytes) = tokio::select! {
-        () = end.cancelled() => None,
-        b = out_rx.recv() => b,
-    } {
-        if wr.write_all(&bytes).await.is_err() {
+    let mut queued = Vec::with_capacity(WRITE_BATCH);
+    let mut joined = BytesMut::new();
+    loop {
+        let n = tokio::select! {
+            () = end.cancelled() => 0,
+            n = out_rx.recv_many(&mut queued, WRITE_BATCH) => n,
+        };
+        if n == 0 {
+            break;
+        }
+        let written = if let [one] = &queued[..] {
+            wr.write_all(one).await
+        } else {
+            joined.clear();
+            for bytes in &queued {
+                joined.extend_from_slice(bytes);
+            }
+            wr.write_all(&joined).await
+        };
+        queued.clear();
+        if written.is_err() {
             break;
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
     end.cancel();
 }
+
+/// Most packets the writer joins into one write.
+const WRITE_BATCH: usize = 64;
 
 /// Broker to device: whole frames, through the bounded queue, with
 /// back-pressure onto this device's broker connection. `bbuf` holds what

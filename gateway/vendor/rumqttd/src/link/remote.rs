@@ -120,7 +120,8 @@ impl<P: Protocol> RemoteLink<P> {
             network,
             link_tx,
             link_rx,
-            notifications: VecDeque::with_capacity(100),
+            // WARDGATE: grows on demand (was 100 notifications up front).
+            notifications: VecDeque::with_capacity(crate::router::INITIAL_QUEUE_CAPACITY),
             will_delay_interval,
         })
     }

@@ -9,7 +9,7 @@ use tracing::{error, warn};
 
 use crate::{
     protocol::Packet,
-    router::{FilterIdx, MAX_CHANNEL_CAPACITY},
+    router::{FilterIdx, INITIAL_QUEUE_CAPACITY, MAX_CHANNEL_CAPACITY},
     Cursor, Notification,
 };
 
@@ -32,7 +32,8 @@ impl Incoming {
     #[inline]
     pub(crate) fn new(client_id: String) -> Self {
         Self {
-            buffer: Arc::new(Mutex::new(VecDeque::with_capacity(MAX_CHANNEL_CAPACITY))),
+            // WARDGATE: grows on demand (was MAX_CHANNEL_CAPACITY up front).
+            buffer: Arc::new(Mutex::new(VecDeque::with_capacity(INITIAL_QUEUE_CAPACITY))),
             meter: Default::default(),
             client_id,
         }
@@ -72,13 +73,12 @@ impl Outgoing {
     #[inline]
     pub(crate) fn new(client_id: String) -> (Self, Receiver<()>) {
         let (handle, rx) = flume::bounded(MAX_CHANNEL_CAPACITY);
-        let data_buffer = VecDeque::with_capacity(MAX_CHANNEL_CAPACITY);
-        let inflight_buffer = VecDeque::with_capacity(MAX_INFLIGHT);
-        let unacked_pubrels = VecDeque::with_capacity(MAX_INFLIGHT);
-
-        // Ensure that there won't be any new allocations
-        assert!(MAX_INFLIGHT <= inflight_buffer.capacity());
-        assert!(MAX_CHANNEL_CAPACITY <= data_buffer.capacity());
+        // WARDGATE: the queues grow on demand up to their bounds instead of
+        // being allocated at them (upstream asserted that no allocation
+        // would happen later; the bounds are enforced on length).
+        let data_buffer = VecDeque::with_capacity(INITIAL_QUEUE_CAPACITY);
+        let inflight_buffer = VecDeque::with_capacity(INITIAL_QUEUE_CAPACITY);
+        let unacked_pubrels = VecDeque::new();
 
         let outgoing = Self {
             client_id,

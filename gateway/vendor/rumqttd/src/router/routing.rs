@@ -140,7 +140,7 @@ impl Router {
             router_rx,
             router_tx,
             router_meters: router_metrics,
-            cache: Some(VecDeque::with_capacity(MAX_CHANNEL_CAPACITY)),
+            cache: Some(VecDeque::with_capacity(super::INITIAL_QUEUE_CAPACITY)),
             shared_subscriptions: HashMap::new(),
             last_wills: HashMap::new(),
         }
@@ -880,6 +880,10 @@ impl Router {
             }
         }
 
+        // WARDGATE: this buffer is swapped into the next connection's
+        // incoming queue; trim what one burst grew so idle connections do not
+        // each end up holding a queue at its bound.
+        packets.shrink_to(super::INITIAL_QUEUE_CAPACITY);
         self.cache = Some(packets);
 
         // Prepare AcksRequest in tracker if router is operating in a
