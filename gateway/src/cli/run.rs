@@ -18,6 +18,14 @@ pub struct RunArgs {
     pub config: PathBuf,
 }
 
+/// Threads for blocking work (database reads and writes, audit rows).
+/// tokio's default of 512 let a reconnect storm of 1,000 devices start
+/// some 400 of them, each a stack and a malloc arena: 30 MiB of resident
+/// memory that the sessions were charged for, for writes that SQLite
+/// serialises anyway. Blocking work beyond this waits its turn in tokio's
+/// queue.
+const BLOCKING_THREADS: usize = 32;
+
 /// Start the gateway from its configuration (read and validated once by
 /// [`super::Cli::prepare`]) and wait for a signal.
 ///
@@ -29,6 +37,7 @@ pub fn run(config: ValidConfig) -> anyhow::Result<ExitCode> {
     crate::open_files::raise(crate::open_files::needed(&config));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS)
         .build()?;
     runtime.block_on(async move {
         let handle = Gateway::start(config).await?;

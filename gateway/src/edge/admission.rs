@@ -251,7 +251,7 @@ async fn read_frame<R: AsyncRead + Unpin>(
         if let Some(f) = take_frame(buf, max).map_err(|e| Violation::Protocol(e.to_string()))? {
             return Ok(Some(f));
         }
-        buf.reserve(4096);
+        buf.reserve(1024);
         match rd.read_buf(buf).await {
             Ok(0) if buf.is_empty() => return Ok(None),
             Ok(0) => {

@@ -40,23 +40,27 @@ pub(crate) async fn run(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
         t = shared.handshakes.acquire() => t,
         () = shared.ctx.shutdown.cancelled() => return,
     };
-    let handshake = tokio::time::timeout(cfg.handshake_timeout, shared.acceptor.accept(tcp)).await;
+    let handshake = Box::pin(tokio::time::timeout(
+        cfg.handshake_timeout,
+        shared.acceptor.accept(tcp),
+    ))
+    .await;
     drop(turn);
     let tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
-            refuse_peer(
+            Box::pin(refuse_peer(
                 &shared,
                 peer,
                 "tls_handshake",
                 &wardgate_tls::describe::handshake_error(&e, &crate::edge::tls::HANDSHAKE),
-            )
+            ))
             .await;
             return;
         }
         Err(_) => {
             let detail = "handshake not completed in time";
-            refuse_peer(&shared, peer, "tls_timeout", detail).await;
+            Box::pin(refuse_peer(&shared, peer, "tls_timeout", detail)).await;
             return;
         }
     };
@@ -69,12 +73,18 @@ pub(crate) async fn run(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     {
         Some(Ok(id)) => id,
         Some(Err(e)) => {
-            refuse_peer(&shared, peer, "certificate_identity", &e.to_string()).await;
+            Box::pin(refuse_peer(
+                &shared,
+                peer,
+                "certificate_identity",
+                &e.to_string(),
+            ))
+            .await;
             return;
         }
         None => {
             let detail = "no client certificate";
-            refuse_peer(&shared, peer, "no_client_certificate", detail).await;
+            Box::pin(refuse_peer(&shared, peer, "no_client_certificate", detail)).await;
             return;
         }
     };
@@ -102,12 +112,16 @@ pub(crate) async fn run(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
         drop(tls);
         return;
     }
-    device_session(shared, tls, identity, peer)
-        .instrument(span)
-        .await;
+    Box::pin(device_session(shared, tls, identity, peer).instrument(span)).await;
 }
 
 /// Admission, broker connection, relay and the record of the end.
+///
+/// An async fn's state is as large as its largest await, and a session's
+/// task holds it for hours: every phase but the relay (admission, database
+/// and audit work, the broker's CONNECT) is boxed, so its state exists only
+/// while it runs (a session was 16 KiB of task state, most of it the
+/// futures of phases long over; 10,000 devices make that count).
 async fn device_session(
     shared: Arc<Shared>,
     tls: TlsStream<TcpStream>,
@@ -116,14 +130,14 @@ async fn device_session(
 ) {
     let device = identity.device_id.clone();
     let (mut dev_rd, mut dev_wr) = tokio::io::split(tls);
-    let mut buf = BytesMut::with_capacity(4096);
-    let Some(admitted) = admit(
+    let mut buf = BytesMut::with_capacity(1024);
+    let Some(admitted) = Box::pin(admit(
         &shared,
         &identity,
         peer,
         (&mut dev_rd, &mut dev_wr),
         &mut buf,
-    )
+    ))
     .await
     else {
         return;
@@ -159,8 +173,12 @@ async fn device_session(
             reason: reason.to_owned(),
         });
     };
-    let Ok(remembered) =
-        persistent_session::connected(&shared, &device, admitted.connect.clean_session).await
+    let Ok(remembered) = Box::pin(persistent_session::connected(
+        &shared,
+        &device,
+        admitted.connect.clean_session,
+    ))
+    .await
     else {
         closed_early("gateway database unavailable");
         tracing::error!("cannot read or record the device's session in the gateway database; refusing the session");
@@ -169,17 +187,19 @@ async fn device_session(
             .await;
         return;
     };
-    let opened = match broker_link::open(&shared, &admitted).await {
-        Ok(mut link) => persistent_session::restore(admitted.codec, &mut link, &remembered)
-            .await
-            .map(|restored| {
-                if restored {
-                    tracing::info!(
-                        "persistent session restored at the broker after a gateway restart"
-                    );
-                }
-                link
-            }),
+    let opened = match Box::pin(broker_link::open(&shared, &admitted)).await {
+        Ok(mut link) => Box::pin(persistent_session::restore(
+            admitted.codec,
+            &mut link,
+            &remembered,
+        ))
+        .await
+        .map(|restored| {
+            if restored {
+                tracing::info!("persistent session restored at the broker after a gateway restart");
+            }
+            link
+        }),
         Err(e) => Err(e),
     };
     let broker = match opened {
@@ -187,7 +207,7 @@ async fn device_session(
         Err(LinkError::Encode(e)) => {
             closed_early("violation");
             let v = Violation::Protocol(LinkError::Encode(e).to_string());
-            violation_before_connect(&shared, &device, peer, &v).await;
+            Box::pin(violation_before_connect(&shared, &device, peer, &v)).await;
             return;
         }
         Err(e @ (LinkError::Write(_) | LinkError::NoConnAck(_))) => {
@@ -195,7 +215,14 @@ async fn device_session(
             // of an authenticated device leaves a row.
             tracing::error!(error = %e, "the embedded broker did not take the session");
             closed_early("broker unavailable");
-            refuse_device(&shared, &device, peer, "broker_unavailable", &e.to_string()).await;
+            Box::pin(refuse_device(
+                &shared,
+                &device,
+                peer,
+                "broker_unavailable",
+                &e.to_string(),
+            ))
+            .await;
             let _ = dev_wr
                 .write_all(connack::server_unavailable(admitted.codec))
                 .await;
@@ -205,10 +232,10 @@ async fn device_session(
     shared.ctx.metrics.edge.connection("accepted");
     shared.ctx.metrics.edge.active.inc();
     let _online = shared.ctx.recent.connected(&device);
-    connected(&shared, &identity, &admitted, peer).await;
+    Box::pin(connected(&shared, &identity, &admitted, peer)).await;
     let end = relay(&shared, &device, &admitted, (dev_rd, dev_wr), buf, broker).await;
     shared.ctx.metrics.edge.active.dec();
-    ended(&shared, &device, peer, end).await;
+    Box::pin(ended(&shared, &device, peer, end)).await;
 }
 
 /// Record an accepted connection: log, audit row, `last_seen`.

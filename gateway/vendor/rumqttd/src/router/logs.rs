@@ -379,9 +379,12 @@ pub struct AckLog {
 impl AckLog {
     /// New log
     pub fn new() -> AckLog {
+        // WARDGATE: start small (upstream reserved 100 of each, ~40 KiB
+        // per connection); the queues grow with what a connection has in
+        // flight and QoS 2 (`recorded`) is not used by the gateway.
         AckLog {
-            committed: VecDeque::with_capacity(100),
-            recorded: VecDeque::with_capacity(100),
+            committed: VecDeque::with_capacity(super::INITIAL_QUEUE_CAPACITY),
+            recorded: VecDeque::new(),
         }
     }
 

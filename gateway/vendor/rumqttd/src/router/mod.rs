@@ -35,9 +35,9 @@ pub const MAX_CHANNEL_CAPACITY: usize = 200;
 /// WARDGATE: the capacity a connection's packet and notification queues
 /// start with and are trimmed back to. Upstream allocates every queue at its
 /// bound (`MAX_CHANNEL_CAPACITY`, `MAX_INFLIGHT`) when the connection starts,
-/// some 90 KiB per connection of which an idle bedside device uses nothing;
+/// some 130 KiB per connection of which an idle bedside device uses nothing;
 /// the bounds still hold (they are checked on length, not capacity).
-pub const INITIAL_QUEUE_CAPACITY: usize = 8;
+pub const INITIAL_QUEUE_CAPACITY: usize = 2;
 
 pub(crate) type FilterIdx = usize;
 
