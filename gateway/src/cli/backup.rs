@@ -311,8 +311,7 @@ fn write_copy(db: &Path, partial: &Path) -> Result<(), BackupError> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(sql(db, "opening the database to back up"))?;
-    src.busy_timeout(Duration::from_secs(10))
-        .map_err(sql(db, "opening the database to back up"))?;
+    crate::db::wait_for_other_writers(&src).map_err(sql(db, "opening the database to back up"))?;
     // Create the file private before SQLite writes anything into it.
     wardgate_tls::keyfile::write_new(partial, b"", 0o600).map_err(|source| {
         BackupError::Create {

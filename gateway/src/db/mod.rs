@@ -82,7 +82,7 @@ pub fn schema_version() -> usize {
 
 /// How long a connection waits for another connection's write lock
 /// before its statement fails with "database is locked".
-pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Retry interval of [`wait_for_the_write_lock`].
 const BUSY_RETRY: Duration = Duration::from_micros(250);
@@ -116,6 +116,16 @@ fn wait_for_the_write_lock(attempts: i32) -> bool {
     true
 }
 
+/// Make `conn` wait for other connections' locks with
+/// [`wait_for_the_write_lock`]: every connection to a gateway database,
+/// [`open`]'s and the backup's.
+///
+/// # Errors
+/// The SQLite error if the handler cannot be set.
+pub fn wait_for_other_writers(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_handler(Some(wait_for_the_write_lock))
+}
+
 /// Open (creating if needed) the database at `path`, switch it to WAL and
 /// apply any pending migrations, each in its own transaction.
 ///
@@ -128,8 +138,7 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
         source,
     };
     let mut conn = Connection::open(path).map_err(open_err)?;
-    conn.busy_handler(Some(wait_for_the_write_lock))
-        .map_err(open_err)?;
+    wait_for_other_writers(&conn).map_err(open_err)?;
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(open_err)?;
     conn.pragma_update(None, "synchronous", "FULL")

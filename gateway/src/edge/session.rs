@@ -30,63 +30,9 @@ use crate::edge::tls::{peer_identity, PeerIdentity};
 /// Run one session to its end. Never panics on peer input; every outcome is
 /// logged, audited and counted.
 pub(crate) async fn run(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
-    let _ = tcp.set_nodelay(true);
-    let cfg = &shared.ctx.config.edge;
-    // Handshakes take turns: after a power cut every device reconnects at
-    // once, and thousands of handshakes in the run queue would delay the
-    // packets of sessions already established. The wait is not part of
-    // the device's handshake time.
-    let turn = tokio::select! {
-        t = shared.handshakes.acquire() => t,
-        () = shared.ctx.shutdown.cancelled() => return,
-    };
-    let handshake = Box::pin(tokio::time::timeout(
-        cfg.handshake_timeout,
-        shared.acceptor.accept(tcp),
-    ))
-    .await;
-    drop(turn);
-    let tls = match handshake {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            Box::pin(refuse_peer(
-                &shared,
-                peer,
-                "tls_handshake",
-                &wardgate_tls::describe::handshake_error(&e, &crate::edge::tls::HANDSHAKE),
-            ))
-            .await;
-            return;
-        }
-        Err(_) => {
-            let detail = "handshake not completed in time";
-            Box::pin(refuse_peer(&shared, peer, "tls_timeout", detail)).await;
-            return;
-        }
-    };
-    let identity = match tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .map(|c| peer_identity(c.as_ref()))
-    {
-        Some(Ok(id)) => id,
-        Some(Err(e)) => {
-            Box::pin(refuse_peer(
-                &shared,
-                peer,
-                "certificate_identity",
-                &e.to_string(),
-            ))
-            .await;
-            return;
-        }
-        None => {
-            let detail = "no client certificate";
-            Box::pin(refuse_peer(&shared, peer, "no_client_certificate", detail)).await;
-            return;
-        }
+    // Boxed, like every phase but the relay (see `device_session`).
+    let Some((tls, identity)) = Box::pin(handshake(&shared, tcp, peer)).await else {
+        return;
     };
     let span = tracing::info_span!("device", device_id = %identity.device_id, %peer);
     if let Some(left) = shared
@@ -113,6 +59,64 @@ pub(crate) async fn run(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
         return;
     }
     Box::pin(device_session(shared, tls, identity, peer).instrument(span)).await;
+}
+
+/// The TLS handshake, in turn with others, and the device's identity from
+/// its certificate; `None` (refused and recorded) if either fails.
+async fn handshake(
+    shared: &Arc<Shared>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) -> Option<(TlsStream<TcpStream>, PeerIdentity)> {
+    let _ = tcp.set_nodelay(true);
+    let cfg = &shared.ctx.config.edge;
+    // Handshakes take turns: after a power cut every device reconnects at
+    // once, and thousands of handshakes in the run queue would delay the
+    // packets of sessions already established. The wait is not part of
+    // the device's handshake time.
+    let turn = tokio::select! {
+        t = shared.handshakes.acquire() => t,
+        () = shared.ctx.shutdown.cancelled() => return None,
+    };
+    let handshake = tokio::time::timeout(cfg.handshake_timeout, shared.acceptor.accept(tcp)).await;
+    drop(turn);
+    let tls = match handshake {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            refuse_peer(
+                shared,
+                peer,
+                "tls_handshake",
+                &wardgate_tls::describe::handshake_error(&e, &crate::edge::tls::HANDSHAKE),
+            )
+            .await;
+            return None;
+        }
+        Err(_) => {
+            let detail = "handshake not completed in time";
+            refuse_peer(shared, peer, "tls_timeout", detail).await;
+            return None;
+        }
+    };
+    let identity = match tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| peer_identity(c.as_ref()))
+    {
+        Some(Ok(id)) => id,
+        Some(Err(e)) => {
+            refuse_peer(shared, peer, "certificate_identity", &e.to_string()).await;
+            return None;
+        }
+        None => {
+            let detail = "no client certificate";
+            refuse_peer(shared, peer, "no_client_certificate", detail).await;
+            return None;
+        }
+    };
+    Some((tls, identity))
 }
 
 /// Admission, broker connection, relay and the record of the end.

@@ -153,7 +153,7 @@ impl Worker {
         let (key, limits, known) = (&self.key, &self.limits, &self.last_seqs);
         let result: Result<(), rusqlite::Error> = (|| {
             // IMMEDIATE: take the write lock up front, so a concurrent writer
-            // (audit, registry) makes us wait (busy_timeout) instead of
+            // (audit, registry) makes us wait (the busy handler of `db`) instead of
             // failing the upgrade from a read snapshot with SQLITE_BUSY.
             let tx = self
                 .conn
